@@ -1,0 +1,112 @@
+"""scaleset_client: a resilient, synchronous client for the GitHub Actions Runner Scale Set APIs.
+
+    import scaleset_client as sc
+
+    with sc.Client("https://github.com/my-org", token=PAT) as client:
+        scale_set = client.get_runner_scale_set(1, "linux-x64")
+
+Everything public is importable from here; ``scaleset_client.testing`` holds the fake service
+and the fake clock for offline tests.
+"""
+
+import logging
+
+from ._version import __version__
+from .auth import GitHubAppAuth
+from .breaker import BreakerRegistry, State, Transition
+from .client import Client
+from .clock import Clock, SystemClock
+from .config import CircuitBreakerConfig, ResilienceConfig, RetryConfig
+from .errors import (
+    APIError,
+    AuthenticationError,
+    CircuitOpenError,
+    ConfigError,
+    JobStillRunningError,
+    MessageQueueTokenExpiredError,
+    RateLimitedError,
+    RecoveryError,
+    ResponseError,
+    RetryExhaustedError,
+    RunnerExistsError,
+    RunnerNotFoundError,
+    ScalesetError,
+    ScaleSetNotFoundError,
+    SessionConflictError,
+    SessionNotFoundError,
+    TransportError,
+)
+from .health import ComponentHealth, HealthReport
+from .models import (
+    JitRunnerConfig,
+    JitRunnerSetting,
+    JobAssigned,
+    JobAvailable,
+    JobCompleted,
+    JobMessage,
+    JobStarted,
+    Label,
+    RunnerGroup,
+    RunnerReference,
+    RunnerScaleSet,
+    RunnerScaleSetMessage,
+    RunnerScaleSetSession,
+    RunnerScaleSetStatistic,
+    RunnerSetting,
+    SystemInfo,
+)
+from .secrets import Secret
+from .session import MessageSession
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BreakerRegistry",
+    "CircuitBreakerConfig",
+    "CircuitOpenError",
+    "Client",
+    "Clock",
+    "ComponentHealth",
+    "ConfigError",
+    "GitHubAppAuth",
+    "HealthReport",
+    "JitRunnerConfig",
+    "JitRunnerSetting",
+    "JobAssigned",
+    "JobAvailable",
+    "JobCompleted",
+    "JobMessage",
+    "JobStarted",
+    "JobStillRunningError",
+    "Label",
+    "MessageQueueTokenExpiredError",
+    "MessageSession",
+    "RateLimitedError",
+    "RecoveryError",
+    "ResilienceConfig",
+    "ResponseError",
+    "RetryConfig",
+    "RetryExhaustedError",
+    "RunnerExistsError",
+    "RunnerGroup",
+    "RunnerNotFoundError",
+    "RunnerReference",
+    "RunnerScaleSet",
+    "RunnerScaleSetMessage",
+    "RunnerScaleSetSession",
+    "RunnerScaleSetStatistic",
+    "RunnerSetting",
+    "ScaleSetNotFoundError",
+    "ScalesetError",
+    "Secret",
+    "SessionConflictError",
+    "SessionNotFoundError",
+    "State",
+    "SystemClock",
+    "SystemInfo",
+    "Transition",
+    "TransportError",
+    "__version__",
+]

@@ -1,0 +1,605 @@
+"""``Client``: the admin API of the Actions service, tokens, and the resilience around them.
+
+One Client per process is normal and it is thread-safe: it owns one ``requests.Session`` whose
+single ``ResilienceAdapter`` is mounted at construction and never changed. Everything that
+varies per request (tokens, URLs, policy) travels on the prepared request, never on the shared
+Session. ``verify`` is passed on every request so ``REQUESTS_CA_BUNDLE`` cannot override an
+explicit CA bundle, cookies are refused, and ``.netrc`` is never consulted.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import requests
+
+from . import _wire
+from ._http import error_from_response, origin_of
+from .adapter import CallPolicy, ResilienceAdapter, attach_policy
+from .auth import AdminCredentials, GitHubAppAuth, make_app_jwt
+from .breaker import BreakerRegistry
+from .clock import Clock, SystemClock
+from .config import ResilienceConfig
+from .errors import (
+    APIError,
+    AuthenticationError,
+    ConfigError,
+    RecoveryError,
+    ResponseError,
+    ScalesetError,
+    ScaleSetNotFoundError,
+)
+from .health import HealthReport, build_health_report
+from .models import (
+    JitRunnerConfig,
+    JitRunnerSetting,
+    Label,
+    RunnerGroup,
+    RunnerReference,
+    RunnerScaleSet,
+    SystemInfo,
+    parse,
+)
+from .secrets import Secret, redact_url
+from .urls import GitHubConfig, join_url, parse_config_url
+
+__all__ = ["Client"]
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "6.0-preview"
+INT32_MAX = 2**31 - 1
+_NO_BODY = object()
+
+
+class _RefuseCookies(http.cookiejar.DefaultCookiePolicy):
+    """Keep the shared Session's cookie jar empty: no state leaks between threads or calls."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
+class _NoNetrc(requests.auth.AuthBase):
+    """Setting any Session.auth stops requests from reading ``.netrc`` over our headers."""
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        return r
+
+
+def check_id(name: str, value: object) -> int:
+    """A positive int64 id, or ``ConfigError`` naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_name(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
+    if any(ord(c) < 32 for c in value):
+        raise ConfigError(f"{name} must not contain control characters, got {value!r}")
+    return value
+
+
+def _resolve_verify(verify: bool | str) -> bool | str:
+    """An explicit CA path always wins; the default ``True`` honours REQUESTS_CA_BUNDLE like curl."""
+    if isinstance(verify, bool):
+        if verify:
+            return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        log.warning("TLS certificate verification is OFF (verify=False): tokens can be intercepted")
+        return False
+    if isinstance(verify, (str, os.PathLike)):
+        path = os.fspath(verify)
+        if not os.path.exists(path):
+            raise ConfigError(f"verify={path!r}: no such CA bundle file or directory")
+        return path
+    raise ConfigError(f"verify must be True, False or a CA bundle path, got {verify!r}")
+
+
+def _timeout_pair(value: float | tuple[float, float]) -> tuple[float, float]:
+    pair = value if isinstance(value, tuple) else (value, value)
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 for v in pair):
+        raise ConfigError(f"timeout must be a positive number or a (connect, read) pair, got {value!r}")
+    return float(pair[0]), float(pair[1])
+
+
+class Client:
+    """A thread-safe client for the runner scale set APIs.
+
+    ``config_url`` names the organization, repository or enterprise (``https://github.com/org``);
+    pass exactly one of ``token`` (a PAT) or ``app`` (``GitHubAppAuth``). Nothing is sent until
+    the first call. ``timeout`` is the (connect, read) timeout of ordinary calls;
+    ``long_poll_timeout`` the read timeout of the message long poll (the service holds it ~50 s).
+    """
+
+    def __init__(
+        self,
+        config_url: str,
+        *,
+        token: str | None = None,
+        app: GitHubAppAuth | None = None,
+        system_info: SystemInfo | None = None,
+        resilience: ResilienceConfig | None = None,
+        timeout: float | tuple[float, float] = (5.05, 30.0),
+        long_poll_timeout: float = 75.0,
+        verify: bool | str = True,
+        proxies: Mapping[str, str] | None = None,
+        logger: logging.Logger | None = None,
+        clock: Clock | None = None,
+        pool_maxsize: int = 32,
+    ) -> None:
+        self._github: GitHubConfig = parse_config_url(config_url)
+        if (token is None) == (app is None):
+            raise ConfigError("pass exactly one of token= (a personal access token) or app= (GitHubAppAuth)")
+        self._pat: Secret | None = None
+        self._app = app
+        self._app_key: Any = None
+        if token is not None:
+            if not isinstance(token, str) or not token.strip() or any(c in token for c in "\r\n "):
+                raise ConfigError("token must be a non-empty personal access token string without whitespace")
+            self._pat = Secret(token.strip())
+        else:
+            if not isinstance(app, GitHubAppAuth):
+                raise ConfigError(f"app must be a GitHubAppAuth, not {type(app).__name__}")
+            self._app_key = app.load_key()
+        if system_info is not None and not isinstance(system_info, SystemInfo):
+            raise ConfigError("system_info must be a SystemInfo")
+        if resilience is not None and not isinstance(resilience, ResilienceConfig):
+            raise ConfigError("resilience must be a ResilienceConfig")
+        if isinstance(long_poll_timeout, bool) or not isinstance(long_poll_timeout, (int, float)) \
+                or long_poll_timeout <= 0:
+            raise ConfigError(f"long_poll_timeout must be a positive number, got {long_poll_timeout!r}")
+        if isinstance(pool_maxsize, bool) or not isinstance(pool_maxsize, int) or pool_maxsize < 1:
+            raise ConfigError(f"pool_maxsize must be a positive integer, got {pool_maxsize!r}")
+        self._log = logger or log
+        self._clock: Clock = clock or SystemClock()
+        self._resilience = resilience or ResilienceConfig()
+        self._timeout = _timeout_pair(timeout)
+        self.long_poll_timeout = float(long_poll_timeout)
+        self._verify = _resolve_verify(verify)
+        self._system_info = system_info or SystemInfo()
+        self._info_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._breakers = BreakerRegistry(self._resilience.circuit_breaker, self._clock)
+        self._adapter = ResilienceAdapter(config=self._resilience, clock=self._clock, breakers=self._breakers,
+                                          timeout=self._timeout, pool_maxsize=pool_maxsize, closing=self._closing)
+        session = requests.Session()
+        session.mount("https://", self._adapter)
+        session.mount("http://", self._adapter)
+        session.cookies.set_policy(_RefuseCookies())
+        session.auth = _NoNetrc()
+        if proxies is not None:
+            session.proxies.update(dict(proxies))
+        self._session = session
+        self._admin = AdminCredentials(self._fetch_admin_token, self._clock.wall)
+        self._installation_token: tuple[Secret, float] | None = None
+        self._install_lock = threading.Lock()
+        self._sessions: list[Any] = []
+        self._sessions_lock = threading.Lock()
+        self._health_cache: tuple[float, HealthReport] | None = None
+        self._last_recover = -1e18
+        self._recover_lock = threading.Lock()
+        self.recoveries = 0
+
+    # -- public state ------------------------------------------------------------------------
+    @property
+    def config(self) -> GitHubConfig:
+        return self._github
+
+    @property
+    def system_info(self) -> SystemInfo:
+        with self._info_lock:
+            return self._system_info
+
+    def set_system_info(self, info: SystemInfo) -> None:
+        """Replace the User-Agent information (thread-safe; applies to the next request)."""
+        if not isinstance(info, SystemInfo):
+            raise ConfigError("set_system_info takes a SystemInfo")
+        with self._info_lock:
+            self._system_info = info
+
+    @property
+    def circuit_breakers(self) -> BreakerRegistry:
+        """Read breaker states, or ``force_open`` / ``reset`` / ``disable`` them per origin."""
+        return self._breakers
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def resilience(self) -> ResilienceConfig:
+        return self._resilience
+
+    @property
+    def admin_token_refreshes(self) -> int:
+        """How many admin-token renewals went out (single-flight: one per expiry)."""
+        return self._admin.refreshes
+
+    @property
+    def attempts_sent(self) -> int:
+        """HTTP attempts this client sent, retries included."""
+        return self._adapter.attempts_sent
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _prepare(self, method: str, url: str, *, authorization: str | None, body: Any = _NO_BODY,
+                 content_type: str | None = "application/json", extra: Mapping[str, str] | None = None,
+                 user_agent: str | None = None, trailing_newline: bool = False) -> requests.PreparedRequest:
+        headers = {"User-Agent": user_agent or self.system_info.user_agent()}
+        if content_type:
+            headers["Content-Type"] = content_type
+        if authorization:
+            headers["Authorization"] = authorization
+        if extra:
+            headers.update(extra)
+        data: bytes | None = None
+        if body is not _NO_BODY:
+            data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            if trailing_newline:
+                data += b"\n"
+        return requests.Request(method, url, headers=headers, data=data).prepare()
+
+    def _send(self, prepared: requests.PreparedRequest) -> requests.Response:
+        if self._closing.is_set():
+            raise ScalesetError("the client is closed")
+        return self._session.send(prepared, timeout=self._timeout, verify=self._verify, allow_redirects=False)
+
+    @staticmethod
+    def _expect(response: requests.Response, expected: tuple[int, ...], policy: CallPolicy) -> requests.Response:
+        if response.status_code not in expected:
+            raise error_from_response(response, queue_operation=policy.queue_operation,
+                                      github_api=policy.github_api)
+        return response
+
+    def _actions_call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, object] | None = None,
+        body: Any = _NO_BODY,
+        expected: tuple[int, ...] = (200,),
+        idempotent: bool | None = None,
+        operation_class: str = "admin",
+        bearer: Callable[[], str] | None = None,
+        renew: Callable[[], object] | None = None,
+        queue_operation: bool = False,
+        user_agent: str | None = None,
+    ) -> requests.Response:
+        """One Actions-service call (§3.1): tenant URL, api-version, admin bearer, exact status."""
+        is_idempotent = method in ("GET", "DELETE", "PATCH") if idempotent is None else idempotent
+
+        def build() -> requests.PreparedRequest:
+            admin = self._admin.get()
+            url = join_url(admin.service_url, path, {**(params or {}), "api-version": API_VERSION})
+            token = bearer() if bearer is not None else admin.token.reveal()
+
+            def hook(request: requests.PreparedRequest, response: requests.Response) -> requests.PreparedRequest:
+                # 401: renew what this call's token depends on (once), then re-sign the request.
+                if renew is not None:
+                    renew()
+                else:
+                    self._log.info("Actions service answered 401; renewing the admin token")
+                    self._admin.renew(admin.generation)
+                return build()
+
+            policy = CallPolicy(operation=operation, operation_class=operation_class, idempotent=is_idempotent,
+                                json_body=200 in expected, recover=hook, queue_operation=queue_operation)
+            prepared = self._prepare(method, url, authorization=f"Bearer {token}", body=body,
+                                     user_agent=user_agent)
+            return attach_policy(prepared, policy)
+
+        prepared = build()
+        response = self._send(prepared)
+        return self._expect(response, expected, _policy(prepared))
+
+    def _json(self, response: requests.Response, operation: str) -> Any:
+        return _wire.loads(response.content, operation=operation)
+
+    # -- credentials (protocol §2) -----------------------------------------------------------
+    def _github_call(self, operation: str, url: str, authorization: str, *, body: Any = _NO_BODY,
+                     content_type: str, expected: tuple[int, ...], retry_unauthorized: bool = False,
+                     trailing_newline: bool = False) -> Any:
+        policy = CallPolicy(operation=operation, operation_class="github_api", idempotent=True,
+                            retry_unauthorized=retry_unauthorized, github_api=True)
+        prepared = self._prepare("POST", url, authorization=authorization, body=body, content_type=content_type,
+                                 extra={"Accept": "application/vnd.github+json"}, trailing_newline=trailing_newline)
+        response = self._send(attach_policy(prepared, policy))
+        if not (response.status_code in expected or (expected == (200,) and 200 <= response.status_code < 300)):
+            error = error_from_response(response, github_api=True)
+            if response.status_code == 404 and operation == "registration_token":
+                raise AuthenticationError(
+                    f"GitHub answered 404 for the registration token of {self._github.config_url}: the "
+                    f"{self._github.scope} does not exist or the credentials cannot administer its runners",
+                    status=404, reason=error.reason, method=error.method, url=error.url,
+                    github_request_id=error.github_request_id, body_excerpt=error.body_excerpt) from error
+            raise error
+        data = self._json(response, operation)
+        if not isinstance(data, dict):
+            raise ResponseError(f"{operation}: expected a JSON object", operation=operation)
+        return data
+
+    def _bearer_token(self) -> str:
+        if self._pat is not None:
+            return self._pat.reveal()
+        assert self._app is not None
+        with self._install_lock:
+            cached = self._installation_token
+            if cached is not None and self._clock.wall() < cached[1]:
+                return cached[0].reveal()
+        jwt = make_app_jwt(self._app.client_id, self._app_key, self._clock.wall())
+        data = self._github_call("installation_token", self._github.app_token_url(self._app.installation_id),
+                                 f"Bearer {jwt}", content_type="application/vnd.github+json", expected=(201,))
+        token = data.get("token")
+        if not isinstance(token, str) or not token:
+            raise ResponseError("installation token response has no token", operation="installation_token")
+        expires = self._clock.wall() + 1800.0
+        expires_at = data.get("expires_at")
+        if isinstance(expires_at, str):
+            try:
+                parsed = _wire.parse_time(expires_at)
+                if parsed is not None:
+                    expires = parsed.timestamp() - 300.0
+            except ValueError:
+                pass
+        with self._install_lock:
+            self._installation_token = (Secret(token), expires)
+        return token
+
+    def _fetch_admin_token(self) -> tuple[str, str]:
+        """Registration token, then runner registration: the Actions service URL and admin JWT."""
+        bearer = self._bearer_token()
+        reg = self._github_call("registration_token", self._github.registration_token_url, f"Bearer {bearer}",
+                                content_type="application/vnd.github.v3+json", expected=(201,))
+        reg_token = reg.get("token")
+        if not isinstance(reg_token, str) or not reg_token:
+            raise ResponseError("registration token response has no token", operation="registration_token")
+        Secret(reg_token)
+        conn = self._github_call("runner_registration", self._github.runner_registration_url,
+                                 f"RemoteAuth {reg_token}", body={"url": self._github.config_url,
+                                                                  "runner_event": "register"},
+                                 content_type="application/json", expected=(200,), retry_unauthorized=True,
+                                 trailing_newline=True)
+        url, token = conn.get("url"), conn.get("token")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ResponseError("runner registration response is missing url", operation="runner_registration")
+        if not isinstance(token, str) or not token:
+            raise ResponseError("runner registration response is missing token", operation="runner_registration")
+        Secret(token)
+        self._log.info("admin connection established to %s", redact_url(url))
+        return url, token
+
+    # -- admin API (protocol §3) -------------------------------------------------------------
+    def _single(self, response: requests.Response, operation: str, what: str) -> Any:
+        data = _wire.lower_keys(self._json(response, operation), operation)
+        count = _wire.get_int(data, "count", operation)
+        values = data.get("value") or []
+        if count == 0:
+            return None
+        if count > 1:
+            raise APIError(f"multiple {what} found", status=response.status_code, reason=response.reason or "",
+                           activity_id=response.headers.get("ActivityId", ""),
+                           github_request_id=response.headers.get("X-GitHub-Request-Id", ""),
+                           method=response.request.method or "", url=redact_url(response.request.url or ""))
+        if not isinstance(values, list) or not values:
+            raise ResponseError(f"{operation}: count is 1 but value is empty", operation=operation)
+        return values[0]
+
+    def get_runner_scale_set(self, runner_group_id: int, name: str) -> RunnerScaleSet | None:
+        """The scale set named ``name`` in the runner group, or None when there is none."""
+        check_id("runner_group_id", runner_group_id)
+        check_name("name", name)
+        response = self._actions_call("get_runner_scale_set", "GET", "_apis/runtime/runnerscalesets",
+                                      params={"runnerGroupId": runner_group_id, "name": name})
+        item = self._single(response, "get_runner_scale_set", f"runner scale sets named {name!r}")
+        return None if item is None else parse(RunnerScaleSet, item, "get_runner_scale_set")
+
+    def get_runner_scale_set_by_id(self, scale_set_id: int) -> RunnerScaleSet | None:
+        """The scale set, or None when the service answers ``null``; 404 raises ScaleSetNotFoundError."""
+        check_id("scale_set_id", scale_set_id)
+        try:
+            response = self._actions_call("get_runner_scale_set_by_id", "GET",
+                                          f"_apis/runtime/runnerscalesets/{scale_set_id}")
+        except APIError as exc:
+            if exc.status == 404 and not isinstance(exc, ScaleSetNotFoundError):
+                raise _as(ScaleSetNotFoundError, exc) from exc
+            raise
+        data = self._json(response, "get_runner_scale_set_by_id")
+        return None if data is None else parse(RunnerScaleSet, data, "get_runner_scale_set_by_id")
+
+    @staticmethod
+    def _scale_set_body(scale_set: RunnerScaleSet, *, default_label: bool) -> dict[str, Any]:
+        if not isinstance(scale_set, RunnerScaleSet):
+            raise ConfigError(f"expected a RunnerScaleSet, got {type(scale_set).__name__}")
+        labels = [Label(name=lb.name, type=lb.type or "System") for lb in scale_set.labels]
+        for label in labels:
+            check_name("label name", label.name)
+        if default_label and not labels:
+            if not scale_set.name:
+                raise ConfigError("a scale set needs a name or at least one label")
+            labels = [Label(name=scale_set.name)]
+        body = RunnerScaleSet(**{**{f: getattr(scale_set, f) for f in scale_set.__dataclass_fields__},
+                                 "labels": labels}).to_wire()
+        return body
+
+    def create_runner_scale_set(self, scale_set: RunnerScaleSet) -> RunnerScaleSet:
+        """Create a scale set; labels default to its name, label types to "System"."""
+        body = self._scale_set_body(scale_set, default_label=True)
+        if scale_set.name:
+            check_name("scale set name", scale_set.name)
+        response = self._actions_call("create_runner_scale_set", "POST", "_apis/runtime/runnerscalesets",
+                                      body=body, idempotent=False)
+        return parse(RunnerScaleSet, self._json(response, "create_runner_scale_set"), "create_runner_scale_set")
+
+    def update_runner_scale_set(self, scale_set_id: int, scale_set: RunnerScaleSet) -> RunnerScaleSet:
+        """Update a scale set (PATCH); empty label types become "System", no label is added."""
+        check_id("scale_set_id", scale_set_id)
+        body = self._scale_set_body(scale_set, default_label=False)
+        response = self._actions_call("update_runner_scale_set", "PATCH",
+                                      f"_apis/runtime/runnerscalesets/{scale_set_id}", body=body)
+        return parse(RunnerScaleSet, self._json(response, "update_runner_scale_set"), "update_runner_scale_set")
+
+    def delete_runner_scale_set(self, scale_set_id: int) -> None:
+        check_id("scale_set_id", scale_set_id)
+        self._actions_call("delete_runner_scale_set", "DELETE", f"_apis/runtime/runnerscalesets/{scale_set_id}",
+                           expected=(204,))
+
+    def get_runner_group_by_name(self, name: str) -> RunnerGroup:
+        """The runner group named ``name``; an APIError says so when there is none."""
+        check_name("name", name)
+        response = self._actions_call("get_runner_group_by_name", "GET", "_apis/runtime/runnergroups/",
+                                      params={"groupName": name})
+        item = self._single(response, "get_runner_group_by_name", f"runner groups named {name!r}")
+        if item is None:
+            raise APIError(f"no runner group found with name {name!r}", status=response.status_code,
+                           reason=response.reason or "", method="GET",
+                           url=redact_url(response.request.url or ""),
+                           activity_id=response.headers.get("ActivityId", ""))
+        return parse(RunnerGroup, item, "get_runner_group_by_name")
+
+    def generate_jit_runner_config(self, setting: JitRunnerSetting, scale_set_id: int) -> JitRunnerConfig:
+        """Register a just-in-time runner; its ``encoded_jit_config`` is a credential."""
+        if not isinstance(setting, JitRunnerSetting):
+            raise ConfigError(f"setting must be a JitRunnerSetting, got {type(setting).__name__}")
+        check_name("runner name", setting.name)
+        check_id("scale_set_id", scale_set_id)
+        response = self._actions_call("generate_jit_runner_config", "POST",
+                                      f"_apis/runtime/runnerscalesets/{scale_set_id}/generatejitconfig",
+                                      body=setting.to_wire(), idempotent=False)
+        config = parse(JitRunnerConfig, self._json(response, "generate_jit_runner_config"),
+                       "generate_jit_runner_config")
+        if config.encoded_jit_config:
+            Secret(config.encoded_jit_config)
+        return config
+
+    def get_runner(self, runner_id: int) -> RunnerReference:
+        check_id("runner_id", runner_id)
+        response = self._actions_call("get_runner", "GET", f"_apis/distributedtask/pools/0/agents/{runner_id}")
+        return parse(RunnerReference, self._json(response, "get_runner"), "get_runner")
+
+    def get_runner_by_name(self, name: str) -> RunnerReference | None:
+        check_name("name", name)
+        response = self._actions_call("get_runner_by_name", "GET", "_apis/distributedtask/pools/0/agents",
+                                      params={"agentName": name})
+        item = self._single(response, "get_runner_by_name", f"runners named {name!r}")
+        return None if item is None else parse(RunnerReference, item, "get_runner_by_name")
+
+    def remove_runner(self, runner_id: int) -> None:
+        """Remove a runner; ``JobStillRunningError`` means "later", ``RunnerNotFoundError`` "done"."""
+        check_id("runner_id", runner_id)
+        self._actions_call("remove_runner", "DELETE", f"_apis/distributedtask/pools/0/agents/{runner_id}",
+                           expected=(204,))
+
+    # -- sessions ----------------------------------------------------------------------------
+    def message_session(self, scale_set_id: int, owner: str | None = None) -> Any:
+        """Create a message session for the scale set (raises ``SessionConflictError`` when taken)."""
+        from .session import MessageSession
+
+        session = MessageSession(self, scale_set_id, owner)
+        with self._sessions_lock:
+            self._sessions.append(session)
+        return session
+
+    def _forget_session(self, session: Any) -> None:
+        with self._sessions_lock:
+            if session in self._sessions:
+                self._sessions.remove(session)
+
+    def _open_sessions(self) -> list[Any]:
+        with self._sessions_lock:
+            return list(self._sessions)
+
+    # -- health and recovery -----------------------------------------------------------------
+    def health(self) -> HealthReport:
+        """Per-component health from local state (sends nothing), cached briefly."""
+        now = self._clock.monotonic()
+        cached = self._health_cache
+        if cached is not None and now - cached[0] < min(self._resilience.health_check_interval, 1.0):
+            return cached[1]
+        report = build_health_report(self)
+        self._health_cache = (now, report)
+        return report
+
+    def is_healthy(self) -> bool:
+        """True when no component is down (an open breaker, no admin token after a failure)."""
+        return self.health().healthy
+
+    def recover(self, force: bool = False) -> None:
+        """Drop pooled connections, renew credentials, re-establish sessions, probe open breakers.
+
+        Single-flight and rate-limited to once per 10 s unless ``force``; raises
+        ``RecoveryError`` with the reason when a step fails.
+        """
+        if not self._recover_lock.acquire(blocking=False):
+            with self._recover_lock:
+                return
+        try:
+            now = self._clock.monotonic()
+            if not force and now - self._last_recover < 10.0:
+                return
+            self._last_recover = now
+            self.recoveries += 1
+            self._adapter.close()
+            self._breakers.probe_now()
+            try:
+                current = self._admin.peek()
+                self._admin.renew(current.generation if current else 0)
+                for session in self._open_sessions():
+                    session.recover()
+            except ScalesetError as exc:
+                raise RecoveryError(f"recover() failed: {exc}") from exc
+            self._health_cache = None
+        finally:
+            self._recover_lock.release()
+
+    def origin_breaker_states(self) -> dict[str, str]:
+        return self._breakers.states()
+
+    def origin(self, url: str) -> str:
+        return origin_of(url)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Abort in-flight long polls and close connections. Idempotent."""
+        if self._closing.is_set():
+            return
+        for session in self._open_sessions():
+            try:
+                session.close()
+            except Exception:  # best effort: closing must not raise
+                self._log.debug("closing a message session failed", exc_info=True)
+        self._closing.set()
+        self._adapter.abort_in_flight()
+        self._session.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        auth = "app" if self._app is not None else "token"
+        return f"Client({self._github.config_url!r}, auth={auth})"
+
+
+def _policy(prepared: requests.PreparedRequest) -> CallPolicy:
+    from .adapter import policy_of
+
+    return policy_of(prepared)
+
+
+def _as(cls: type[APIError], exc: APIError) -> APIError:
+    return cls(exc.message, status=exc.status, reason=exc.reason, type_name=exc.type_name,
+               activity_id=exc.activity_id, github_request_id=exc.github_request_id, method=exc.method,
+               url=exc.url, body_excerpt=exc.body_excerpt, headers=exc.headers)

@@ -1,0 +1,149 @@
+"""Resilience settings: immutable, validated at construction, every knob explained.
+
+All durations are seconds (float). A ``ConfigError`` names the field and the accepted range.
+Derive a changed copy with ``dataclasses.replace(config, field=value)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+__all__ = ["CircuitBreakerConfig", "ResilienceConfig", "RetryConfig"]
+
+
+def _check(name: str, value: float, low: float, high: float = math.inf, *, integer: bool = False) -> None:
+    bad_type = isinstance(value, bool) or not isinstance(value, (int, float))
+    if integer and not bad_type and not float(value).is_integer():
+        bad_type = True
+    if bad_type or not (low <= value <= high) or (isinstance(value, float) and math.isnan(value)):
+        kind = "an integer" if integer else "a number"
+        upper = "" if high == math.inf else f" and at most {high}"
+        raise ConfigError(f"{name} must be {kind} of at least {low}{upper}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitBreakerConfig:
+    """How one breaker partition (an origin and an operation class) trips and recovers.
+
+    failure_threshold
+        Consecutive failures that open the circuit (5). Only failures count: 5xx, timeouts,
+        refused connections, garbage bodies. Throttles, expired tokens and 4xx never do.
+    failure_ratio, window_size, minimum_calls
+        The circuit also opens when, over the last ``window_size`` recorded calls (20), at
+        least ``minimum_calls`` (10) were recorded and the share of failures is at least
+        ``failure_ratio`` (0.5). This catches a flapping service that never fails 5 in a row.
+    open_duration, max_open_duration
+        The first break lasts ``open_duration`` (5 s); each re-trip from half-open doubles it,
+        up to ``max_open_duration`` (60 s); every break gets ±``jitter`` (20 %) so a fleet does
+        not probe in step. The doubling resets after ``reset_after`` (600 s) of being closed.
+    half_open_max_calls
+        Probe calls admitted at once after a break (1); everyone else fails fast. A probe's
+        permit is a lease that expires with its call's deadline, so a hung probe cannot wedge
+        the breaker.
+    success_threshold
+        Consecutive probe successes that close the circuit again (1).
+    """
+
+    failure_threshold: int = 5
+    failure_ratio: float = 0.5
+    window_size: int = 20
+    minimum_calls: int = 10
+    open_duration: float = 5.0
+    max_open_duration: float = 60.0
+    half_open_max_calls: int = 1
+    success_threshold: int = 1
+    jitter: float = 0.2
+    reset_after: float = 600.0
+
+    def __post_init__(self) -> None:
+        _check("failure_threshold", self.failure_threshold, 1, integer=True)
+        _check("failure_ratio", self.failure_ratio, 0.0, 1.0)
+        _check("window_size", self.window_size, 1, 10_000, integer=True)
+        _check("minimum_calls", self.minimum_calls, 1, self.window_size, integer=True)
+        _check("open_duration", self.open_duration, 0.0)
+        _check("max_open_duration", self.max_open_duration, self.open_duration)
+        _check("half_open_max_calls", self.half_open_max_calls, 1, 10_000, integer=True)
+        _check("success_threshold", self.success_threshold, 1, 10_000, integer=True)
+        _check("jitter", self.jitter, 0.0, 1.0)
+        _check("reset_after", self.reset_after, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    """How a single call is repeated inside the resilience adapter.
+
+    max_attempts
+        Attempts per call including the first (5). 1 disables retries. Calls that are not
+        idempotent (creating a session, acquiring jobs, JIT configs, creating a scale set)
+        are repeated only when the request provably never reached the server.
+    backoff_base, backoff_max
+        Full-jitter exponential backoff: before retry n the wait is uniform in
+        [0, min(backoff_max, backoff_base * 2**(n-1))] (0.5 s, 30 s).
+    max_hint_wait
+        A server hint (``Retry-After``, rate-limit reset, a breaker's open time) is honoured
+        even above ``backoff_max``, up to this many seconds (120). A longer one raises at once
+        with ``retry_at`` instead of holding the thread for minutes.
+    deadline
+        Upper bound on one call, all attempts and waits included (120 s; a long poll gets its
+        read timeout on top). A hung endpoint cannot hold a call longer.
+    budget
+        Retry tokens per origin (10). A retry spends one (a timeout two); each first-try
+        success earns back 0.2 and one token trickles back every 30 s. When the bucket is
+        empty, first attempts still go out but nothing is retried, so many threads cannot
+        multiply the load on a failing service. 0 disables the budget.
+    """
+
+    max_attempts: int = 5
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    max_hint_wait: float = 120.0
+    deadline: float = 120.0
+    budget: float = 10.0
+
+    def __post_init__(self) -> None:
+        _check("max_attempts", self.max_attempts, 1, 100, integer=True)
+        _check("backoff_base", self.backoff_base, 0.0)
+        _check("backoff_max", self.backoff_max, self.backoff_base)
+        _check("max_hint_wait", self.max_hint_wait, 0.0)
+        _check("deadline", self.deadline, 0.001)
+        _check("budget", self.budget, 0.0)
+
+    def backoff(self, retry_number: int, rand: float) -> float:
+        """The wait before retry ``retry_number`` (1-based) given a uniform ``rand`` in [0, 1)."""
+        exp = min(self.backoff_max, self.backoff_base * 2.0 ** min(retry_number - 1, 60))
+        return rand * exp
+
+
+@dataclass(frozen=True, slots=True)
+class ResilienceConfig:
+    """Everything about surviving a failing service, in one object.
+
+    auto_recover_session
+        Re-create a message session that the service lost (refresh answered 404, or the
+        queue token is refused even after a refresh) instead of raising (True).
+    circuit_breaker, retry
+        See ``CircuitBreakerConfig`` and ``RetryConfig``.
+    health_check_interval
+        ``Client.health()`` reuses its last report for this long (30 s caps probe load; the
+        report is built from local state and sends nothing).
+    max_response_bytes
+        The largest body read for any call (4 MiB); a larger one ends the call with
+        ``ResponseError`` and the connection is discarded.
+    """
+
+    auto_recover_session: bool = True
+    circuit_breaker: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    health_check_interval: float = 30.0
+    max_response_bytes: int = 4 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.circuit_breaker, CircuitBreakerConfig):
+            raise ConfigError("circuit_breaker must be a CircuitBreakerConfig")
+        if not isinstance(self.retry, RetryConfig):
+            raise ConfigError("retry must be a RetryConfig")
+        _check("health_check_interval", self.health_check_interval, 0.0)
+        _check("max_response_bytes", self.max_response_bytes, 1024, integer=True)

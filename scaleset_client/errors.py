@@ -1,0 +1,235 @@
+"""Every error the package raises, in one tree.
+
+    ScalesetError                      root: catch this to catch everything of ours
+    ├── ConfigError                    bad URL, credentials shape or setting (also a ValueError)
+    ├── ResponseError                  a body that is malformed, truncated or too large
+    ├── TransportError                 the network failed and the call was not repeated
+    ├── APIError                       the service answered with an unexpected status
+    │   ├── AuthenticationError        credentials rejected (PAT, App, registration)
+    │   ├── RateLimitedError           429 / GitHub rate limit; carries ``retry_at``
+    │   ├── RunnerNotFoundError        AgentNotFoundException
+    │   ├── RunnerExistsError          AgentExistsException
+    │   ├── JobStillRunningError       JobStillRunningException ("try later", not a failure)
+    │   ├── MessageQueueTokenExpiredError   401 from the message queue after one refresh
+    │   ├── SessionConflictError       another session owns the scale set (409)
+    │   ├── SessionNotFoundError       the session is gone or invalid server side
+    │   └── ScaleSetNotFoundError      RunnerScaleSetNotFoundException
+    ├── CircuitOpenError               the origin's breaker refuses calls; carries ``retry_after``
+    ├── RetryExhaustedError            every allowed attempt failed; keeps the last error
+    └── RecoveryError                  ``recover()`` could not restore a working state
+
+Transport exceptions of requests/urllib3 are kept as ``__cause__``, never as base classes, so
+the public API does not depend on them. Every error pickles (threads and process pools pass them
+around), and no message contains a token: URLs are redacted and bodies are excerpts with known
+secrets removed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "CircuitOpenError",
+    "ConfigError",
+    "JobStillRunningError",
+    "MessageQueueTokenExpiredError",
+    "RateLimitedError",
+    "RecoveryError",
+    "ResponseError",
+    "RetryExhaustedError",
+    "RunnerExistsError",
+    "RunnerNotFoundError",
+    "ScaleSetNotFoundError",
+    "ScalesetError",
+    "SessionConflictError",
+    "SessionNotFoundError",
+    "TransportError",
+]
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
+    obj = cls.__new__(cls)
+    BaseException.__init__(obj, *args)
+    obj.__dict__.update(state)
+    return obj
+
+
+class ScalesetError(Exception):
+    """Root of every error raised by scaleset_client."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take keyword arguments the default pickling cannot replay; rebuild from
+        # the message and the attribute dict instead of calling __init__ again.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+class ConfigError(ScalesetError, ValueError):
+    """A configuration value is wrong; the message names it and says what is accepted."""
+
+
+class ResponseError(ScalesetError):
+    """The service sent a body that cannot be used (malformed, truncated or too large)."""
+
+    def __init__(self, message: str, *, operation: str = "", body_excerpt: str = "") -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.body_excerpt = body_excerpt
+
+
+class TransportError(ScalesetError):
+    """The request failed on the network and was not repeated (or could not be).
+
+    ``delivered`` is False when the request provably never reached the server (refused,
+    DNS, connect timeout) and None when that is unknown (read timeout, reset after sending).
+    """
+
+    def __init__(
+        self, message: str, *, method: str = "", url: str = "", delivered: bool | None = None
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.delivered = delivered
+
+
+class APIError(ScalesetError):
+    """The service answered with a status the operation does not accept.
+
+    ``message`` is the service's own text (or "unknown error" for an empty body),
+    ``type_name`` the .NET exception name when the Actions service sent one, ``url`` the
+    request URL with any secret-bearing query values redacted.
+    """
+
+    def __init__(
+        self,
+        message: str = "unknown error",
+        *,
+        status: int = 0,
+        reason: str = "",
+        type_name: str = "",
+        activity_id: str = "",
+        github_request_id: str = "",
+        method: str = "",
+        url: str = "",
+        body_excerpt: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.reason = reason
+        self.type_name = type_name
+        self.activity_id = activity_id
+        self.github_request_id = github_request_id
+        self.method = method
+        self.url = url
+        self.body_excerpt = body_excerpt
+        self.headers = dict(headers or {})
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        status_line = f"{self.status} {self.reason}".strip()
+        parts = [f'status="{status_line}"']
+        if self.activity_id:
+            parts.append(f'activity_id="{self.activity_id}"')
+        if self.github_request_id:
+            parts.append(f'github_request_id="{self.github_request_id}"')
+        head = f"request {self.method} {self.url} failed({', '.join(parts)})"
+        detail = f"{self.type_name}: {self.message}" if self.type_name else self.message
+        return f"{head}: {detail}"
+
+
+class AuthenticationError(APIError):
+    """GitHub rejected the credentials (PAT, App key, installation or registration token).
+
+    Check that the token is valid and has the scope the config URL needs (org: admin:org or
+    the App permission organization_self_hosted_runners: write; repo: repo; enterprise:
+    manage_runners:enterprise).
+    """
+
+
+class RateLimitedError(APIError):
+    """GitHub or the Actions service asked us to wait longer than we are allowed to sleep.
+
+    ``retry_at`` is the wall-clock time (seconds since the epoch) after which a request may go.
+    """
+
+    def __init__(self, message: str = "rate limited", *, retry_at: float | None = None, **kw: Any) -> None:
+        self.retry_at = retry_at
+        super().__init__(message, **kw)
+
+
+class RunnerNotFoundError(APIError):
+    """The runner does not exist (AgentNotFoundException); removing it is already done."""
+
+
+class RunnerExistsError(APIError):
+    """A runner with that name exists already (AgentExistsException)."""
+
+
+class JobStillRunningError(APIError):
+    """The runner is running a job (JobStillRunningException): try again later."""
+
+
+class MessageQueueTokenExpiredError(APIError):
+    """The message queue rejected the session token even after a session refresh."""
+
+
+class SessionConflictError(APIError):
+    """The scale set already has an active session, held by another listener or a stale one.
+
+    A session left by a crashed process expires after about 90 seconds; a live listener keeps
+    it. Scale set names must be unique per runner group and scope.
+    """
+
+
+class SessionNotFoundError(APIError):
+    """The message session is gone or invalid on the server (evicted or expired)."""
+
+
+class ScaleSetNotFoundError(APIError):
+    """The runner scale set does not exist (deleted, removed for inactivity, or a wrong id)."""
+
+
+class CircuitOpenError(ScalesetError):
+    """The circuit breaker for ``origin`` is open: the call was refused without being sent.
+
+    ``retry_after`` is the number of seconds until a probe may go (None: held open by an
+    operator until reset).
+    """
+
+    def __init__(
+        self, message: str, *, origin: str = "", operation_class: str = "", retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.origin = origin
+        self.operation_class = operation_class
+        self.retry_after = retry_after
+
+
+class RetryExhaustedError(ScalesetError):
+    """Every allowed attempt failed. ``last_error`` is what the last attempt produced.
+
+    ``status`` is the last HTTP status (0 when the last attempt failed on the network), so a
+    503 outage can be told from a 500 bug; ``last_error`` keeps the body excerpt and headers.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: int = 0,
+        status: int = 0,
+        last_error: ScalesetError | None = None,
+        retry_at: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.status = status
+        self.last_error = last_error
+        self.retry_at = retry_at
+
+
+class RecoveryError(ScalesetError):
+    """``recover()`` could not bring the client back; the message says why."""

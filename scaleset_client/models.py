@@ -1,0 +1,451 @@
+"""The protocol's objects as frozen dataclasses with snake_case fields.
+
+Each model reads its wire form leniently (``from_wire``: unknown keys ignored, any key casing,
+missing optional keys defaulted, zero timestamps as None) and writes exactly what the service
+wants (``to_wire``). Frozen instances are safe to share between threads. Secrets (the message
+queue token, JIT configs) are left out of ``repr``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar
+
+from . import _wire as w
+from ._version import __version__
+from .errors import ResponseError
+
+__all__ = [
+    "JitRunnerConfig",
+    "JitRunnerSetting",
+    "JobAssigned",
+    "JobAvailable",
+    "JobCompleted",
+    "JobMessage",
+    "JobStarted",
+    "Label",
+    "RunnerGroup",
+    "RunnerReference",
+    "RunnerScaleSet",
+    "RunnerScaleSetMessage",
+    "RunnerScaleSetSession",
+    "RunnerScaleSetStatistic",
+    "RunnerSetting",
+    "SystemInfo",
+]
+
+NIL_UUID = "00000000-0000-0000-0000-000000000000"
+JOB_MESSAGES_TYPE = "RunnerScaleSetJobMessages"
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """A scale set label; ``type`` is "System" unless the service says otherwise."""
+
+    name: str
+    type: str = "System"
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Label:
+        d = w.lower_keys(data, "label")
+        return cls(name=w.get_str(d, "name", "label"), type=w.get_str(d, "type", "label") or "System")
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": self.type or "System", "name": self.name}
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerSetting:
+    """Sent as ``RunnerSetting`` (capital R) on the wire."""
+
+    disable_update: bool = False
+
+    @classmethod
+    def from_wire(cls, data: Any) -> RunnerSetting:
+        if data is None:
+            return cls()
+        d = w.lower_keys(data, "RunnerSetting")
+        return cls(disable_update=w.get_bool(d, "disableUpdate", "RunnerSetting"))
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"disableUpdate": True} if self.disable_update else {}
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerScaleSetStatistic:
+    """Job and runner counts; ``total_assigned_jobs`` is the scaling signal."""
+
+    total_available_jobs: int = 0
+    total_acquired_jobs: int = 0
+    total_assigned_jobs: int = 0
+    total_running_jobs: int = 0
+    total_registered_runners: int = 0
+    total_busy_runners: int = 0
+    total_idle_runners: int = 0
+
+    _WIRE: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("total_available_jobs", "totalAvailableJobs"),
+        ("total_acquired_jobs", "totalAcquiredJobs"),
+        ("total_assigned_jobs", "totalAssignedJobs"),
+        ("total_running_jobs", "totalRunningJobs"),
+        ("total_registered_runners", "totalRegisteredRunners"),
+        ("total_busy_runners", "totalBusyRunners"),
+        ("total_idle_runners", "totalIdleRunners"),
+    )
+
+    @classmethod
+    def from_wire(cls, data: Any) -> RunnerScaleSetStatistic | None:
+        if data is None:
+            return None
+        d = w.lower_keys(data, "statistics")
+        return cls(**{attr: w.get_int(d, key, "statistics") for attr, key in cls._WIRE})
+
+    def to_wire(self) -> dict[str, int]:
+        return {key: getattr(self, attr) for attr, key in self._WIRE}
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerScaleSet:
+    """A runner scale set. ``id`` 0 means "not created yet" and is left out of request bodies."""
+
+    name: str
+    id: int = 0
+    runner_group_id: int = 0
+    runner_group_name: str = ""
+    labels: list[Label] = field(default_factory=list)
+    runner_setting: RunnerSetting = field(default_factory=RunnerSetting)
+    created_on: datetime | None = None
+    runner_jit_config_url: str = ""
+    statistics: RunnerScaleSetStatistic | None = None
+
+    @classmethod
+    def from_wire(cls, data: Any) -> RunnerScaleSet:
+        what = "runner scale set"
+        d = w.lower_keys(data, what)
+        labels_raw = d.get("labels") or []
+        if not isinstance(labels_raw, list):
+            raise ResponseError(f"{what}.labels: expected a list")
+        return cls(
+            name=w.get_str(d, "name", what),
+            id=w.get_int(d, "id", what),
+            runner_group_id=w.get_int(d, "runnerGroupId", what),
+            runner_group_name=w.get_str(d, "runnerGroupName", what),
+            labels=[Label.from_wire(x) for x in labels_raw],
+            runner_setting=RunnerSetting.from_wire(d.get("runnersetting")),
+            created_on=w.get_time(d, "createdOn", what),
+            runner_jit_config_url=w.get_str(d, "runnerJitConfigUrl", what),
+            statistics=RunnerScaleSetStatistic.from_wire(d.get("statistics")),
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if self.id:
+            body["id"] = self.id
+        body["name"] = self.name
+        if self.runner_group_id:
+            body["runnerGroupId"] = self.runner_group_id
+        if self.runner_group_name:
+            body["runnerGroupName"] = self.runner_group_name
+        body["labels"] = [label.to_wire() for label in self.labels]
+        body["RunnerSetting"] = self.runner_setting.to_wire()
+        body["createdOn"] = w.format_time(self.created_on)
+        if self.runner_jit_config_url:
+            body["runnerJitConfigUrl"] = self.runner_jit_config_url
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerGroup:
+    """A runner group; the group named "default" is id 1."""
+
+    id: int = 0
+    name: str = ""
+    size: int = 0
+    is_default_group: bool = False
+
+    @classmethod
+    def from_wire(cls, data: Any) -> RunnerGroup:
+        d = w.lower_keys(data, "runner group")
+        return cls(
+            id=w.get_int(d, "id", "runner group"),
+            name=w.get_str(d, "name", "runner group"),
+            size=w.get_int(d, "size", "runner group"),
+            is_default_group=w.get_bool(d, "isDefaultGroup", "runner group"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerScaleSetSession:
+    """A message session. The queue token is a credential and stays out of ``repr``."""
+
+    session_id: str = ""
+    owner_name: str = ""
+    runner_scale_set: RunnerScaleSet | None = None
+    message_queue_url: str = ""
+    message_queue_access_token: str = field(default="", repr=False)
+    statistics: RunnerScaleSetStatistic | None = None
+
+    @classmethod
+    def from_wire(cls, data: Any) -> RunnerScaleSetSession:
+        what = "message session"
+        d = w.lower_keys(data, what)
+        scale_set = d.get("runnerscaleset")
+        return cls(
+            session_id=w.get_str(d, "sessionId", what),
+            owner_name=w.get_str(d, "ownerName", what),
+            runner_scale_set=RunnerScaleSet.from_wire(scale_set) if scale_set is not None else None,
+            message_queue_url=w.get_str(d, "messageQueueUrl", what),
+            message_queue_access_token=w.get_str(d, "messageQueueAccessToken", what),
+            statistics=RunnerScaleSetStatistic.from_wire(d.get("statistics")),
+        )
+
+    def problems(self) -> list[str]:
+        """What makes this session unusable (FM-06): empty id, URL or token."""
+        found = []
+        if not self.session_id or self.session_id == NIL_UUID:
+            found.append("sessionId is empty")
+        if not self.message_queue_url.startswith(("http://", "https://")):
+            found.append("messageQueueUrl is not an absolute http(s) URL")
+        if not self.message_queue_access_token:
+            found.append("messageQueueAccessToken is empty")
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class JobMessage:
+    """Fields every job message carries."""
+
+    runner_request_id: int = 0
+    repository_name: str = ""
+    owner_name: str = ""
+    job_id: str = ""
+    job_workflow_ref: str = ""
+    job_display_name: str = ""
+    workflow_run_id: int = 0
+    event_name: str = ""
+    request_labels: list[str] = field(default_factory=list)
+    queue_time: datetime | None = None
+    scale_set_assign_time: datetime | None = None
+    runner_assign_time: datetime | None = None
+    finish_time: datetime | None = None
+
+    @staticmethod
+    def _common(d: dict[str, Any], what: str) -> dict[str, Any]:
+        labels = d.get("requestlabels") or []
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise ResponseError(f"{what}.requestLabels: expected a list of strings")
+        return {
+            "runner_request_id": w.get_int(d, "runnerRequestId", what),
+            "repository_name": w.get_str(d, "repositoryName", what),
+            "owner_name": w.get_str(d, "ownerName", what),
+            "job_id": w.get_str(d, "jobId", what),
+            "job_workflow_ref": w.get_str(d, "jobWorkflowRef", what),
+            "job_display_name": w.get_str(d, "jobDisplayName", what),
+            "workflow_run_id": w.get_int(d, "workflowRunId", what),
+            "event_name": w.get_str(d, "eventName", what),
+            "request_labels": list(labels),
+            "queue_time": w.get_time(d, "queueTime", what),
+            "scale_set_assign_time": w.get_time(d, "scaleSetAssignTime", what),
+            "runner_assign_time": w.get_time(d, "runnerAssignTime", what),
+            "finish_time": w.get_time(d, "finishTime", what),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JobAvailable(JobMessage):
+    """A job this scale set can acquire by ``runner_request_id``."""
+
+    acquire_job_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobAssigned(JobMessage):
+    """A job was assigned to this scale set."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobStarted(JobMessage):
+    """A runner of this scale set started the job."""
+
+    runner_id: int = 0
+    runner_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobCompleted(JobMessage):
+    """The job finished, or its assignment was cancelled (``result`` "canceled")."""
+
+    result: str = ""
+    runner_id: int = 0
+    runner_name: str = ""
+
+
+def _parse_job(item: Any) -> JobMessage | None:
+    d = w.lower_keys(item, "job message")
+    kind = w.get_str(d, "messageType", "job message")
+    what = kind or "job message"
+    common = JobMessage._common(d, what)
+    if kind == "JobAvailable":
+        return JobAvailable(**common, acquire_job_url=w.get_str(d, "acquireJobUrl", what))
+    if kind == "JobAssigned":
+        return JobAssigned(**common)
+    if kind == "JobStarted":
+        return JobStarted(**common, runner_id=w.get_int(d, "runnerId", what),
+                          runner_name=w.get_str(d, "runnerName", what))
+    if kind == "JobCompleted":
+        return JobCompleted(**common, result=w.get_str(d, "result", what),
+                            runner_id=w.get_int(d, "runnerId", what),
+                            runner_name=w.get_str(d, "runnerName", what))
+    return None  # unknown job message types are ignored, as the protocol says
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerScaleSetMessage:
+    """One message from the queue: statistics plus the job messages of its body, in order."""
+
+    message_id: int = 0
+    message_type: str = JOB_MESSAGES_TYPE
+    statistics: RunnerScaleSetStatistic | None = None
+    job_available_messages: list[JobAvailable] = field(default_factory=list)
+    job_assigned_messages: list[JobAssigned] = field(default_factory=list)
+    job_started_messages: list[JobStarted] = field(default_factory=list)
+    job_completed_messages: list[JobCompleted] = field(default_factory=list)
+    body: str = field(default="", repr=False)
+
+    @classmethod
+    def from_wire(cls, data: Any) -> RunnerScaleSetMessage:
+        what = "message"
+        d = w.lower_keys(data, what)
+        message_id = w.get_int(d, "messageId", what)
+        message_type = w.get_str(d, "messageType", what)
+        if message_type != JOB_MESSAGES_TYPE:
+            raise ResponseError(f"message {message_id}: unsupported message type {message_type[:80]!r}")
+        body = w.get_str(d, "body", what)
+        items: list[Any] = []
+        if body.strip():
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                raise ResponseError(f"message {message_id}: body is not a JSON array",
+                                    body_excerpt=w.excerpt(body)) from None
+            if parsed is not None and not isinstance(parsed, list):
+                raise ResponseError(f"message {message_id}: body is a {type(parsed).__name__}, not an array")
+            items = parsed or []
+        buckets: dict[type, list[Any]] = {JobAvailable: [], JobAssigned: [], JobStarted: [], JobCompleted: []}
+        for item in items:
+            job = _parse_job(item)
+            if job is not None:
+                buckets[type(job)].append(job)
+        return cls(
+            message_id=message_id,
+            message_type=message_type,
+            statistics=RunnerScaleSetStatistic.from_wire(d.get("statistics")),
+            job_available_messages=buckets[JobAvailable],
+            job_assigned_messages=buckets[JobAssigned],
+            job_started_messages=buckets[JobStarted],
+            job_completed_messages=buckets[JobCompleted],
+            body=body,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JitRunnerSetting:
+    """The request for a just-in-time runner configuration."""
+
+    name: str
+    work_folder: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"name": self.name, "workFolder": self.work_folder}
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerReference:
+    """A runner as the Actions service knows it."""
+
+    id: int = 0
+    name: str = ""
+    runner_scale_set_id: int = 0
+
+    @classmethod
+    def from_wire(cls, data: Any) -> RunnerReference:
+        d = w.lower_keys(data, "runner")
+        return cls(
+            id=w.get_int(d, "id", "runner"),
+            name=w.get_str(d, "name", "runner"),
+            runner_scale_set_id=w.get_int(d, "runnerScaleSetId", "runner"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JitRunnerConfig:
+    """A registered runner and its JIT configuration, which is a runner credential.
+
+    Pass ``encoded_jit_config`` to the runner (``ACTIONS_RUNNER_INPUT_JITCONFIG`` or
+    ``run.sh --jitconfig``); never log it.
+    """
+
+    runner: RunnerReference = field(default_factory=RunnerReference)
+    encoded_jit_config: str = field(default="", repr=False)
+
+    @classmethod
+    def from_wire(cls, data: Any) -> JitRunnerConfig:
+        d = w.lower_keys(data, "JIT config")
+        runner = d.get("runner")
+        return cls(
+            runner=RunnerReference.from_wire(runner) if runner is not None else RunnerReference(),
+            encoded_jit_config=w.get_str(d, "encodedJITConfig", "JIT config"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SystemInfo:
+    """Who is calling: sent as the JSON User-Agent on every request.
+
+    ``build_version`` and ``build_commit_sha`` name this library and default to its version.
+    """
+
+    system: str = ""
+    version: str = ""
+    commit_sha: str = "NA"
+    scale_set_id: int = 0
+    subsystem: str = ""
+    build_version: str = __version__
+    build_commit_sha: str = __version__
+
+    def user_agent(self) -> str:
+        """The compact JSON User-Agent, keys in protocol order."""
+        return json.dumps(
+            {
+                "system": self.system,
+                "version": self.version,
+                "commit_sha": self.commit_sha,
+                "scale_set_id": self.scale_set_id,
+                "subsystem": self.subsystem,
+                "build_version": self.build_version,
+                "build_commit_sha": self.build_commit_sha,
+                "kind": "scaleset",
+            },
+            separators=(",", ":"),
+            ensure_ascii=True,
+        )
+
+    def with_scale_set(self, scale_set_id: int) -> SystemInfo:
+        return dataclasses.replace(self, scale_set_id=scale_set_id)
+
+
+def parse(model: type[_T], data: Any, operation: str) -> _T:
+    """Run ``model.from_wire`` and turn any stray exception into ``ResponseError``."""
+    reader: Any = model
+    try:
+        return reader.from_wire(data)  # type: ignore[no-any-return]
+    except ResponseError as exc:
+        if not exc.operation:
+            exc.operation = operation
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:  # defensive: never leak these
+        raise ResponseError(f"{operation}: malformed response ({type(exc).__name__})", operation=operation) from exc

@@ -1,0 +1,186 @@
+"""Server hints, the not-before gate and the retry budget: the parts of retrying that are shared.
+
+GitHub's rules, in order: ``Retry-After`` (seconds or an HTTP date) wins; else
+``x-ratelimit-remaining: 0`` means wait until ``x-ratelimit-reset``; else a secondary rate limit
+(403/429 whose message says so, no header) means at least 60 s, growing each time it repeats.
+A hint arms a per-origin gate that every thread honours before sending.
+"""
+
+from __future__ import annotations
+
+import threading
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+
+from .clock import Clock
+
+__all__ = ["RateGate", "RetryBudget", "hint_seconds", "is_throttle"]
+
+SECONDARY_MIN_WAIT = 60.0
+_SECONDARY_MARKERS = (b"secondary rate limit", b"abuse detection")
+
+
+def parse_retry_after(value: str, now_wall: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP date), or None."""
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when is None:
+            return None
+        return max(0.0, when.timestamp() - now_wall)
+    if seconds != seconds or seconds < 0:  # NaN or negative
+        return None
+    return min(seconds, 10 * 365 * 86400.0)
+
+
+def _is_secondary(response: requests.Response) -> bool:
+    body = (response.content or b"")[:2048].lower()
+    return any(marker in body for marker in _SECONDARY_MARKERS)
+
+
+def is_throttle(response: requests.Response) -> bool:
+    """429, or a 403 that is GitHub's rate limit rather than a permission problem."""
+    if response.status_code == 429:
+        return True
+    if response.status_code == 403:
+        if response.headers.get("x-ratelimit-remaining", "").strip() == "0":
+            return True
+        return "retry-after" in response.headers or _is_secondary(response)
+    return False
+
+
+def hint_seconds(response: requests.Response, now_wall: float, secondary_strikes: int = 0) -> float | None:
+    """How long the server asked us to wait, by GitHub's rules; None when it said nothing."""
+    retry_after = response.headers.get("retry-after")
+    if retry_after is not None:
+        parsed = parse_retry_after(retry_after, now_wall)
+        if parsed is not None:
+            return parsed
+    if response.headers.get("x-ratelimit-remaining", "").strip() == "0":
+        try:
+            reset = float(response.headers.get("x-ratelimit-reset", ""))
+        except ValueError:
+            reset = None
+        if reset is not None:
+            return max(0.0, reset - now_wall)
+    if response.status_code in (403, 429) and _is_secondary(response):
+        return SECONDARY_MIN_WAIT * 2.0 ** min(secondary_strikes, 6)
+    return None
+
+
+class RateGate:
+    """Per-origin "no request before" instants (monotonic), honoured by every thread."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._until: dict[str, float] = {}
+        self._strikes: dict[str, int] = {}
+
+    def arm(self, origin: str, seconds: float) -> float:
+        """Hold ``origin`` for ``seconds`` from now (never shortens an existing hold)."""
+        with self._lock:
+            until = self._clock.monotonic() + seconds
+            if until > self._until.get(origin, 0.0):
+                self._until[origin] = until
+            return self._until[origin]
+
+    def strike(self, origin: str) -> int:
+        """Count a secondary-limit hit; returns how many came before it."""
+        with self._lock:
+            n = self._strikes.get(origin, 0)
+            self._strikes[origin] = n + 1
+            return n
+
+    def clear_strikes(self, origin: str) -> None:
+        with self._lock:
+            self._strikes.pop(origin, None)
+
+    def wait_for(self, origin: str) -> float:
+        """Seconds until ``origin`` may be sent to (0 when now)."""
+        with self._lock:
+            return max(0.0, self._until.get(origin, 0.0) - self._clock.monotonic())
+
+    def snapshot(self) -> dict[str, float]:
+        """Wall-clock instants, for the state file."""
+        now_m, now_w = self._clock.monotonic(), self._clock.wall()
+        with self._lock:
+            return {o: now_w + (u - now_m) for o, u in self._until.items() if u > now_m}
+
+    def restore(self, data: dict[str, Any], cap: float) -> None:
+        now_m, now_w = self._clock.monotonic(), self._clock.wall()
+        for origin, wall_until in data.items():
+            try:
+                left = min(float(wall_until) - now_w, cap)
+            except (TypeError, ValueError):
+                continue
+            if left > 0:
+                self.arm(str(origin), left)
+        del now_m
+
+
+class RetryBudget:
+    """A token bucket per origin that caps retries (not first attempts).
+
+    A retry costs 1 token (a timeout 2); a first-try success earns 0.2 back; one token trickles
+    back every 30 s, so a quiet client can always retry now and then. Capacity 0 disables it.
+    """
+
+    EARN = 0.2
+    TRICKLE_SECONDS = 30.0
+
+    def __init__(self, capacity: float, clock: Clock) -> None:
+        self._capacity = capacity
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tokens: dict[str, tuple[float, float]] = {}
+
+    def _level(self, origin: str, now: float) -> float:
+        tokens, stamp = self._tokens.get(origin, (self._capacity, now))
+        return min(self._capacity, tokens + (now - stamp) / self.TRICKLE_SECONDS)
+
+    def spend(self, origin: str, cost: float = 1.0) -> bool:
+        if self._capacity <= 0:
+            return True
+        with self._lock:
+            now = self._clock.monotonic()
+            level = self._level(origin, now)
+            if level < cost:
+                self._tokens[origin] = (level, now)
+                return False
+            self._tokens[origin] = (level - cost, now)
+            return True
+
+    def earn(self, origin: str) -> None:
+        if self._capacity <= 0:
+            return
+        with self._lock:
+            now = self._clock.monotonic()
+            self._tokens[origin] = (min(self._capacity, self._level(origin, now) + self.EARN), now)
+
+    def level(self, origin: str) -> float:
+        with self._lock:
+            return self._capacity if self._capacity <= 0 else self._level(origin, self._clock.monotonic())
+
+    def snapshot(self) -> dict[str, float]:
+        with self._lock:
+            now = self._clock.monotonic()
+            return {o: round(self._level(o, now), 3) for o in self._tokens}
+
+    def restore(self, data: dict[str, Any]) -> None:
+        with self._lock:
+            now = self._clock.monotonic()
+            for origin, level in data.items():
+                try:
+                    self._tokens[str(origin)] = (max(0.0, min(self._capacity, float(level))), now)
+                except (TypeError, ValueError):
+                    continue

@@ -1,0 +1,106 @@
+"""Keeping credentials out of reprs, logs and error messages.
+
+``Secret`` wraps a token so that printing it, logging it or putting it in an f-string shows
+``Secret('***')``; the value is read only where it goes on the wire (``reveal()``). Every Secret
+also registers its value with a small process-wide redactor, so a server that echoes a token
+back in an error body cannot make us print it.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+__all__ = ["Secret", "redact", "redact_url"]
+
+_MIN_SECRET_LEN = 6
+_MAX_REMEMBERED = 256
+_lock = threading.Lock()
+_known: OrderedDict[str, None] = OrderedDict()
+_pattern: re.Pattern[str] | None = None
+
+# Query keys whose values we send ourselves and that never carry a credential.
+_SAFE_QUERY_KEYS = frozenset(
+    {"api-version", "lastmessageid", "name", "runnergroupid", "groupname", "agentname"}
+)
+
+
+def _remember(value: str) -> None:
+    global _pattern
+    if len(value) < _MIN_SECRET_LEN:
+        return
+    with _lock:
+        if value in _known:
+            _known.move_to_end(value)
+            return
+        _known[value] = None
+        while len(_known) > _MAX_REMEMBERED:
+            _known.popitem(last=False)
+        _pattern = None
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with every remembered secret value replaced by ``***``."""
+    global _pattern
+    if not text:
+        return text
+    with _lock:
+        if not _known:
+            return text
+        if _pattern is None:
+            ordered = sorted(_known, key=len, reverse=True)
+            _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+        pattern = _pattern
+    return pattern.sub("***", text)
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` without userinfo and with unknown query values replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, v if k.lower() in _SAFE_QUERY_KEYS else "***") for k, v in pairs])
+    return redact(urlunsplit((parts.scheme, netloc, parts.path, query, "")))
+
+
+class Secret:
+    """A credential whose value never shows in ``repr``, ``str`` or formatting."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"Secret takes a str, not {type(value).__name__}")
+        self._value = value
+        _remember(value)
+
+    def reveal(self) -> str:
+        """The value itself, for the one place it goes on the wire."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("a Secret is not pickled: pass the credential explicitly")

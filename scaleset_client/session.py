@@ -1,0 +1,297 @@
+"""``MessageSession``: one scale set's message queue session, renewed in place when it lapses.
+
+The session is created before the constructor returns. Its queue token expires about hourly:
+a 401 from the queue (poll, ack, acquire) refreshes the session once (PATCH, single-flight
+across threads) and repeats the call with the new token and URL. When the service has lost the
+session (refresh answers 404) and ``auto_recover_session`` is on, a new session is created in
+its place. A session the service hands back without a queue URL or token is re-created.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import requests
+
+from . import _wire
+from .adapter import CallPolicy, attach_policy
+from .auth import SingleFlight
+from .client import INT32_MAX, check_id
+from .errors import (
+    APIError,
+    ConfigError,
+    ResponseError,
+    SessionNotFoundError,
+)
+from .models import NIL_UUID, RunnerScaleSetMessage, RunnerScaleSetSession, parse
+from .secrets import Secret
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["MessageSession"]
+
+_GONE_TYPES = ("RunnerAdminException", "RunnerScaleSetSessionExpiredException")
+
+
+def default_owner() -> str:
+    try:
+        return socket.gethostname() or str(uuid.uuid4())
+    except OSError:
+        return str(uuid.uuid4())
+
+
+def with_query(url: str, **params: object) -> str:
+    """``url`` with the given query parameters added or replaced, the others kept."""
+    parts = urlsplit(url)
+    pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    pairs += [(k, str(v)) for k, v in params.items()]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(pairs), parts.fragment))
+
+
+def with_path_suffix(url: str, suffix: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/" + suffix, parts.query, ""))
+
+
+class MessageSession:
+    """A message session for one scale set. Thread-safe; a context manager that deletes the session."""
+
+    def __init__(self, client: Client, scale_set_id: int, owner: str | None = None) -> None:
+        self._client = client
+        self.scale_set_id = check_id("scale_set_id", scale_set_id)
+        if owner is not None and (not isinstance(owner, str) or not owner.strip()):
+            raise ConfigError(f"owner must be a non-empty string, got {owner!r}")
+        self.owner_name = owner or default_owner()
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._flight: SingleFlight[RunnerScaleSetSession] = SingleFlight()
+        self._closed = False
+        self.refreshes = 0
+        self.recreations = 0
+        self._user_agent = client.system_info.with_scale_set(scale_set_id).user_agent()
+        self._session = self._create()
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def session(self) -> RunnerScaleSetSession:
+        """The current session (replaced whole on every refresh)."""
+        with self._lock:
+            return self._session
+
+    @property
+    def active(self) -> bool:
+        with self._lock:
+            return not self._closed and not self._session.problems()
+
+    @property
+    def generation(self) -> int:
+        with self._lock:
+            return self._generation
+
+    def _install(self, session: RunnerScaleSetSession) -> RunnerScaleSetSession:
+        if session.message_queue_access_token:
+            Secret(session.message_queue_access_token)
+        with self._lock:
+            self._session = session
+            self._generation += 1
+            return session
+
+    def _path(self, suffix: str = "") -> str:
+        return f"_apis/runtime/runnerscalesets/{self.scale_set_id}/sessions{suffix}"
+
+    # -- session calls (protocol §3.9) -------------------------------------------------------
+    def _create(self) -> RunnerScaleSetSession:
+        client = self._client
+        body = {"sessionId": NIL_UUID, "ownerName": self.owner_name}
+        for attempt in (1, 2):
+            response = client._actions_call("create_session", "POST", self._path(), body=body, idempotent=False,
+                                            operation_class="session", user_agent=self._user_agent)
+            session = parse(RunnerScaleSetSession, client._json(response, "create_session"), "create_session")
+            problems = session.problems()
+            if not problems:
+                return self._install(session)
+            # FM-06: the service handed back an unusable session. Drop it and ask once more.
+            client._log.warning("session for scale set %d is unusable (%s); re-creating", self.scale_set_id,
+                                ", ".join(problems))
+            if session.session_id and session.session_id != NIL_UUID:
+                self._delete_quietly(session.session_id)
+            if attempt == 2:
+                raise ResponseError(f"create_session: the service returned an unusable session ({', '.join(problems)})",
+                                    operation="create_session")
+        raise AssertionError("unreachable")
+
+    def refresh(self) -> RunnerScaleSetSession:
+        """Renew the session token now (PATCH). Single-flight across threads."""
+        return self._refresh(self.generation)
+
+    def _refresh(self, seen_generation: int) -> RunnerScaleSetSession:
+        with self._lock:
+            if self._generation > seen_generation:
+                return self._session
+        return self._flight.do(self._refresh_now)
+
+    def _refresh_now(self) -> RunnerScaleSetSession:
+        client = self._client
+        session_id = self.session.session_id
+        try:
+            response = client._actions_call("refresh_session", "PATCH", self._path(f"/{session_id}"),
+                                            operation_class="session", user_agent=self._user_agent)
+        except APIError as exc:
+            if exc.status == 404 or any(t in exc.type_name for t in _GONE_TYPES):
+                gone = SessionNotFoundError(
+                    f"session {session_id} of scale set {self.scale_set_id} is gone on the server: {exc.message}",
+                    status=exc.status, reason=exc.reason, type_name=exc.type_name, activity_id=exc.activity_id,
+                    github_request_id=exc.github_request_id, method=exc.method, url=exc.url)
+                if client.resilience.auto_recover_session:
+                    client._log.warning("%s; creating a new session", gone)
+                    self.recreations += 1
+                    return self._create()
+                raise gone from exc
+            raise
+        session = parse(RunnerScaleSetSession, client._json(response, "refresh_session"), "refresh_session")
+        self.refreshes += 1
+        if session.problems():
+            client._log.warning("refreshed session is unusable (%s); re-creating", ", ".join(session.problems()))
+            self.recreations += 1
+            return self._create()
+        return self._install(session)
+
+    def recover(self) -> RunnerScaleSetSession:
+        """Bring the session back: refresh it, or create a new one when the service lost it."""
+        return self.refresh()
+
+    def _recover_401(self, seen_generation: int, build: Callable[[], requests.PreparedRequest]
+                     ) -> Callable[[requests.PreparedRequest, requests.Response], requests.PreparedRequest]:
+        """401 from the queue: refresh the session once (unless another thread did), re-sign."""
+
+        def hook(request: requests.PreparedRequest, response: requests.Response) -> requests.PreparedRequest:
+            self._refresh(seen_generation)
+            return build()
+        return hook
+
+    # -- queue calls (protocol §4) -----------------------------------------------------------
+    def get_message(self, last_message_id: int = 0, max_capacity: int = 0) -> RunnerScaleSetMessage | None:
+        """Long-poll for the next message after ``last_message_id``; None when the poll ends empty.
+
+        ``max_capacity`` (0 to 2**31-1) is sent as ``X-ScaleSetMaxCapacity`` so the service does
+        not assign more jobs than the scale set can run.
+        """
+        if isinstance(last_message_id, bool) or not isinstance(last_message_id, int) or last_message_id < 0:
+            raise ConfigError(f"last_message_id must be an integer >= 0, got {last_message_id!r}")
+        if isinstance(max_capacity, bool) or not isinstance(max_capacity, int) or not 0 <= max_capacity <= INT32_MAX:
+            raise ConfigError(f"max_capacity must be an integer from 0 to {INT32_MAX}, got {max_capacity!r}")
+        client = self._client
+
+        def build() -> requests.PreparedRequest:
+            with self._lock:
+                current, generation = self._session, self._generation
+            url = current.message_queue_url
+            if last_message_id > 0:
+                url = with_query(url, lastMessageId=last_message_id)
+            prepared = client._prepare("GET", url, authorization=f"Bearer {current.message_queue_access_token}",
+                                       content_type=None, user_agent=self._user_agent,
+                                       extra={"Accept": "application/json; api-version=6.0-preview",
+                                              "X-ScaleSetMaxCapacity": str(max_capacity)})
+            policy = CallPolicy(operation="get_message", operation_class="long_poll", idempotent=True,
+                                recover=self._recover_401(generation, build), queue_operation=True,
+                                read_timeout=client.long_poll_timeout)
+            return attach_policy(prepared, policy)
+
+        prepared = build()
+        response = client._send(prepared)
+        if response.status_code == 202:
+            return None
+        client._expect(response, (200,), _policy(prepared))
+        data = _wire.loads(response.content, operation="get_message")
+        return parse(RunnerScaleSetMessage, data, "get_message")
+
+    def delete_message(self, message_id: int) -> None:
+        """Acknowledge a message. A 404 (already deleted) counts as done."""
+        check_id("message_id", message_id)
+        client = self._client
+
+        def build() -> requests.PreparedRequest:
+            with self._lock:
+                current, generation = self._session, self._generation
+            url = with_path_suffix(current.message_queue_url, str(message_id))
+            prepared = client._prepare("DELETE", url, authorization=f"Bearer {current.message_queue_access_token}",
+                                       user_agent=self._user_agent)
+            policy = CallPolicy(operation="delete_message", operation_class="queue_ops", idempotent=True,
+                                json_body=False, recover=self._recover_401(generation, build), queue_operation=True)
+            return attach_policy(prepared, policy)
+
+        prepared = build()
+        response = client._send(prepared)
+        if response.status_code in (204, 404):
+            return
+        client._expect(response, (204,), _policy(prepared))
+
+    def acquire_jobs(self, request_ids: list[int]) -> list[int]:
+        """Acquire jobs by ``runner_request_id``; returns the ids actually acquired (maybe fewer)."""
+        ids = [check_id("request id", i) for i in request_ids]
+        if not ids:
+            return []
+        client = self._client
+        with self._lock:
+            generation = self._generation
+
+        def token() -> str:
+            with self._lock:
+                return self._session.message_queue_access_token
+
+        response = client._actions_call("acquire_jobs", "POST",
+                                        f"_apis/runtime/runnerscalesets/{self.scale_set_id}/acquirejobs",
+                                        body=ids, idempotent=False, operation_class="queue_ops", bearer=token,
+                                        renew=lambda: self._refresh(generation), queue_operation=True,
+                                        user_agent=self._user_agent)
+        data = _wire.lower_keys(client._json(response, "acquire_jobs"), "acquire_jobs")
+        values = data.get("value") or []
+        if not isinstance(values, list):
+            raise ResponseError("acquire_jobs: value is not a list", operation="acquire_jobs")
+        return [_wire.get_int({"v": v}, "v", "acquire_jobs.value") for v in values]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _delete_quietly(self, session_id: str) -> bool:
+        try:
+            self._client._actions_call("delete_session", "DELETE", self._path(f"/{session_id}"), expected=(204,),
+                                       operation_class="session", user_agent=self._user_agent)
+            return True
+        except APIError as exc:
+            if exc.status in (400, 404) or "SessionExpired" in exc.type_name:
+                return True  # already gone (FM-05)
+            self._client._log.warning("could not delete session %s: %s", session_id, exc)
+            return False
+        except Exception as exc:  # best effort: a close must never raise
+            self._client._log.warning("could not delete session %s: %s", session_id, exc)
+            return False
+
+    def close(self) -> None:
+        """Delete the server session, best effort (an expired session counts as deleted)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            session_id = self._session.session_id
+        self._delete_quietly(session_id)
+        self._client._forget_session(self)
+
+    def __enter__(self) -> MessageSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MessageSession(scale_set_id={self.scale_set_id}, session_id={self.session.session_id!r})"
+
+
+def _policy(prepared: requests.PreparedRequest) -> CallPolicy:
+    from .adapter import policy_of
+
+    return policy_of(prepared)

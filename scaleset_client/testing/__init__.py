@@ -1,0 +1,13 @@
+"""Test kit: a fake of the whole service on loopback, its faults, and a fake clock.
+
+    from scaleset_client.testing import FakeActionsService, FakeClock, Fault
+
+It is public so that users can test their scalers offline, with the same faults our own
+tests use.
+"""
+
+from ._clock import FakeClock
+from ._faults import Fault
+from .fake_service import FakeActionsService, LoggedRequest
+
+__all__ = ["FakeActionsService", "FakeClock", "Fault", "LoggedRequest"]

@@ -1,0 +1,201 @@
+"""Loopback HTTP servers with connection counting, stop/start on the same port, and fault writers."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from ._faults import Fault
+
+__all__ = ["LoopbackServer", "write_fault", "write_response"]
+
+Dispatch = Callable[[str, BaseHTTPRequestHandler], None]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return None
+
+    def _dispatch(self) -> None:
+        self.server.dispatch(self.server.name, self)
+
+    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _dispatch
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, port: int, name: str, dispatch: Dispatch, counter: Callable[[], None]) -> None:
+        self.name = name
+        self.dispatch = dispatch
+        self._count = counter
+        self.conns: set[socket.socket] = set()
+        self.conns_lock = threading.Lock()
+        super().__init__(("127.0.0.1", port), _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = super().get_request()
+        with self.conns_lock:
+            self.conns.add(sock)
+        self._count()
+        return sock, addr
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.conns_lock:
+            self.conns.discard(request)
+        super().shutdown_request(request)
+
+
+class LoopbackServer:
+    """One HTTP server on 127.0.0.1 that can be stopped and started again on the same port."""
+
+    def __init__(self, name: str, dispatch: Dispatch) -> None:
+        self.name = name
+        self._dispatch = dispatch
+        self.port = 0
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.accepted = 0
+
+    def _counted(self) -> None:
+        with self._lock:
+            self.accepted += 1
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> None:
+        if self._server is not None:
+            return
+        server = None
+        for _ in range(50):  # the old socket may linger a moment after a stop
+            try:
+                server = _Server(self.port, self.name, self._dispatch, self._counted)
+                break
+            except OSError:
+                if self.port == 0:
+                    raise
+                time.sleep(0.05)
+        if server is None:
+            raise OSError(f"could not bind 127.0.0.1:{self.port} again")
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"fake-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting (connections are refused) and cut every open connection."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        self.cut_connections(server)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def cut_connections(self, server: _Server | None = None) -> int:
+        """Close every open connection (idle keep-alive ones included) from the server side."""
+        server = server or self._server
+        if server is None:
+            return 0
+        with server.conns_lock:
+            conns = list(server.conns)
+        for sock in conns:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        return len(conns)
+
+
+def write_response(handler: BaseHTTPRequestHandler, status: int, body: bytes = b"",
+                   headers: dict[str, str] | None = None) -> None:
+    handler.send_response(status)
+    hdrs = {"Content-Type": "application/json; charset=utf-8"} if body else {}
+    hdrs.update(headers or {})
+    for key, value in hdrs.items():
+        handler.send_header(key, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    if body and handler.command != "HEAD":
+        handler.wfile.write(body)
+    handler.wfile.flush()
+
+
+def write_fault(handler: BaseHTTPRequestHandler, fault: Fault, release: threading.Event) -> None:
+    """Carry out a fault that replaces the normal answer."""
+    sock = handler.connection
+    if fault.kind == "respond":
+        write_response(handler, fault.status, fault.body, fault.headers)
+    elif fault.kind == "drop":
+        handler.close_connection = True
+        sock.shutdown(socket.SHUT_RDWR)
+    elif fault.kind == "reset":
+        handler.close_connection = True
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    elif fault.kind == "hang":
+        release.wait(fault.seconds)
+        handler.close_connection = True
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    elif fault.kind == "huge":
+        handler.send_response(fault.status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(fault.size))
+        handler.end_headers()
+        chunk = b" " * 65536
+        left = fault.size
+        try:
+            while left > 0 and not release.is_set():
+                handler.wfile.write(chunk[: min(left, len(chunk))])
+                left -= len(chunk)
+        except OSError:
+            pass
+        handler.close_connection = True
+    elif fault.kind == "drip":
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        try:
+            for _ in range(fault.size):
+                if release.wait(fault.seconds):
+                    break
+                handler.wfile.write(b"1\r\n \r\n")
+                handler.wfile.flush()
+            handler.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass
+        handler.close_connection = True
+    elif fault.kind == "truncated":
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        handler.wfile.write(b'{"count": 1, "va')
+        handler.wfile.flush()
+        handler.close_connection = True
+        sock.shutdown(socket.SHUT_RDWR)
+    else:
+        raise ValueError(f"unknown fault kind {fault.kind!r}")

@@ -1,0 +1,747 @@
+"""``FakeActionsService``: the runner scale set protocol on three real loopback servers.
+
+``github`` (the REST API, GHES-style under ``/api/v3``), ``actions`` (the Actions service
+under a tenant prefix) and ``broker`` (the message queue) each listen on their own port, so
+each is its own origin with its own breakers. The fake checks what the real service checks
+(bearer tokens, RemoteAuth, ``api-version``, JWT claims of App tokens, one session per scale
+set) and lets a test break any of it (``inject``, ``stop``/``start``, ``evict_session``,
+``expire_*``, ``delete_scale_set``). Every request is logged (``requests``, ``count``) so tests
+assert on what reached the server, and ``connections`` counts TCP connections per server.
+
+Use it to test a scaler offline::
+
+    with FakeActionsService() as fake:
+        client = sc.Client(fake.config_url, token=fake.token)
+        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="linux"))
+        fake.queue_job(scale_set.id)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from ..clock import Clock, SystemClock
+from ._faults import Fault, FaultBook
+from ._servers import LoopbackServer, write_fault, write_response
+
+__all__ = ["FakeActionsService", "Fault", "LoggedRequest"]
+
+BOM = b"\xef\xbb\xbf"
+_SESSION_GONE = "GitHub.Actions.Runtime.WebApi.RunnerAdminException, GitHub.Actions.Runtime.WebApi"
+_T = "GitHub.Actions.Runtime.WebApi.{}, GitHub.Actions.Runtime.WebApi"
+_DT = "GitHub.DistributedTask.WebApi.{}, GitHub.DistributedTask.WebApi"
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """What reached a fake server (``status`` is None when a fault answered or dropped it)."""
+
+    server: str
+    operation: str
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    time: float
+    fault: str = ""
+
+    def json(self) -> Any:
+        return json.loads(self.body.decode()) if self.body else None
+
+
+@dataclass
+class _Session:
+    session_id: str
+    owner: str
+    scale_set_id: int
+    token: str
+    token_expires: float
+
+
+@dataclass
+class _Message:
+    message_id: int
+    scale_set_id: int
+    jobs: list[dict[str, Any]]
+    statistics: dict[str, int] | None
+    message_type: str = "RunnerScaleSetJobMessages"
+    deleted: bool = False
+    raw_body: str | None = None
+
+
+@dataclass
+class _Job:
+    request_id: int
+    scale_set_id: int
+    job_id: str
+    labels: list[str]
+    state: str = "available"  # available, acquired, running, completed
+    runner_id: int = 0
+    runner_name: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class FakeActionsService:
+    """A fake of GitHub's REST API, the Actions service and the message broker on loopback.
+
+    ``long_poll_hold`` is how long an empty poll is held before 202 (real: ~50 s);
+    ``admin_token_ttl`` and ``queue_token_ttl`` are token lifetimes in seconds of ``clock``
+    wall time (pass the client's ``FakeClock`` to expire tokens by advancing it).
+    """
+
+    def __init__(
+        self,
+        *,
+        org: str = "fake-org",
+        token: str = "ghp_fakeFAKEfake0123456789abcdefghijklmn",
+        long_poll_hold: float = 0.3,
+        admin_token_ttl: float = 600.0,
+        queue_token_ttl: float = 3600.0,
+        clock: Clock | None = None,
+        tenant: str = "tenant/123",
+    ) -> None:
+        self.org = org
+        self.token = token
+        self.long_poll_hold = long_poll_hold
+        self.admin_token_ttl = admin_token_ttl
+        self.queue_token_ttl = queue_token_ttl
+        self.clock: Clock = clock or SystemClock()
+        self.tenant = tenant.strip("/")
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._release = threading.Event()
+        self._faults = FaultBook()
+        self._log: list[LoggedRequest] = []
+        self._secret = secrets.token_bytes(32)
+        self._apps: dict[str, Any] = {}  # client_id -> public key
+        self._installation_tokens: dict[str, float] = {}
+        self._registration_tokens: dict[str, float] = {}
+        self._admin_tokens: dict[str, float] = {}
+        self._scale_sets: dict[int, dict[str, Any]] = {}
+        self._groups: dict[str, dict[str, Any]] = {"default": {"id": 1, "name": "Default", "size": 0,
+                                                               "isDefaultGroup": True}}
+        self._runners: dict[int, dict[str, Any]] = {}
+        self._sessions: dict[int, _Session] = {}
+        self._queue_tokens: dict[str, _Session] = {}
+        self._messages: dict[int, list[_Message]] = {}
+        self._jobs: dict[int, _Job] = {}
+        self._ids = itertools.count(1)
+        self._runner_ids = itertools.count(1001)
+        self._message_ids = itertools.count(100_000_001)
+        self._request_ids = itertools.count(104_857_601)
+        self.capacities: list[int] = []
+        self.servers = {name: LoopbackServer(name, self._dispatch) for name in ("github", "actions", "broker")}
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> FakeActionsService:
+        for server in self.servers.values():
+            server.start()
+        self._started = True
+        return self
+
+    def close(self) -> None:
+        self._release.set()
+        with self._cond:
+            self._cond.notify_all()
+        for server in self.servers.values():
+            server.stop()
+
+    def __enter__(self) -> FakeActionsService:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stop(self, server: str) -> None:
+        """Take one server down: connections are refused until ``start_server``."""
+        self.servers[server].stop()
+
+    def start_server(self, server: str) -> None:
+        """Bring a stopped server back on the same port."""
+        self.servers[server].start()
+
+    def release_hangs(self) -> None:
+        """End every ``Fault.hang`` in progress (and any that start later)."""
+        self._release.set()
+
+    def cut_connections(self, server: str) -> int:
+        """Close every open connection of ``server`` from the server side (idle keep-alives too)."""
+        return self.servers[server].cut_connections()
+
+    # -- addresses ---------------------------------------------------------------------------
+    @property
+    def config_url(self) -> str:
+        return f"{self.servers['github'].url}/{self.org}"
+
+    @property
+    def actions_url(self) -> str:
+        return f"{self.servers['actions'].url}/{self.tenant}/"
+
+    @property
+    def queue_url(self) -> str:
+        return f"{self.servers['broker'].url}/scalesets/message"
+
+    def connections(self, server: str) -> int:
+        """TCP connections accepted by ``server`` since the start."""
+        return self.servers[server].accepted
+
+    # -- faults and the log ------------------------------------------------------------------
+    def inject(self, target: str, *faults: Fault, times: int = 1) -> None:
+        """Queue faults for the next requests of an operation ("get_message") or a server ("broker")."""
+        self._faults.add(target, faults, times)
+
+    def inject_always(self, target: str, fault: Fault) -> None:
+        """Apply ``fault`` to every request of ``target`` until ``clear_faults``."""
+        self._faults.always(target, fault)
+
+    def clear_faults(self, target: str | None = None) -> None:
+        self._faults.clear(target)
+
+    def requests(self, operation: str | None = None, server: str | None = None) -> list[LoggedRequest]:
+        with self._lock:
+            return [r for r in self._log if (operation is None or r.operation == operation)
+                    and (server is None or r.server == server)]
+
+    def count(self, operation: str | None = None, server: str | None = None) -> int:
+        return len(self.requests(operation, server))
+
+    def clear_log(self) -> None:
+        with self._lock:
+            self._log.clear()
+
+    # -- state for tests ---------------------------------------------------------------------
+    def register_app(self, client_id: str | int, public_key: Any) -> None:
+        """Accept App JWTs signed by the private half of ``public_key`` with ``iss`` = client_id."""
+        self._apps[str(client_id)] = public_key
+
+    def add_runner_group(self, name: str, group_id: int | None = None) -> int:
+        with self._lock:
+            gid = group_id or (max(g["id"] for g in self._groups.values()) + 1)
+            self._groups[name.lower()] = {"id": gid, "name": name, "size": 0, "isDefaultGroup": False}
+            return gid
+
+    def scale_set(self, scale_set_id: int) -> dict[str, Any] | None:
+        with self._lock:
+            data = self._scale_sets.get(scale_set_id)
+            return dict(data) if data else None
+
+    def session_of(self, scale_set_id: int) -> _Session | None:
+        with self._lock:
+            return self._sessions.get(scale_set_id)
+
+    def runners(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._runners.values()]
+
+    def evict_session(self, scale_set_id: int) -> None:
+        """Forget the session server side: its token stops working and refresh answers 404."""
+        with self._lock:
+            session = self._sessions.pop(scale_set_id, None)
+            if session:
+                self._queue_tokens.pop(session.token, None)
+
+    def expire_queue_tokens(self) -> None:
+        with self._lock:
+            for session in self._sessions.values():
+                session.token_expires = self.clock.wall() - 1
+
+    def expire_admin_tokens(self) -> None:
+        with self._lock:
+            for tok in self._admin_tokens:
+                self._admin_tokens[tok] = self.clock.wall() - 1
+
+    def delete_scale_set(self, scale_set_id: int) -> None:
+        """Delete a scale set server side (its session and messages go with it)."""
+        with self._lock:
+            self._scale_sets.pop(scale_set_id, None)
+            self.evict_session(scale_set_id)
+            self._messages.pop(scale_set_id, None)
+
+    def statistics(self, scale_set_id: int) -> dict[str, int]:
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if j.scale_set_id == scale_set_id]
+            runners = [r for r in self._runners.values() if r["runnerScaleSetId"] == scale_set_id]
+            busy = sum(1 for j in jobs if j.state == "running")
+            return {
+                "totalAvailableJobs": sum(1 for j in jobs if j.state == "available"),
+                "totalAcquiredJobs": sum(1 for j in jobs if j.state == "acquired"),
+                "totalAssignedJobs": sum(1 for j in jobs if j.state in ("acquired", "running")),
+                "totalRunningJobs": busy,
+                "totalRegisteredRunners": len(runners),
+                "totalBusyRunners": busy,
+                "totalIdleRunners": max(0, len(runners) - busy),
+            }
+
+    def push_message(self, scale_set_id: int, jobs: list[dict[str, Any]] | None = None, *,
+                     statistics: dict[str, int] | str | None = "auto",
+                     message_type: str = "RunnerScaleSetJobMessages", raw_body: str | None = None) -> int:
+        """Queue a message; ``statistics="auto"`` computes them from the fake's jobs."""
+        with self._cond:
+            stats = self.statistics(scale_set_id) if statistics == "auto" else statistics
+            message = _Message(next(self._message_ids), scale_set_id, list(jobs or []),
+                               stats if isinstance(stats, dict) or stats is None else None,
+                               message_type, raw_body=raw_body)
+            self._messages.setdefault(scale_set_id, []).append(message)
+            self._cond.notify_all()
+            return message.message_id
+
+    def _job_fields(self, job: _Job, kind: str) -> dict[str, Any]:
+        now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.clock.wall())) + ".1234567Z"
+        return {"messageType": kind, "runnerRequestId": job.request_id, "repositoryName": "api",
+                "ownerName": self.org, "jobId": job.job_id,
+                "jobWorkflowRef": f"{self.org}/api/.github/workflows/ci.yml@refs/heads/main",
+                "jobDisplayName": "build", "workflowRunId": 15087234561, "eventName": "push",
+                "requestLabels": job.labels, "queueTime": now, "scaleSetAssignTime": now,
+                "runnerAssignTime": "0001-01-01T00:00:00Z", "finishTime": "0001-01-01T00:00:00Z",
+                **job.extra}
+
+    def queue_job(self, scale_set_id: int, labels: list[str] | None = None) -> int:
+        """A new job for the scale set: a ``JobAvailable`` message. Returns its runner request id."""
+        with self._lock:
+            job = _Job(next(self._request_ids), scale_set_id, str(uuid.uuid4()), labels or ["self-hosted"])
+            self._jobs[job.request_id] = job
+            available = self._job_fields(job, "JobAvailable")
+            available["acquireJobUrl"] = f"{self.servers['broker'].url}/acquirejob"
+            self.push_message(scale_set_id, [available])
+            return job.request_id
+
+    def start_job(self, request_id: int, runner_name: str | None = None) -> None:
+        """The job starts on a runner: a ``JobStarted`` message."""
+        with self._lock:
+            job = self._jobs[request_id]
+            runner = next((r for r in self._runners.values() if r["name"] == runner_name), None)
+            job.state, job.runner_name = "running", runner_name or f"runner-{request_id}"
+            job.runner_id = runner["id"] if runner else 0
+            fields = self._job_fields(job, "JobStarted")
+            fields.update(runnerId=job.runner_id, runnerName=job.runner_name)
+            self.push_message(job.scale_set_id, [fields])
+
+    def complete_job(self, request_id: int, result: str = "Succeeded") -> None:
+        """The job ends: a ``JobCompleted`` message (the runner, ephemeral, goes away)."""
+        with self._lock:
+            job = self._jobs[request_id]
+            job.state = "completed"
+            fields = self._job_fields(job, "JobCompleted")
+            fields.update(result=result, runnerId=job.runner_id, runnerName=job.runner_name)
+            self._runners.pop(job.runner_id, None)
+            self.push_message(job.scale_set_id, [fields])
+
+    def unacked(self, scale_set_id: int) -> list[int]:
+        with self._lock:
+            return [m.message_id for m in self._messages.get(scale_set_id, []) if not m.deleted]
+
+    # -- tokens ------------------------------------------------------------------------------
+    def _jwt(self, claims: dict[str, Any]) -> str:
+        header = _b64(b'{"alg":"HS256","typ":"JWT"}')
+        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+        sig = hmac.new(self._secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+        return f"{header}.{payload}.{_b64(sig)}"
+
+    def _verify_app_jwt(self, token: str) -> str:
+        """'' when valid, else why not."""
+        try:
+            header_b64, claims_b64, sig_b64 = token.split(".")
+            header = json.loads(_unb64(header_b64))
+            claims = json.loads(_unb64(claims_b64))
+        except ValueError:
+            return "A JSON web token could not be decoded"
+        if header.get("alg") != "RS256":
+            return "'alg' must be RS256"
+        iss = claims.get("iss")
+        if not isinstance(iss, str):
+            return "'Issuer' claim ('iss') must be a string"
+        key = self._apps.get(iss)
+        if key is None:
+            return "Integration not found"
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        try:
+            key.verify(_unb64(sig_b64), f"{header_b64}.{claims_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return "A JSON web token could not be decoded"
+        now = self.clock.wall()
+        iat, exp = claims.get("iat"), claims.get("exp")
+        if not isinstance(iat, int) or iat > now + 60:
+            return "'Issued at' claim ('iat') must be an Integer representing a time in the past"
+        if not isinstance(exp, int) or exp - iat > 600 or exp > now + 600:
+            return "'Expiration time' claim ('exp') is too far in the future"
+        if exp <= now:
+            return "'Expiration time' claim ('exp') must be a numeric value representing the future time"
+        return ""
+
+    # -- dispatch ----------------------------------------------------------------------------
+    _ROUTES: tuple[tuple[str, str, str, str], ...] = (
+        ("github", "POST", r"/api/v3/app/installations/(?P<inst>\d+)/access_tokens", "installation_token"),
+        ("github", "POST", r"/api/v3/(?P<scope>orgs/[^/]+|repos/[^/]+/[^/]+|enterprises/[^/]+)"
+                           r"/actions/runners/registration-token", "registration_token"),
+        ("github", "POST", r"/api/v3/actions/runner-registration", "runner_registration"),
+        ("actions", "GET", r"_apis/runtime/runnerscalesets", "get_runner_scale_set"),
+        ("actions", "POST", r"_apis/runtime/runnerscalesets", "create_runner_scale_set"),
+        ("actions", "GET", r"_apis/runtime/runnerscalesets/(?P<id>\d+)", "get_runner_scale_set_by_id"),
+        ("actions", "PATCH", r"_apis/runtime/runnerscalesets/(?P<id>\d+)", "update_runner_scale_set"),
+        ("actions", "DELETE", r"_apis/runtime/runnerscalesets/(?P<id>\d+)", "delete_runner_scale_set"),
+        ("actions", "GET", r"_apis/runtime/runnergroups/", "get_runner_group_by_name"),
+        ("actions", "POST", r"_apis/runtime/runnerscalesets/(?P<id>\d+)/generatejitconfig",
+         "generate_jit_runner_config"),
+        ("actions", "GET", r"_apis/distributedtask/pools/0/agents/(?P<rid>\d+)", "get_runner"),
+        ("actions", "DELETE", r"_apis/distributedtask/pools/0/agents/(?P<rid>\d+)", "remove_runner"),
+        ("actions", "GET", r"_apis/distributedtask/pools/0/agents", "get_runner_by_name"),
+        ("actions", "POST", r"_apis/runtime/runnerscalesets/(?P<id>\d+)/sessions", "create_session"),
+        ("actions", "PATCH", r"_apis/runtime/runnerscalesets/(?P<id>\d+)/sessions/(?P<sid>[^/]+)",
+         "refresh_session"),
+        ("actions", "DELETE", r"_apis/runtime/runnerscalesets/(?P<id>\d+)/sessions/(?P<sid>[^/]+)",
+         "delete_session"),
+        ("actions", "POST", r"_apis/runtime/runnerscalesets/(?P<id>\d+)/acquirejobs", "acquire_jobs"),
+        ("broker", "GET", r"/scalesets/message", "get_message"),
+        ("broker", "DELETE", r"/scalesets/message/(?P<mid>\d+)", "delete_message"),
+    )
+
+    def _route(self, server: str, method: str, path: str) -> tuple[str, dict[str, str]]:
+        if server == "actions":
+            prefix = f"/{self.tenant}/"
+            if not path.startswith(prefix):
+                return "unknown", {}
+            path = path[len(prefix):]
+        for srv, verb, pattern, operation in self._ROUTES:
+            if srv == server and verb == method:
+                match = re.fullmatch(pattern, path)
+                if match:
+                    return operation, match.groupdict()
+        return "unknown", {}
+
+    def _dispatch(self, server: str, handler: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(handler.path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        operation, params = self._route(server, handler.command, parts.path)
+        fault = self._faults.next(operation, server)
+        entry = LoggedRequest(server, operation, handler.command, parts.path, dict(parse_qsl(parts.query)),
+                              {k: v for k, v in handler.headers.items()}, body, time.monotonic(),
+                              fault.kind if fault else "")
+        with self._lock:
+            self._log.append(entry)
+        if fault is not None and fault.kind not in ("delay", "bom"):
+            write_fault(handler, fault, self._release)
+            return
+        if fault is not None and fault.kind == "delay":
+            self._release.wait(fault.seconds)
+        try:
+            status, payload, headers = self._answer(operation, params, entry)
+        except Exception as exc:  # a bug in the fake must answer, not hang the client
+            status, payload, headers = 500, json.dumps({"message": f"fake error: {exc!r}"}).encode(), {}
+        if fault is not None and fault.kind == "bom" and payload:
+            payload = BOM + payload
+        write_response(handler, status, payload, headers)
+
+    def _answer(self, operation: str, params: dict[str, str], req: LoggedRequest
+                ) -> tuple[int, bytes, dict[str, str]]:
+        handler: Callable[[dict[str, str], LoggedRequest], tuple[int, Any]] | None = getattr(
+            self, f"_op_{operation}", None)
+        if handler is None:
+            return 404, json.dumps({"message": "Not Found"}).encode(), {}
+        if req.server == "actions":
+            if req.query.get("api-version") != "6.0-preview":
+                return 400, b"api-version=6.0-preview is required", {"Content-Type": "text/plain"}
+            if operation != "acquire_jobs" and not self._admin_ok(req):
+                return 401, b"", {}
+        status, data = handler(params, req)
+        headers = {"ActivityId": str(uuid.uuid4())} if req.server == "actions" else {
+            "X-GitHub-Request-Id": uuid.uuid4().hex[:16].upper()}
+        if isinstance(data, (bytes, bytearray)):
+            if data:
+                headers["Content-Type"] = "text/plain; charset=utf-8"
+            return status, bytes(data), headers
+        return status, (b"" if data is None and status in (202, 204) else json.dumps(data).encode()), headers
+
+    @staticmethod
+    def _bearer(req: LoggedRequest) -> str:
+        auth = req.headers.get("Authorization", "")
+        return auth[7:] if auth.startswith("Bearer ") else ""
+
+    def _admin_ok(self, req: LoggedRequest) -> bool:
+        with self._lock:
+            exp = self._admin_tokens.get(self._bearer(req))
+            return exp is not None and exp > self.clock.wall()
+
+    @staticmethod
+    def _error(status: int, type_name: str, message: str) -> tuple[int, Any]:
+        return status, {"$id": "1", "innerException": None, "message": message, "typeName": type_name,
+                        "typeKey": type_name.split(",")[0].rsplit(".", 1)[-1], "errorCode": 0, "eventId": 3000}
+
+    # -- GitHub REST -------------------------------------------------------------------------
+    def _op_installation_token(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        auth = req.headers.get("Authorization", "")
+        why = self._verify_app_jwt(auth[7:]) if auth.startswith("Bearer ") else "missing JWT"
+        if why:
+            return 401, {"message": why, "documentation_url": "https://docs.github.com/rest"}
+        token = "ghs_" + secrets.token_urlsafe(27)
+        expires = self.clock.wall() + 3600
+        with self._lock:
+            self._installation_tokens[token] = expires
+        return 201, {"token": token, "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
+                     "permissions": {"organization_self_hosted_runners": "write"}}
+
+    def _op_registration_token(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        bearer = self._bearer(req)
+        with self._lock:
+            valid = bearer == self.token or self._installation_tokens.get(bearer, 0) > self.clock.wall()
+        if not valid:
+            return 401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}
+        if params["scope"] not in (f"orgs/{self.org}", f"repos/{self.org}/api", f"enterprises/{self.org}"):
+            return 404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"}
+        token = "AABF" + secrets.token_hex(12).upper()
+        with self._lock:
+            self._registration_tokens[token] = self.clock.wall() + 3600
+        return 201, {"token": token, "expires_at": "2099-01-01T00:00:00.000+00:00"}
+
+    def _op_runner_registration(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        auth = req.headers.get("Authorization", "")
+        token = auth[len("RemoteAuth "):] if auth.startswith("RemoteAuth ") else ""
+        with self._lock:
+            valid = self._registration_tokens.get(token, 0) > self.clock.wall()
+        if not valid:
+            return 401, {"message": "Bad credentials"}
+        body = req.json()
+        if not isinstance(body, dict) or body.get("runner_event") != "register" or not body.get("url"):
+            return 422, {"message": "Validation Failed", "status": "422"}
+        admin = self._jwt({"exp": int(self.clock.wall() + self.admin_token_ttl), "jti": uuid.uuid4().hex})
+        with self._lock:
+            self._admin_tokens[admin] = self.clock.wall() + self.admin_token_ttl
+        return 201, {"url": self.actions_url, "token": admin}
+
+    # -- scale sets --------------------------------------------------------------------------
+    def _op_get_runner_scale_set(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        name, group = req.query.get("name"), req.query.get("runnerGroupId")
+        with self._lock:
+            found = [s for s in self._scale_sets.values() if s["name"] == name
+                     and str(s["runnerGroupId"]) == str(group)]
+        return 200, {"count": len(found), "value": found}
+
+    def _op_create_runner_scale_set(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        body = req.json()
+        if not isinstance(body, dict) or not body.get("name"):
+            return 400, {"message": "name is required"}
+        with self._lock:
+            group_id = body.get("runnerGroupId") or 1
+            if any(s["name"] == body["name"] and s["runnerGroupId"] == group_id for s in self._scale_sets.values()):
+                return self._error(409, _T.format("RunnerScaleSetExistsException"),
+                                   f"A runner scale set named {body['name']} already exists.")
+            scale_set_id = next(self._ids)
+            group = next((g for g in self._groups.values() if g["id"] == group_id), None)
+            stored = {"id": scale_set_id, "name": body["name"], "runnerGroupId": group_id,
+                      "runnerGroupName": group["name"] if group else "", "labels": body.get("labels", []),
+                      "RunnerSetting": body.get("RunnerSetting", {}), "createdOn": "2026-05-05T16:27:43.517Z",
+                      "runnerJitConfigUrl": f"{self.actions_url}_apis/runtime/runnerscalesets/{scale_set_id}"
+                                            "/generatejitconfig",
+                      "statistics": self.statistics(scale_set_id)}
+            self._scale_sets[scale_set_id] = stored
+            return 200, dict(stored)
+
+    def _scale_set_or_404(self, sid: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._scale_sets.get(int(sid))
+
+    def _op_get_runner_scale_set_by_id(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        found = self._scale_set_or_404(params["id"])
+        if found is None:
+            return self._error(404, _T.format("RunnerScaleSetNotFoundException"),
+                               f"Runner scale set {params['id']} not found.")
+        return 200, found
+
+    def _op_update_runner_scale_set(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        body = req.json() or {}
+        with self._lock:
+            found = self._scale_sets.get(int(params["id"]))
+            if found is None:
+                return self._error(404, _T.format("RunnerScaleSetNotFoundException"), "not found")
+            for key in ("name", "runnerGroupId", "labels", "RunnerSetting"):
+                if key in body:
+                    found[key] = body[key]
+            return 200, dict(found)
+
+    def _op_delete_runner_scale_set(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        with self._lock:
+            if int(params["id"]) not in self._scale_sets:
+                return 400, {"message": f"Runner scale set {params['id']} does not exist"}
+            self.delete_scale_set(int(params["id"]))
+        return 204, None
+
+    def _op_get_runner_group_by_name(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        with self._lock:
+            group = self._groups.get((req.query.get("groupName") or "").lower())
+        return 200, {"count": 1 if group else 0, "value": [group] if group else []}
+
+    # -- runners -----------------------------------------------------------------------------
+    def _op_generate_jit_runner_config(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        body = req.json() or {}
+        name = body.get("name", "")
+        if "workFolder" not in body:
+            return 400, {"message": "workFolder is required"}
+        with self._lock:
+            if int(params["id"]) not in self._scale_sets:
+                return self._error(404, _T.format("RunnerScaleSetNotFoundException"), "scale set not found")
+            if any(r["name"] == name for r in self._runners.values()):
+                return self._error(409, _DT.format("AgentExistsException"),
+                                   f"Pool 0 already contains an agent with name {name}.")
+            runner = {"id": next(self._runner_ids), "name": name, "runnerScaleSetId": int(params["id"])}
+            self._runners[runner["id"]] = runner
+        secret = _b64(json.dumps({"runner": runner["id"], ".credentials": secrets.token_hex(16)}).encode())
+        return 200, {"runner": runner, "encodedJITConfig": secret}
+
+    def _op_get_runner(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        with self._lock:
+            runner = self._runners.get(int(params["rid"]))
+        if runner is None:
+            return self._error(404, _DT.format("AgentNotFoundException"), f"Agent {params['rid']} not found")
+        return 200, runner
+
+    def _op_get_runner_by_name(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        with self._lock:
+            found = [r for r in self._runners.values() if r["name"] == req.query.get("agentName")]
+        return 200, {"count": len(found), "value": found}
+
+    def _op_remove_runner(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        rid = int(params["rid"])
+        with self._lock:
+            if rid not in self._runners:
+                return self._error(404, _DT.format("AgentNotFoundException"), f"Agent {rid} not found")
+            if any(j.runner_id == rid and j.state == "running" for j in self._jobs.values()):
+                return self._error(400, _DT.format("JobStillRunningException"), "The agent is running a job")
+            del self._runners[rid]
+        return 204, None
+
+    # -- sessions ----------------------------------------------------------------------------
+    def _session_json(self, session: _Session) -> dict[str, Any]:
+        return {"sessionId": session.session_id, "ownerName": session.owner,
+                "runnerScaleSet": self._scale_sets.get(session.scale_set_id),
+                "messageQueueUrl": self.queue_url, "messageQueueAccessToken": session.token,
+                "statistics": self.statistics(session.scale_set_id)}
+
+    def _new_queue_token(self, session: _Session) -> None:
+        self._queue_tokens.pop(session.token, None)
+        session.token = self._jwt({"sid": session.session_id, "n": uuid.uuid4().hex})
+        session.token_expires = self.clock.wall() + self.queue_token_ttl
+        self._queue_tokens[session.token] = session
+
+    def _op_create_session(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        sid = int(params["id"])
+        body = req.json() or {}
+        with self._lock:
+            if sid not in self._scale_sets:
+                return self._error(404, _T.format("RunnerScaleSetNotFoundException"),
+                                   f"Runner scale set {sid} not found.")
+            if sid in self._sessions:
+                return self._error(409, _T.format("RunnerScaleSetSessionConflictException"),
+                                   f"The actions runner scaleset {self._scale_sets[sid]['name']} already has an "
+                                   "active session.")
+            session = _Session(str(uuid.uuid4()), str(body.get("ownerName", "")), sid, "", 0.0)
+            self._new_queue_token(session)
+            self._sessions[sid] = session
+            return 200, self._session_json(session)
+
+    def _op_refresh_session(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        with self._lock:
+            session = self._sessions.get(int(params["id"]))
+            if session is None or session.session_id != params["sid"]:
+                return self._error(404, _SESSION_GONE,
+                                   "runner referenced a session ID that doesn't exist in redis")
+            self._new_queue_token(session)
+            return 200, self._session_json(session)
+
+    def _op_delete_session(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        with self._lock:
+            session = self._sessions.get(int(params["id"]))
+            if session is None or session.session_id != params["sid"]:
+                return self._error(400, _T.format("RunnerScaleSetSessionExpiredException"),
+                                   f"The session identifier {params['sid']} is not valid.")
+            self.evict_session(int(params["id"]))
+        return 204, None
+
+    def _queue_session(self, req: LoggedRequest) -> _Session | None:
+        with self._lock:
+            session = self._queue_tokens.get(self._bearer(req))
+            if session is None or session.token_expires <= self.clock.wall():
+                return None
+            return session
+
+    def _op_acquire_jobs(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        session = self._queue_session(req)
+        if session is None or session.scale_set_id != int(params["id"]):
+            return 401, b""
+        ids = req.json()
+        if not isinstance(ids, list):
+            return 400, {"message": "expected an array of request ids"}
+        acquired = []
+        with self._lock:
+            for rid in ids:
+                job = self._jobs.get(rid)
+                if job is not None and job.state == "available" and job.scale_set_id == session.scale_set_id:
+                    job.state = "acquired"
+                    acquired.append(rid)
+        return 200, {"count": len(acquired), "value": acquired}
+
+    # -- the queue ---------------------------------------------------------------------------
+    def _op_get_message(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        capacity = req.headers.get("X-ScaleSetMaxCapacity")
+        if capacity is None or not capacity.isdigit():
+            return 400, b"capacity error: X-ScaleSetMaxCapacity must be a non-negative integer"
+        session = self._queue_session(req)
+        if session is None:
+            return 401, b""
+        self.capacities.append(int(capacity))
+        last = int(req.query.get("lastMessageId", "0") or 0)
+        deadline = time.monotonic() + self.long_poll_hold
+        with self._cond:
+            while True:
+                pending = [m for m in self._messages.get(session.scale_set_id, [])
+                           if not m.deleted and m.message_id > last]
+                if pending:
+                    message = pending[0]
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0 or self._release.is_set() or self._sessions.get(session.scale_set_id) is not session:
+                    return 202, None
+                self._cond.wait(left)
+        body = message.raw_body if message.raw_body is not None else json.dumps(message.jobs)
+        envelope: dict[str, Any] = {"messageId": message.message_id, "messageType": message.message_type,
+                                    "body": body}
+        if message.statistics is not None:
+            envelope["statistics"] = message.statistics
+        return 200, envelope
+
+    def _op_delete_message(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        session = self._queue_session(req)
+        if session is None:
+            return 401, b""
+        with self._lock:
+            for message in self._messages.get(session.scale_set_id, []):
+                if message.message_id == int(params["mid"]) and not message.deleted:
+                    message.deleted = True
+                    return 204, None
+        return 404, {"message": "message not found"}
