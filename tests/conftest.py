@@ -1,0 +1,43 @@
+"""Shared fixtures: a fake service on loopback and a client wired to it with a fake clock.
+
+The fake clock makes every backoff and break instant; the fake service shares it so token
+lifetimes move with it. Tests that need real time (hangs, deadlines) build their own client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import scaleset_client as sc
+from scaleset_client.testing import FakeActionsService, FakeClock
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def fake(clock: FakeClock) -> Iterator[FakeActionsService]:
+    with FakeActionsService(clock=clock, long_poll_hold=0.05) as service:
+        yield service
+
+
+def make_client(fake: FakeActionsService, clock: object = None, **kwargs: object) -> sc.Client:
+    kwargs.setdefault("timeout", (2.0, 5.0))
+    kwargs.setdefault("long_poll_timeout", 5.0)
+    return sc.Client(fake.config_url, token=fake.token, clock=clock, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def client(fake: FakeActionsService, clock: FakeClock) -> Iterator[sc.Client]:
+    c = make_client(fake, clock)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def scale_set(client: sc.Client) -> sc.RunnerScaleSet:
+    return client.create_runner_scale_set(sc.RunnerScaleSet(name="linux-x64", runner_group_id=1))
