@@ -26,7 +26,8 @@ def pem(key: rsa.RSAPrivateKey, fmt: serialization.PrivateFormat) -> str:
 
 @pytest.mark.parametrize("fmt", [serialization.PrivateFormat.TraditionalOpenSSL, serialization.PrivateFormat.PKCS8])
 def test_github_app_auth_gets_an_installation_token_the_fake_accepts(
-        fake: FakeActionsService, clock: FakeClock, rsa_key: rsa.RSAPrivateKey, fmt: serialization.PrivateFormat) -> None:
+        fake: FakeActionsService, clock: FakeClock, rsa_key: rsa.RSAPrivateKey,
+        fmt: serialization.PrivateFormat) -> None:
     fake.register_app("Iv1.abc123", rsa_key.public_key())
     app = sc.GitHubAppAuth(client_id="Iv1.abc123", installation_id=99, private_key=pem(rsa_key, fmt))
     with sc.Client(fake.config_url, app=app, clock=clock) as client:

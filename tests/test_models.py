@@ -42,7 +42,8 @@ def test_timestamps_accept_seven_fraction_digits_offsets_and_zero_time() -> None
 
 def test_message_body_string_is_parsed_and_unknown_job_types_ignored() -> None:
     jobs = [
-        {"messageType": "JobAvailable", "runnerRequestId": 1, "acquireJobUrl": "u", "queueTime": "0001-01-01T00:00:00Z"},
+        {"messageType": "JobAvailable", "runnerRequestId": 1, "acquireJobUrl": "u",
+         "queueTime": "0001-01-01T00:00:00Z"},
         {"messageType": "SomethingNew", "runnerRequestId": 9},
         {"messageType": "JobStarted", "runnerRequestId": 2, "runnerId": 7, "runnerName": "r7"},
         {"messageType": "JobCompleted", "runnerRequestId": 3, "result": "canceled", "runnerId": 7},
