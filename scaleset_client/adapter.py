@@ -415,8 +415,8 @@ class ResilienceAdapter(HTTPAdapter):
             why = f"after {state.number} attempts: the retry budget for {origin} is spent"
         if why:
             last = state.last_error
-            if state.number == 1 and last is not None and why.endswith("spent"):
-                raise last
+            if state.number == 1 and last is not None:
+                raise last  # nothing was retried: the error itself says it best
             raise RetryExhaustedError(
                 f"{policy.operation} gave up {why}; last error: {last}", attempts=state.number,
                 status=state.last_status, last_error=last) from last

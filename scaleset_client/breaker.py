@@ -120,10 +120,15 @@ class CircuitBreaker:
     @property
     def state(self) -> State:
         """The state now; an OPEN whose break is over reads as HALF_OPEN (the next call probes)."""
+        events: list[Transition] = []
         with self._lock:
-            if self._state is State.OPEN and self._clock.monotonic() >= self._open_until:
-                return State.HALF_OPEN
-            return self._state
+            now = self._clock.monotonic()
+            self._expire_leases(now, events)
+            state = self._state
+            if state is State.OPEN and now >= self._open_until:
+                state = State.HALF_OPEN
+        self._notify(events)
+        return state
 
     @property
     def generation(self) -> int:
@@ -335,11 +340,13 @@ class CircuitBreaker:
     def _expire_leases(self, now: float, events: list[Transition]) -> None:
         if self._state is not State.HALF_OPEN or not self._probes:
             return
-        if min(self._probes.values()) <= now:
+        expired_at = min(self._probes.values())
+        if expired_at <= now:
+            # The break counts from when the lease ran out, not from when someone noticed.
             self.last_failure_reason = "probe lease expired (the probe hung)"
             self.last_failure_wall = self._clock.wall()
             self._reopen_count += 1
-            self._trip(now, self.last_failure_reason, events)
+            self._trip(expired_at, self.last_failure_reason, events)
 
     def _move(self, new: State, why: str, events: list[Transition], retry_after: float | None = None) -> None:
         old = self._state
