@@ -307,13 +307,11 @@ class ResilienceAdapter(HTTPAdapter):
             log.debug("%s %s: stale pooled connection, retrying on a new one", method, url)
             return
         timeout = isinstance(exc, requests.Timeout)
-        kind = "timed out" if timeout else "failed on the network"
-        reason = f"{type(exc).__name__}"
+        reason = _describe(exc)
         breaker.record(permit, Outcome.FAILURE, reason)
         state.last_status = 0
         state.last_error = TransportError(
-            f"{method} {url} {kind} ({reason}: {redact(str(exc))[:200]})", method=method, url=url,
-            delivered=False if not delivered else None)
+            f"{method} {url} failed: {reason}", method=method, url=url, delivered=False if not delivered else None)
         state.last_error.__cause__ = exc
         if not (policy.idempotent or not delivered):
             raise state.last_error
@@ -324,8 +322,9 @@ class ResilienceAdapter(HTTPAdapter):
                      deadline: float) -> requests.Response | requests.PreparedRequest | None:
         status = response.status_code
         origin = origin_of(request.url or "")
-        log.debug("%s %s -> %s (attempt %d, %s)", request.method, redact_url(request.url or ""), status,
-                  state.number, policy.operation)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s -> %s (attempt %d, %s)", request.method, redact_url(request.url or ""), status,
+                      state.number, policy.operation)
         if 200 <= status < 300:
             if policy.json_body and status in (200, 201) and not _looks_like_json(response.content):
                 breaker.record(permit, Outcome.FAILURE, f"HTTP {status} with an empty or non-JSON body")
@@ -442,6 +441,25 @@ def _walk(exc: BaseException) -> list[BaseException]:
             if isinstance(nxt, BaseException):
                 stack.append(nxt)
     return seen
+
+
+def _describe(exc: BaseException) -> str:
+    """A short human cause ("connection refused") instead of urllib3's nested reprs."""
+    chain = _walk(exc)
+    for kinds, text in (
+        ((ConnectionRefusedError,), "connection refused"),
+        ((urllib3.exceptions.NameResolutionError,), "the host name does not resolve"),
+        ((requests.exceptions.ConnectTimeout, ConnectTimeoutError), "connecting timed out"),
+        ((requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError), "no answer within the read timeout"),
+        ((http.client.RemoteDisconnected,), "the server closed the connection without answering"),
+        ((ConnectionResetError,), "the connection was reset"),
+        ((requests.exceptions.ChunkedEncodingError, urllib3.exceptions.IncompleteRead),
+         "the body was cut short"),
+        ((requests.exceptions.ProxyError,), "the proxy failed"),
+    ):
+        if any(isinstance(x, kinds) for x in chain):
+            return text
+    return redact(f"{type(exc).__name__}: {exc}")[:200]
 
 
 def _never_delivered(exc: BaseException) -> bool:

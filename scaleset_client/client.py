@@ -167,6 +167,7 @@ class Client:
         self.long_poll_timeout = float(long_poll_timeout)
         self._verify = _resolve_verify(verify)
         self._system_info = system_info or SystemInfo()
+        self._user_agent = self._system_info.user_agent()
         self._info_lock = threading.Lock()
         self._closing = threading.Event()
         self._breakers = BreakerRegistry(self._resilience.circuit_breaker, self._clock)
@@ -180,6 +181,8 @@ class Client:
         if proxies is not None:
             session.proxies.update(dict(proxies))
         self._session = session
+        self._pid = os.getpid()
+        self._proxy_cache: dict[str, dict[str, str]] = {}
         self._admin = AdminCredentials(self._fetch_admin_token, self._clock.wall)
         self._installation_token: tuple[Secret, float] | None = None
         self._install_lock = threading.Lock()
@@ -206,6 +209,7 @@ class Client:
             raise ConfigError("set_system_info takes a SystemInfo")
         with self._info_lock:
             self._system_info = info
+            self._user_agent = info.user_agent()
 
     @property
     def circuit_breakers(self) -> BreakerRegistry:
@@ -234,7 +238,7 @@ class Client:
     def _prepare(self, method: str, url: str, *, authorization: str | None, body: Any = _NO_BODY,
                  content_type: str | None = "application/json", extra: Mapping[str, str] | None = None,
                  user_agent: str | None = None, trailing_newline: bool = False) -> requests.PreparedRequest:
-        headers = {"User-Agent": user_agent or self.system_info.user_agent()}
+        headers = {"User-Agent": user_agent or self._user_agent}
         if content_type:
             headers["Content-Type"] = content_type
         if authorization:
@@ -251,7 +255,22 @@ class Client:
     def _send(self, prepared: requests.PreparedRequest) -> requests.Response:
         if self._closing.is_set():
             raise ScalesetError("the client is closed")
-        return self._session.send(prepared, timeout=self._timeout, verify=self._verify, allow_redirects=False)
+        if os.getpid() != self._pid:
+            # Forked (cron wrappers, multiprocessing): never share the parent's sockets.
+            self._pid = os.getpid()
+            self._adapter.close()
+        return self._session.send(prepared, timeout=self._timeout, verify=self._verify, allow_redirects=False,
+                                  proxies=self._proxies_for(prepared.url or ""))
+
+    def _proxies_for(self, url: str) -> dict[str, str]:
+        """Proxies for ``url``'s origin: ``proxies=`` first, then HTTPS_PROXY/NO_PROXY, read once per
+        origin (requests would re-read the environment on every call, about a third of its cost)."""
+        origin = origin_of(url)
+        found = self._proxy_cache.get(origin)
+        if found is None:
+            found = requests.utils.resolve_proxies(prepared_for(url), self._session.proxies, True)
+            self._proxy_cache[origin] = found
+        return found
 
     @staticmethod
     def _expect(response: requests.Response, expected: tuple[int, ...], policy: CallPolicy) -> requests.Response:
@@ -562,8 +581,39 @@ class Client:
         finally:
             self._recover_lock.release()
 
-    def origin_breaker_states(self) -> dict[str, str]:
-        return self._breakers.states()
+    def export_resilience_state(self) -> dict[str, Any]:
+        """Breakers, rate-limit gates and retry budgets as plain JSON-able data (no secrets).
+
+        A cron job saves this and hands it to the next process's ``import_resilience_state``, so a
+        service found down by the last run is not hammered by the next.
+        """
+        return {
+            "version": 1,
+            "saved_wall": self._clock.wall(),
+            "breakers": self._breakers.snapshot(),
+            "gates": self._adapter.gate.snapshot(),
+            "budget": self._adapter.budget.snapshot(),
+        }
+
+    def import_resilience_state(self, state: Mapping[str, Any]) -> None:
+        """Load ``export_resilience_state`` output; unknown, stale (> 24 h) or broken parts are ignored."""
+        if not isinstance(state, Mapping) or state.get("version") != 1:
+            return
+        try:
+            age = self._clock.wall() - float(state.get("saved_wall", 0.0))
+        except (TypeError, ValueError):
+            return
+        if not 0 <= age < 86_400:
+            return
+        breakers = state.get("breakers")
+        if isinstance(breakers, list):
+            self._breakers.restore([b for b in breakers if isinstance(b, dict)])
+        gates = state.get("gates")
+        if isinstance(gates, dict):
+            self._adapter.gate.restore(gates, cap=self._resilience.retry.max_hint_wait * 30)
+        budget = state.get("budget")
+        if isinstance(budget, dict):
+            self._adapter.budget.restore(budget)
 
     def origin(self, url: str) -> str:
         return origin_of(url)
@@ -591,6 +641,12 @@ class Client:
     def __repr__(self) -> str:
         auth = "app" if self._app is not None else "token"
         return f"Client({self._github.config_url!r}, auth={auth})"
+
+
+def prepared_for(url: str) -> requests.PreparedRequest:
+    probe = requests.PreparedRequest()
+    probe.url = url
+    return probe
 
 
 def _policy(prepared: requests.PreparedRequest) -> CallPolicy:

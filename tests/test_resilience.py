@@ -133,3 +133,26 @@ def test_recover_drops_connections_renews_credentials_and_sessions(client: sc.Cl
     with pytest.raises(sc.RecoveryError, match="revoked"):
         client.recover(force=True)
     session.close()
+
+
+def test_resilience_state_survives_a_new_process(fake: FakeActionsService, clock: FakeClock) -> None:
+    import json
+
+    first = make_client(fake, clock, resilience=ONE_SHOT)
+    first.get_runner_by_name("warm")
+    fake.stop("actions")
+    for _ in range(3):
+        with pytest.raises(sc.TransportError):
+            first.get_runner_by_name("x")
+    saved = json.loads(json.dumps(first.export_resilience_state()))  # what a state file would hold
+    first.close()
+    assert fake.token not in json.dumps(saved)
+    clock.advance(1.0)
+    second = make_client(fake, clock, resilience=ONE_SHOT)
+    second.import_resilience_state(saved)
+    fake.clear_log()
+    with pytest.raises(sc.CircuitOpenError) as info:
+        second.get_runner_by_name("x")
+    assert info.value.retry_after == pytest.approx(4.0) and fake.count(server="actions") == 0
+    assert fake.count("runner_registration") == 1  # the GitHub API, up all along, was still used
+    second.close()

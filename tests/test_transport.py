@@ -231,3 +231,22 @@ def test_tls_to_a_plain_http_server_is_a_clear_transport_error(fake: FakeActions
     with sc.Client(url, token=fake.token, timeout=(1.0, 1.0)) as client, pytest.raises(sc.TransportError) as info:
         client.get_runner(1)
     assert "TLS" in str(info.value) and fake.token not in str(info.value)
+
+
+def test_retry_after_keeps_every_thread_off_the_origin_until_the_hint(fake: FakeActionsService,
+                                                                      clock: FakeClock) -> None:
+    client = make_client(fake, clock, resilience=sc.ResilienceConfig(retry=sc.RetryConfig(max_attempts=1)))
+    client.get_runner_by_name("warm")
+    fake.clear_log()
+    fake.inject("get_runner_by_name", Fault.respond(429, headers={"Retry-After": "2"}))
+    with pytest.raises(sc.RateLimitedError):
+        client.get_runner_by_name("first")  # no retry allowed: the gate stays armed
+    throttled_at = fake.requests("get_runner_by_name")[0].time
+    threads = [threading.Thread(target=client.get_runner_by_name, args=("t",)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    later = fake.requests("get_runner_by_name")[1:]
+    assert len(later) == 8 and all(r.time >= throttled_at + 2.0 for r in later)
+    client.close()

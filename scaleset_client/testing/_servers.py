@@ -19,6 +19,8 @@ Dispatch = Callable[[str, BaseHTTPRequestHandler], None]
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body leave together: no 40 ms delayed-ACK stalls
+    wbufsize = 65536
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -164,6 +166,7 @@ def write_fault(handler: BaseHTTPRequestHandler, fault: Fault, release: threadin
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(fault.size))
         handler.end_headers()
+        handler.wfile.flush()
         chunk = b" " * 65536
         left = fault.size
         try:

@@ -48,7 +48,8 @@ _DT = "GitHub.DistributedTask.WebApi.{}, GitHub.DistributedTask.WebApi"
 
 @dataclass(frozen=True)
 class LoggedRequest:
-    """What reached a fake server (``status`` is None when a fault answered or dropped it)."""
+    """What reached a fake server; ``time`` is the service clock's monotonic time of arrival and
+    ``fault`` the kind of fault that answered it ("" for a normal answer)."""
 
     server: str
     operation: str
@@ -442,7 +443,7 @@ class FakeActionsService:
         operation, params = self._route(server, handler.command, parts.path)
         fault = self._faults.next(operation, server)
         entry = LoggedRequest(server, operation, handler.command, parts.path, dict(parse_qsl(parts.query)),
-                              {k: v for k, v in handler.headers.items()}, body, time.monotonic(),
+                              {k: v for k, v in handler.headers.items()}, body, self.clock.monotonic(),
                               fault.kind if fault else "")
         with self._lock:
             self._log.append(entry)
