@@ -378,7 +378,6 @@ class BreakerRegistry:
         self._lock = threading.Lock()
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
         self._listeners: list[TransitionListener] = []
-        self._pending_restore: dict[tuple[str, str], dict[str, Any]] = {}
 
     def add_listener(self, listener: TransitionListener) -> None:
         """Call ``listener(transition)`` on every state change (outside any lock)."""
@@ -406,11 +405,6 @@ class BreakerRegistry:
             if breaker is None:
                 breaker = CircuitBreaker(origin, operation_class, self._config, self._clock, self._deliver)
                 self._breakers[key] = breaker
-                pending = self._pending_restore.pop(key, None)
-            else:
-                pending = None
-        if pending is not None:
-            breaker.restore(pending)
         return breaker
 
     def all(self) -> list[CircuitBreaker]:
@@ -450,13 +444,10 @@ class BreakerRegistry:
         return [b.snapshot() for b in self.all()]
 
     def restore(self, snapshots: list[dict[str, Any]]) -> None:
+        """Load ``snapshot`` output; the partitions exist (and are reported) from now on."""
         for snap in snapshots:
             if not isinstance(snap, dict):
                 continue
-            key = (str(snap.get("origin", "")), str(snap.get("operation_class", "")))
-            with self._lock:
-                breaker = self._breakers.get(key)
-                if breaker is None:
-                    self._pending_restore[key] = snap
-            if breaker is not None:
-                breaker.restore(snap)
+            origin, operation_class = snap.get("origin"), snap.get("operation_class")
+            if isinstance(origin, str) and isinstance(operation_class, str) and origin and operation_class:
+                self.get(origin, operation_class).restore(snap)

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -48,6 +48,9 @@ from .models import (
 )
 from .secrets import Secret, redact_url
 from .urls import GitHubConfig, join_url, parse_config_url
+
+if TYPE_CHECKING:
+    from .session import MessageSession
 
 __all__ = ["Client"]
 
@@ -186,7 +189,7 @@ class Client:
         self._admin = AdminCredentials(self._fetch_admin_token, self._clock.wall)
         self._installation_token: tuple[Secret, float] | None = None
         self._install_lock = threading.Lock()
-        self._sessions: list[Any] = []
+        self._sessions: list[MessageSession] = []
         self._sessions_lock = threading.Lock()
         self._health_cache: tuple[float, HealthReport] | None = None
         self._last_recover = -1e18
@@ -520,21 +523,26 @@ class Client:
                            expected=(204,))
 
     # -- sessions ----------------------------------------------------------------------------
-    def message_session(self, scale_set_id: int, owner: str | None = None) -> Any:
-        """Create a message session for the scale set (raises ``SessionConflictError`` when taken)."""
+    def message_session(self, scale_set_id: int, owner: str | None = None, *,
+                        stale_session_id: str | None = None) -> MessageSession:
+        """Create a message session for the scale set (raises ``SessionConflictError`` when taken).
+
+        ``stale_session_id``: a session this application owned before (from its state file); on a
+        conflict it is deleted and the session created again.
+        """
         from .session import MessageSession
 
-        session = MessageSession(self, scale_set_id, owner)
+        session = MessageSession(self, scale_set_id, owner, stale_session_id=stale_session_id)
         with self._sessions_lock:
             self._sessions.append(session)
         return session
 
-    def _forget_session(self, session: Any) -> None:
+    def _forget_session(self, session: MessageSession) -> None:
         with self._sessions_lock:
             if session in self._sessions:
                 self._sessions.remove(session)
 
-    def _open_sessions(self) -> list[Any]:
+    def _open_sessions(self) -> list[MessageSession]:
         with self._sessions_lock:
             return list(self._sessions)
 

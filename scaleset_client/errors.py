@@ -3,6 +3,7 @@
     ScalesetError                      root: catch this to catch everything of ours
     ├── ConfigError                    bad URL, credentials shape or setting (also a ValueError)
     ├── ResponseError                  a body that is malformed, truncated or too large
+    ├── StateFileError                 the state file is locked by another process or unusable
     ├── TransportError                 the network failed and the call was not repeated
     ├── APIError                       the service answered with an unexpected status
     │   ├── AuthenticationError        credentials rejected (PAT, App, registration)
@@ -45,6 +46,7 @@ __all__ = [
     "ScalesetError",
     "SessionConflictError",
     "SessionNotFoundError",
+    "StateFileError",
     "TransportError",
 ]
 
@@ -72,10 +74,16 @@ class ConfigError(ScalesetError, ValueError):
 class ResponseError(ScalesetError):
     """The service sent a body that cannot be used (malformed, truncated or too large)."""
 
-    def __init__(self, message: str, *, operation: str = "", body_excerpt: str = "") -> None:
+    def __init__(self, message: str, *, operation: str = "", body_excerpt: str = "",
+                 message_id: int | None = None) -> None:
         super().__init__(message)
         self.operation = operation
         self.body_excerpt = body_excerpt
+        self.message_id = message_id  # set when a queue message had an id but could not be read
+
+
+class StateFileError(ScalesetError):
+    """The state file cannot be used: another process holds it, or it cannot be written."""
 
 
 class TransportError(ScalesetError):

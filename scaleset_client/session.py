@@ -26,6 +26,7 @@ from .errors import (
     APIError,
     ConfigError,
     ResponseError,
+    SessionConflictError,
     SessionNotFoundError,
 )
 from .models import NIL_UUID, RunnerScaleSetMessage, RunnerScaleSetSession, parse
@@ -62,7 +63,8 @@ def with_path_suffix(url: str, suffix: str) -> str:
 class MessageSession:
     """A message session for one scale set. Thread-safe; a context manager that deletes the session."""
 
-    def __init__(self, client: Client, scale_set_id: int, owner: str | None = None) -> None:
+    def __init__(self, client: Client, scale_set_id: int, owner: str | None = None, *,
+                 stale_session_id: str | None = None) -> None:
         self._client = client
         self.scale_set_id = check_id("scale_set_id", scale_set_id)
         if owner is not None and (not isinstance(owner, str) or not owner.strip()):
@@ -75,6 +77,7 @@ class MessageSession:
         self.refreshes = 0
         self.recreations = 0
         self._user_agent = client.system_info.with_scale_set(scale_set_id).user_agent()
+        self._stale_session_id = stale_session_id
         self._session = self._create()
 
     # -- state -------------------------------------------------------------------------------
@@ -88,6 +91,11 @@ class MessageSession:
     def active(self) -> bool:
         with self._lock:
             return not self._closed and not self._session.problems()
+
+    @property
+    def closed(self) -> bool:
+        with self._lock:
+            return self._closed
 
     @property
     def generation(self) -> int:
@@ -110,8 +118,19 @@ class MessageSession:
         client = self._client
         body = {"sessionId": NIL_UUID, "ownerName": self.owner_name}
         for attempt in (1, 2):
-            response = client._actions_call("create_session", "POST", self._path(), body=body, idempotent=False,
-                                            operation_class="session", user_agent=self._user_agent)
+            try:
+                response = client._actions_call("create_session", "POST", self._path(), body=body,
+                                                idempotent=False, operation_class="session",
+                                                user_agent=self._user_agent)
+            except SessionConflictError:
+                stale, self._stale_session_id = self._stale_session_id, None
+                if stale is None or attempt == 2:
+                    raise
+                # Our own session, left by a process that died: delete it and take over (FM-01).
+                client._log.warning("scale set %d still has our previous session %s; deleting it",
+                                    self.scale_set_id, stale)
+                self._delete_quietly(stale)
+                continue
             session = parse(RunnerScaleSetSession, client._json(response, "create_session"), "create_session")
             problems = session.problems()
             if not problems:
@@ -209,7 +228,15 @@ class MessageSession:
             return None
         client._expect(response, (200,), _policy(prepared))
         data = _wire.loads(response.content, operation="get_message")
-        return parse(RunnerScaleSetMessage, data, "get_message")
+        try:
+            return parse(RunnerScaleSetMessage, data, "get_message")
+        except ResponseError as exc:
+            # Keep the id of a message we cannot read, so a listener can set it aside and ack it.
+            if isinstance(data, dict):
+                ident = data.get("messageId", data.get("messageid"))
+                if isinstance(ident, int) and not isinstance(ident, bool) and ident > 0:
+                    exc.message_id = ident
+            raise
 
     def delete_message(self, message_id: int) -> None:
         """Acknowledge a message. A 404 (already deleted) counts as done."""

@@ -1,0 +1,593 @@
+"""``Listener``: the poll loop that turns queue messages into scaler calls, and never dies of weather.
+
+Promises (design §4):
+
+- Statistics (``total_assigned_jobs``) drive the desired count, never message counts.
+- A message is acknowledged only after the scaler handled it. The cursor (the last handled
+  message id) is written to the state file *before* the ack, and a message at or below the
+  cursor is acked and skipped, so a handled message is never handed to the scaler again, within
+  a run or across restarts. A scaler exception leaves the message unacked; it comes again after
+  a growing pause, and after ``poison_after`` failures it is set aside (``on_poison``) and acked.
+- Transient trouble (open breakers, 5xx, timeouts, rate limits, garbage) makes the loop wait,
+  interruptibly, and go on; expired or evicted sessions are renewed in place; a session
+  conflict makes it a standby that takes over when the owner leaves. Only permanent conditions
+  end ``run()``: scale set deleted, credentials rejected, configuration wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .breaker import State, Transition
+from .client import INT32_MAX, Client, check_id
+from .config import _check
+from .errors import (
+    AuthenticationError,
+    CircuitOpenError,
+    ConfigError,
+    MessageQueueTokenExpiredError,
+    RateLimitedError,
+    ResponseError,
+    ScalesetError,
+    ScaleSetNotFoundError,
+    SessionConflictError,
+    SessionNotFoundError,
+    StateFileError,
+)
+from .models import JobCompleted, JobStarted, RunnerScaleSetMessage, RunnerScaleSetStatistic
+from .session import MessageSession
+from .state import StateFile
+
+__all__ = ["Listener", "ListenerConfig", "ListenerHealth", "MetricsRecorder", "RunSkippedError", "Scaler"]
+
+log = logging.getLogger(__name__)
+
+_PERMANENT = (ScaleSetNotFoundError, AuthenticationError, ConfigError, StateFileError)
+_BEAT_CHUNK = 10.0
+
+
+class Scaler(Protocol):
+    """What the listener calls. Return the number of runners you now have from the last one."""
+
+    def handle_job_started(self, job: JobStarted) -> None: ...
+
+    def handle_job_completed(self, job: JobCompleted) -> None: ...
+
+    def handle_desired_runner_count(self, count: int) -> int: ...
+
+
+class MetricsRecorder(Protocol):
+    """Optional hooks; implement any subset (missing ones are skipped, errors are logged)."""
+
+    def record_statistics(self, statistics: RunnerScaleSetStatistic) -> None: ...
+
+    def record_job_started(self, job: JobStarted) -> None: ...
+
+    def record_job_completed(self, job: JobCompleted) -> None: ...
+
+    def record_desired_runners(self, count: int) -> None: ...
+
+    def record_circuit_state(self, origin: str, state: str) -> None: ...
+
+
+class RunSkippedError(ScalesetError):
+    """A bounded run did not start: the service is known down past the run's end (``retry_at``)."""
+
+    def __init__(self, message: str, *, retry_at: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    """How a listener runs.
+
+    scale_set_id, max_runners
+        The scale set, and the capacity advertised on every poll (0 to 2**31-1; change it while
+        running with ``Listener.set_max_runners``).
+    state_file
+        Where the cursor, the session id and the breaker states survive the process (None:
+        memory only). One file per listener; a second process using it gets ``StateFileError``.
+    standby_interval, standby_timeout
+        While another listener owns the scale set's session, try to take over every
+        ``standby_interval`` seconds (±20 %), for at most ``standby_timeout`` seconds (None: for
+        ever, which makes two replicas an active/standby pair).
+    error_backoff, error_backoff_max
+        The pause after a failed poll or a scaler error, doubling per failure in a row up to the
+        maximum (1 s, 60 s).
+    poison_after, on_poison
+        A message that fails this many times (the scaler raises, or it cannot be read) is set
+        aside: ``on_poison(message_id, error)`` is called (default: an ERROR log line), it is
+        acked and the listener goes on (3).
+    owner
+        The session owner name (default: the host name).
+    """
+
+    scale_set_id: int
+    max_runners: int
+    state_file: str | os.PathLike[str] | None = None
+    standby_interval: float = 30.0
+    standby_timeout: float | None = None
+    error_backoff: float = 1.0
+    error_backoff_max: float = 60.0
+    poison_after: int = 3
+    on_poison: Callable[[int, BaseException], None] | None = field(default=None, compare=False)
+    owner: str | None = None
+
+    def __post_init__(self) -> None:
+        check_id("scale_set_id", self.scale_set_id)
+        _check("max_runners", self.max_runners, 0, INT32_MAX, integer=True)
+        _check("standby_interval", self.standby_interval, 0.001)
+        if self.standby_timeout is not None:
+            _check("standby_timeout", self.standby_timeout, 0.0)
+        _check("error_backoff", self.error_backoff, 0.001)
+        _check("error_backoff_max", self.error_backoff_max, self.error_backoff)
+        _check("poison_after", self.poison_after, 1, integer=True)
+
+
+@dataclass(frozen=True)
+class ListenerHealth:
+    """``live``: the loop is making progress (an outage never makes it false, so a supervisor does
+    not restart us into a crash loop). ``ready``: a session is active and the broker's breaker is
+    not open."""
+
+    live: bool
+    ready: bool
+    reason: str
+    last_message_id: int = 0
+    last_poll_time: float | None = None
+    session_id: str = ""
+    standby: bool = False
+
+
+class Listener:
+    """Runs the message loop for one scale set. ``session`` is a ``MessageSession`` you opened
+    (and close), or a ``Client``, in which case the listener opens and closes its own session
+    (with standby on conflict and clean-up of its own stale session from the state file)."""
+
+    def __init__(self, session: MessageSession | Client, config: ListenerConfig,
+                 metrics: MetricsRecorder | Any | None = None) -> None:
+        if not isinstance(config, ListenerConfig):
+            raise ConfigError("config must be a ListenerConfig")
+        self._session: MessageSession | None
+        if isinstance(session, MessageSession):
+            self._client, self._session = session._client, session
+            if session.scale_set_id != config.scale_set_id:
+                raise ConfigError(f"the session is for scale set {session.scale_set_id}, the config for "
+                                  f"{config.scale_set_id}")
+        elif isinstance(session, Client):
+            self._client, self._session = session, None
+        else:
+            raise ConfigError("Listener takes a MessageSession or a Client")
+        self.config = config
+        self._metrics = metrics
+        self._clock = self._client.clock
+        self._max_runners = config.max_runners
+        self._stop = threading.Event()
+        self._cursor = 0
+        self._pending_acks: set[int] = set()
+        self._latest: RunnerScaleSetStatistic | None = None
+        self._failures: dict[int, int] = {}
+        self._partial: dict[int, set[tuple[str, int]]] = {}
+        self._last_beat = self._clock.monotonic()
+        self._last_poll_wall: float | None = None
+        self._standby = False
+        self._running = False
+        self._dirty = False
+        self._state: StateFile | None = None
+        self.handled_messages = 0
+        self.poisoned: list[int] = []
+        self._client.circuit_breakers.add_listener(self._on_transition)
+
+    # -- controls and health -----------------------------------------------------------------
+    def set_max_runners(self, count: int) -> None:
+        """Change the advertised capacity; the next poll uses it. Safe from any thread."""
+        _check("max_runners", count, 0, INT32_MAX, integer=True)
+        self._max_runners = int(count)
+
+    @property
+    def max_runners(self) -> int:
+        return self._max_runners
+
+    @property
+    def cursor(self) -> int:
+        """The id of the last message handled (0 before the first)."""
+        return self._cursor
+
+    def health(self) -> ListenerHealth:
+        window = self._client.long_poll_timeout + self._client.resilience.retry.deadline + 30.0
+        silent = self._clock.monotonic() - self._last_beat
+        live = not self._running or silent <= window
+        reasons = [] if live else [f"no progress for {silent:.0f}s"]
+        session = self._session
+        ready = self._running and session is not None and session.active and not self._standby
+        if self._standby:
+            reasons.append("standby: another listener owns the session")
+        elif session is None or not session.active:
+            reasons.append("no active session")
+        else:
+            from ._http import origin_of
+
+            origin = origin_of(session.session.message_queue_url)
+            for b in self._client.circuit_breakers.all():
+                if b.origin == origin and b.operation_class == "long_poll" and b.state in (
+                        State.OPEN, State.FORCED_OPEN):
+                    ready = False
+                    reasons.append(f"broker circuit {b.state.value}: {b.last_failure_reason}")
+        return ListenerHealth(live, ready, "; ".join(reasons), self._cursor, self._last_poll_wall,
+                              session.session.session_id if session is not None else "", self._standby)
+
+    # -- the run -----------------------------------------------------------------------------
+    def run(self, scaler: Scaler, stop: threading.Event | None = None, *, until_idle: bool = False,
+            duration: float | None = None) -> None:
+        """Block until ``stop`` is set, ``duration`` seconds pass, or (``until_idle``) a poll comes
+        back empty; raise only on a permanent condition."""
+        if stop is not None:
+            self._stop = stop
+        end = None if duration is None else self._clock.monotonic() + duration
+        owned = self._session is None
+        if self.config.state_file is not None:
+            self._state = StateFile(self.config.state_file)
+            self._state.acquire()
+        self._running = True
+        self._beat()
+        try:
+            saved = self._load()
+            if end is not None:
+                self._skip_if_known_down(end)
+            if self._session is None:
+                self._session = self._open_session(saved.get("session_id"), end)
+                if self._session is None:
+                    return
+            self._save()
+            self._loop(scaler, until_idle, end)
+        finally:
+            self._running = False
+            try:
+                if self._state is not None:
+                    self._save()
+            finally:
+                if owned and self._session is not None:
+                    self._session.close()
+                    self._session = None
+                if self._state is not None:
+                    self._state.release()
+
+    def _loop(self, scaler: Scaler, until_idle: bool, end: float | None) -> None:
+        session = self._session
+        assert session is not None
+        self._latest = session.session.statistics
+        errors = 0
+        while not self._stop.is_set() and (end is None or self._clock.monotonic() < end):
+            if self._dirty:
+                self._save()
+            if self._latest is not None and not self._desired(scaler, self._latest):
+                errors += 1
+                if self._wait(self._backoff(errors), end):
+                    return
+                continue
+            self._flush_acks()
+            quick_empty = 0
+            while not self._stop.is_set() and (end is None or self._clock.monotonic() < end):
+                self._beat()
+                started = self._clock.monotonic()
+                try:
+                    message = session.get_message(self._cursor, self._max_runners)
+                except ScalesetError as exc:
+                    errors += 1
+                    if self._on_poll_error(exc, errors, end):
+                        return
+                    continue
+                errors = 0
+                self._last_poll_wall = self._clock.wall()
+                if message is None:
+                    if until_idle:
+                        return
+                    quick_empty = quick_empty + 1 if self._clock.monotonic() - started < 1.0 else 0
+                    if quick_empty >= 3 and self._wait(self._backoff(quick_empty - 2), end):
+                        return  # hot-loop guard: empty polls that return at once
+                    break  # refresh the desired count from the latest statistics
+                quick_empty = 0
+                try:
+                    outcome = self._handle(session, scaler, message)
+                except ScalesetError as exc:
+                    errors += 1
+                    if self._on_poll_error(exc, errors, end):
+                        return
+                    continue
+                if outcome == "failed":
+                    errors += 1
+                    if self._wait(self._backoff(self._failures.get(message.message_id, 1)), end):
+                        return
+                if self._dirty:
+                    self._save()
+
+    # -- one message -------------------------------------------------------------------------
+    def _handle(self, session: MessageSession, scaler: Scaler, message: RunnerScaleSetMessage) -> str:
+        mid = message.message_id
+        if mid <= self._cursor:
+            log.info("message %d was handled before (cursor %d); acknowledging it again", mid, self._cursor)
+            self._ack(session, mid)
+            return "skipped"
+        stats = message.statistics or self._latest
+        if message.statistics is None:
+            log.warning("message %d has no statistics; keeping the last known ones", mid)
+        ids = [job.runner_request_id for job in message.job_available_messages]
+        if ids:
+            acquired = session.acquire_jobs(ids)
+            log.info("message %d: acquired %d of %d jobs", mid, len(acquired), len(ids))
+        done = self._partial.setdefault(mid, set())
+        try:
+            if stats is not None:
+                self._record("record_statistics", stats)
+            for index, started in enumerate(message.job_started_messages):
+                if ("started", index) not in done:
+                    scaler.handle_job_started(started)
+                    done.add(("started", index))
+                    self._record("record_job_started", started)
+            for index, completed in enumerate(message.job_completed_messages):
+                if ("completed", index) not in done:
+                    scaler.handle_job_completed(completed)
+                    done.add(("completed", index))
+                    self._record("record_job_completed", completed)
+            if stats is not None:
+                count = scaler.handle_desired_runner_count(stats.total_assigned_jobs)
+                self._record("record_desired_runners", count)
+        except Exception as exc:  # the scaler is user code: any exception leaves the message unacked
+            failures = self._failures.get(mid, 0) + 1
+            self._failures[mid] = failures
+            log.warning("scaler failed on message %d (%d/%d): %s: %s", mid, failures, self.config.poison_after,
+                        type(exc).__name__, exc)
+            if failures < self.config.poison_after:
+                return "failed"
+            self._poison(mid, exc)
+        self._finish(session, mid, stats)
+        return "handled"
+
+    def _finish(self, session: MessageSession, mid: int, stats: RunnerScaleSetStatistic | None) -> None:
+        self._latest = stats
+        self._cursor = mid
+        self._failures.pop(mid, None)
+        self._partial.pop(mid, None)
+        self._pending_acks.add(mid)
+        self.handled_messages += 1
+        if self._state is not None:
+            self._save()  # the cursor is on disk before the ack: a crash now cannot repeat it
+        self._ack(session, mid)
+
+    def _ack(self, session: MessageSession, mid: int) -> None:
+        self._pending_acks.add(mid)
+        try:
+            session.delete_message(mid)
+        except ScalesetError as exc:
+            if isinstance(exc, _PERMANENT):
+                raise
+            log.warning("could not acknowledge message %d yet (%s); will retry", mid, type(exc).__name__)
+            return
+        self._pending_acks.discard(mid)
+
+    def _flush_acks(self) -> None:
+        session = self._session
+        if session is None:
+            return
+        for mid in sorted(self._pending_acks):
+            self._ack(session, mid)
+
+    def _poison(self, mid: int, exc: BaseException) -> None:
+        self.poisoned.append(mid)
+        if self.config.on_poison is not None:
+            try:
+                self.config.on_poison(mid, exc)
+            except Exception:
+                log.exception("on_poison failed for message %d", mid)
+        else:
+            log.error("message %d failed %d times and is set aside (acknowledged): %s: %s", mid,
+                      self.config.poison_after, type(exc).__name__, exc)
+
+    def _desired(self, scaler: Scaler, stats: RunnerScaleSetStatistic) -> bool:
+        try:
+            count = scaler.handle_desired_runner_count(stats.total_assigned_jobs)
+        except Exception as exc:  # user code
+            log.warning("scaler failed to apply desired count %d: %s: %s", stats.total_assigned_jobs,
+                        type(exc).__name__, exc)
+            return False
+        self._record("record_desired_runners", count)
+        return True
+
+    # -- trouble -----------------------------------------------------------------------------
+    def _on_poll_error(self, exc: ScalesetError, errors: int, end: float | None) -> bool:
+        """Decide what an error means; True when the run should end (stop requested)."""
+        session = self._session
+        assert session is not None
+        if isinstance(exc, ScaleSetNotFoundError):
+            self._confirm_scale_set_gone(exc)
+            return self._wait(self._backoff(errors), end)
+        if isinstance(exc, _PERMANENT):
+            raise exc
+        if isinstance(exc, ResponseError) and exc.message_id is not None:
+            mid = exc.message_id
+            failures = self._failures.get(mid, 0) + 1
+            self._failures[mid] = failures
+            log.warning("message %d cannot be read (%d/%d): %s", mid, failures, self.config.poison_after, exc)
+            if failures >= self.config.poison_after:
+                self._poison(mid, exc)
+                self._finish(session, mid, self._latest)
+                return False
+            return self._wait(self._backoff(failures), end)
+        if isinstance(exc, (MessageQueueTokenExpiredError, SessionNotFoundError, SessionConflictError)):
+            return self._renew_session(exc, end)
+        if isinstance(exc, CircuitOpenError):
+            wait = exc.retry_after if exc.retry_after is not None else self.config.standby_interval
+            log.info("%s; waiting %.1fs", exc, wait)
+            return self._wait(max(wait, 0.05) + self._clock.random() * 0.5, end)
+        if isinstance(exc, RateLimitedError) and exc.retry_at is not None:
+            return self._wait(max(0.05, exc.retry_at - self._clock.wall()), end)
+        log.warning("poll failed (%d in a row): %s", errors, exc)
+        return self._wait(self._backoff(errors), end)
+
+    def _confirm_scale_set_gone(self, exc: ScaleSetNotFoundError) -> None:
+        """A 404 has been seen during GitHub incidents for scale sets that exist: ask once more."""
+        try:
+            found = self._client.get_runner_scale_set_by_id(self.config.scale_set_id)
+        except ScaleSetNotFoundError:
+            found = None
+        except ScalesetError:
+            return  # cannot tell now; try again after the pause
+        if found is None:
+            raise ScaleSetNotFoundError(
+                f"scale set {self.config.scale_set_id} no longer exists (deleted, or removed by GitHub after "
+                f"being offline): create it again or fix the id; the listener stops. ({exc.message})",
+                status=exc.status, type_name=exc.type_name, activity_id=exc.activity_id, method=exc.method,
+                url=exc.url) from exc
+
+    def _renew_session(self, exc: ScalesetError, end: float | None) -> bool:
+        session = self._session
+        assert session is not None
+        if isinstance(exc, SessionNotFoundError) and not self._client.resilience.auto_recover_session:
+            raise exc
+        started = self._clock.monotonic()
+        while not self._stop.is_set():
+            try:
+                session.recover()
+                self._standby = False
+                self._dirty = True
+                log.info("session renewed: %s", session.session.session_id)
+                return False
+            except SessionConflictError:
+                self._standby = True
+                timeout = self.config.standby_timeout
+                if timeout is not None and self._clock.monotonic() - started >= timeout:
+                    raise
+                if self._wait(self._standby_pause(), end):
+                    return True
+            except ScalesetError as other:
+                if isinstance(other, ScaleSetNotFoundError):
+                    self._confirm_scale_set_gone(other)
+                elif isinstance(other, _PERMANENT):
+                    raise
+                log.warning("session renewal failed: %s", other)
+                return self._wait(self._backoff(2), end)
+        return True
+
+    def _open_session(self, stale_id: object, end: float | None) -> MessageSession | None:
+        started = self._clock.monotonic()
+        stale = stale_id if isinstance(stale_id, str) and stale_id else None
+        attempts = 0
+        while not self._stop.is_set() and (end is None or self._clock.monotonic() < end):
+            attempts += 1
+            try:
+                session = self._client.message_session(self.config.scale_set_id, self.config.owner,
+                                                       stale_session_id=stale)
+                self._standby = False
+                return session
+            except SessionConflictError as exc:
+                self._standby = True
+                timeout = self.config.standby_timeout
+                if timeout is not None and self._clock.monotonic() - started >= timeout:
+                    raise SessionConflictError(
+                        f"scale set {self.config.scale_set_id} stayed owned by another listener for "
+                        f"{timeout:.0f}s: {exc.message}", status=exc.status, type_name=exc.type_name) from exc
+                log.info("scale set %d has an active session elsewhere; standing by", self.config.scale_set_id)
+                if self._wait(self._standby_pause(), end):
+                    return None
+            except ScalesetError as exc:
+                if isinstance(exc, _PERMANENT):
+                    raise
+                log.warning("could not open a session: %s", exc)
+                if self._wait(self._backoff(attempts), end):
+                    return None
+        return None
+
+    def _skip_if_known_down(self, end: float) -> None:
+        """A bounded run whose service is known down past its end sends nothing at all."""
+        now = self._clock.monotonic()
+        for breaker in self._client.circuit_breakers.all():
+            if breaker.operation_class not in ("long_poll", "session"):
+                continue
+            wait = breaker.retry_after()
+            if breaker.state in (State.OPEN, State.FORCED_OPEN) and (wait is None or now + wait >= end):
+                retry_at = None if wait is None else self._clock.wall() + wait
+                raise RunSkippedError(
+                    f"skipped: {breaker.origin} [{breaker.operation_class}] is known down "
+                    f"({breaker.last_failure_reason or 'held open'}); next attempt at "
+                    + ("operator reset" if retry_at is None else f"{retry_at:.0f} (epoch seconds)"),
+                    retry_at=retry_at)
+
+    # -- waiting -----------------------------------------------------------------------------
+    def _backoff(self, failures: int) -> float:
+        cap = min(self.config.error_backoff_max, self.config.error_backoff * 2.0 ** min(failures - 1, 30))
+        return cap * (0.5 + 0.5 * self._clock.random())  # never zero: the loop cannot spin
+
+    def _standby_pause(self) -> float:
+        return self.config.standby_interval * (0.8 + 0.4 * self._clock.random())
+
+    def _wait(self, seconds: float, end: float | None) -> bool:
+        """Sleep in short beats (liveness stays true); True when the run should end."""
+        deadline = self._clock.monotonic() + seconds
+        if end is not None:
+            deadline = min(deadline, end)
+        while not self._stop.is_set():
+            self._beat()
+            left = deadline - self._clock.monotonic()
+            if left <= 0:
+                break
+            if self._clock.sleep(min(left, _BEAT_CHUNK), self._stop):
+                return True
+        return self._stop.is_set() or (end is not None and self._clock.monotonic() >= end)
+
+    def _beat(self) -> None:
+        self._last_beat = self._clock.monotonic()
+
+    # -- state -------------------------------------------------------------------------------
+    def _on_transition(self, transition: Transition) -> None:
+        self._dirty = True
+        self._record("record_circuit_state", transition.origin, transition.new.value)
+
+    def _record(self, hook: str, *args: Any) -> None:
+        fn = getattr(self._metrics, hook, None) if self._metrics is not None else None
+        if fn is None:
+            return
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("metrics hook %s failed", hook)
+
+    def _load(self) -> dict[str, Any]:
+        if self._state is None:
+            return {}
+        saved = self._state.load()
+        if saved.get("scale_set_id") not in (None, self.config.scale_set_id):
+            log.warning("state file %s belongs to scale set %s; ignoring it", self._state.path,
+                        saved.get("scale_set_id"))
+            return {}
+        cursor = saved.get("cursor")
+        if isinstance(cursor, int) and not isinstance(cursor, bool) and cursor >= 0:
+            self._cursor = max(self._cursor, cursor)
+        pending = saved.get("pending_acks")
+        if isinstance(pending, list):
+            self._pending_acks.update(m for m in pending if isinstance(m, int) and not isinstance(m, bool)
+                                      and 0 < m <= self._cursor)
+        resilience = saved.get("resilience")
+        if isinstance(resilience, dict):
+            self._client.import_resilience_state(resilience)
+        return saved
+
+    def _save(self) -> None:
+        self._dirty = False
+        if self._state is None:
+            return
+        session = self._session
+        self._state.save({
+            "scale_set_id": self.config.scale_set_id,
+            "cursor": self._cursor,
+            "pending_acks": sorted(self._pending_acks),
+            "session_id": session.session.session_id if session is not None and not session.closed else "",
+            "resilience": self._client.export_resilience_state(),
+            "saved_wall": self._clock.wall(),
+            "writer_pid": os.getpid(),
+        })
