@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -200,7 +201,7 @@ def test_session_conflict_stands_by_and_takes_over_when_the_owner_leaves(
     wait_until(lambda: scaler.started == [5])
     running.finish()
     attempts = [r.time for r in fake.requests("create_session")]
-    gaps = [b - a for a, b in zip(attempts[1:-1], attempts[2:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert gaps and min(gaps) >= 0.8 * 30.0  # the standby interval, not a hot loop
     owner.close()
     client.close()
@@ -316,7 +317,7 @@ def test_cron_runs_sharing_a_state_file_do_not_probe_a_known_dead_broker(
     assert info.value.retry_at is not None and fake.count() == 0  # nothing sent at all
     second.close()
     saved = json.loads(state.read_text())
-    broker = [b for b in saved["resilience"]["breakers"] if b["operation_class"] == "long_poll"][0]
+    broker = next(b for b in saved["resilience"]["breakers"] if b["operation_class"] == "long_poll")
     break_ends = clock.monotonic() + broker["open_remaining"]
     third = make_client(fake, clock, resilience=resilience)
     fake.start_server("broker")
