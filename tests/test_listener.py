@@ -201,7 +201,7 @@ def test_session_conflict_stands_by_and_takes_over_when_the_owner_leaves(
     wait_until(lambda: scaler.started == [5])
     running.finish()
     attempts = [r.time for r in fake.requests("create_session")]
-    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    gaps = [b - a for a, b in itertools.pairwise(attempts[1:])]  # [0] is the owner's session
     assert gaps and min(gaps) >= 0.8 * 30.0  # the standby interval, not a hot loop
     owner.close()
     client.close()
