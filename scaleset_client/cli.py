@@ -1,0 +1,313 @@
+"""``scaleset-listen``: a listener for cron jobs and services, configured by flags or environment.
+
+    scaleset-listen --url https://github.com/my-org --scale-set-name linux --max-runners 10 \\
+        --state-file /var/lib/scaleset/linux.json --exec ./scale.sh --health-port 8080
+
+Exit codes: 0 done (stopped, ``--once`` drained the queue, or ``--duration`` passed), 2 usage or
+configuration error, 3 permanent service error (credentials rejected, scale set gone), 4 skipped
+because the service is known down past this run's end (see the state file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from ._version import __version__
+from .auth import GitHubAppAuth
+from .client import Client
+from .errors import ConfigError, ScalesetError, StateFileError
+from .listener import Listener, ListenerConfig, RunSkippedError
+from .models import JobCompleted, JobStarted, Label, RunnerScaleSet, RunnerScaleSetStatistic, SystemInfo
+
+__all__ = ["main"]
+
+log = logging.getLogger("scaleset_client.cli")
+
+EXIT_OK, EXIT_USAGE, EXIT_PERMANENT, EXIT_SKIPPED = 0, 2, 3, 4
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scaleset-listen", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", default=_env("SCALESET_CONFIG_URL", "GITHUB_CONFIG_URL"),
+                   help="configuration URL: org, repo or enterprise (env SCALESET_CONFIG_URL)")
+    p.add_argument("--token", default=None, help="PAT; prefer env GITHUB_TOKEN, which stays out of `ps`")
+    p.add_argument("--app-client-id", default=_env("GITHUB_APP_CLIENT_ID", "GITHUB_APP_ID"))
+    p.add_argument("--app-installation-id", type=int,
+                   default=int(_env("GITHUB_APP_INSTALLATION_ID") or 0) or None)
+    p.add_argument("--app-private-key-file", default=_env("GITHUB_APP_PRIVATE_KEY_FILE"))
+    p.add_argument("--scale-set-name", default=_env("SCALESET_NAME"), help="created when missing")
+    p.add_argument("--scale-set-id", type=int, default=None, help="use this id instead of looking up the name")
+    p.add_argument("--runner-group", default=_env("SCALESET_RUNNER_GROUP") or "default")
+    p.add_argument("--labels", default=_env("SCALESET_LABELS") or "",
+                   help="comma-separated labels for a scale set created here (default: its name)")
+    p.add_argument("--max-runners", type=int, default=int(_env("SCALESET_MAX_RUNNERS") or 10))
+    p.add_argument("--state-file", default=_env("SCALESET_STATE_FILE"))
+    p.add_argument("--once", action="store_true", help="handle what is queued, then exit (cron)")
+    p.add_argument("--duration", type=float, default=None, help="exit after this many seconds (cron)")
+    p.add_argument("--standby-timeout", type=float, default=None)
+    p.add_argument("--health-port", type=int, default=None, help="serve /livez, /readyz and /metrics")
+    p.add_argument("--health-address", default="0.0.0.0")
+    p.add_argument("--exec", dest="exec_cmd", default=None,
+                   help="scaler command: gets each event as JSON on stdin; for desired_runner_count it "
+                        "prints the runner count it now has")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--log-level", default=_env("SCALESET_LOG_LEVEL") or "INFO")
+    p.add_argument("--version", action="version", version=f"scaleset-listen {__version__}")
+    return p
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": datetime.fromtimestamp(record.created).isoformat(timespec="milliseconds"),
+                 "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _jsonable(v) for k, v in asdict(value).items()}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class ExecScaler:
+    """Runs a command per event with the event as JSON on stdin; a failure raises (the message
+    is then retried, and set aside after repeated failures)."""
+
+    def __init__(self, command: str, timeout: float = 300.0) -> None:
+        self.command = command
+        self.timeout = timeout
+
+    def _run(self, event: dict[str, Any]) -> str:
+        result = subprocess.run(self.command, shell=True, input=json.dumps(event).encode(), capture_output=True,
+                                timeout=self.timeout, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"--exec command exited {result.returncode}: "
+                               f"{result.stderr.decode('utf-8', 'replace')[-300:].strip()}")
+        return result.stdout.decode("utf-8", "replace")
+
+    def handle_job_started(self, job: JobStarted) -> None:
+        self._run({"event": "job_started", "job": _jsonable(job)})
+
+    def handle_job_completed(self, job: JobCompleted) -> None:
+        self._run({"event": "job_completed", "job": _jsonable(job)})
+
+    def handle_desired_runner_count(self, count: int) -> int:
+        out = self._run({"event": "desired_runner_count", "count": count}).strip().splitlines()
+        try:
+            return int(out[-1]) if out else count
+        except ValueError:
+            return count
+
+
+class LogScaler:
+    """The default scaler: logs what a real one would do."""
+
+    def handle_job_started(self, job: JobStarted) -> None:
+        log.info("job started: request %d on runner %s", job.runner_request_id, job.runner_name)
+
+    def handle_job_completed(self, job: JobCompleted) -> None:
+        log.info("job completed: request %d (%s) on runner %s", job.runner_request_id, job.result, job.runner_name)
+
+    def handle_desired_runner_count(self, count: int) -> int:
+        log.info("desired runners: %d", count)
+        return count
+
+
+class Metrics:
+    """Counters and gauges for /metrics, fed through the listener's MetricsRecorder hooks."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counters = {"jobs_started": 0, "jobs_completed": 0, "statistics_updates": 0}
+        self.gauges: dict[str, float] = {"desired_runners": 0, "assigned_jobs": 0, "running_jobs": 0}
+        self.circuits: dict[str, str] = {}
+
+    def record_statistics(self, statistics: RunnerScaleSetStatistic) -> None:
+        with self._lock:
+            self.counters["statistics_updates"] += 1
+            self.gauges["assigned_jobs"] = statistics.total_assigned_jobs
+            self.gauges["running_jobs"] = statistics.total_running_jobs
+
+    def record_job_started(self, job: JobStarted) -> None:
+        with self._lock:
+            self.counters["jobs_started"] += 1
+
+    def record_job_completed(self, job: JobCompleted) -> None:
+        with self._lock:
+            self.counters["jobs_completed"] += 1
+
+    def record_desired_runners(self, count: int) -> None:
+        with self._lock:
+            self.gauges["desired_runners"] = count
+
+    def record_circuit_state(self, origin: str, state: str) -> None:
+        with self._lock:
+            self.circuits[origin] = state
+
+    def render(self, listener: Listener, client: Client) -> str:
+        health = listener.health()
+        lines = []
+        with self._lock:
+            for name, value in self.counters.items():
+                lines += [f"# TYPE scaleset_{name}_total counter", f"scaleset_{name}_total {value}"]
+            for name, gauge in self.gauges.items():
+                lines += [f"# TYPE scaleset_{name} gauge", f"scaleset_{name} {gauge:g}"]
+        lines += ["# TYPE scaleset_listener_live gauge", f"scaleset_listener_live {int(health.live)}",
+                  "# TYPE scaleset_listener_ready gauge", f"scaleset_listener_ready {int(health.ready)}",
+                  "# TYPE scaleset_last_message_id gauge", f"scaleset_last_message_id {health.last_message_id}",
+                  "# HELP scaleset_circuit_open 1 when the circuit is open (refusing calls)",
+                  "# TYPE scaleset_circuit_open gauge"]
+        for breaker in client.circuit_breakers.all():
+            state = breaker.state.value
+            labels = f'origin="{breaker.origin}",operation_class="{breaker.operation_class}",state="{state}"'
+            lines.append(f"scaleset_circuit_open{{{labels}}} {int(state in ('open', 'forced_open'))}")
+        return "\n".join(lines) + "\n"
+
+
+def serve_health(address: str, port: int, listener: Listener, client: Client, metrics: Metrics
+                 ) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+        def do_GET(self) -> None:
+            health = listener.health()
+            if self.path == "/livez":
+                status, body = (200 if health.live else 503), ("ok" if health.live else health.reason)
+            elif self.path == "/readyz":
+                status, body = (200 if health.ready else 503), ("ok" if health.ready else health.reason)
+            elif self.path == "/metrics":
+                status, body = 200, metrics.render(listener, client)
+            else:
+                status, body = 404, "not found"
+            data = (body + ("\n" if not body.endswith("\n") else "")).encode()
+            self.send_response(status)
+            ctype = "text/plain; version=0.0.4" if self.path == "/metrics" else "text/plain"
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer((address, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="scaleset-health", daemon=True).start()
+    return server
+
+
+def _client(args: argparse.Namespace) -> Client:
+    token = args.token or _env("GITHUB_TOKEN", "GH_TOKEN")
+    info = SystemInfo(system="scaleset-listen", version=__version__, subsystem="listener")
+    if args.app_client_id:
+        key = _env("GITHUB_APP_PRIVATE_KEY")
+        if args.app_private_key_file:
+            try:
+                with open(args.app_private_key_file, encoding="utf-8") as handle:
+                    key = handle.read()
+            except OSError as exc:
+                raise ConfigError(f"cannot read --app-private-key-file: {exc.strerror}") from exc
+        if not key or not args.app_installation_id:
+            raise ConfigError("a GitHub App needs --app-installation-id and --app-private-key-file "
+                              "(or GITHUB_APP_PRIVATE_KEY)")
+        app = GitHubAppAuth(args.app_client_id, args.app_installation_id, key)
+        return Client(args.url, app=app, system_info=info)
+    if not token:
+        raise ConfigError("no credentials: set GITHUB_TOKEN (a PAT) or the --app-* options")
+    return Client(args.url, token=token, system_info=info)
+
+
+def _scale_set_id(client: Client, args: argparse.Namespace) -> int:
+    if args.scale_set_id:
+        return int(args.scale_set_id)
+    if not args.scale_set_name:
+        raise ConfigError("name the scale set: --scale-set-name NAME (or --scale-set-id ID)")
+    group_id = 1
+    if args.runner_group.lower() != "default":
+        group_id = client.get_runner_group_by_name(args.runner_group).id
+    found = client.get_runner_scale_set(group_id, args.scale_set_name)
+    if found is not None:
+        return found.id
+    labels = [Label(name.strip()) for name in args.labels.split(",") if name.strip()]
+    created = client.create_runner_scale_set(RunnerScaleSet(name=args.scale_set_name, runner_group_id=group_id,
+                                                            labels=labels))
+    log.info("created scale set %s (id %d)", created.name, created.id)
+    return created.id
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if args.log_format == "json"
+                         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(args.log_level.upper())
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    if not args.url:
+        parser.print_usage(sys.stderr)
+        print("scaleset-listen: --url (or SCALESET_CONFIG_URL) is required", file=sys.stderr)
+        return EXIT_USAGE
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.info("signal %d: stopping after the current step", signum)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    health_server = None
+    try:
+        client = _client(args)
+        with client:
+            scale_set_id = _scale_set_id(client, args)
+            config = ListenerConfig(scale_set_id, args.max_runners, state_file=args.state_file,
+                                    standby_timeout=args.standby_timeout)
+            metrics = Metrics()
+            listener = Listener(client, config, metrics=metrics)
+            if args.health_port is not None:
+                health_server = serve_health(args.health_address, args.health_port, listener, client, metrics)
+            scaler = ExecScaler(args.exec_cmd) if args.exec_cmd else LogScaler()
+            duration = args.duration if args.duration is not None else (55.0 if args.once else None)
+            listener.run(scaler, stop, until_idle=args.once, duration=duration)
+            log.info("done: last message id %d", listener.cursor)
+        return EXIT_OK
+    except RunSkippedError as exc:
+        log.warning("%s", exc)
+        return EXIT_SKIPPED
+    except (ConfigError, StateFileError) as exc:
+        log.error("configuration error: %s", exc)
+        return EXIT_USAGE
+    except ScalesetError as exc:
+        log.error("stopping on a permanent error: %s: %s", type(exc).__name__, exc)
+        return EXIT_PERMANENT
+    finally:
+        if health_server is not None:
+            health_server.shutdown()
+            health_server.server_close()
