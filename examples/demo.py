@@ -1,98 +1,152 @@
 """The whole story on one screen, against the embedded fake service (no network, no token).
 
-Creates a scale set, opens a message session, receives and acknowledges job messages,
-survives an expired queue token and a broker outage, generates a JIT runner config, and
-checks that every job event was seen exactly once.
+A listener runs a scaler that "starts" a runner (a JIT config) per assigned job and removes it
+when the job completes. Meanwhile GitHub misbehaves: the queue token expires, the session is
+evicted, and the broker goes down for a few seconds. The timeline shows breaker states and
+recoveries; the run ends by checking that every job event reached the scaler exactly once.
 
     python examples/demo.py
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+import threading
 import time
+from collections import Counter
 
 import scaleset_client as sc
-from scaleset_client.testing import FakeActionsService, Fault
+from scaleset_client.testing import FakeActionsService
+
+T0 = time.monotonic()
 
 
 def say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+    print(f"[{time.monotonic() - T0:6.2f}s] {text}", flush=True)
+
+
+class Timeline(logging.Handler):
+    """Shows the client's own recovery log lines that tell the story."""
+
+    KEYS = ("renewing", "creating a new session", "session renewed", "acknowledge", "could not open")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if any(key in message for key in self.KEYS):
+            say(f"  client: {message}")
+
+
+class JitScaler:
+    """Keeps one runner per assigned job: registers JIT runners up, removes them on completion."""
+
+    def __init__(self, client: sc.Client, scale_set_id: int) -> None:
+        self.client = client
+        self.scale_set_id = scale_set_id
+        self.runners: dict[str, int] = {}
+        self.started: list[int] = []
+        self.completed: list[int] = []
+        self._serial = 0
+        self._lock = threading.Lock()
+
+    def handle_job_started(self, job: sc.JobStarted) -> None:
+        self.started.append(job.runner_request_id)
+        say(f"  scaler: job {job.runner_request_id} started on {job.runner_name}")
+
+    def handle_job_completed(self, job: sc.JobCompleted) -> None:
+        self.completed.append(job.runner_request_id)
+        runner_id = self.runners.pop(job.runner_name, None)
+        if runner_id is not None:
+            try:
+                self.client.remove_runner(runner_id)
+            except sc.RunnerNotFoundError:
+                pass  # ephemeral runners remove themselves; already gone is fine
+        say(f"  scaler: job {job.runner_request_id} {job.result.lower()}; runner {job.runner_name} removed")
+
+    def handle_desired_runner_count(self, count: int) -> int:
+        with self._lock:
+            while len(self.runners) < count:
+                self._serial += 1
+                name = f"demo-runner-{self._serial}"
+                jit = self.client.generate_jit_runner_config(sc.JitRunnerSetting(name=name), self.scale_set_id)
+                self.runners[name] = jit.runner.id
+                say(f"  scaler: registered {name} (JIT config of {len(jit.encoded_jit_config)} bytes, never logged)")
+            return len(self.runners)
 
 
 def main() -> int:
+    logging.getLogger("scaleset_client").addHandler(Timeline())
+    logging.getLogger("scaleset_client").setLevel(logging.INFO)
     with FakeActionsService(long_poll_hold=0.2) as fake:
-        retry = sc.RetryConfig(backoff_base=0.05, backoff_max=0.2)
-        breaker = sc.CircuitBreakerConfig(failure_threshold=3, open_duration=0.5, max_open_duration=1.0)
-        client = sc.Client(fake.config_url, token=fake.token, timeout=(2.0, 5.0), long_poll_timeout=5.0,
-                           system_info=sc.SystemInfo(system="demo", version="1.0", subsystem="demo"),
-                           resilience=sc.ResilienceConfig(retry=retry, circuit_breaker=breaker))
+        resilience = sc.ResilienceConfig(
+            retry=sc.RetryConfig(backoff_base=0.1, backoff_max=0.5),
+            circuit_breaker=sc.CircuitBreakerConfig(failure_threshold=3, open_duration=1.0, max_open_duration=2.0))
+        client = sc.Client(fake.config_url, token=fake.token, timeout=(1.0, 3.0), long_poll_timeout=3.0,
+                           resilience=resilience,
+                           system_info=sc.SystemInfo(system="demo", version="1.0", subsystem="demo"))
         client.circuit_breakers.add_listener(
-            lambda t: say(f"breaker {t.operation_class} @ {t.origin}: {t.old} -> {t.new} ({t.reason})"))
+            lambda t: say(f"  breaker {t.operation_class}@{t.origin.rsplit(':', 1)[-1]}: {t.old} -> {t.new} "
+                          f"({t.reason})"))
         with client:
             scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="demo-linux", runner_group_id=1))
-            say(f"created scale set {scale_set.name!r} id={scale_set.id} labels={[lb.name for lb in scale_set.labels]}")
-            with client.message_session(scale_set.id, owner="demo-host") as session:
-                say(f"session {session.session.session_id} open, queue at {session.session.message_queue_url}")
-                queued = [fake.queue_job(scale_set.id) for _ in range(3)]
-                say(f"GitHub queued jobs {queued}")
-                seen: list[int] = []
-                last_id = 0
+            say(f"created scale set {scale_set.name!r} (id {scale_set.id})")
+            scaler = JitScaler(client, scale_set.id)
+            listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, max_runners=10, error_backoff=0.2,
+                                                             error_backoff_max=1.0))
+            stop = threading.Event()
+            runner = threading.Thread(target=listener.run, args=(scaler, stop), daemon=True)
+            runner.start()
+            jobs: list[int] = []
 
-                def drain(label: str) -> None:
-                    nonlocal last_id
-                    while True:
-                        try:
-                            message = session.get_message(last_id, max_capacity=10)
-                        except sc.ScalesetError as exc:
-                            say(f"{label}: {type(exc).__name__}: {exc}")
-                            time.sleep(0.3)
-                            continue
-                        if message is None:
-                            return
-                        ids = [j.runner_request_id for j in message.job_available_messages]
-                        acquired = session.acquire_jobs(ids) if ids else []
-                        seen.extend(acquired)
-                        session.delete_message(message.message_id)
-                        last_id = message.message_id
-                        assigned = message.statistics.total_assigned_jobs if message.statistics else "?"
-                        say(f"{label}: message {message.message_id} acked; acquired {acquired}; "
-                            f"assigned jobs now {assigned}")
+            def wait_for(condition: object, what: str, timeout: float = 20.0) -> None:
+                deadline = time.monotonic() + timeout
+                while not condition():  # type: ignore[operator]
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"timed out waiting for {what}")
+                    time.sleep(0.05)
 
-                drain("poll")
-                say("the queue token expires (it does, about hourly)")
-                fake.expire_queue_tokens()
-                queued.append(fake.queue_job(scale_set.id))
-                drain("after expiry")
-                say(f"session refreshed {session.refreshes} time(s) without the caller noticing")
+            def run_jobs(count: int, label: str) -> None:
+                batch = [fake.queue_job(scale_set.id) for _ in range(count)]
+                jobs.extend(batch)
+                say(f"GitHub: {label}: queued jobs {batch}")
+                wait_for(lambda: len(scaler.runners) >= 1, "runners")
+                names = list(scaler.runners)
+                for i, rid in enumerate(batch):
+                    fake.start_job(rid, names[i % len(names)])
+                wait_for(lambda: all(r in scaler.started for r in batch), "job starts")
+                for rid in batch:
+                    fake.complete_job(rid, "Succeeded")
+                wait_for(lambda: all(r in scaler.completed for r in batch), "job completions")
 
-                say("the broker goes down")
-                fake.stop("broker")
-                queued.append(fake.queue_job(scale_set.id))
-                for _ in range(3):
-                    try:
-                        session.get_message(last_id, max_capacity=10)
-                    except sc.ScalesetError as exc:
-                        say(f"poll failed fast: {type(exc).__name__}")
-                say(f"health: {client.health().status} ({client.health().reason})")
-                fake.start_server("broker")
-                say("the broker is back")
-                time.sleep(1.2)
-                fake.inject("get_message", Fault.empty())  # a garbage answer on the way back
-                drain("after outage")
-                say(f"health: {client.health().status}")
+            wait_for(lambda: listener.health().ready, "the listener to be ready")
+            say("listener ready")
+            run_jobs(3, "a normal day")
+            say("GitHub: the queue token expires (it does, about hourly)")
+            fake.expire_queue_tokens()
+            run_jobs(2, "after the token expired")
+            say("GitHub: the session is evicted server side")
+            fake.evict_session(scale_set.id)
+            run_jobs(1, "after the eviction")
+            say("GitHub: the broker goes down for 3 seconds")
+            fake.stop("broker")
+            time.sleep(1.5)
+            health = listener.health()
+            say(f"health during the outage: live={health.live} ready={health.ready} ({health.reason})")
+            threading.Timer(1.5, lambda: (fake.start_server("broker"), say("GitHub: the broker is back"))).start()
+            run_jobs(2, "queued during the outage")
+            stop.set()
+            runner.join(timeout=10)
 
-                jit = client.generate_jit_runner_config(sc.JitRunnerSetting(name="demo-runner-1"), scale_set.id)
-                say(f"JIT config for runner {jit.runner.name} (id {jit.runner.id}): {len(jit.encoded_jit_config)} "
-                    f"bytes, kept out of logs: {jit!r}")
-
-                missing = sorted(set(queued) - set(seen))
-                twice = sorted({j for j in seen if seen.count(j) > 1})
-                say(f"jobs queued {len(queued)}, acquired {len(seen)}, missing {missing}, repeated {twice}")
-                if missing or twice:
-                    say("FAILED: something was lost or handled twice")
-                    return 1
-                say("OK: nothing lost, nothing handled twice")
+            events = Counter(scaler.started) + Counter(scaler.completed)
+            missing = sorted(j for j in jobs if events[j] < 2)
+            repeated = sorted(j for j in jobs if events[j] > 2)
+            unacked = fake.unacked(scale_set.id)
+            say(f"jobs {len(jobs)}: started {len(scaler.started)}, completed {len(scaler.completed)}, "
+                f"missing {missing}, repeated {repeated}, unacknowledged messages {unacked}")
+            if missing or repeated or unacked:
+                say("FAILED: something was lost or handled twice")
+                return 1
+            say("OK: nothing lost, nothing handled twice")
     return 0
 
 

@@ -168,7 +168,8 @@ class MessageSession:
                     status=exc.status, reason=exc.reason, type_name=exc.type_name, activity_id=exc.activity_id,
                     github_request_id=exc.github_request_id, method=exc.method, url=exc.url)
                 if client.resilience.auto_recover_session:
-                    client._log.warning("%s; creating a new session", gone)
+                    client._log.warning("session %s of scale set %d is gone on the server (%s); creating a new "
+                                        "session", session_id, self.scale_set_id, exc.type_name or exc.status)
                     self.recreations += 1
                     return self._create()
                 raise gone from exc

@@ -44,9 +44,13 @@ def test_poll_receives_acks_and_long_poll_ends_empty(client: sc.Client, fake: Fa
         assert session.acquire_jobs([rid]) == [rid]
         assert fake.requests("acquire_jobs")[-1].json() == [rid]
         session.delete_message(message.message_id)
-        assert fake.unacked(scale_set.id) == []
-        assert session.get_message(message.message_id, max_capacity=3) is None
+        assigned = session.get_message(message.message_id, max_capacity=3)  # the service confirms it
+        assert assigned is not None and [j.runner_request_id for j in assigned.job_assigned_messages] == [rid]
+        assert assigned.statistics is not None and assigned.statistics.total_assigned_jobs == 1
         assert fake.requests("get_message")[-1].query == {"lastMessageId": str(message.message_id)}
+        session.delete_message(assigned.message_id)
+        assert fake.unacked(scale_set.id) == []
+        assert session.get_message(assigned.message_id, max_capacity=3) is None
 
 
 def test_unacknowledged_messages_come_again(client: sc.Client, fake: FakeActionsService,

@@ -705,6 +705,9 @@ class FakeActionsService:
                 if job is not None and job.state == "available" and job.scale_set_id == session.scale_set_id:
                     job.state = "acquired"
                     acquired.append(rid)
+            if acquired:  # as the service does: the assignment arrives as a message with fresh statistics
+                self.push_message(session.scale_set_id,
+                                  [self._job_fields(self._jobs[rid], "JobAssigned") for rid in acquired])
         return 200, {"count": len(acquired), "value": acquired}
 
     # -- the queue ---------------------------------------------------------------------------
