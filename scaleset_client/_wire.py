@@ -67,7 +67,8 @@ def loads(body: bytes | str, *, operation: str = "") -> Any:
         _check_depth(value)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ResponseError(
-            f"{operation or 'response'}: body is not valid JSON ({type(exc).__name__}): {excerpt(raw, 200)!r}",
+            f"{operation or 'response'}: body is not usable JSON ({str(exc)[:120] or type(exc).__name__}): "
+            f"{excerpt(raw, 200)!r}",
             operation=operation,
             body_excerpt=excerpt(raw),
         ) from None

@@ -277,6 +277,13 @@ class Client:
 
     @staticmethod
     def _expect(response: requests.Response, expected: tuple[int, ...], policy: CallPolicy) -> requests.Response:
+        if 300 <= response.status_code < 400 and response.status_code not in expected:
+            # Never followed: a redirect would carry credentials to wherever it points.
+            location = redact_url(response.headers.get("Location", "") or "(no Location)")
+            raise APIError(f"the service answered with a redirect to {location}; redirects are not followed so "
+                           "credentials never leave their origin (check the configuration URL)",
+                           status=response.status_code, reason=response.reason or "",
+                           method=response.request.method or "", url=redact_url(response.request.url or ""))
         if response.status_code not in expected:
             raise error_from_response(response, queue_operation=policy.queue_operation,
                                       github_api=policy.github_api)
@@ -397,6 +404,9 @@ class Client:
             raise ResponseError("runner registration response is missing url", operation="runner_registration")
         if not isinstance(token, str) or not token:
             raise ResponseError("runner registration response is missing token", operation="runner_registration")
+        if self._github.scheme == "https" and not url.startswith("https://"):
+            raise ResponseError("runner registration pointed the admin API at plain http; refusing to send "
+                                "credentials without TLS", operation="runner_registration")
         Secret(token)
         self._log.info("admin connection established to %s", redact_url(url))
         return url, token

@@ -329,7 +329,7 @@ class RunnerScaleSetMessage:
         if body.strip():
             try:
                 parsed = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise ResponseError(f"message {message_id}: body is not a JSON array",
                                     body_excerpt=w.excerpt(body)) from None
             if parsed is not None and not isinstance(parsed, list):

@@ -102,6 +102,12 @@ class MessageSession:
         with self._lock:
             return self._generation
 
+    def _problems(self, session: RunnerScaleSetSession) -> list[str]:
+        found = session.problems()
+        if self._client.config.scheme == "https" and session.message_queue_url.startswith("http://"):
+            found.append("messageQueueUrl is plain http while the client uses https (token would leak)")
+        return found
+
     def _install(self, session: RunnerScaleSetSession) -> RunnerScaleSetSession:
         if session.message_queue_access_token:
             Secret(session.message_queue_access_token)
@@ -132,7 +138,7 @@ class MessageSession:
                 self._delete_quietly(stale)
                 continue
             session = parse(RunnerScaleSetSession, client._json(response, "create_session"), "create_session")
-            problems = session.problems()
+            problems = self._problems(session)
             if not problems:
                 return self._install(session)
             # FM-06: the service handed back an unusable session. Drop it and ask once more.
@@ -176,8 +182,8 @@ class MessageSession:
             raise
         session = parse(RunnerScaleSetSession, client._json(response, "refresh_session"), "refresh_session")
         self.refreshes += 1
-        if session.problems():
-            client._log.warning("refreshed session is unusable (%s); re-creating", ", ".join(session.problems()))
+        if self._problems(session):
+            client._log.warning("refreshed session is unusable (%s); re-creating", ", ".join(self._problems(session)))
             self.recreations += 1
             return self._create()
         return self._install(session)

@@ -8,6 +8,7 @@ tests use.
 
 from ._clock import FakeClock
 from ._faults import Fault
+from ._proxy import ForwardProxy
 from .fake_service import FakeActionsService, LoggedRequest
 
-__all__ = ["FakeActionsService", "FakeClock", "Fault", "LoggedRequest"]
+__all__ = ["FakeActionsService", "FakeClock", "Fault", "ForwardProxy", "LoggedRequest"]

@@ -29,6 +29,7 @@ class Fault:
     body: bytes = b""
     seconds: float = 0.0
     size: int = 0
+    chunked: bool = False
 
     @classmethod
     def respond(cls, status: int, body: bytes | str | None = None, *, json_body: Any = None,
@@ -82,8 +83,9 @@ class Fault:
         return cls("bom")
 
     @classmethod
-    def huge(cls, size: int, status: int = 200) -> Fault:
-        return cls("huge", status=status, size=size)
+    def huge(cls, size: int, status: int = 200, chunked: bool = False) -> Fault:
+        """A body of ``size`` bytes, announced by Content-Length or (``chunked``) not announced."""
+        return cls("huge", status=status, size=size, chunked=chunked)
 
     @classmethod
     def drip(cls, interval: float, size: int = 100) -> Fault:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -37,13 +38,18 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, port: int, name: str, dispatch: Dispatch, counter: Callable[[], None]) -> None:
+    def __init__(self, port: int, name: str, dispatch: Dispatch, counter: Callable[[], None],
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.name = name
         self.dispatch = dispatch
         self._count = counter
         self.conns: set[socket.socket] = set()
         self.conns_lock = threading.Lock()
         super().__init__(("127.0.0.1", port), _Handler)
+        if ssl_context is not None:
+            # The handshake runs in the handler thread, so a client that never completes it
+            # cannot stall accept() for everyone else.
+            self.socket = ssl_context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = super().get_request()
@@ -69,9 +75,10 @@ class _Server(ThreadingHTTPServer):
 class LoopbackServer:
     """One HTTP server on 127.0.0.1 that can be stopped and started again on the same port."""
 
-    def __init__(self, name: str, dispatch: Dispatch) -> None:
+    def __init__(self, name: str, dispatch: Dispatch, ssl_context: ssl.SSLContext | None = None) -> None:
         self.name = name
         self._dispatch = dispatch
+        self._ssl = ssl_context
         self.port = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -84,7 +91,7 @@ class LoopbackServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self._ssl else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -96,7 +103,7 @@ class LoopbackServer:
         server = None
         for _ in range(50):  # the old socket may linger a moment after a stop
             try:
-                server = _Server(self.port, self.name, self._dispatch, self._counted)
+                server = _Server(self.port, self.name, self._dispatch, self._counted, self._ssl)
                 break
             except OSError:
                 if self.port == 0:
@@ -172,15 +179,22 @@ def write_fault(handler: BaseHTTPRequestHandler, fault: Fault, release: threadin
     elif fault.kind == "huge":
         handler.send_response(fault.status)
         handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(fault.size))
+        if fault.chunked:
+            handler.send_header("Transfer-Encoding", "chunked")
+        else:
+            handler.send_header("Content-Length", str(fault.size))
         handler.end_headers()
         handler.wfile.flush()
         chunk = b" " * 65536
         left = fault.size
         try:
             while left > 0 and not release.is_set():
-                handler.wfile.write(chunk[: min(left, len(chunk))])
-                left -= len(chunk)
+                piece = chunk[: min(left, len(chunk))]
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if fault.chunked else piece)
+                left -= len(piece)
+            if fault.chunked:
+                handler.wfile.write(b"0\r\n\r\n")
+            handler.wfile.flush()
         except OSError:
             pass
         handler.close_connection = True

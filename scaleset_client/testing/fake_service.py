@@ -25,6 +25,7 @@ import itertools
 import json
 import re
 import secrets
+import ssl
 import threading
 import time
 import uuid
@@ -110,7 +111,8 @@ class FakeActionsService:
 
     ``long_poll_hold`` is how long an empty poll is held before 202 (real: ~50 s);
     ``admin_token_ttl`` and ``queue_token_ttl`` are token lifetimes in seconds of ``clock``
-    wall time (pass the client's ``FakeClock`` to expire tokens by advancing it).
+    wall time (pass the client's ``FakeClock`` to expire tokens by advancing it);
+    ``ssl_context`` (a server context) serves all three over HTTPS.
     """
 
     def __init__(
@@ -123,6 +125,7 @@ class FakeActionsService:
         queue_token_ttl: float = 3600.0,
         clock: Clock | None = None,
         tenant: str = "tenant/123",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.org = org
         self.token = token
@@ -154,7 +157,8 @@ class FakeActionsService:
         self._message_ids = itertools.count(100_000_001)
         self._request_ids = itertools.count(104_857_601)
         self.capacities: list[int] = []
-        self.servers = {name: LoopbackServer(name, self._dispatch) for name in ("github", "actions", "broker")}
+        self.servers = {name: LoopbackServer(name, self._dispatch, ssl_context)
+                        for name in ("github", "actions", "broker")}
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------------------------
