@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import statistics
 import threading
 from collections import Counter
@@ -82,3 +83,101 @@ def table(rows: list[tuple[str, ...]]) -> str:
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class Row:
+    """One line of the results table."""
+
+    bench: str
+    measure: str
+    ours: str
+    baseline: str = ""
+    ratio: str = ""
+    target: str = ""
+    ok: bool | None = None
+
+
+def rows_table(rows: list[Row]) -> str:
+    data = [("bench", "measure", "scaleset_client", "baseline", "ratio", "target", "pass")]
+    data += [(r.bench, r.measure, r.ours, r.baseline, r.ratio, r.target,
+              "" if r.ok is None else ("yes" if r.ok else "NO")) for r in rows]
+    return table(data)
+
+
+def rows_markdown(rows: list[Row]) -> str:
+    head = "| bench | measure | scaleset_client | baseline | ratio | target | pass |\n|---|---|---|---|---|---|---|\n"
+    return head + "".join(f"| {r.bench} | {r.measure} | {r.ours} | {r.baseline} | {r.ratio} | {r.target} | "
+                          f"{'' if r.ok is None else ('yes' if r.ok else '**no**')} |\n" for r in rows)
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.3f}" if b else "n/a"
+
+
+def process_footprint() -> tuple[float, int, int]:
+    """(resident MiB, open file descriptors, threads) of this process."""
+    import os
+
+    with open("/proc/self/statm") as handle:
+        rss_pages = int(handle.read().split()[1])
+    return rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20, len(os.listdir("/proc/self/fd")), threading.active_count()
+
+
+class SimClock:
+    """Virtual time shared by many threads: time advances only when every participant sleeps.
+
+    A thread doing real I/O keeps time still, so a request takes zero virtual seconds however
+    long the loopback round trip is, and N clients in N threads share one exact timeline.
+    Threads must run inside ``with clock.participant():``.
+    """
+
+    def __init__(self, start: float = 0.0, seed: int = 1) -> None:
+        import random as _random
+
+        self._cond = threading.Condition()
+        self._now = start
+        self._active = 0
+        self._wakes: list[float] = []
+        self._rng = _random.Random(seed)
+
+    def monotonic(self) -> float:
+        with self._cond:
+            return self._now
+
+    def wall(self) -> float:
+        return 1_800_000_000.0 + self.monotonic()
+
+    def random(self) -> float:
+        with self._cond:
+            return self._rng.random()
+
+    @contextlib.contextmanager
+    def participant(self) -> Iterator[None]:
+        with self._cond:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._advance()
+
+    def _advance(self) -> None:
+        if self._active == 0 and self._wakes:
+            self._now = max(self._now, min(self._wakes))
+            self._cond.notify_all()
+
+    def sleep(self, seconds: float, interrupt: threading.Event | None = None) -> bool:
+        if interrupt is not None and interrupt.is_set():
+            return True
+        with self._cond:
+            wake = self._now + max(0.0, seconds)
+            self._wakes.append(wake)
+            self._active -= 1
+            self._advance()
+            while self._now < wake:
+                self._cond.wait(1.0)
+            self._wakes.remove(wake)
+            self._active += 1
+        return False

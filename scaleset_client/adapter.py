@@ -174,6 +174,7 @@ class ResilienceAdapter(HTTPAdapter):
         self.budget = RetryBudget(config.retry.budget, clock)
         self._timeout = timeout
         self._closing = closing or threading.Event()
+        self._wake = threading.Event()  # set (and replaced) to cut every current wait short
         self._live = _LiveConnections()
         self.attempts_sent = 0
         self._count_lock = threading.Lock()
@@ -201,7 +202,14 @@ class ResilienceAdapter(HTTPAdapter):
 
     def abort_in_flight(self) -> int:
         """Shut down every pooled socket: a thread blocked in a long poll returns at once."""
+        self.wake_all()
         return self._live.abort_all()
+
+    def wake_all(self) -> None:
+        """End every backoff or break wait now (after ``recover()``, or when closing); the woken
+        calls re-check the gate and the breaker before sending anything."""
+        woken, self._wake = self._wake, threading.Event()
+        woken.set()
 
     # -- the loop ----------------------------------------------------------------------------
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
@@ -423,7 +431,7 @@ class ResilienceAdapter(HTTPAdapter):
         self._sleep(wait, request)
 
     def _sleep(self, seconds: float, request: requests.PreparedRequest) -> None:
-        if self._clock.sleep(seconds, self._closing):
+        if self._closing.is_set() or (self._clock.sleep(seconds, self._wake) and self._closing.is_set()):
             raise TransportError("the client was closed while waiting to retry", method=request.method or "",
                                  url=redact_url(request.url or ""), delivered=False)
 

@@ -588,6 +588,7 @@ class Client:
             self.recoveries += 1
             self._adapter.close()
             self._breakers.probe_now()
+            self._adapter.wake_all()
             try:
                 current = self._admin.peek()
                 self._admin.renew(current.generation if current else 0)

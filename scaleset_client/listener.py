@@ -48,7 +48,7 @@ __all__ = ["Listener", "ListenerConfig", "ListenerHealth", "MetricsRecorder", "R
 log = logging.getLogger(__name__)
 
 _PERMANENT = (ScaleSetNotFoundError, AuthenticationError, ConfigError, StateFileError)
-_BEAT_CHUNK = 10.0
+_BEAT_CHUNK = 1.0  # waits are sliced so liveness beats and a client.recover() is noticed within 1 s
 
 
 class Scaler(Protocol):
@@ -227,8 +227,7 @@ class Listener:
             duration: float | None = None) -> None:
         """Block until ``stop`` is set, ``duration`` seconds pass, or (``until_idle``) a poll comes
         back empty; raise only on a permanent condition."""
-        if stop is not None:
-            self._stop = stop
+        self._stop = stop if stop is not None else threading.Event()
         end = None if duration is None else self._clock.monotonic() + duration
         owned = self._session is None
         if self.config.state_file is not None:
@@ -531,10 +530,11 @@ class Listener:
         deadline = self._clock.monotonic() + seconds
         if end is not None:
             deadline = min(deadline, end)
+        recoveries = self._client.recoveries
         while not self._stop.is_set():
             self._beat()
             left = deadline - self._clock.monotonic()
-            if left <= 0:
+            if left <= 0 or self._client.recoveries != recoveries:
                 break
             if self._clock.sleep(min(left, _BEAT_CHUNK), self._stop):
                 return True

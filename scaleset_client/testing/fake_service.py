@@ -29,6 +29,7 @@ import ssl
 import threading
 import time
 import uuid
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -112,7 +113,8 @@ class FakeActionsService:
     ``long_poll_hold`` is how long an empty poll is held before 202 (real: ~50 s);
     ``admin_token_ttl`` and ``queue_token_ttl`` are token lifetimes in seconds of ``clock``
     wall time (pass the client's ``FakeClock`` to expire tokens by advancing it);
-    ``ssl_context`` (a server context) serves all three over HTTPS.
+    ``ssl_context`` (a server context) serves all three over HTTPS; ``max_log`` keeps only the
+    newest requests in the log (for soak runs).
     """
 
     def __init__(
@@ -126,6 +128,7 @@ class FakeActionsService:
         clock: Clock | None = None,
         tenant: str = "tenant/123",
         ssl_context: ssl.SSLContext | None = None,
+        max_log: int | None = None,
     ) -> None:
         self.org = org
         self.token = token
@@ -138,7 +141,8 @@ class FakeActionsService:
         self._cond = threading.Condition(self._lock)
         self._release = threading.Event()
         self._faults = FaultBook()
-        self._log: list[LoggedRequest] = []
+        self._log: deque[LoggedRequest] = deque(maxlen=max_log)
+        self._totals: Counter[str] = Counter()
         self._secret = secrets.token_bytes(32)
         self._apps: dict[str, Any] = {}  # client_id -> public key
         self._installation_tokens: dict[str, float] = {}
@@ -156,7 +160,7 @@ class FakeActionsService:
         self._runner_ids = itertools.count(1001)
         self._message_ids = itertools.count(100_000_001)
         self._request_ids = itertools.count(104_857_601)
-        self.capacities: list[int] = []
+        self.capacities: deque[int] = deque(maxlen=10_000)
         self.servers = {name: LoopbackServer(name, self._dispatch, ssl_context)
                         for name in ("github", "actions", "broker")}
         self._started = False
@@ -233,6 +237,11 @@ class FakeActionsService:
 
     def count(self, operation: str | None = None, server: str | None = None) -> int:
         return len(self.requests(operation, server))
+
+    def total(self, operation: str) -> int:
+        """Requests of ``operation`` since the start (not capped by ``max_log``, not cleared)."""
+        with self._lock:
+            return self._totals[operation]
 
     def clear_log(self) -> None:
         with self._lock:
@@ -451,6 +460,7 @@ class FakeActionsService:
                               fault.kind if fault else "")
         with self._lock:
             self._log.append(entry)
+            self._totals[operation] += 1
         if fault is not None and fault.kind not in ("delay", "bom"):
             write_fault(handler, fault, self._release)
             return
@@ -748,8 +758,10 @@ class FakeActionsService:
         if session is None:
             return 401, b""
         with self._lock:
-            for message in self._messages.get(session.scale_set_id, []):
+            queue = self._messages.get(session.scale_set_id, [])
+            for index, message in enumerate(queue):
                 if message.message_id == int(params["mid"]) and not message.deleted:
                     message.deleted = True
+                    del queue[index]  # acknowledged messages are gone for good
                     return 204, None
         return 404, {"message": "message not found"}
