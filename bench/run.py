@@ -41,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         timings[name] = time.perf_counter() - started
         print(f"{name}: {timings[name]:.1f}s", file=sys.stderr, flush=True)
     print(rows_table(rows))
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     header = (f"{'quick' if args.quick else 'full'} run on {platform.python_implementation()} "
-              f"{platform.python_version()}, {platform.machine()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+              f"{platform.python_version()}, {platform.machine()}, {stamp}")
     Path(f"{args.out}.md").write_text(f"{header}\n\n{rows_markdown(rows)}")
     Path(f"{args.out}.json").write_text(json.dumps({"header": header, "seconds": timings,
                                                     "rows": [dataclasses.asdict(r) for r in rows]}, indent=1))
