@@ -181,3 +181,25 @@ class SimClock:
             self._wakes.remove(wake)
             self._active += 1
         return False
+
+
+class NoOpScaler:
+    """A scaler that does nothing and reports the desired count back (benchmarks measure us)."""
+
+    def handle_job_started(self, job: Any) -> None:
+        return None
+
+    def handle_job_completed(self, job: Any) -> None:
+        return None
+
+    def handle_desired_runner_count(self, count: int) -> int:
+        return count
+
+
+def bench_main(run: Any, argv: list[str] | None = None) -> int:
+    """``python -m bench.<name> [--quick]``: print the rows; exit 1 when a target is missed."""
+    import sys as _sys
+
+    rows = run("--quick" in (argv if argv is not None else _sys.argv[1:]))
+    print(rows_table(rows))
+    return 0 if all(r.ok is not False for r in rows) else 1

@@ -21,7 +21,7 @@ from urllib3.util.retry import Retry
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService
 
-from ._util import Row, SimClock, rows_table, urllib3_virtual_time
+from ._util import Row, SimClock, bench_main, urllib3_virtual_time
 
 HOLD = 50.0
 OUTAGE = (600.0, 1800.0)
@@ -104,11 +104,5 @@ def run(quick: bool = False, clients: int = 100) -> list[Row]:
     ]
 
 
-def main() -> int:
-    rows = run("--quick" in sys.argv)
-    print(rows_table(rows))
-    return 0 if all(r.ok is not False for r in rows) else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main(run))

@@ -19,20 +19,9 @@ from urllib3.util.retry import Retry
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock
 
-from ._util import ConnectCounter, Row, ratio, rows_table, urllib3_virtual_time
+from ._util import ConnectCounter, NoOpScaler, Row, bench_main, ratio, urllib3_virtual_time
 
 RUN_SECONDS = 55.0
-
-
-class _Quiet:
-    def handle_job_started(self, job: sc.JobStarted) -> None:
-        return None
-
-    def handle_job_completed(self, job: sc.JobCompleted) -> None:
-        return None
-
-    def handle_desired_runner_count(self, count: int) -> int:
-        return count
 
 
 def _ours(runs: int, counter: ConnectCounter) -> tuple[int, int]:
@@ -51,7 +40,7 @@ def _ours(runs: int, counter: ConnectCounter) -> tuple[int, int]:
                                long_poll_timeout=5.0)
             listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 5, state_file=state))
             try:
-                listener.run(_Quiet(), until_idle=True, duration=RUN_SECONDS)
+                listener.run(NoOpScaler(), until_idle=True, duration=RUN_SECONDS)
             except sc.RunSkippedError:
                 skipped += 1
             client.close()
@@ -103,11 +92,5 @@ def run(quick: bool = False) -> list[Row]:
     ]
 
 
-def main() -> int:
-    rows = run("--quick" in sys.argv)
-    print(rows_table(rows))
-    return 0 if all(r.ok is not False for r in rows) else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main(run))

@@ -18,7 +18,7 @@ from collections import Counter
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
-from ._util import Row, process_footprint, rows_table
+from ._util import Row, bench_main, process_footprint
 
 
 def run(quick: bool = False, cycles: int = 100_000) -> list[Row]:
@@ -98,11 +98,5 @@ def run(quick: bool = False, cycles: int = 100_000) -> list[Row]:
     ]
 
 
-def main() -> int:
-    rows = run("--quick" in sys.argv)
-    print(rows_table(rows))
-    return 0 if all(r.ok is not False for r in rows) else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main(run))

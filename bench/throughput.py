@@ -12,18 +12,7 @@ import requests
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService
 
-from ._util import Row, ratio, rows_table
-
-
-class _NoOp:
-    def handle_job_started(self, job: sc.JobStarted) -> None:
-        return None
-
-    def handle_job_completed(self, job: sc.JobCompleted) -> None:
-        return None
-
-    def handle_desired_runner_count(self, count: int) -> int:
-        return count
+from ._util import NoOpScaler, Row, bench_main, ratio
 
 
 def _fill(fake: FakeActionsService, scale_set_id: int, count: int) -> None:
@@ -41,7 +30,7 @@ def run(quick: bool = False) -> list[Row]:
         _fill(fake, ours_set, count)
         started = time.perf_counter()
         listener = sc.Listener(client, sc.ListenerConfig(ours_set, 5))
-        listener.run(_NoOp(), until_idle=True)
+        listener.run(NoOpScaler(), until_idle=True)
         ours = listener.handled_messages / (time.perf_counter() - started)
         session = client.message_session(bare_set)
         _fill(fake, bare_set, count)
@@ -67,10 +56,5 @@ def run(quick: bool = False) -> list[Row]:
                 f"{raw:.0f} (bare poll+ack loop)", ratio(ours, raw), "")]
 
 
-def main() -> int:
-    print(rows_table(run("--quick" in sys.argv)))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main(run))

@@ -266,10 +266,11 @@ class Listener:
             if self._dirty:
                 self._save()
             if self._latest is not None and not self._desired(scaler, self._latest):
+                # The scaler could not apply the count: pause, but keep polling (messages still
+                # need handling, and the next statistics may be what it needs).
                 errors += 1
                 if self._wait(self._backoff(errors), end):
                     return
-                continue
             self._flush_acks()
             quick_empty = 0
             while not self._stop.is_set() and (end is None or self._clock.monotonic() < end):

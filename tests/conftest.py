@@ -6,7 +6,8 @@ lifetimes move with it. Tests that need real time (hangs, deadlines) build their
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -41,3 +42,27 @@ def client(fake: FakeActionsService, clock: FakeClock) -> Iterator[sc.Client]:
 @pytest.fixture
 def scale_set(client: sc.Client) -> sc.RunnerScaleSet:
     return client.create_runner_scale_set(sc.RunnerScaleSet(name="linux-x64", runner_group_id=1))
+
+
+def run_together(count: int, work: Callable[[], object]) -> list[object]:
+    """Start ``count`` threads at once on ``work``; return each result or the exception it raised."""
+    barrier = threading.Barrier(count)
+    results: list[object] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        barrier.wait()
+        try:
+            outcome: object = work()
+        except BaseException as exc:  # returned to the test, which asserts on it
+            outcome = exc
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(results) == count, "a thread did not finish"
+    return results

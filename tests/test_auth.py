@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import sys
-import threading
 
 import jwt as pyjwt
 import pytest
@@ -12,7 +11,7 @@ import scaleset_client as sc
 from scaleset_client.auth import jwt_expiry, make_app_jwt
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
-from .conftest import make_client
+from .conftest import make_client, run_together
 
 
 @pytest.fixture(scope="module")
@@ -134,23 +133,9 @@ def test_sixteen_threads_with_an_expired_token_cause_one_renewal(fake: FakeActio
     clock.advance(590)
     fake.clear_log()
     fake.inject("registration_token", Fault.delay(0.3))  # hold the renewal so every thread piles up
-    barrier = threading.Barrier(16)
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        barrier.wait()
-        try:
-            client.get_runner_by_name("x")
-        except BaseException as exc:  # collected and asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=20)
+    results = run_together(16, lambda: client.get_runner_by_name("x"))
     client.close()
-    assert errors == []
+    assert results == [None] * 16
     assert fake.count("registration_token") == 1 and fake.count("runner_registration") == 1
     assert fake.count("get_runner_by_name") == 16
 

@@ -6,7 +6,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,10 +39,23 @@ class RecordingScaler:
         return count
 
 
+_RUNNING: list[Running] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_listeners_after_each_test() -> Iterator[None]:
+    yield
+    while _RUNNING:  # a failed test must not leave a listener polling a closed fake
+        running = _RUNNING.pop()
+        running.stop.set()
+        running.thread.join(timeout=15)
+
+
 class Running:
     """A listener run in a thread, with its outcome kept for the test."""
 
     def __init__(self, listener: sc.Listener, scaler: RecordingScaler, **kwargs: object) -> None:
+        _RUNNING.append(self)
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, args=(listener, scaler, kwargs), daemon=True)
@@ -195,7 +208,7 @@ def test_session_conflict_stands_by_and_takes_over_when_the_owner_leaves(
     running = Running(listener, scaler)
     wait_until(lambda: fake.count("create_session") >= 3)
     assert listener.health().standby and not listener.health().ready
-    threading.Timer(0.3, held.close).start()
+    held.close()  # the owner goes away
     wait_until(lambda: listener.health().ready)
     fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
     wait_until(lambda: scaler.started == [5])
@@ -326,3 +339,17 @@ def test_cron_runs_sharing_a_state_file_do_not_probe_a_known_dead_broker(
     polls = fake.requests("get_message")
     assert polls and all(p.time >= break_ends for p in polls)
     third.close()
+
+
+def test_a_scaler_that_cannot_apply_counts_does_not_stop_polling(
+        client: sc.Client, fake: FakeActionsService, scale_set: sc.RunnerScaleSet) -> None:
+    class Broken(RecordingScaler):
+        def handle_desired_runner_count(self, count: int) -> int:
+            raise RuntimeError("cloud API down")
+
+    fake.push_message(scale_set.id, [job("JobStarted", 4)], statistics=stats(1))
+    scaler = Broken()
+    running = Running(sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)), scaler)
+    wait_until(lambda: fake.count("get_message") >= 3 and scaler.started == [4])
+    running.finish()
+    assert running.error is None and fake.unacked(scale_set.id) == []  # set aside after 3 tries, acked

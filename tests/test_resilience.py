@@ -9,7 +9,7 @@ import pytest
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
-from .conftest import make_client
+from .conftest import make_client, run_together
 
 ONE_SHOT = sc.ResilienceConfig(retry=sc.RetryConfig(max_attempts=1),
                                circuit_breaker=sc.CircuitBreakerConfig(failure_threshold=3, jitter=0.0))
@@ -73,27 +73,8 @@ def test_sixty_four_threads_at_the_half_open_edge_send_one_probe(fake: FakeActio
     clock.advance(5.0)  # the break is over: the next caller probes
     fake.clear_log()
     fake.inject("get_runner", Fault.delay(1.0))  # the probe is slow; everyone else arrives meanwhile
-    barrier = threading.Barrier(64)
-    outcomes: list[str] = []
-    lock = threading.Lock()
-
-    def work() -> None:
-        barrier.wait()
-        try:
-            client.get_runner(1)
-            result = "sent"
-        except sc.CircuitOpenError:
-            result = "refused"
-        except sc.APIError:
-            result = "sent"
-        with lock:
-            outcomes.append(result)
-
-    threads = [threading.Thread(target=work) for _ in range(64)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=20)
+    outcomes = ["refused" if isinstance(r, sc.CircuitOpenError) else "sent"
+                for r in run_together(64, lambda: client.get_runner(1))]
     assert fake.count("get_runner") == 1
     assert outcomes.count("sent") == 1 and outcomes.count("refused") == 63
     client.close()
@@ -156,3 +137,23 @@ def test_resilience_state_survives_a_new_process(fake: FakeActionsService, clock
     assert info.value.retry_after == pytest.approx(4.0) and fake.count(server="actions") == 0
     assert fake.count("runner_registration") == 1  # the GitHub API, up all along, was still used
     second.close()
+
+
+def test_recover_wakes_a_call_waiting_out_a_break() -> None:
+    with FakeActionsService(long_poll_hold=0.05) as fake:
+        client = sc.Client(fake.config_url, token=fake.token, resilience=sc.ResilienceConfig(
+            retry=sc.RetryConfig(max_attempts=3, backoff_base=0.01, backoff_max=0.02),
+            circuit_breaker=sc.CircuitBreakerConfig(failure_threshold=1, open_duration=30.0, max_open_duration=30.0)))
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.respond(503))  # trips: the retry now waits ~30 s
+        result: list[object] = []
+        waiter = threading.Thread(target=lambda: result.append(client.get_runner_by_name("x")))
+        waiter.start()
+        deadline = threading.Event()
+        while fake.count("get_runner_by_name") < 2 and not deadline.wait(0.01):
+            pass
+        deadline.wait(0.2)  # the call is now inside its wait for the break to end
+        client.recover(force=True)
+        waiter.join(timeout=5)
+        assert not waiter.is_alive() and result == [None]  # woken, probed, succeeded
+        client.close()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
-from .conftest import make_client
+from .conftest import make_client, run_together
 
 
 def test_session_is_created_before_message_session_returns(client: sc.Client, fake: FakeActionsService,
@@ -180,21 +178,7 @@ def test_sixteen_threads_with_an_expired_queue_token_cause_one_refresh(
     rid = fake.queue_job(scale_set.id)
     fake.expire_queue_tokens()
     fake.inject("refresh_session", Fault.delay(0.3))
-    barrier = threading.Barrier(16)
-    results: list[object] = []
-
-    def work() -> None:
-        barrier.wait()
-        try:
-            results.append(session.acquire_jobs([rid]))
-        except BaseException as exc:  # collected and asserted below
-            results.append(exc)
-
-    threads = [threading.Thread(target=work) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=20)
+    results = run_together(16, lambda: session.acquire_jobs([rid]))
     assert len(results) == 16 and all(isinstance(r, list) for r in results)
     assert fake.count("refresh_session") == 1
     assert sum(len(r) for r in results if isinstance(r, list)) == 1  # the job was acquired once

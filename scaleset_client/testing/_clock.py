@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections import deque
 
 __all__ = ["FakeClock"]
 
@@ -11,8 +12,9 @@ __all__ = ["FakeClock"]
 class FakeClock:
     """A deterministic ``Clock``. ``sleep`` advances time at once instead of waiting.
 
-    ``sleeps`` records every requested wait, which is what a test asserts on ("backed off at
-    least 60 s"), never a measured duration. ``random`` is seeded, so jitter is repeatable.
+    ``sleeps`` records the requested waits (the newest 10 000), which is what a test asserts on
+    ("backed off at least 60 s"), never a measured duration; ``total_slept`` sums all of them.
+    ``random`` is seeded, so jitter is repeatable.
     ``auto_advance`` is how far time moves on every ``monotonic()`` read (default 0).
     """
 
@@ -23,7 +25,8 @@ class FakeClock:
         self._wall_offset = wall - start
         self._rng = random.Random(seed)
         self._auto = auto_advance
-        self.sleeps: list[float] = []
+        self.sleeps: deque[float] = deque(maxlen=10_000)
+        self._slept = 0.0
 
     def monotonic(self) -> float:
         with self._lock:
@@ -51,6 +54,7 @@ class FakeClock:
             return True
         with self._lock:
             self.sleeps.append(seconds)
+            self._slept += max(0.0, seconds)
             self._mono += max(0.0, seconds)
         return False
 
@@ -61,4 +65,4 @@ class FakeClock:
     @property
     def total_slept(self) -> float:
         with self._lock:
-            return sum(self.sleeps)
+            return self._slept

@@ -494,6 +494,13 @@ class FakeActionsService:
             return status, bytes(data), headers
         return status, (b"" if data is None and status in (202, 204) else json.dumps(data).encode()), headers
 
+    def _prune(self, tokens: dict[str, float]) -> None:
+        """Forget tokens that expired more than an hour ago (long soak runs issue thousands)."""
+        if len(tokens) > 64:
+            horizon = self.clock.wall() - 3600
+            for token in [t for t, exp in tokens.items() if exp < horizon]:
+                del tokens[token]
+
     @staticmethod
     def _bearer(req: LoggedRequest) -> str:
         auth = req.headers.get("Authorization", "")
@@ -532,6 +539,7 @@ class FakeActionsService:
             return 404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"}
         token = "AABF" + secrets.token_hex(12).upper()
         with self._lock:
+            self._prune(self._registration_tokens)
             self._registration_tokens[token] = self.clock.wall() + 3600
         return 201, {"token": token, "expires_at": "2099-01-01T00:00:00.000+00:00"}
 
@@ -547,6 +555,7 @@ class FakeActionsService:
             return 422, {"message": "Validation Failed", "status": "422"}
         admin = self._jwt({"exp": int(self.clock.wall() + self.admin_token_ttl), "jti": uuid.uuid4().hex})
         with self._lock:
+            self._prune(self._admin_tokens)
             self._admin_tokens[admin] = self.clock.wall() + self.admin_token_ttl
         return 201, {"url": self.actions_url, "token": admin}
 
