@@ -157,6 +157,14 @@ def write_response(handler: BaseHTTPRequestHandler, status: int, body: bytes = b
     handler.wfile.flush()
 
 
+def _head(handler: BaseHTTPRequestHandler, status: int, framing: str, value: str) -> None:
+    """A JSON response head with the given framing header (the body is written by the caller)."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header(framing, value)
+    handler.end_headers()
+
+
 def write_fault(handler: BaseHTTPRequestHandler, fault: Fault, release: threading.Event) -> None:
     """Carry out a fault that replaces the normal answer."""
     sock = handler.connection
@@ -177,13 +185,10 @@ def write_fault(handler: BaseHTTPRequestHandler, fault: Fault, release: threadin
         except OSError:
             pass
     elif fault.kind == "huge":
-        handler.send_response(fault.status)
-        handler.send_header("Content-Type", "application/json")
         if fault.chunked:
-            handler.send_header("Transfer-Encoding", "chunked")
+            _head(handler, fault.status, "Transfer-Encoding", "chunked")
         else:
-            handler.send_header("Content-Length", str(fault.size))
-        handler.end_headers()
+            _head(handler, fault.status, "Content-Length", str(fault.size))
         handler.wfile.flush()
         chunk = b" " * 65536
         left = fault.size
@@ -199,10 +204,7 @@ def write_fault(handler: BaseHTTPRequestHandler, fault: Fault, release: threadin
             pass
         handler.close_connection = True
     elif fault.kind == "drip":
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Transfer-Encoding", "chunked")
-        handler.end_headers()
+        _head(handler, 200, "Transfer-Encoding", "chunked")
         try:
             for _ in range(fault.size):
                 if release.wait(fault.seconds):
@@ -214,10 +216,7 @@ def write_fault(handler: BaseHTTPRequestHandler, fault: Fault, release: threadin
             pass
         handler.close_connection = True
     elif fault.kind == "truncated":
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", "1000")
-        handler.end_headers()
+        _head(handler, 200, "Content-Length", "1000")  # a lie: far fewer bytes follow
         handler.wfile.write(b'{"count": 1, "va')
         handler.wfile.flush()
         handler.close_connection = True
