@@ -9,6 +9,7 @@ explicit CA bundle, cookies are refused, and ``.netrc`` is never consulted.
 
 from __future__ import annotations
 
+import email.utils
 import http.cookiejar
 import json
 import logging
@@ -186,7 +187,8 @@ class Client:
         self._session = session
         self._pid = os.getpid()
         self._proxy_cache: dict[str, dict[str, str]] = {}
-        self._admin = AdminCredentials(self._fetch_admin_token, self._clock.wall)
+        self._skew = 0.0  # GitHub's clock minus ours, from its Date header (FM-14)
+        self._admin = AdminCredentials(self._fetch_admin_token, self.server_time)
         self._installation_token: tuple[Secret, float] | None = None
         self._install_lock = threading.Lock()
         self._sessions: list[MessageSession] = []
@@ -231,6 +233,31 @@ class Client:
     def admin_token_refreshes(self) -> int:
         """How many admin-token renewals went out (single-flight: one per expiry)."""
         return self._admin.refreshes
+
+    @property
+    def clock_skew(self) -> float:
+        """GitHub's clock minus this machine's, in seconds (0 until a difference over 30 s is seen)."""
+        return self._skew
+
+    def server_time(self) -> float:
+        """Wall time as GitHub sees it: used for JWT claims and token expiry checks."""
+        return self._clock.wall() + self._skew
+
+    def _observe_date(self, response: requests.Response) -> None:
+        """Learn GitHub's clock from its Date header; tokens are judged by its clock, not ours."""
+        header = response.headers.get("Date")
+        if not header:
+            return
+        try:
+            server = email.utils.parsedate_to_datetime(header).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return
+        offset = server - self._clock.wall()
+        skew = offset if abs(offset) > 30.0 else 0.0  # the header has 1 s resolution; ignore small drift
+        if skew and abs(skew - self._skew) > 30.0:
+            self._log.warning("this machine's clock is %+.0fs off GitHub's (Date header); compensating. Fix NTP.",
+                              -skew)
+        self._skew = skew
 
     @property
     def attempts_sent(self) -> int:
@@ -344,6 +371,7 @@ class Client:
         prepared = self._prepare("POST", url, authorization=authorization, body=body, content_type=content_type,
                                  extra={"Accept": "application/vnd.github+json"}, trailing_newline=trailing_newline)
         response = self._send(attach_policy(prepared, policy))
+        self._observe_date(response)
         if not (response.status_code in expected or (expected == (200,) and 200 <= response.status_code < 300)):
             error = error_from_response(response, github_api=True)
             if response.status_code == 404 and operation == "registration_token":
@@ -364,15 +392,29 @@ class Client:
         assert self._app is not None
         with self._install_lock:
             cached = self._installation_token
-            if cached is not None and self._clock.wall() < cached[1]:
+            if cached is not None and self.server_time() < cached[1]:
                 return cached[0].reveal()
-        jwt = make_app_jwt(self._app.client_id, self._app_key, self._clock.wall())
-        data = self._github_call("installation_token", self._github.app_token_url(self._app.installation_id),
-                                 f"Bearer {jwt}", content_type="application/vnd.github+json", expected=(201,))
+        url = self._github.app_token_url(self._app.installation_id)
+        for attempt in (1, 2):
+            skew_before = self._skew
+            jwt = make_app_jwt(self._app.client_id, self._app_key, self.server_time())
+            try:
+                data = self._github_call("installation_token", url, f"Bearer {jwt}",
+                                         content_type="application/vnd.github+json", expected=(201,))
+                break
+            except AuthenticationError as exc:
+                if not _time_claim_rejected(exc):
+                    raise
+                if attempt == 1 and self._skew != skew_before:
+                    continue  # the rejection told us GitHub's time: sign again with it
+                raise AuthenticationError(
+                    f"GitHub rejected the App JWT's time claims ({exc.message}); this machine's clock is "
+                    f"{-self._skew:+.0f}s off GitHub's. Fix the clock (NTP).", status=exc.status, reason=exc.reason,
+                    method=exc.method, url=exc.url, github_request_id=exc.github_request_id) from exc
         token = data.get("token")
         if not isinstance(token, str) or not token:
             raise ResponseError("installation token response has no token", operation="installation_token")
-        expires = self._clock.wall() + 1800.0
+        expires = self.server_time() + 1800.0
         expires_at = data.get("expires_at")
         if isinstance(expires_at, str):
             try:
@@ -660,6 +702,11 @@ class Client:
     def __repr__(self) -> str:
         auth = "app" if self._app is not None else "token"
         return f"Client({self._github.config_url!r}, auth={auth})"
+
+
+def _time_claim_rejected(error: APIError) -> bool:
+    text = error.message.lower()
+    return error.status == 401 and "claim" in text and ("'iat'" in text or "'exp'" in text)
 
 
 def prepared_for(url: str) -> requests.PreparedRequest:

@@ -146,3 +146,39 @@ def test_jwt_expiry_reads_exp_without_verifying() -> None:
     for bad in ("a.b", "a.b.c", pyjwt.encode({"x": 1}, "k" * 32, algorithm="HS256")):
         with pytest.raises(sc.ResponseError):
             jwt_expiry(bad)
+
+
+def test_a_clock_ten_minutes_fast_is_measured_and_compensated(rsa_key: rsa.RSAPrivateKey) -> None:
+    service_clock = FakeClock(wall=1_800_000_000.0)
+    client_clock = FakeClock(wall=1_800_000_600.0)  # this machine is 10 minutes ahead
+    with FakeActionsService(clock=service_clock, long_poll_hold=0.05) as fake:
+        fake.register_app("Iv1.skew", rsa_key.public_key())
+        app = sc.GitHubAppAuth("Iv1.skew", 5, pem(rsa_key, serialization.PrivateFormat.PKCS8))
+        with sc.Client(fake.config_url, app=app, clock=client_clock) as client:
+            for _ in range(5):
+                assert client.get_runner_by_name("x") is None
+            assert client.clock_skew == pytest.approx(-600, abs=2)
+        rejected, accepted = (pyjwt.decode(r.headers["Authorization"][7:], options={"verify_signature": False})
+                              for r in fake.requests("installation_token"))
+        assert rejected["iat"] - accepted["iat"] == pytest.approx(600, abs=2)  # ours first, then GitHub's time
+        assert abs(accepted["iat"] - (service_clock.wall() - 60)) <= 2
+        assert fake.count("installation_token") == 2 and fake.count("runner_registration") == 1
+
+
+def test_a_clock_that_cannot_be_fixed_is_named_as_the_cause(rsa_key: rsa.RSAPrivateKey) -> None:
+    with FakeActionsService(long_poll_hold=0.05) as fake:
+        fake.register_app("Iv1.skew", rsa_key.public_key())
+        fake.inject("installation_token", Fault.respond(401, json_body={
+            "message": "'Expiration time' claim ('exp') is too far in the future"}), times=2)
+        app = sc.GitHubAppAuth("Iv1.skew", 5, pem(rsa_key, serialization.PrivateFormat.PKCS8))
+        with sc.Client(fake.config_url, app=app) as client, pytest.raises(sc.AuthenticationError,
+                                                                          match="clock"):
+            client.get_runner(1)
+
+
+def test_admin_token_expiry_is_judged_by_githubs_clock_with_a_pat() -> None:
+    with FakeActionsService(clock=FakeClock(wall=1_800_000_000.0), long_poll_hold=0.05) as fake:
+        with sc.Client(fake.config_url, token=fake.token, clock=FakeClock(wall=1_800_000_600.0)) as client:
+            for _ in range(5):
+                client.get_runner_by_name("x")
+        assert fake.count("runner_registration") == 1  # without compensation: a renewal on every call

@@ -30,6 +30,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         self.server.dispatch(self.server.name, self)
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The Date header follows the service's clock (a FakeClock in tests), as GitHub's follows its own.
+        import email.utils
+
+        return email.utils.formatdate(self.server.wall() if timestamp is None else timestamp, usegmt=True)
+
     do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _dispatch
 
 
@@ -39,8 +45,9 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, port: int, name: str, dispatch: Dispatch, counter: Callable[[], None],
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, wall: Callable[[], float] = time.time) -> None:
         self.name = name
+        self.wall = wall
         self.dispatch = dispatch
         self._count = counter
         self.conns: set[socket.socket] = set()
@@ -75,10 +82,12 @@ class _Server(ThreadingHTTPServer):
 class LoopbackServer:
     """One HTTP server on 127.0.0.1 that can be stopped and started again on the same port."""
 
-    def __init__(self, name: str, dispatch: Dispatch, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, name: str, dispatch: Dispatch, ssl_context: ssl.SSLContext | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
         self.name = name
         self._dispatch = dispatch
         self._ssl = ssl_context
+        self._wall = wall
         self.port = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -103,7 +112,7 @@ class LoopbackServer:
         server = None
         for _ in range(50):  # the old socket may linger a moment after a stop
             try:
-                server = _Server(self.port, self.name, self._dispatch, self._counted, self._ssl)
+                server = _Server(self.port, self.name, self._dispatch, self._counted, self._ssl, self._wall)
                 break
             except OSError:
                 if self.port == 0:

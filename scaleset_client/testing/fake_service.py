@@ -161,7 +161,7 @@ class FakeActionsService:
         self._message_ids = itertools.count(100_000_001)
         self._request_ids = itertools.count(104_857_601)
         self.capacities: deque[int] = deque(maxlen=10_000)
-        self.servers = {name: LoopbackServer(name, self._dispatch, ssl_context)
+        self.servers = {name: LoopbackServer(name, self._dispatch, ssl_context, wall=lambda: self.clock.wall())
                         for name in ("github", "actions", "broker")}
         self._started = False
 
