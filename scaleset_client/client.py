@@ -235,6 +235,10 @@ class Client:
         return self._admin.refreshes
 
     @property
+    def closed(self) -> bool:
+        return self._closing.is_set()
+
+    @property
     def clock_skew(self) -> float:
         """GitHub's clock minus this machine's, in seconds (0 until a difference over 30 s is seen)."""
         return self._skew

@@ -404,6 +404,9 @@ class Listener:
         """Decide what an error means; True when the run should end (stop requested)."""
         session = self._session
         assert session is not None
+        if self._client.closed:
+            log.info("the client was closed; the listener stops")
+            return True
         if isinstance(exc, ScaleSetNotFoundError):
             self._confirm_scale_set_gone(exc)
             return self._wait(self._backoff(errors), end)

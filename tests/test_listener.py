@@ -353,3 +353,13 @@ def test_a_scaler_that_cannot_apply_counts_does_not_stop_polling(
     wait_until(lambda: fake.count("get_message") >= 3 and scaler.started == [4])
     running.finish()
     assert running.error is None and fake.unacked(scale_set.id) == []  # set aside after 3 tries, acked
+
+
+def test_closing_the_client_ends_the_run(fake: FakeActionsService, clock: FakeClock,
+                                        scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    running = Running(sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)), RecordingScaler())
+    wait_until(lambda: fake.count("get_message") > 0)
+    client.close()
+    running.thread.join(timeout=15)
+    assert not running.thread.is_alive() and running.error is None
