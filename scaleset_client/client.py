@@ -9,7 +9,6 @@ explicit CA bundle, cookies are refused, and ``.netrc`` is never consulted.
 
 from __future__ import annotations
 
-import email.utils
 import http.cookiejar
 import json
 import logging
@@ -22,14 +21,14 @@ import requests
 
 from . import _wire
 from ._http import error_from_response, origin_of
+from ._validate import check_id, check_name, resolve_verify, timeout_pair
 from .adapter import CallPolicy, ResilienceAdapter, attach_policy
-from .auth import AdminCredentials, GitHubAppAuth, make_app_jwt
+from .auth import AdminCredentials, GitHubAppAuth
 from .breaker import BreakerRegistry
 from .clock import Clock, SystemClock
 from .config import ResilienceConfig
 from .errors import (
     APIError,
-    AuthenticationError,
     ConfigError,
     RecoveryError,
     ResponseError,
@@ -47,6 +46,7 @@ from .models import (
     SystemInfo,
     parse,
 )
+from .registration import Registration
 from .secrets import Secret, redact_url
 from .urls import GitHubConfig, join_url, parse_config_url
 
@@ -58,7 +58,6 @@ __all__ = ["Client"]
 log = logging.getLogger(__name__)
 
 API_VERSION = "6.0-preview"
-INT32_MAX = 2**31 - 1
 _NO_BODY = object()
 
 
@@ -77,43 +76,6 @@ class _NoNetrc(requests.auth.AuthBase):
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         return r
-
-
-def check_id(name: str, value: object) -> int:
-    """A positive int64 id, or ``ConfigError`` naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def check_name(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
-    if any(ord(c) < 32 for c in value):
-        raise ConfigError(f"{name} must not contain control characters, got {value!r}")
-    return value
-
-
-def _resolve_verify(verify: bool | str) -> bool | str:
-    """An explicit CA path always wins; the default ``True`` honours REQUESTS_CA_BUNDLE like curl."""
-    if isinstance(verify, bool):
-        if verify:
-            return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        log.warning("TLS certificate verification is OFF (verify=False): tokens can be intercepted")
-        return False
-    if isinstance(verify, (str, os.PathLike)):
-        path = os.fspath(verify)
-        if not os.path.exists(path):
-            raise ConfigError(f"verify={path!r}: no such CA bundle file or directory")
-        return path
-    raise ConfigError(f"verify must be True, False or a CA bundle path, got {verify!r}")
-
-
-def _timeout_pair(value: float | tuple[float, float]) -> tuple[float, float]:
-    pair = value if isinstance(value, tuple) else (value, value)
-    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 for v in pair):
-        raise ConfigError(f"timeout must be a positive number or a (connect, read) pair, got {value!r}")
-    return float(pair[0]), float(pair[1])
 
 
 class Client:
@@ -167,9 +129,9 @@ class Client:
         self._log = logger or log
         self._clock: Clock = clock or SystemClock()
         self._resilience = resilience or ResilienceConfig()
-        self._timeout = _timeout_pair(timeout)
+        self._timeout = timeout_pair(timeout)
         self.long_poll_timeout = float(long_poll_timeout)
-        self._verify = _resolve_verify(verify)
+        self._verify = resolve_verify(verify)
         self._system_info = system_info or SystemInfo()
         self._user_agent = self._system_info.user_agent()
         self._info_lock = threading.Lock()
@@ -187,10 +149,8 @@ class Client:
         self._session = session
         self._pid = os.getpid()
         self._proxy_cache: dict[str, dict[str, str]] = {}
-        self._skew = 0.0  # GitHub's clock minus ours, from its Date header (FM-14)
-        self._admin = AdminCredentials(self._fetch_admin_token, self.server_time)
-        self._installation_token: tuple[Secret, float] | None = None
-        self._install_lock = threading.Lock()
+        self._registration = Registration(self)
+        self._admin = AdminCredentials(self._registration.fetch_admin_token, self._registration.server_time)
         self._sessions: list[MessageSession] = []
         self._sessions_lock = threading.Lock()
         self._health_cache: tuple[float, HealthReport] | None = None
@@ -241,27 +201,11 @@ class Client:
     @property
     def clock_skew(self) -> float:
         """GitHub's clock minus this machine's, in seconds (0 until a difference over 30 s is seen)."""
-        return self._skew
+        return self._registration.skew
 
     def server_time(self) -> float:
         """Wall time as GitHub sees it: used for JWT claims and token expiry checks."""
-        return self._clock.wall() + self._skew
-
-    def _observe_date(self, response: requests.Response) -> None:
-        """Learn GitHub's clock from its Date header; tokens are judged by its clock, not ours."""
-        header = response.headers.get("Date")
-        if not header:
-            return
-        try:
-            server = email.utils.parsedate_to_datetime(header).timestamp()
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return
-        offset = server - self._clock.wall()
-        skew = offset if abs(offset) > 30.0 else 0.0  # the header has 1 s resolution; ignore small drift
-        if skew and abs(skew - self._skew) > 30.0:
-            self._log.warning("this machine's clock is %+.0fs off GitHub's (Date header); compensating. Fix NTP.",
-                              -skew)
-        self._skew = skew
+        return self._registration.server_time()
 
     @property
     def attempts_sent(self) -> int:
@@ -365,97 +309,6 @@ class Client:
 
     def _json(self, response: requests.Response, operation: str) -> Any:
         return _wire.loads(response.content, operation=operation)
-
-    # -- credentials (protocol §2) -----------------------------------------------------------
-    def _github_call(self, operation: str, url: str, authorization: str, *, body: Any = _NO_BODY,
-                     content_type: str, expected: tuple[int, ...], retry_unauthorized: bool = False,
-                     trailing_newline: bool = False) -> Any:
-        policy = CallPolicy(operation=operation, operation_class="github_api", idempotent=True,
-                            retry_unauthorized=retry_unauthorized, github_api=True)
-        prepared = self._prepare("POST", url, authorization=authorization, body=body, content_type=content_type,
-                                 extra={"Accept": "application/vnd.github+json"}, trailing_newline=trailing_newline)
-        response = self._send(attach_policy(prepared, policy))
-        self._observe_date(response)
-        if not (response.status_code in expected or (expected == (200,) and 200 <= response.status_code < 300)):
-            error = error_from_response(response, github_api=True)
-            if response.status_code == 404 and operation == "registration_token":
-                raise AuthenticationError(
-                    f"GitHub answered 404 for the registration token of {self._github.config_url}: the "
-                    f"{self._github.scope} does not exist or the credentials cannot administer its runners",
-                    status=404, reason=error.reason, method=error.method, url=error.url,
-                    github_request_id=error.github_request_id, body_excerpt=error.body_excerpt) from error
-            raise error
-        data = self._json(response, operation)
-        if not isinstance(data, dict):
-            raise ResponseError(f"{operation}: expected a JSON object", operation=operation)
-        return data
-
-    def _bearer_token(self) -> str:
-        if self._pat is not None:
-            return self._pat.reveal()
-        assert self._app is not None
-        with self._install_lock:
-            cached = self._installation_token
-            if cached is not None and self.server_time() < cached[1]:
-                return cached[0].reveal()
-        url = self._github.app_token_url(self._app.installation_id)
-        for attempt in (1, 2):
-            skew_before = self._skew
-            jwt = make_app_jwt(self._app.client_id, self._app_key, self.server_time())
-            try:
-                data = self._github_call("installation_token", url, f"Bearer {jwt}",
-                                         content_type="application/vnd.github+json", expected=(201,))
-                break
-            except AuthenticationError as exc:
-                if not _time_claim_rejected(exc):
-                    raise
-                if attempt == 1 and self._skew != skew_before:
-                    continue  # the rejection told us GitHub's time: sign again with it
-                raise AuthenticationError(
-                    f"GitHub rejected the App JWT's time claims ({exc.message}); this machine's clock is "
-                    f"{-self._skew:+.0f}s off GitHub's. Fix the clock (NTP).", status=exc.status, reason=exc.reason,
-                    method=exc.method, url=exc.url, github_request_id=exc.github_request_id) from exc
-        token = data.get("token")
-        if not isinstance(token, str) or not token:
-            raise ResponseError("installation token response has no token", operation="installation_token")
-        expires = self.server_time() + 1800.0
-        expires_at = data.get("expires_at")
-        if isinstance(expires_at, str):
-            try:
-                parsed = _wire.parse_time(expires_at)
-                if parsed is not None:
-                    expires = parsed.timestamp() - 300.0
-            except ValueError:
-                pass
-        with self._install_lock:
-            self._installation_token = (Secret(token), expires)
-        return token
-
-    def _fetch_admin_token(self) -> tuple[str, str]:
-        """Registration token, then runner registration: the Actions service URL and admin JWT."""
-        bearer = self._bearer_token()
-        reg = self._github_call("registration_token", self._github.registration_token_url, f"Bearer {bearer}",
-                                content_type="application/vnd.github.v3+json", expected=(201,))
-        reg_token = reg.get("token")
-        if not isinstance(reg_token, str) or not reg_token:
-            raise ResponseError("registration token response has no token", operation="registration_token")
-        Secret(reg_token)
-        conn = self._github_call("runner_registration", self._github.runner_registration_url,
-                                 f"RemoteAuth {reg_token}", body={"url": self._github.config_url,
-                                                                  "runner_event": "register"},
-                                 content_type="application/json", expected=(200,), retry_unauthorized=True,
-                                 trailing_newline=True)
-        url, token = conn.get("url"), conn.get("token")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ResponseError("runner registration response is missing url", operation="runner_registration")
-        if not isinstance(token, str) or not token:
-            raise ResponseError("runner registration response is missing token", operation="runner_registration")
-        if self._github.scheme == "https" and not url.startswith("https://"):
-            raise ResponseError("runner registration pointed the admin API at plain http; refusing to send "
-                                "credentials without TLS", operation="runner_registration")
-        Secret(token)
-        self._log.info("admin connection established to %s", redact_url(url))
-        return url, token
 
     # -- admin API (protocol §3) -------------------------------------------------------------
     def _single(self, response: requests.Response, operation: str, what: str) -> Any:
@@ -706,11 +559,6 @@ class Client:
     def __repr__(self) -> str:
         auth = "app" if self._app is not None else "token"
         return f"Client({self._github.config_url!r}, auth={auth})"
-
-
-def _time_claim_rejected(error: APIError) -> bool:
-    text = error.message.lower()
-    return error.status == 401 and "claim" in text and ("'iat'" in text or "'exp'" in text)
 
 
 def prepared_for(url: str) -> requests.PreparedRequest:

@@ -23,8 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ._validate import INT32_MAX, check_id
 from .breaker import State, Transition
-from .client import INT32_MAX, Client, check_id
+from .client import Client
 from .config import _check
 from .errors import (
     AuthenticationError,

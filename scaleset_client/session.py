@@ -19,9 +19,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import requests
 
 from . import _wire
+from ._validate import INT32_MAX, check_id
 from .adapter import CallPolicy, attach_policy
 from .auth import SingleFlight
-from .client import INT32_MAX, check_id
 from .errors import (
     APIError,
     ConfigError,

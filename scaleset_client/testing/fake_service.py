@@ -18,9 +18,6 @@ Use it to test a scaler offline::
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import itertools
 import json
 import re
@@ -31,13 +28,15 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ..clock import Clock, SystemClock
 from ._faults import Fault, FaultBook
+from ._github_side import GitHubSide, b64
+from ._jobs_side import JobsSide, _Job, _Message, _Session
 from ._servers import LoopbackServer, write_fault, write_response
 
 __all__ = ["FakeActionsService", "Fault", "LoggedRequest"]
@@ -67,47 +66,7 @@ class LoggedRequest:
         return json.loads(self.body.decode()) if self.body else None
 
 
-@dataclass
-class _Session:
-    session_id: str
-    owner: str
-    scale_set_id: int
-    token: str
-    token_expires: float
-
-
-@dataclass
-class _Message:
-    message_id: int
-    scale_set_id: int
-    jobs: list[dict[str, Any]]
-    statistics: dict[str, int] | None
-    message_type: str = "RunnerScaleSetJobMessages"
-    deleted: bool = False
-    raw_body: str | None = None
-
-
-@dataclass
-class _Job:
-    request_id: int
-    scale_set_id: int
-    job_id: str
-    labels: list[str]
-    state: str = "available"  # available, acquired, running, completed
-    runner_id: int = 0
-    runner_name: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-class FakeActionsService:
+class FakeActionsService(GitHubSide, JobsSide):
     """A fake of GitHub's REST API, the Actions service and the message broker on loopback.
 
     ``long_poll_hold`` is how long an empty poll is held before 202 (real: ~50 s);
@@ -248,10 +207,6 @@ class FakeActionsService:
             self._log.clear()
 
     # -- state for tests ---------------------------------------------------------------------
-    def register_app(self, client_id: str | int, public_key: Any) -> None:
-        """Accept App JWTs signed by the private half of ``public_key`` with ``iss`` = client_id."""
-        self._apps[str(client_id)] = public_key
-
     def add_runner_group(self, name: str, group_id: int | None = None) -> int:
         with self._lock:
             gid = group_id or (max(g["id"] for g in self._groups.values()) + 1)
@@ -294,120 +249,6 @@ class FakeActionsService:
             self._scale_sets.pop(scale_set_id, None)
             self.evict_session(scale_set_id)
             self._messages.pop(scale_set_id, None)
-
-    def statistics(self, scale_set_id: int) -> dict[str, int]:
-        with self._lock:
-            jobs = [j for j in self._jobs.values() if j.scale_set_id == scale_set_id]
-            runners = [r for r in self._runners.values() if r["runnerScaleSetId"] == scale_set_id]
-            busy = sum(1 for j in jobs if j.state == "running")
-            return {
-                "totalAvailableJobs": sum(1 for j in jobs if j.state == "available"),
-                "totalAcquiredJobs": sum(1 for j in jobs if j.state == "acquired"),
-                "totalAssignedJobs": sum(1 for j in jobs if j.state in ("acquired", "running")),
-                "totalRunningJobs": busy,
-                "totalRegisteredRunners": len(runners),
-                "totalBusyRunners": busy,
-                "totalIdleRunners": max(0, len(runners) - busy),
-            }
-
-    def push_message(self, scale_set_id: int, jobs: list[dict[str, Any]] | None = None, *,
-                     statistics: dict[str, int] | str | None = "auto",
-                     message_type: str = "RunnerScaleSetJobMessages", raw_body: str | None = None) -> int:
-        """Queue a message; ``statistics="auto"`` computes them from the fake's jobs."""
-        with self._cond:
-            stats = self.statistics(scale_set_id) if statistics == "auto" else statistics
-            message = _Message(next(self._message_ids), scale_set_id, list(jobs or []),
-                               stats if isinstance(stats, dict) or stats is None else None,
-                               message_type, raw_body=raw_body)
-            self._messages.setdefault(scale_set_id, []).append(message)
-            self._cond.notify_all()
-            return message.message_id
-
-    def _job_fields(self, job: _Job, kind: str) -> dict[str, Any]:
-        now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.clock.wall())) + ".1234567Z"
-        return {"messageType": kind, "runnerRequestId": job.request_id, "repositoryName": "api",
-                "ownerName": self.org, "jobId": job.job_id,
-                "jobWorkflowRef": f"{self.org}/api/.github/workflows/ci.yml@refs/heads/main",
-                "jobDisplayName": "build", "workflowRunId": 15087234561, "eventName": "push",
-                "requestLabels": job.labels, "queueTime": now, "scaleSetAssignTime": now,
-                "runnerAssignTime": "0001-01-01T00:00:00Z", "finishTime": "0001-01-01T00:00:00Z",
-                **job.extra}
-
-    def queue_job(self, scale_set_id: int, labels: list[str] | None = None) -> int:
-        """A new job for the scale set: a ``JobAvailable`` message. Returns its runner request id."""
-        with self._lock:
-            job = _Job(next(self._request_ids), scale_set_id, str(uuid.uuid4()), labels or ["self-hosted"])
-            self._jobs[job.request_id] = job
-            available = self._job_fields(job, "JobAvailable")
-            available["acquireJobUrl"] = f"{self.servers['broker'].url}/acquirejob"
-            self.push_message(scale_set_id, [available])
-            return job.request_id
-
-    def start_job(self, request_id: int, runner_name: str | None = None) -> None:
-        """The job starts on a runner: a ``JobStarted`` message."""
-        with self._lock:
-            job = self._jobs[request_id]
-            runner = next((r for r in self._runners.values() if r["name"] == runner_name), None)
-            job.state, job.runner_name = "running", runner_name or f"runner-{request_id}"
-            job.runner_id = runner["id"] if runner else 0
-            fields = self._job_fields(job, "JobStarted")
-            fields.update(runnerId=job.runner_id, runnerName=job.runner_name)
-            self.push_message(job.scale_set_id, [fields])
-
-    def complete_job(self, request_id: int, result: str = "Succeeded") -> None:
-        """The job ends: a ``JobCompleted`` message (the runner, ephemeral, goes away)."""
-        with self._lock:
-            job = self._jobs[request_id]
-            job.state = "completed"
-            fields = self._job_fields(job, "JobCompleted")
-            fields.update(result=result, runnerId=job.runner_id, runnerName=job.runner_name)
-            self._runners.pop(job.runner_id, None)
-            self.push_message(job.scale_set_id, [fields])
-
-    def unacked(self, scale_set_id: int) -> list[int]:
-        with self._lock:
-            return [m.message_id for m in self._messages.get(scale_set_id, []) if not m.deleted]
-
-    # -- tokens ------------------------------------------------------------------------------
-    def _jwt(self, claims: dict[str, Any]) -> str:
-        header = _b64(b'{"alg":"HS256","typ":"JWT"}')
-        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-        sig = hmac.new(self._secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
-        return f"{header}.{payload}.{_b64(sig)}"
-
-    def _verify_app_jwt(self, token: str) -> str:
-        """'' when valid, else why not."""
-        try:
-            header_b64, claims_b64, sig_b64 = token.split(".")
-            header = json.loads(_unb64(header_b64))
-            claims = json.loads(_unb64(claims_b64))
-        except ValueError:
-            return "A JSON web token could not be decoded"
-        if header.get("alg") != "RS256":
-            return "'alg' must be RS256"
-        iss = claims.get("iss")
-        if not isinstance(iss, str):
-            return "'Issuer' claim ('iss') must be a string"
-        key = self._apps.get(iss)
-        if key is None:
-            return "Integration not found"
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import padding
-
-        try:
-            key.verify(_unb64(sig_b64), f"{header_b64}.{claims_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
-        except InvalidSignature:
-            return "A JSON web token could not be decoded"
-        now = self.clock.wall()
-        iat, exp = claims.get("iat"), claims.get("exp")
-        if not isinstance(iat, int) or iat > now + 60:
-            return "'Issued at' claim ('iat') must be an Integer representing a time in the past"
-        if not isinstance(exp, int) or exp - iat > 600 or exp > now + 600:
-            return "'Expiration time' claim ('exp') is too far in the future"
-        if exp <= now:
-            return "'Expiration time' claim ('exp') must be a numeric value representing the future time"
-        return ""
 
     # -- dispatch ----------------------------------------------------------------------------
     _ROUTES: tuple[tuple[str, str, str, str], ...] = (
@@ -494,18 +335,6 @@ class FakeActionsService:
             return status, bytes(data), headers
         return status, (b"" if data is None and status in (202, 204) else json.dumps(data).encode()), headers
 
-    def _prune(self, tokens: dict[str, float]) -> None:
-        """Forget tokens that expired more than an hour ago (long soak runs issue thousands)."""
-        if len(tokens) > 64:
-            horizon = self.clock.wall() - 3600
-            for token in [t for t, exp in tokens.items() if exp < horizon]:
-                del tokens[token]
-
-    @staticmethod
-    def _bearer(req: LoggedRequest) -> str:
-        auth = req.headers.get("Authorization", "")
-        return auth[7:] if auth.startswith("Bearer ") else ""
-
     def _admin_ok(self, req: LoggedRequest) -> bool:
         with self._lock:
             exp = self._admin_tokens.get(self._bearer(req))
@@ -515,49 +344,6 @@ class FakeActionsService:
     def _error(status: int, type_name: str, message: str) -> tuple[int, Any]:
         return status, {"$id": "1", "innerException": None, "message": message, "typeName": type_name,
                         "typeKey": type_name.split(",")[0].rsplit(".", 1)[-1], "errorCode": 0, "eventId": 3000}
-
-    # -- GitHub REST -------------------------------------------------------------------------
-    def _op_installation_token(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
-        auth = req.headers.get("Authorization", "")
-        why = self._verify_app_jwt(auth[7:]) if auth.startswith("Bearer ") else "missing JWT"
-        if why:
-            return 401, {"message": why, "documentation_url": "https://docs.github.com/rest"}
-        token = "ghs_" + secrets.token_urlsafe(27)
-        expires = self.clock.wall() + 3600
-        with self._lock:
-            self._installation_tokens[token] = expires
-        return 201, {"token": token, "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
-                     "permissions": {"organization_self_hosted_runners": "write"}}
-
-    def _op_registration_token(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
-        bearer = self._bearer(req)
-        with self._lock:
-            valid = bearer == self.token or self._installation_tokens.get(bearer, 0) > self.clock.wall()
-        if not valid:
-            return 401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}
-        if params["scope"] not in (f"orgs/{self.org}", f"repos/{self.org}/api", f"enterprises/{self.org}"):
-            return 404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"}
-        token = "AABF" + secrets.token_hex(12).upper()
-        with self._lock:
-            self._prune(self._registration_tokens)
-            self._registration_tokens[token] = self.clock.wall() + 3600
-        return 201, {"token": token, "expires_at": "2099-01-01T00:00:00.000+00:00"}
-
-    def _op_runner_registration(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
-        auth = req.headers.get("Authorization", "")
-        token = auth[len("RemoteAuth "):] if auth.startswith("RemoteAuth ") else ""
-        with self._lock:
-            valid = self._registration_tokens.get(token, 0) > self.clock.wall()
-        if not valid:
-            return 401, {"message": "Bad credentials"}
-        body = req.json()
-        if not isinstance(body, dict) or body.get("runner_event") != "register" or not body.get("url"):
-            return 422, {"message": "Validation Failed", "status": "422"}
-        admin = self._jwt({"exp": int(self.clock.wall() + self.admin_token_ttl), "jti": uuid.uuid4().hex})
-        with self._lock:
-            self._prune(self._admin_tokens)
-            self._admin_tokens[admin] = self.clock.wall() + self.admin_token_ttl
-        return 201, {"url": self.actions_url, "token": admin}
 
     # -- scale sets --------------------------------------------------------------------------
     def _op_get_runner_scale_set(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
@@ -635,7 +421,7 @@ class FakeActionsService:
                                    f"Pool 0 already contains an agent with name {name}.")
             runner = {"id": next(self._runner_ids), "name": name, "runnerScaleSetId": int(params["id"])}
             self._runners[runner["id"]] = runner
-        secret = _b64(json.dumps({"runner": runner["id"], ".credentials": secrets.token_hex(16)}).encode())
+        secret = b64(json.dumps({"runner": runner["id"], ".credentials": secrets.token_hex(16)}).encode())
         return 200, {"runner": runner, "encodedJITConfig": secret}
 
     def _op_get_runner(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:

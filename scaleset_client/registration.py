@@ -1,0 +1,163 @@
+"""From a PAT or a GitHub App key to an Actions-service admin token (protocol §2).
+
+The chain: an installation token (App only, cached until 5 minutes before it expires), a
+registration token for the configured org, repo or enterprise, then runner registration with
+``RemoteAuth``, which names the Actions service URL and issues the admin JWT. Every call goes
+through the client's resilience adapter as the ``github_api`` operation class.
+
+GitHub judges JWT claims and token lifetimes by its own clock, so ours is corrected with the
+offset read from its ``Date`` header (FM-14): a JWT rejected for its time claims is signed again
+once with GitHub's time, and a skew that cannot be fixed is reported as the cause.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import threading
+from typing import TYPE_CHECKING, Any
+
+import requests
+
+from . import _wire
+from ._http import error_from_response
+from .adapter import CallPolicy, attach_policy
+from .auth import make_app_jwt
+from .errors import APIError, AuthenticationError, ResponseError
+from .secrets import Secret, redact_url
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["Registration"]
+
+SKEW_THRESHOLD = 30.0  # the Date header has 1 s resolution; smaller differences are latency
+
+
+def _time_claim_rejected(error: APIError) -> bool:
+    text = error.message.lower()
+    return error.status == 401 and "claim" in text and ("'iat'" in text or "'exp'" in text)
+
+
+class Registration:
+    """The registration chain of one client, and what it learns about GitHub's clock."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._github = client.config
+        self.skew = 0.0  # GitHub's clock minus ours
+        self._installation_token: tuple[Secret, float] | None = None
+        self._lock = threading.Lock()
+
+    def server_time(self) -> float:
+        return self._client.clock.wall() + self.skew
+
+    def observe_date(self, response: requests.Response) -> None:
+        """Learn GitHub's clock from its Date header."""
+        header = response.headers.get("Date")
+        if not header:
+            return
+        try:
+            server = email.utils.parsedate_to_datetime(header).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return
+        offset = server - self._client.clock.wall()
+        skew = offset if abs(offset) > SKEW_THRESHOLD else 0.0
+        if skew and abs(skew - self.skew) > SKEW_THRESHOLD:
+            self._client._log.warning("this machine's clock is %+.0fs off GitHub's (Date header); compensating. "
+                                      "Fix NTP.", -skew)
+        self.skew = skew
+
+    def _call(self, operation: str, url: str, authorization: str, *, body: Any = None, content_type: str,
+              expected: tuple[int, ...], retry_unauthorized: bool = False) -> dict[str, Any]:
+        client = self._client
+        policy = CallPolicy(operation=operation, operation_class="github_api", idempotent=True,
+                            retry_unauthorized=retry_unauthorized, github_api=True)
+        options: dict[str, Any] = {"content_type": content_type, "extra": {"Accept": "application/vnd.github+json"}}
+        if body is not None:
+            options.update(body=body, trailing_newline=True)  # JSON followed by a newline, as GitHub expects
+        prepared = client._prepare("POST", url, authorization=authorization, **options)
+        response = client._send(attach_policy(prepared, policy))
+        self.observe_date(response)
+        if response.status_code not in expected:
+            error = error_from_response(response, github_api=True)
+            if response.status_code == 404 and operation == "registration_token":
+                raise AuthenticationError(
+                    f"GitHub answered 404 for the registration token of {self._github.config_url}: the "
+                    f"{self._github.scope} does not exist or the credentials cannot administer its runners",
+                    status=404, reason=error.reason, method=error.method, url=error.url,
+                    github_request_id=error.github_request_id, body_excerpt=error.body_excerpt) from error
+            raise error
+        data = _wire.loads(response.content, operation=operation)
+        if not isinstance(data, dict):
+            raise ResponseError(f"{operation}: expected a JSON object", operation=operation)
+        return data
+
+    def bearer_token(self) -> str:
+        """The PAT, or an installation token for the App (cached)."""
+        client = self._client
+        if client._pat is not None:
+            return client._pat.reveal()
+        app = client._app
+        assert app is not None
+        with self._lock:
+            cached = self._installation_token
+            if cached is not None and self.server_time() < cached[1]:
+                return cached[0].reveal()
+        url = self._github.app_token_url(app.installation_id)
+        data: dict[str, Any] = {}
+        for attempt in (1, 2):
+            skew_before = self.skew
+            jwt = make_app_jwt(app.client_id, client._app_key, self.server_time())
+            try:
+                data = self._call("installation_token", url, f"Bearer {jwt}",
+                                  content_type="application/vnd.github+json", expected=(201,))
+                break
+            except AuthenticationError as exc:
+                if not _time_claim_rejected(exc):
+                    raise
+                if attempt == 1 and self.skew != skew_before:
+                    continue  # the rejection told us GitHub's time: sign again with it
+                raise AuthenticationError(
+                    f"GitHub rejected the App JWT's time claims ({exc.message}); this machine's clock is "
+                    f"{-self.skew:+.0f}s off GitHub's. Fix the clock (NTP).", status=exc.status, reason=exc.reason,
+                    method=exc.method, url=exc.url, github_request_id=exc.github_request_id) from exc
+        token = data.get("token")
+        if not isinstance(token, str) or not token:
+            raise ResponseError("installation token response has no token", operation="installation_token")
+        expires = self.server_time() + 1800.0
+        expires_at = data.get("expires_at")
+        if isinstance(expires_at, str):
+            try:
+                parsed = _wire.parse_time(expires_at)
+                if parsed is not None:
+                    expires = parsed.timestamp() - 300.0
+            except ValueError:
+                pass
+        with self._lock:
+            self._installation_token = (Secret(token), expires)
+        return token
+
+    def fetch_admin_token(self) -> tuple[str, str]:
+        """Registration token, then runner registration: the Actions service URL and admin JWT."""
+        github = self._github
+        reg = self._call("registration_token", github.registration_token_url, f"Bearer {self.bearer_token()}",
+                         content_type="application/vnd.github.v3+json", expected=(201,))
+        reg_token = reg.get("token")
+        if not isinstance(reg_token, str) or not reg_token:
+            raise ResponseError("registration token response has no token", operation="registration_token")
+        Secret(reg_token)
+        conn = self._call("runner_registration", github.runner_registration_url, f"RemoteAuth {reg_token}",
+                          body={"url": github.config_url, "runner_event": "register"},
+                          content_type="application/json", expected=tuple(range(200, 300)),
+                          retry_unauthorized=True)
+        url, token = conn.get("url"), conn.get("token")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ResponseError("runner registration response is missing url", operation="runner_registration")
+        if not isinstance(token, str) or not token:
+            raise ResponseError("runner registration response is missing token", operation="runner_registration")
+        if github.scheme == "https" and not url.startswith("https://"):
+            raise ResponseError("runner registration pointed the admin API at plain http; refusing to send "
+                                "credentials without TLS", operation="runner_registration")
+        Secret(token)
+        self._client._log.info("admin connection established to %s", redact_url(url))
+        return url, token
