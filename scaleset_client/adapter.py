@@ -308,6 +308,11 @@ class ResilienceAdapter(HTTPAdapter):
             raise TransportError(
                 f"TLS failed for {url}: {redact(str(exc))[:300]}. If the server uses a private CA, pass "
                 "verify='/path/to/ca-bundle.pem' to Client", method=method, url=url, delivered=False) from exc
+        if isinstance(exc, requests.exceptions.ProxyError) and "407" in str(exc):
+            breaker.record(permit, Outcome.NEUTRAL)
+            raise TransportError(
+                f"the proxy for {url} requires authentication (407): put the credentials in the proxy URL "
+                "(http://user:password@proxy:port)", method=method, url=url, delivered=False) from exc
         if _stale_connection(exc) and not state.stale_retry_used and policy.idempotent:
             # A kept-alive connection the server had closed: retry once on a fresh one.
             state.stale_retry_used = True

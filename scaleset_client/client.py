@@ -16,6 +16,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -146,6 +147,10 @@ class Client:
         session.auth = _NoNetrc()
         if proxies is not None:
             session.proxies.update(dict(proxies))
+            for proxy_url in proxies.values():  # a proxy password is a secret like any token
+                password = urlsplit(proxy_url).password if isinstance(proxy_url, str) else None
+                if password:
+                    Secret(password)
         self._session = session
         self._pid = os.getpid()
         self._proxy_cache: dict[str, dict[str, str]] = {}

@@ -149,3 +149,19 @@ def test_a_debug_log_of_a_rough_run_contains_no_secret(fake: FakeActionsService,
     assert len(caplog.records) > 20
     leaked = [s[:8] + "…" for s in secrets if s and s in text]
     assert leaked == []
+
+
+def test_a_proxy_demanding_credentials_is_a_clear_error_and_works_with_them(
+        tls_fake: FakeActionsService, ca: trustme.CA, tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    with ForwardProxy(credentials="scaler:s3cret-pass") as proxy:
+        address = proxy.url.removeprefix("http://")
+        with sc.Client(tls_fake.config_url, token=tls_fake.token, verify=str(bundle),
+                       proxies={"https": proxy.url}) as client:
+            with pytest.raises(sc.TransportError, match="requires authentication") as info:
+                client.get_runner(1)
+            assert client.attempts_sent == 1 and "s3cret" not in str(info.value)
+        with sc.Client(tls_fake.config_url, token=tls_fake.token, verify=str(bundle),
+                       proxies={"https": f"http://scaler:s3cret-pass@{address}"}) as client:
+            assert client.get_runner_by_name("x") is None
