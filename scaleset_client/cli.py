@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -66,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="handle what is queued, then exit (cron)")
     p.add_argument("--duration", type=float, default=None, help="exit after this many seconds (cron)")
     p.add_argument("--standby-timeout", type=float, default=None)
+    p.add_argument("--start-jitter", type=float, default=0.0,
+                   help="wait a random 0..S seconds first, so a fleet of cron jobs does not fire together")
     p.add_argument("--health-port", type=int, default=None, help="serve /livez, /readyz and /metrics")
     p.add_argument("--health-address", default="0.0.0.0")
     p.add_argument("--exec", dest="exec_cmd", default=None,
@@ -283,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     health_server = None
+    if args.start_jitter > 0 and stop.wait(random.uniform(0.0, args.start_jitter)):
+        return EXIT_OK
     try:
         client = _client(args)
         with client:

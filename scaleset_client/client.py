@@ -33,6 +33,8 @@ from .errors import (
     ConfigError,
     RecoveryError,
     ResponseError,
+    RunnerExistsError,
+    RunnerNotFoundError,
     ScalesetError,
     ScaleSetNotFoundError,
 )
@@ -403,15 +405,39 @@ class Client:
                            activity_id=response.headers.get("ActivityId", ""))
         return parse(RunnerGroup, item, "get_runner_group_by_name")
 
-    def generate_jit_runner_config(self, setting: JitRunnerSetting, scale_set_id: int) -> JitRunnerConfig:
-        """Register a just-in-time runner; its ``encoded_jit_config`` is a credential."""
+    def generate_jit_runner_config(self, setting: JitRunnerSetting, scale_set_id: int, *,
+                                   replace_existing: bool = False) -> JitRunnerConfig:
+        """Register a just-in-time runner; its ``encoded_jit_config`` is a credential.
+
+        ``replace_existing``: when a runner of that name exists already (a retry after a lost
+        response, a crash after registering: FM-22) and belongs to this scale set, remove it and
+        register again; one that belongs elsewhere still raises ``RunnerExistsError``.
+        """
         if not isinstance(setting, JitRunnerSetting):
             raise ConfigError(f"setting must be a JitRunnerSetting, got {type(setting).__name__}")
         check_name("runner name", setting.name)
         check_id("scale_set_id", scale_set_id)
-        response = self._actions_call("generate_jit_runner_config", "POST",
-                                      f"_apis/runtime/runnerscalesets/{scale_set_id}/generatejitconfig",
-                                      body=setting.to_wire(), idempotent=False)
+        for attempt in (1, 2):
+            try:
+                response = self._actions_call("generate_jit_runner_config", "POST",
+                                              f"_apis/runtime/runnerscalesets/{scale_set_id}/generatejitconfig",
+                                              body=setting.to_wire(), idempotent=False)
+                break
+            except RunnerExistsError as exc:
+                if not replace_existing or attempt == 2:
+                    raise
+                existing = self.get_runner_by_name(setting.name)
+                if existing is not None and existing.runner_scale_set_id != scale_set_id:
+                    raise RunnerExistsError(
+                        f"runner {setting.name!r} exists and belongs to scale set {existing.runner_scale_set_id}, "
+                        f"not {scale_set_id}; choose another name", status=exc.status, type_name=exc.type_name,
+                        method=exc.method, url=exc.url, activity_id=exc.activity_id) from exc
+                if existing is not None:
+                    self._log.info("runner %s exists from an earlier attempt; removing it", setting.name)
+                    try:
+                        self.remove_runner(existing.id)
+                    except RunnerNotFoundError:
+                        pass
         config = parse(JitRunnerConfig, self._json(response, "generate_jit_runner_config"),
                        "generate_jit_runner_config")
         if config.encoded_jit_config:

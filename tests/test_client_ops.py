@@ -173,3 +173,14 @@ def test_client_repr_and_errors_hold_no_token(client: sc.Client, fake: FakeActio
         client.get_runner(1)
     text = str(info.value) + repr(info.value.__dict__)
     assert fake.token not in text
+
+
+def test_a_leftover_runner_of_ours_is_replaced_on_request(client: sc.Client, fake: FakeActionsService,
+                                                          scale_set: sc.RunnerScaleSet) -> None:
+    first = client.generate_jit_runner_config(sc.JitRunnerSetting(name="r-1"), scale_set.id)
+    again = client.generate_jit_runner_config(sc.JitRunnerSetting(name="r-1"), scale_set.id, replace_existing=True)
+    assert again.runner.name == "r-1" and again.runner.id != first.runner.id
+    assert [r["id"] for r in fake.runners()] == [again.runner.id]
+    other = client.create_runner_scale_set(sc.RunnerScaleSet(name="other"))
+    with pytest.raises(sc.RunnerExistsError, match="belongs to scale set"):
+        client.generate_jit_runner_config(sc.JitRunnerSetting(name="r-1"), other.id, replace_existing=True)

@@ -11,6 +11,6 @@ exec scaleset-listen \
     --scale-set-name linux-x64 \
     --max-runners 10 \
     --state-file /var/lib/scaleset/linux-x64.json \
-    --once --duration 55 \
+    --once --duration 45 --start-jitter 10 \
     --exec /opt/scaleset/scale.sh \
     --log-format json
