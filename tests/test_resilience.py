@@ -72,7 +72,7 @@ def test_sixty_four_threads_at_the_half_open_edge_send_one_probe(fake: FakeActio
             client.get_runner(1)
     clock.advance(5.0)  # the break is over: the next caller probes
     fake.clear_log()
-    fake.inject("get_runner", Fault.delay(1.0))  # the probe is slow; everyone else arrives meanwhile
+    fake.inject("get_runner", Fault.delay(2.0))  # the probe is slow; everyone else arrives meanwhile
     outcomes = ["refused" if isinstance(r, sc.CircuitOpenError) else "sent"
                 for r in run_together(64, lambda: client.get_runner(1))]
     assert fake.count("get_runner") == 1
