@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from urllib.parse import urlsplit
 
@@ -26,8 +27,11 @@ _KEPT_HEADERS = ("retry-after", "x-ratelimit-remaining", "x-ratelimit-reset", "x
                  "content-type", "activityid", "x-github-request-id", "date")
 
 
+@functools.lru_cache(maxsize=512)
 def origin_of(url: str) -> str:
-    """``scheme://host:port`` with the port made explicit: the breaker's partition key."""
+    """``scheme://host:port`` with the port made explicit: the breaker's partition key.
+
+    Cached: the adapter asks several times per attempt, and the URLs repeat call after call."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     try:

@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 
 import requests
 
-from . import _wire
 from ._http import error_from_response, origin_of
-from ._validate import check_id, check_name, resolve_verify, timeout_pair
-from .adapter import CallPolicy, ResilienceAdapter, attach_policy
+from ._validate import resolve_verify, timeout_pair
+from .adapter import CallPolicy, ResilienceAdapter, attach_policy, policy_of
+from .admin_api import AdminAPI
 from .auth import AdminCredentials, GitHubAppAuth
 from .breaker import BreakerRegistry
 from .clock import Clock, SystemClock
@@ -32,22 +32,11 @@ from .errors import (
     APIError,
     ConfigError,
     RecoveryError,
-    ResponseError,
-    RunnerExistsError,
-    RunnerNotFoundError,
     ScalesetError,
-    ScaleSetNotFoundError,
 )
 from .health import HealthReport, build_health_report
 from .models import (
-    JitRunnerConfig,
-    JitRunnerSetting,
-    Label,
-    RunnerGroup,
-    RunnerReference,
-    RunnerScaleSet,
     SystemInfo,
-    parse,
 )
 from .registration import Registration
 from .secrets import Secret, redact_url
@@ -81,7 +70,7 @@ class _NoNetrc(requests.auth.AuthBase):
         return r
 
 
-class Client:
+class Client(AdminAPI):
     """A thread-safe client for the runner scale set APIs.
 
     ``config_url`` names the organization, repository or enterprise (``https://github.com/org``);
@@ -258,7 +247,7 @@ class Client:
         return found
 
     @staticmethod
-    def _expect(response: requests.Response, expected: tuple[int, ...], policy: CallPolicy) -> requests.Response:
+    def _expect(response: requests.Response, expected: tuple[int, ...]) -> requests.Response:
         if 300 <= response.status_code < 400 and response.status_code not in expected:
             # Never followed: a redirect would carry credentials to wherever it points.
             location = redact_url(response.headers.get("Location", "") or "(no Location)")
@@ -267,6 +256,7 @@ class Client:
                            status=response.status_code, reason=response.reason or "",
                            method=response.request.method or "", url=redact_url(response.request.url or ""))
         if response.status_code not in expected:
+            policy = policy_of(response.request)
             raise error_from_response(response, queue_operation=policy.queue_operation,
                                       github_api=policy.github_api)
         return response
@@ -312,155 +302,7 @@ class Client:
 
         prepared = build()
         response = self._send(prepared)
-        return self._expect(response, expected, _policy(prepared))
-
-    def _json(self, response: requests.Response, operation: str) -> Any:
-        return _wire.loads(response.content, operation=operation)
-
-    # -- admin API (protocol §3) -------------------------------------------------------------
-    def _single(self, response: requests.Response, operation: str, what: str) -> Any:
-        data = _wire.lower_keys(self._json(response, operation), operation)
-        count = _wire.get_int(data, "count", operation)
-        values = data.get("value") or []
-        if count == 0:
-            return None
-        if count > 1:
-            raise APIError(f"multiple {what} found", status=response.status_code, reason=response.reason or "",
-                           activity_id=response.headers.get("ActivityId", ""),
-                           github_request_id=response.headers.get("X-GitHub-Request-Id", ""),
-                           method=response.request.method or "", url=redact_url(response.request.url or ""))
-        if not isinstance(values, list) or not values:
-            raise ResponseError(f"{operation}: count is 1 but value is empty", operation=operation)
-        return values[0]
-
-    def get_runner_scale_set(self, runner_group_id: int, name: str) -> RunnerScaleSet | None:
-        """The scale set named ``name`` in the runner group, or None when there is none."""
-        check_id("runner_group_id", runner_group_id)
-        check_name("name", name)
-        response = self._actions_call("get_runner_scale_set", "GET", "_apis/runtime/runnerscalesets",
-                                      params={"runnerGroupId": runner_group_id, "name": name})
-        item = self._single(response, "get_runner_scale_set", f"runner scale sets named {name!r}")
-        return None if item is None else parse(RunnerScaleSet, item, "get_runner_scale_set")
-
-    def get_runner_scale_set_by_id(self, scale_set_id: int) -> RunnerScaleSet | None:
-        """The scale set, or None when the service answers ``null``; 404 raises ScaleSetNotFoundError."""
-        check_id("scale_set_id", scale_set_id)
-        try:
-            response = self._actions_call("get_runner_scale_set_by_id", "GET",
-                                          f"_apis/runtime/runnerscalesets/{scale_set_id}")
-        except APIError as exc:
-            if exc.status == 404 and not isinstance(exc, ScaleSetNotFoundError):
-                raise _as(ScaleSetNotFoundError, exc) from exc
-            raise
-        data = self._json(response, "get_runner_scale_set_by_id")
-        return None if data is None else parse(RunnerScaleSet, data, "get_runner_scale_set_by_id")
-
-    @staticmethod
-    def _scale_set_body(scale_set: RunnerScaleSet, *, default_label: bool) -> dict[str, Any]:
-        if not isinstance(scale_set, RunnerScaleSet):
-            raise ConfigError(f"expected a RunnerScaleSet, got {type(scale_set).__name__}")
-        labels = [Label(name=lb.name, type=lb.type or "System") for lb in scale_set.labels]
-        for label in labels:
-            check_name("label name", label.name)
-        if default_label and not labels:
-            if not scale_set.name:
-                raise ConfigError("a scale set needs a name or at least one label")
-            labels = [Label(name=scale_set.name)]
-        body = RunnerScaleSet(**{**{f: getattr(scale_set, f) for f in scale_set.__dataclass_fields__},
-                                 "labels": labels}).to_wire()
-        return body
-
-    def create_runner_scale_set(self, scale_set: RunnerScaleSet) -> RunnerScaleSet:
-        """Create a scale set; labels default to its name, label types to "System"."""
-        body = self._scale_set_body(scale_set, default_label=True)
-        if scale_set.name:
-            check_name("scale set name", scale_set.name)
-        response = self._actions_call("create_runner_scale_set", "POST", "_apis/runtime/runnerscalesets",
-                                      body=body, idempotent=False)
-        return parse(RunnerScaleSet, self._json(response, "create_runner_scale_set"), "create_runner_scale_set")
-
-    def update_runner_scale_set(self, scale_set_id: int, scale_set: RunnerScaleSet) -> RunnerScaleSet:
-        """Update a scale set (PATCH); empty label types become "System", no label is added."""
-        check_id("scale_set_id", scale_set_id)
-        body = self._scale_set_body(scale_set, default_label=False)
-        response = self._actions_call("update_runner_scale_set", "PATCH",
-                                      f"_apis/runtime/runnerscalesets/{scale_set_id}", body=body)
-        return parse(RunnerScaleSet, self._json(response, "update_runner_scale_set"), "update_runner_scale_set")
-
-    def delete_runner_scale_set(self, scale_set_id: int) -> None:
-        check_id("scale_set_id", scale_set_id)
-        self._actions_call("delete_runner_scale_set", "DELETE", f"_apis/runtime/runnerscalesets/{scale_set_id}",
-                           expected=(204,))
-
-    def get_runner_group_by_name(self, name: str) -> RunnerGroup:
-        """The runner group named ``name``; an APIError says so when there is none."""
-        check_name("name", name)
-        response = self._actions_call("get_runner_group_by_name", "GET", "_apis/runtime/runnergroups/",
-                                      params={"groupName": name})
-        item = self._single(response, "get_runner_group_by_name", f"runner groups named {name!r}")
-        if item is None:
-            raise APIError(f"no runner group found with name {name!r}", status=response.status_code,
-                           reason=response.reason or "", method="GET",
-                           url=redact_url(response.request.url or ""),
-                           activity_id=response.headers.get("ActivityId", ""))
-        return parse(RunnerGroup, item, "get_runner_group_by_name")
-
-    def generate_jit_runner_config(self, setting: JitRunnerSetting, scale_set_id: int, *,
-                                   replace_existing: bool = False) -> JitRunnerConfig:
-        """Register a just-in-time runner; its ``encoded_jit_config`` is a credential.
-
-        ``replace_existing``: when a runner of that name exists already (a retry after a lost
-        response, a crash after registering: FM-22) and belongs to this scale set, remove it and
-        register again; one that belongs elsewhere still raises ``RunnerExistsError``.
-        """
-        if not isinstance(setting, JitRunnerSetting):
-            raise ConfigError(f"setting must be a JitRunnerSetting, got {type(setting).__name__}")
-        check_name("runner name", setting.name)
-        check_id("scale_set_id", scale_set_id)
-        for attempt in (1, 2):
-            try:
-                response = self._actions_call("generate_jit_runner_config", "POST",
-                                              f"_apis/runtime/runnerscalesets/{scale_set_id}/generatejitconfig",
-                                              body=setting.to_wire(), idempotent=False)
-                break
-            except RunnerExistsError as exc:
-                if not replace_existing or attempt == 2:
-                    raise
-                existing = self.get_runner_by_name(setting.name)
-                if existing is not None and existing.runner_scale_set_id != scale_set_id:
-                    raise RunnerExistsError(
-                        f"runner {setting.name!r} exists and belongs to scale set {existing.runner_scale_set_id}, "
-                        f"not {scale_set_id}; choose another name", status=exc.status, type_name=exc.type_name,
-                        method=exc.method, url=exc.url, activity_id=exc.activity_id) from exc
-                if existing is not None:
-                    self._log.info("runner %s exists from an earlier attempt; removing it", setting.name)
-                    try:
-                        self.remove_runner(existing.id)
-                    except RunnerNotFoundError:
-                        pass
-        config = parse(JitRunnerConfig, self._json(response, "generate_jit_runner_config"),
-                       "generate_jit_runner_config")
-        if config.encoded_jit_config:
-            Secret(config.encoded_jit_config)
-        return config
-
-    def get_runner(self, runner_id: int) -> RunnerReference:
-        check_id("runner_id", runner_id)
-        response = self._actions_call("get_runner", "GET", f"_apis/distributedtask/pools/0/agents/{runner_id}")
-        return parse(RunnerReference, self._json(response, "get_runner"), "get_runner")
-
-    def get_runner_by_name(self, name: str) -> RunnerReference | None:
-        check_name("name", name)
-        response = self._actions_call("get_runner_by_name", "GET", "_apis/distributedtask/pools/0/agents",
-                                      params={"agentName": name})
-        item = self._single(response, "get_runner_by_name", f"runners named {name!r}")
-        return None if item is None else parse(RunnerReference, item, "get_runner_by_name")
-
-    def remove_runner(self, runner_id: int) -> None:
-        """Remove a runner; ``JobStillRunningError`` means "later", ``RunnerNotFoundError`` "done"."""
-        check_id("runner_id", runner_id)
-        self._actions_call("remove_runner", "DELETE", f"_apis/distributedtask/pools/0/agents/{runner_id}",
-                           expected=(204,))
+        return self._expect(response, expected)
 
     # -- sessions ----------------------------------------------------------------------------
     def message_session(self, scale_set_id: int, owner: str | None = None, *,
@@ -596,15 +438,3 @@ def prepared_for(url: str) -> requests.PreparedRequest:
     probe = requests.PreparedRequest()
     probe.url = url
     return probe
-
-
-def _policy(prepared: requests.PreparedRequest) -> CallPolicy:
-    from .adapter import policy_of
-
-    return policy_of(prepared)
-
-
-def _as(cls: type[APIError], exc: APIError) -> APIError:
-    return cls(exc.message, status=exc.status, reason=exc.reason, type_name=exc.type_name,
-               activity_id=exc.activity_id, github_request_id=exc.github_request_id, method=exc.method,
-               url=exc.url, body_excerpt=exc.body_excerpt, headers=exc.headers)

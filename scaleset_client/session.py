@@ -233,7 +233,7 @@ class MessageSession:
         response = client._send(prepared)
         if response.status_code == 202:
             return None
-        client._expect(response, (200,), _policy(prepared))
+        client._expect(response, (200,))
         data = _wire.loads(response.content, operation="get_message")
         try:
             return parse(RunnerScaleSetMessage, data, "get_message")
@@ -264,7 +264,7 @@ class MessageSession:
         response = client._send(prepared)
         if response.status_code in (204, 404):
             return
-        client._expect(response, (204,), _policy(prepared))
+        client._expect(response, (204,))
 
     def acquire_jobs(self, request_ids: list[int]) -> list[int]:
         """Acquire jobs by ``runner_request_id``; returns the ids actually acquired (maybe fewer)."""
@@ -323,9 +323,3 @@ class MessageSession:
 
     def __repr__(self) -> str:
         return f"MessageSession(scale_set_id={self.scale_set_id}, session_id={self.session.session_id!r})"
-
-
-def _policy(prepared: requests.PreparedRequest) -> CallPolicy:
-    from .adapter import policy_of
-
-    return policy_of(prepared)
