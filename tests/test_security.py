@@ -103,6 +103,7 @@ def test_redirects_are_not_followed_and_carry_no_credentials(client: sc.Client, 
         assert info.value.status == 302 and elsewhere.count() == 0
 
 
+@pytest.mark.slow  # benchmark-like: a generous memory bound, not a timing
 def test_a_two_hundred_mib_body_is_refused_without_reading_it(fake: FakeActionsService, clock: FakeClock) -> None:
     client = make_client(fake, clock)
     client.get_runner_by_name("warm")
