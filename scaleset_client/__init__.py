@@ -17,11 +17,14 @@ from .breaker import BreakerRegistry, State, Transition
 from .client import Client
 from .clock import Clock, SystemClock
 from .config import CircuitBreakerConfig, ResilienceConfig, RetryConfig
+from .deadline import Deadline
 from .errors import (
     APIError,
     AuthenticationError,
+    CallCancelledError,
     CircuitOpenError,
     ConfigError,
+    DeadlineExceededError,
     JobStillRunningError,
     MessageQueueTokenExpiredError,
     RateLimitedError,
@@ -35,9 +38,10 @@ from .errors import (
     SessionConflictError,
     SessionNotFoundError,
     StateFileError,
+    StateFileLockedError,
     TransportError,
 )
-from .health import ComponentHealth, HealthReport
+from .health import ComponentHealth, HealthReport, RecoveryReport
 from .listener import Listener, ListenerConfig, ListenerHealth, MetricsRecorder, RunSkippedError, Scaler
 from .models import (
     JitRunnerConfig,
@@ -66,12 +70,15 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BreakerRegistry",
+    "CallCancelledError",
     "CircuitBreakerConfig",
     "CircuitOpenError",
     "Client",
     "Clock",
     "ComponentHealth",
     "ConfigError",
+    "Deadline",
+    "DeadlineExceededError",
     "GitHubAppAuth",
     "HealthReport",
     "JitRunnerConfig",
@@ -91,6 +98,7 @@ __all__ = [
     "MetricsRecorder",
     "RateLimitedError",
     "RecoveryError",
+    "RecoveryReport",
     "ResilienceConfig",
     "ResponseError",
     "RetryConfig",
@@ -113,6 +121,7 @@ __all__ = [
     "SessionNotFoundError",
     "State",
     "StateFileError",
+    "StateFileLockedError",
     "SystemClock",
     "SystemInfo",
     "Transition",

@@ -2,23 +2,31 @@
 
 It is a ``requests.adapters.HTTPAdapter`` with urllib3's own retries off. For every attempt:
 
-    closing? -> deadline -> not-before gate -> breaker admission -> send -> read the body
+    cancelled or out of time? -> not-before gate -> breaker admission -> send -> read the body
     -> classify -> record on the breaker -> return | recover (re-sign) | back off and retry
 
 Each prepared request carries a ``CallPolicy`` (operation, operation class, idempotent?,
 recover hook). A recovery hook renews what expired (admin token, session) and hands back a
-re-signed request; it runs at most once per call and never counts as a breaker failure. Calls
-that are not idempotent are repeated only when the request provably never left (connect
-errors) or was throttled. No lock is held across I/O.
+re-signed request; it runs at most once per call, inside the call's remaining time, and never
+counts as a breaker failure. Calls that are not idempotent are repeated only when the request
+provably never left (connect errors) or was throttled. No lock is held across I/O.
 
-The body is read inside ``send`` (bounded in size and by the attempt's deadline), so a body cut
-short after a 200 is a failure the breaker sees, not an error raised later by requests.
+Time belongs to the caller (see ``deadline.py``): a call ends by the earlier of its own
+deadline (``RetryConfig.deadline``, plus the read timeout for a long poll) and the caller's
+``Deadline`` scope. Every wait sleeps at most until then and wakes on cancel; every socket
+timeout is capped at the time left; the watchdog shuts the socket of an attempt still in flight
+at the deadline or on cancel. No attempt goes out with less than ``MIN_ATTEMPT_TIME`` left, and
+a timeout the call inflicted on itself is never a breaker failure.
+
+The body is read inside ``send`` (bounded in size and by the deadline), so a body cut short
+after a 200 is a failure the breaker sees, not an error raised later by requests.
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
+import math
 import socket
 import threading
 import weakref
@@ -37,8 +45,11 @@ from ._http import error_from_response, origin_of
 from .breaker import BreakerRegistry, Outcome
 from .clock import Clock
 from .config import ResilienceConfig
+from .deadline import WATCHDOG, Deadline, current
 from .errors import (
+    CallCancelledError,
     CircuitOpenError,
+    DeadlineExceededError,
     RateLimitedError,
     ResponseError,
     RetryExhaustedError,
@@ -48,13 +59,16 @@ from .errors import (
 from .retry import RateGate, RetryBudget, hint_seconds, is_throttle
 from .secrets import redact, redact_url
 
-__all__ = ["CallPolicy", "ResilienceAdapter", "attach_policy"]
+__all__ = ["MIN_ATTEMPT_TIME", "CallPolicy", "ResilienceAdapter", "attach_policy"]
 
 log = logging.getLogger(__name__)
 
 RecoverHook = Callable[[requests.PreparedRequest, requests.Response], "requests.PreparedRequest | None"]
 _POLICY_ATTR = "_scaleset_policy"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+MIN_ATTEMPT_TIME = 0.25  # seconds: with less left, an attempt could only time out, so none is sent
+_TERMINAL = ("deadline", "cancel", "close")
+_tls = threading.local()  # the _Call of the attempt this thread is sending, for connection binding
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +107,77 @@ def policy_of(request: requests.PreparedRequest) -> CallPolicy:
                       idempotent=method in _IDEMPOTENT, json_body=False)
 
 
+# -- one call: its time, what may interrupt it, the connection it is using -------------------
+class _Call:
+    """One ``send``: the absolute expiry, the interrupt flag and the connection in flight.
+
+    ``interrupt`` may come from any thread (the watchdog at the deadline, a cancelled scope, a
+    closing client, ``recover()``): it wakes the call's waits and shuts its socket, so a blocked
+    read returns at once. "recover" and "slow" (one attempt outlived connect + read timeout
+    while the call still has time) are not terminal: the call retries on a fresh connection."""
+
+    __slots__ = ("__weakref__", "_conn", "_lock", "caller_bound", "clock", "event", "expiry", "interrupted")
+
+    def __init__(self, clock: Clock, expiry: float, caller_bound: bool) -> None:
+        self.clock = clock
+        self.expiry = expiry
+        self.caller_bound = caller_bound  # the caller's scope, not the call's own deadline, ends it
+        self.event = threading.Event()
+        self.interrupted = ""
+        self._lock = threading.Lock()
+        self._conn: HTTPConnection | None = None
+
+    def left(self) -> float:
+        return self.expiry - self.clock.monotonic()
+
+    def interrupt(self, why: str) -> None:
+        with self._lock:
+            if self.interrupted in _TERMINAL or (why not in _TERMINAL and self.interrupted):
+                return
+            self.interrupted = why
+            conn = self._conn
+            event = self.event
+        event.set()
+        if conn is not None:
+            _shutdown(conn)
+
+    def wake(self) -> None:
+        """End a wait without aborting anything (the caller re-checks gate and breaker)."""
+        with self._lock:
+            event = self.event
+        event.set()
+
+    def rearm(self) -> None:
+        """A fresh event after a wake, unless a terminal interrupt is pending."""
+        with self._lock:
+            if self.event.is_set() and self.interrupted not in _TERMINAL:
+                self.event = threading.Event()
+                self.interrupted = ""
+
+    def bind(self, conn: HTTPConnection) -> None:
+        with self._lock:
+            self._conn = conn
+            pending = bool(self.interrupted)
+        if pending:
+            _shutdown(conn)
+
+    def unbind(self) -> None:
+        with self._lock:
+            self._conn = None
+
+
+def _shutdown(conn: HTTPConnection) -> None:
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 # -- connections we can abort from another thread --------------------------------------------
 class _LiveConnections:
-    """Sockets of connections in this adapter's pools, so ``close`` can cut a blocked long poll."""
+    """Sockets of connections in this adapter's pools, so ``close`` can cut every one."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -108,16 +190,9 @@ class _LiveConnections:
     def abort_all(self) -> int:
         with self._lock:
             conns = list(self._conns)
-        cut = 0
         for conn in conns:
-            sock = getattr(conn, "sock", None)
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                    cut += 1
-                except OSError:
-                    pass
-        return cut
+            _shutdown(conn)
+        return len(conns)
 
 
 def _tracked_pool(base: type[HTTPConnectionPool], conn_base: type[HTTPConnection],
@@ -126,6 +201,15 @@ def _tracked_pool(base: type[HTTPConnectionPool], conn_base: type[HTTPConnection
         def connect(self) -> None:
             super().connect()
             live.add(self)
+            call = getattr(_tls, "call", None)
+            if call is not None:
+                call.bind(self)
+
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            call = getattr(_tls, "call", None)
+            if call is not None:
+                call.bind(self)  # a reused pooled connection: the watchdog can now cut it
+            super().request(*args, **kwargs)
 
     class TrackedPool(base):  # type: ignore[valid-type,misc]
         ConnectionCls = TrackedConnection
@@ -174,8 +258,9 @@ class ResilienceAdapter(HTTPAdapter):
         self.budget = RetryBudget(config.retry.budget, clock)
         self._timeout = timeout
         self._closing = closing or threading.Event()
-        self._wake = threading.Event()  # set (and replaced) to cut every current wait short
         self._live = _LiveConnections()
+        self._calls: set[_Call] = set()
+        self._calls_lock = threading.Lock()
         self.attempts_sent = 0
         self._count_lock = threading.Lock()
         super().__init__(pool_connections=8, pool_maxsize=pool_maxsize, max_retries=0, pool_block=False)
@@ -200,80 +285,171 @@ class ResilienceAdapter(HTTPAdapter):
             self._track(manager)
         return manager
 
+    # -- interrupting calls from other threads ------------------------------------------------
+    def _in_flight(self) -> list[_Call]:
+        with self._calls_lock:
+            return list(self._calls)
+
+    def interrupt_in_flight(self, why: str) -> int:
+        """Interrupt every call in progress: ``close`` ends them, ``recover`` makes each retry at
+        once on a fresh connection (a call blocked on a black-holed socket gains its retry now)."""
+        calls = self._in_flight()
+        for call in calls:
+            call.interrupt(why)
+        return len(calls)
+
     def abort_in_flight(self) -> int:
-        """Shut down every pooled socket: a thread blocked in a long poll returns at once."""
-        self.wake_all()
+        """Closing: end every call in progress and shut down every pooled socket."""
+        self.interrupt_in_flight("close")
         return self._live.abort_all()
 
     def wake_all(self) -> None:
-        """End every backoff or break wait now (after ``recover()``, or when closing); the woken
-        calls re-check the gate and the breaker before sending anything."""
-        woken, self._wake = self._wake, threading.Event()
-        woken.set()
+        """End every backoff or break wait now (after ``recover()``); the woken calls re-check the
+        gate and the breaker before sending anything."""
+        for call in self._in_flight():
+            call.wake()
 
     # -- the loop ----------------------------------------------------------------------------
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+    def send(self, request: requests.PreparedRequest, stream: bool = False,
+             timeout: Any = None, verify: bool | str = True, cert: Any = None,
+             proxies: Any = None) -> requests.Response:
         """Send with breakers and retries; returns a response with its body read, or raises
-        a ``ScalesetError`` (``CircuitOpenError``, ``RateLimitedError``, ``TransportError``,
-        ``RetryExhaustedError``, ``ResponseError``)."""
-        verify = kwargs.get("verify", True)
-        cert = kwargs.get("cert")
-        proxies = kwargs.get("proxies")
+        a ``ScalesetError`` (``CircuitOpenError``, ``RateLimitedError``, ``TransportError`` and its
+        ``DeadlineExceededError`` / ``CallCancelledError``, ``RetryExhaustedError``,
+        ``ResponseError``). ``timeout`` and ``stream`` are ignored: timeouts come from the client
+        and the call's deadline, and the body is always read here."""
         policy = policy_of(request)
+        read_t = policy.read_timeout if policy.read_timeout is not None else self._timeout[1]
+        own = self._config.retry.deadline + (read_t if policy.read_timeout else 0.0)
+        now = self._clock.monotonic()
+        scope = current()
+        expiry = now + own
+        caller_expiry = scope.effective_expiry() if scope is not None else math.inf
+        call = _Call(self._clock, min(expiry, caller_expiry), caller_expiry < expiry)
+        with self._calls_lock:
+            self._calls.add(call)
+        handles = scope._subscribe(lambda reason: call.interrupt("cancel")) if scope is not None else []
+        if self._closing.is_set():
+            call.interrupt("close")
+        try:
+            return self._loop(request, policy, call, scope, read_t, verify, cert, proxies)
+        finally:
+            if handles:
+                Deadline._unsubscribe(handles)
+            with self._calls_lock:
+                self._calls.discard(call)
+
+    def _loop(self, request: requests.PreparedRequest, policy: CallPolicy, call: _Call, scope: Deadline | None,
+              read_t: float, verify: Any, cert: Any, proxies: Any) -> requests.Response:
         clock = self._clock
         retry_cfg = self._config.retry
         connect_t = self._timeout[0]
-        read_t = policy.read_timeout if policy.read_timeout is not None else self._timeout[1]
-        deadline = clock.monotonic() + retry_cfg.deadline + (read_t if policy.read_timeout else 0.0)
         state = _Attempt()
         while True:
-            if self._closing.is_set():
-                raise TransportError("the client is closed", method=request.method or "",
-                                     url=redact_url(request.url or ""), delivered=False)
+            self._check(call, scope, request, state)
             origin = origin_of(request.url or "")
             gate_wait = self.gate.wait_for(origin)
             if gate_wait > 0:
-                self._wait_hint(gate_wait, deadline, origin, request, state)
+                self._wait_hint(gate_wait, call, scope, origin, request, state)
                 continue
             breaker = self.breakers.get(origin, policy.operation_class)
+            left = call.left()
             try:
-                permit = breaker.acquire(lease=connect_t + read_t + 5.0)
+                permit = breaker.acquire(lease=min(connect_t + read_t, max(left, 0.0)) + 5.0)
             except CircuitOpenError as exc:
                 wait = exc.retry_after
                 if (state.number > 0 and wait is not None and wait <= retry_cfg.max_hint_wait
-                        and clock.monotonic() + wait < deadline):
-                    self._sleep(wait + 0.05 + clock.random() * 0.5, request)
+                        and wait + MIN_ATTEMPT_TIME < left):
+                    self._sleep(wait + 0.05 + clock.random() * 0.5, call, scope, request, state)
                     continue
                 if state.last_error is not None:
                     raise exc from state.last_error
                 raise
+            if left < MIN_ATTEMPT_TIME:
+                breaker.record(permit, Outcome.NEUTRAL)
+                self._check(call, scope, request, state, too_little=True)
             state.number += 1
             with self._count_lock:
                 self.attempts_sent += 1
-            remaining = max(0.001, deadline - clock.monotonic())
-            attempt_deadline = clock.monotonic() + min(remaining, connect_t + read_t)
+            capped = (left < connect_t, left < read_t)  # (connect, read) timeouts cut short by the deadline
+            # The watchdog cuts the attempt at the call's deadline, or earlier when one attempt
+            # outlives its connect + read timeouts (a body dripped byte by byte).
+            slow = connect_t + read_t < left
+            reason = "slow" if slow else "deadline"
+            timer = WATCHDOG.schedule(min(left, connect_t + read_t), lambda: call.interrupt(reason))  # noqa: B023
+            _tls.call = call
             try:
-                response = super().send(request, stream=True, timeout=(min(connect_t, remaining),
-                                        min(read_t, remaining)), verify=verify, cert=cert, proxies=proxies)
-                self._read_body(response, attempt_deadline, policy)
+                response = super().send(request, stream=True, timeout=(min(connect_t, left), min(read_t, left)),
+                                        verify=verify, cert=cert, proxies=proxies)
+                self._read_body(response, policy, call)
             except ResponseError:
                 breaker.record(permit, Outcome.FAILURE, "oversized body")
                 raise
-            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-                if self._closing.is_set():
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as raised:
+                why = call.interrupted
+                exc: BaseException = raised
+                if why == "slow":
+                    call.rearm()
+                    why, exc = "", _SlowResponse(f"the response was still arriving at the attempt deadline "
+                                                 f"({connect_t + read_t:g}s: connect + read timeout)")
+                    exc.__cause__ = raised
+                if why or _self_inflicted(exc, capped):
+                    # Our own doing (the caller's deadline or cancel, a close, a recover): the
+                    # service is not to blame.
                     breaker.record(permit, Outcome.NEUTRAL)
-                    raise TransportError("the client was closed during the request", method=request.method or "",
-                                         url=redact_url(request.url or ""), delivered=None) from exc
-                self._on_exception(exc, request, policy, breaker, permit, state, deadline)
+                    if why == "recover" and (policy.idempotent or _never_delivered(exc)):
+                        call.rearm()
+                        state.number -= 1
+                        log.info("%s: interrupted by recover(); retrying on a fresh connection", policy.operation)
+                        continue
+                    self._check(call, scope, request, state, cause=exc, in_flight=True)
+                    raise DeadlineExceededError(
+                        f"{policy.operation}: the call's time ran out while the request was in flight",
+                        method=request.method or "", url=redact_url(request.url or ""),
+                        delivered=None) from exc
+                self._on_exception(exc, request, policy, breaker, permit, state, call, scope)
                 continue
-            done = self._on_response(response, request, policy, breaker, permit, state, deadline)
+            finally:
+                _tls.call = None
+                call.unbind()
+                WATCHDOG.cancel(timer)
+            done = self._on_response(response, request, policy, breaker, permit, state, call, scope)
             if isinstance(done, requests.Response):
                 return done
             if isinstance(done, requests.PreparedRequest):
                 request = done
 
+    def _check(self, call: _Call, scope: Deadline | None, request: requests.PreparedRequest, state: _Attempt, *,
+               too_little: bool = False, cause: BaseException | None = None, in_flight: bool = False) -> None:
+        """Raise when the call may not go on: closed, cancelled, or out of time."""
+        method, url = request.method or "", redact_url(request.url or "")
+        delivered = None if in_flight else False
+        last = f"; last error: {state.last_error}" if state.last_error is not None else ""
+        why = call.interrupted
+        error: TransportError | None = None
+        if why == "close" or (self._closing.is_set() and why != "deadline"):
+            error = CallCancelledError("the client was closed" + (" during the request" if in_flight else ""),
+                                       method=method, url=url, delivered=delivered)
+        elif why == "cancel" or (scope is not None and scope.cancelled):
+            reason = scope.cancel_reason() if scope is not None else ""
+            error = CallCancelledError(f"{method} {url} was cancelled ({reason or 'cancelled'}){last}",
+                                       method=method, url=url, delivered=delivered)
+        elif why == "deadline" or too_little or call.left() <= 0:
+            if call.caller_bound or state.number == 0:
+                error = DeadlineExceededError(
+                    f"{method} {url}: the caller's deadline passed" if call.caller_bound
+                    else f"{method} {url}: the call's deadline passed", method=method, url=url, delivered=delivered)
+            else:
+                last_error = state.last_error
+                raise RetryExhaustedError(
+                    f"{policy_of(request).operation} gave up after {state.number} attempts: the call's "
+                    f"{self._config.retry.deadline:.0f}s deadline passed{last}", attempts=state.number,
+                    status=state.last_status, last_error=last_error) from (cause or last_error)
+        if error is not None:
+            raise error from (cause or state.last_error)
+
     # -- pieces of the loop ------------------------------------------------------------------
-    def _read_body(self, response: requests.Response, deadline: float, policy: CallPolicy) -> None:
+    def _read_body(self, response: requests.Response, policy: CallPolicy, call: _Call) -> None:
         limit = self._config.max_response_bytes
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
@@ -289,17 +465,18 @@ class ResilienceAdapter(HTTPAdapter):
                     raise ResponseError(f"{policy.operation}: response exceeds the {limit}-byte limit",
                                         operation=policy.operation)
                 chunks.append(chunk)
-                if self._clock.monotonic() > deadline:
-                    raise requests.exceptions.ReadTimeout("the body was still arriving at the attempt deadline")
+                if call.interrupted:
+                    raise requests.exceptions.ConnectionError("the call was interrupted while the body arrived")
         except BaseException:
             response.close()
             raise
+        call.unbind()  # before the connection goes back to the pool: no later interrupt may cut it
         response._content = b"".join(chunks)
         response._content_consumed = True
         response.raw.release_conn()
 
     def _on_exception(self, exc: BaseException, request: requests.PreparedRequest, policy: CallPolicy,
-                      breaker: Any, permit: Any, state: _Attempt, deadline: float) -> None:
+                      breaker: Any, permit: Any, state: _Attempt, call: _Call, scope: Deadline | None) -> None:
         method = request.method or ""
         url = redact_url(request.url or "")
         delivered = not _never_delivered(exc)
@@ -328,11 +505,11 @@ class ResilienceAdapter(HTTPAdapter):
         state.last_error.__cause__ = exc
         if not (policy.idempotent or not delivered):
             raise state.last_error
-        self._backoff_or_raise(request, policy, state, deadline, cost=2.0 if timeout else 1.0)
+        self._backoff_or_raise(request, policy, state, call, scope, cost=2.0 if timeout else 1.0)
 
     def _on_response(self, response: requests.Response, request: requests.PreparedRequest, policy: CallPolicy,
-                     breaker: Any, permit: Any, state: _Attempt,
-                     deadline: float) -> requests.Response | requests.PreparedRequest | None:
+                     breaker: Any, permit: Any, state: _Attempt, call: _Call,
+                     scope: Deadline | None) -> requests.Response | requests.PreparedRequest | None:
         status = response.status_code
         origin = origin_of(request.url or "")
         if log.isEnabledFor(logging.DEBUG):
@@ -341,7 +518,7 @@ class ResilienceAdapter(HTTPAdapter):
         if 200 <= status < 300:
             if policy.json_body and status in (200, 201) and not _looks_like_json(response.content):
                 breaker.record(permit, Outcome.FAILURE, f"HTTP {status} with an empty or non-JSON body")
-                return self._retry_status(response, request, policy, state, deadline, hint=None)
+                return self._retry_status(response, request, policy, state, call, scope, hint=None)
             breaker.record(permit, Outcome.SUCCESS)
             if state.number == 1:
                 self.budget.earn(origin)
@@ -350,39 +527,42 @@ class ResilienceAdapter(HTTPAdapter):
         if status == 401 and policy.recover is not None and not state.recovered:
             breaker.record(permit, Outcome.NEUTRAL)
             state.recovered = True
-            renewed = policy.recover(request, response)
+            # The hook's own calls (a token or session renewal) run inside this call's time.
+            with Deadline(max(0.0, call.left()), clock=self._clock, reason="recovery"):
+                renewed = policy.recover(request, response)
             if renewed is None:
                 return response
             state.number -= 1  # the recovery's retry does not use up an attempt
             return attach_policy(renewed, getattr(renewed, _POLICY_ATTR, policy))
         if is_throttle(response):
             breaker.record(permit, Outcome.NEUTRAL)
-            self._throttled(response, request, policy, state, deadline)
+            self._throttled(response, request, policy, state, call)
             return None
         if policy.retry_unauthorized and status in (401, 403):
             breaker.record(permit, Outcome.NEUTRAL)
-            return self._retry_status(response, request, policy, state, deadline, hint=None)
+            return self._retry_status(response, request, policy, state, call, scope, hint=None)
         if status >= 500 and status != 501:
             breaker.record(permit, Outcome.FAILURE, f"HTTP {status}")
             if not policy.idempotent:
                 return response
             hint = hint_seconds(response, self._clock.wall()) if status == 503 else None
-            return self._retry_status(response, request, policy, state, deadline, hint=hint)
+            return self._retry_status(response, request, policy, state, call, scope, hint=hint)
         breaker.record(permit, Outcome.NEUTRAL)
         return response
 
     def _retry_status(self, response: requests.Response, request: requests.PreparedRequest, policy: CallPolicy,
-                      state: _Attempt, deadline: float, hint: float | None) -> requests.Response | None:
+                      state: _Attempt, call: _Call, scope: Deadline | None,
+                      hint: float | None) -> requests.Response | None:
         state.last_status = response.status_code
         state.last_error = error_from_response(response, queue_operation=policy.queue_operation,
                                                github_api=policy.github_api)
         if not policy.idempotent and not policy.retry_unauthorized:
             return response
-        self._backoff_or_raise(request, policy, state, deadline, hint=hint)
+        self._backoff_or_raise(request, policy, state, call, scope, hint=hint)
         return None
 
     def _throttled(self, response: requests.Response, request: requests.PreparedRequest, policy: CallPolicy,
-                   state: _Attempt, deadline: float) -> None:
+                   state: _Attempt, call: _Call) -> None:
         origin = origin_of(request.url or "")
         now_wall = self._clock.wall()
         strikes = self.gate.strike(origin) if response.status_code in (403, 429) else 0
@@ -395,24 +575,24 @@ class ResilienceAdapter(HTTPAdapter):
         retry_at = now_wall + wait
         state.last_error = error_from_response(response, queue_operation=policy.queue_operation,
                                                github_api=policy.github_api, retry_at=retry_at)
-        too_long = wait > self._config.retry.max_hint_wait or self._clock.monotonic() + wait >= deadline
+        too_long = wait > self._config.retry.max_hint_wait or wait + MIN_ATTEMPT_TIME >= call.left()
         if too_long or state.number >= self._config.retry.max_attempts:
             raise state.last_error
         # The gate check at the top of the loop does the waiting.
 
-    def _wait_hint(self, wait: float, deadline: float, origin: str, request: requests.PreparedRequest,
-                   state: _Attempt) -> None:
-        if wait > self._config.retry.max_hint_wait or self._clock.monotonic() + wait >= deadline:
+    def _wait_hint(self, wait: float, call: _Call, scope: Deadline | None, origin: str,
+                   request: requests.PreparedRequest, state: _Attempt) -> None:
+        if wait > self._config.retry.max_hint_wait or wait + MIN_ATTEMPT_TIME >= call.left():
             retry_at = self._clock.wall() + wait
             if isinstance(state.last_error, RateLimitedError):
                 raise state.last_error
             raise RateLimitedError(
                 f"{origin} asked us to wait {wait:.0f}s, more than this call may wait; retry after that",
                 retry_at=retry_at, method=request.method or "", url=redact_url(request.url or ""))
-        self._sleep(wait, request)
+        self._sleep(wait, call, scope, request, state)
 
     def _backoff_or_raise(self, request: requests.PreparedRequest, policy: CallPolicy, state: _Attempt,
-                          deadline: float, hint: float | None = None, cost: float = 1.0) -> None:
+                          call: _Call, scope: Deadline | None, hint: float | None = None, cost: float = 1.0) -> None:
         cfg = self._config.retry
         origin = origin_of(request.url or "")
         wait = cfg.backoff(state.number, self._clock.random())
@@ -421,7 +601,9 @@ class ResilienceAdapter(HTTPAdapter):
         why = ""
         if state.number >= cfg.max_attempts:
             why = f"after {state.number} attempts"
-        elif self._clock.monotonic() + wait >= deadline:
+        elif wait + MIN_ATTEMPT_TIME >= call.left():
+            if call.caller_bound:
+                self._check(call, scope, request, state, too_little=True)
             why = f"after {state.number} attempts: the call's {cfg.deadline:.0f}s deadline would pass"
         elif not self.budget.spend(origin, cost):
             why = f"after {state.number} attempts: the retry budget for {origin} is spent"
@@ -433,12 +615,26 @@ class ResilienceAdapter(HTTPAdapter):
                 f"{policy.operation} gave up {why}; last error: {last}", attempts=state.number,
                 status=state.last_status, last_error=last) from last
         log.debug("%s: retry %d in %.2fs (%s)", policy.operation, state.number, wait, state.last_error)
-        self._sleep(wait, request)
+        self._sleep(wait, call, scope, request, state)
 
-    def _sleep(self, seconds: float, request: requests.PreparedRequest) -> None:
-        if self._closing.is_set() or (self._clock.sleep(seconds, self._wake) and self._closing.is_set()):
-            raise TransportError("the client was closed while waiting to retry", method=request.method or "",
-                                 url=redact_url(request.url or ""), delivered=False)
+    def _sleep(self, seconds: float, call: _Call, scope: Deadline | None, request: requests.PreparedRequest,
+               state: _Attempt) -> None:
+        """Wait up to ``seconds`` (never past the deadline); a wake ends it early, a cancel raises."""
+        self._check(call, scope, request, state)
+        self._clock.sleep(max(0.0, min(seconds, call.left())), call.event)
+        self._check(call, scope, request, state)
+        call.rearm()
+
+
+class _SlowResponse(requests.exceptions.ReadTimeout):
+    """One attempt outlived its connect + read timeouts while bytes kept arriving."""
+
+
+def _self_inflicted(exc: BaseException, capped: tuple[bool, bool]) -> bool:
+    """A timeout that only happened because the socket timeout was cut to the time left."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return capped[0]
+    return isinstance(exc, requests.Timeout) and capped[1]
 
 
 def _walk(exc: BaseException) -> list[BaseException]:
@@ -458,6 +654,8 @@ def _walk(exc: BaseException) -> list[BaseException]:
 
 def _describe(exc: BaseException) -> str:
     """A short human cause ("connection refused") instead of urllib3's nested reprs."""
+    if isinstance(exc, _SlowResponse):
+        return str(exc)
     chain = _walk(exc)
     for kinds, text in (
         ((ConnectionRefusedError,), "connection refused"),

@@ -24,17 +24,19 @@ from ._http import error_from_response, origin_of
 from ._validate import resolve_verify, timeout_pair
 from .adapter import CallPolicy, ResilienceAdapter, attach_policy, policy_of
 from .admin_api import AdminAPI
-from .auth import AdminCredentials, GitHubAppAuth
+from .auth import AdminCredentials, GitHubAppAuth, SingleFlight
 from .breaker import BreakerRegistry
 from .clock import Clock, SystemClock
 from .config import ResilienceConfig
+from .deadline import Deadline, detached
 from .errors import (
     APIError,
+    CallCancelledError,
     ConfigError,
     RecoveryError,
     ScalesetError,
 )
-from .health import HealthReport, build_health_report
+from .health import HealthReport, RecoveryReport, build_health_report
 from .models import (
     SystemInfo,
 )
@@ -149,9 +151,7 @@ class Client(AdminAPI):
         self._admin = AdminCredentials(self._registration.fetch_admin_token, self._registration.server_time)
         self._sessions: list[MessageSession] = []
         self._sessions_lock = threading.Lock()
-        self._health_cache: tuple[float, HealthReport] | None = None
-        self._last_recover = -1e18
-        self._recover_lock = threading.Lock()
+        self._recovery: SingleFlight[RecoveryReport] = SingleFlight()
         self.recoveries = 0
 
     # -- public state ------------------------------------------------------------------------
@@ -226,9 +226,19 @@ class Client(AdminAPI):
                 data += b"\n"
         return requests.Request(method, url, headers=headers, data=data).prepare()
 
+    def deadline(self, seconds: float | None = None, *, cancel_on: threading.Event | None = None) -> Deadline:
+        """A scope bounding every call this thread makes inside ``with``: by ``seconds`` (None: no
+        limit of its own), and by ``cancel()`` or the ``cancel_on`` event from any thread.
+
+        ``with client.deadline(10): ...`` ends every wait and socket inside by then; calls raise
+        ``DeadlineExceededError`` (time ran out) or ``CallCancelledError`` (cancelled). Scopes nest
+        and only ever shorten the time an outer scope allows. See ``scaleset_client.deadline``."""
+        return Deadline(seconds, cancel_on=cancel_on, clock=self._clock)
+
     def _send(self, prepared: requests.PreparedRequest) -> requests.Response:
         if self._closing.is_set():
-            raise ScalesetError("the client is closed")
+            raise CallCancelledError("the client is closed", method=prepared.method or "",
+                                     url=redact_url(prepared.url or ""), delivered=False)
         if os.getpid() != self._pid:
             # Forked (cron wrappers, multiprocessing): never share the parent's sockets.
             self._pid = os.getpid()
@@ -330,47 +340,60 @@ class Client(AdminAPI):
 
     # -- health and recovery -----------------------------------------------------------------
     def health(self) -> HealthReport:
-        """Per-component health from local state (sends nothing), cached briefly."""
-        now = self._clock.monotonic()
-        cached = self._health_cache
-        if cached is not None and now - cached[0] < min(self._resilience.health_check_interval, 1.0):
-            return cached[1]
-        report = build_health_report(self)
-        self._health_cache = (now, report)
-        return report
+        """Per-component health from local state at the moment of the call (sends nothing, so it
+        is never cached and never stale: right after a breaker opens, it says so)."""
+        return build_health_report(self)
 
     def is_healthy(self) -> bool:
         """True when no component is down (an open breaker, no admin token after a failure)."""
         return self.health().healthy
 
-    def recover(self, force: bool = False) -> None:
-        """Drop pooled connections, renew credentials, re-establish sessions, probe open breakers.
+    def recover(self, force: bool = False) -> RecoveryReport:
+        """Bring the client back now instead of waiting out breaks and backoffs.
 
-        Single-flight and rate-limited to once per 10 s unless ``force``; raises
-        ``RecoveryError`` with the reason when a step fails.
+        Interrupts every call in flight (each retries at once on a fresh connection, so a call
+        stuck on a black-holed socket gains its retry now), drops pooled connections, puts open
+        breakers to a probe, wakes waiting calls, renews the admin token and re-establishes every
+        open message session. Returns a ``RecoveryReport`` saying what it did; raises
+        ``RecoveryError`` naming the step that failed. Concurrent callers join the recovery in
+        flight and share its outcome; no lock is held across I/O. Runs inside the caller's
+        ``deadline`` scope if any. ``force`` is accepted for compatibility and has no effect:
+        every call recovers.
         """
-        if not self._recover_lock.acquire(blocking=False):
-            with self._recover_lock:
-                return
+        return self._recovery.do(self._recover_now)
+
+    def _recover_now(self) -> RecoveryReport:
+        self.recoveries += 1
+        done: list[str] = []
+        interrupted = self._adapter.interrupt_in_flight("recover")
+        if interrupted:
+            done.append(f"interrupted {interrupted} call(s) in flight")
+        self._adapter.close()
+        done.append("dropped pooled connections")
+        probing = [f"{b.origin} {b.operation_class}" for b in self._breakers.all()
+                   if b.state.value in ("open", "half_open")]
+        self._breakers.probe_now()
+        self._adapter.wake_all()
+        if probing:
+            done.append("open circuits set to probe: " + ", ".join(probing))
+        skipped: list[str] = []
+        step = "renewing the admin token"
         try:
-            now = self._clock.monotonic()
-            if not force and now - self._last_recover < 10.0:
-                return
-            self._last_recover = now
-            self.recoveries += 1
-            self._adapter.close()
-            self._breakers.probe_now()
-            self._adapter.wake_all()
-            try:
-                current = self._admin.peek()
-                self._admin.renew(current.generation if current else 0)
-                for session in self._open_sessions():
-                    session.recover()
-            except ScalesetError as exc:
-                raise RecoveryError(f"recover() failed: {exc}") from exc
-            self._health_cache = None
-        finally:
-            self._recover_lock.release()
+            current = self._admin.peek()
+            self._admin.renew(current.generation if current else 0)
+            done.append("renewed the admin token")
+            sessions = self._open_sessions()
+            if not sessions:
+                skipped.append("no message session is open")
+            for session in sessions:
+                step = f"re-establishing the session of scale set {session.scale_set_id}"
+                session.recover()
+                done.append(f"re-established the session of scale set {session.scale_set_id}")
+        except ScalesetError as exc:
+            so_far = "; ".join(done)
+            raise RecoveryError(f"recover() failed while {step}: {type(exc).__name__}: {exc} (done: {so_far})"
+                                ) from exc
+        return RecoveryReport(tuple(done), tuple(skipped), interrupted)
 
     def export_resilience_state(self) -> dict[str, Any]:
         """Breakers, rate-limit gates and retry budgets as plain JSON-able data (no secrets).
@@ -411,14 +434,18 @@ class Client(AdminAPI):
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
-        """Abort in-flight long polls and close connections. Idempotent."""
+        """Delete open message sessions (within 3 s), abort calls in flight (they raise
+        ``CallCancelledError``) and close connections. Idempotent."""
         if self._closing.is_set():
             return
-        for session in self._open_sessions():
-            try:
-                session.close()
-            except Exception:  # best effort: closing must not raise
-                self._log.debug("closing a message session failed", exc_info=True)
+        # Deleting sessions is bounded (3 s) and runs even inside a cancelled scope: a stop
+        # must still let the service know this listener is gone.
+        with detached(3.0, clock=self._clock, reason="close"):
+            for session in self._open_sessions():
+                try:
+                    session.close()
+                except Exception:  # best effort: closing must not raise
+                    self._log.debug("closing a message session failed", exc_info=True)
         self._closing.set()
         self._adapter.abort_in_flight()
         self._session.close()

@@ -3,8 +3,11 @@
     ScalesetError                      root: catch this to catch everything of ours
     ├── ConfigError                    bad URL, credentials shape or setting (also a ValueError)
     ├── ResponseError                  a body that is malformed, truncated or too large
-    ├── StateFileError                 the state file is locked by another process or unusable
+    ├── StateFileError                 the state file cannot be read or written
+    │   └── StateFileLockedError       another process holds the state file (a skip, not a fault)
     ├── TransportError                 the network failed and the call was not repeated
+    │   ├── DeadlineExceededError      the caller's time ran out (``client.deadline``, ``duration``)
+    │   └── CallCancelledError         the caller cancelled (``Listener.stop``, a closed client)
     ├── APIError                       the service answered with an unexpected status
     │   ├── AuthenticationError        credentials rejected (PAT, App, registration)
     │   ├── RateLimitedError           429 / GitHub rate limit; carries ``retry_at``
@@ -32,8 +35,10 @@ from typing import Any
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "CallCancelledError",
     "CircuitOpenError",
     "ConfigError",
+    "DeadlineExceededError",
     "JobStillRunningError",
     "MessageQueueTokenExpiredError",
     "RateLimitedError",
@@ -47,6 +52,7 @@ __all__ = [
     "SessionConflictError",
     "SessionNotFoundError",
     "StateFileError",
+    "StateFileLockedError",
     "TransportError",
 ]
 
@@ -86,6 +92,11 @@ class StateFileError(ScalesetError):
     """The state file cannot be used: another process holds it, or it cannot be written."""
 
 
+class StateFileLockedError(StateFileError):
+    """Another process holds the state file's lock: another run of the same listener is active.
+    A cron wrapper treats this as "skipped", not as a configuration error."""
+
+
 class TransportError(ScalesetError):
     """The request failed on the network and was not repeated (or could not be).
 
@@ -100,6 +111,16 @@ class TransportError(ScalesetError):
         self.method = method
         self.url = url
         self.delivered = delivered
+
+
+class DeadlineExceededError(TransportError):
+    """The call ran out of the time its caller gave it (a ``client.deadline`` scope, a listener's
+    ``duration``). Never a breaker failure: it says nothing about the service's health."""
+
+
+class CallCancelledError(TransportError):
+    """The call was cancelled by its caller (``Deadline.cancel``, ``Listener.stop``, a signal, or
+    ``Client.close``) while waiting or in flight. Never a breaker failure."""
 
 
 class APIError(ScalesetError):

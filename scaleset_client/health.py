@@ -17,7 +17,7 @@ from .breaker import CircuitBreaker, State
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["ComponentHealth", "HealthReport", "build_health_report"]
+__all__ = ["ComponentHealth", "HealthReport", "RecoveryReport", "build_health_report"]
 
 _RANK = {"ok": 0, "unknown": 0, "degraded": 1, "down": 2}
 
@@ -55,6 +55,20 @@ class HealthReport:
                 for name, c in self.components.items()
             },
         }
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What ``Client.recover()`` did (``actions``), what it had no reason to do (``skipped``), and
+    how many calls in flight it interrupted so they retry at once."""
+
+    actions: tuple[str, ...]
+    skipped: tuple[str, ...] = ()
+    interrupted: int = 0
+
+    def __str__(self) -> str:
+        text = "; ".join(self.actions) or "nothing to do"
+        return text + (f" (skipped: {'; '.join(self.skipped)})" if self.skipped else "")
 
 
 def _from_breakers(name: str, breakers: list[CircuitBreaker], wall: float) -> ComponentHealth:

@@ -107,13 +107,17 @@ def test_force_open_refuses_without_sending_and_reset_restores(client: sc.Client
 def test_recover_drops_connections_renews_credentials_and_sessions(client: sc.Client, fake: FakeActionsService,
                                                                    scale_set: sc.RunnerScaleSet) -> None:
     session = client.message_session(scale_set.id)
-    client.recover()
-    assert client.admin_token_refreshes == 2 and session.refreshes == 1
-    client.recover()  # rate-limited: nothing more is sent
-    assert client.admin_token_refreshes == 2 and client.recoveries == 1
+    tokens, refreshes = fake.count("registration_token"), fake.count("refresh_session")
+    report = client.recover()
+    assert fake.count("registration_token") == tokens + 1 and fake.count("refresh_session") == refreshes + 1
+    assert "renewed the admin token" in report.actions
+    # Never a silent no-op: a second recover right after the first does the work again.
+    again = client.recover()
+    assert fake.count("registration_token") == tokens + 2 and fake.count("refresh_session") == refreshes + 2
+    assert any("session" in action for action in again.actions)
     fake.inject("registration_token", Fault.respond(401, json_body={"message": "revoked"}))
     with pytest.raises(sc.RecoveryError, match="revoked"):
-        client.recover(force=True)
+        client.recover()
     session.close()
 
 
