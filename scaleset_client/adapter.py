@@ -387,27 +387,27 @@ class ResilienceAdapter(HTTPAdapter):
                 raise
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as raised:
                 why = call.interrupted
-                exc: BaseException = raised
+                failure: BaseException = raised
                 if why == "slow":
                     call.rearm()
-                    why, exc = "", _SlowResponse(f"the response was still arriving at the attempt deadline "
+                    why, failure = "", _SlowResponse(f"the response was still arriving at the attempt deadline "
                                                  f"({connect_t + read_t:g}s: connect + read timeout)")
-                    exc.__cause__ = raised
-                if why or _self_inflicted(exc, capped):
+                    failure.__cause__ = raised
+                if why or _self_inflicted(failure, capped):
                     # Our own doing (the caller's deadline or cancel, a close, a recover): the
                     # service is not to blame.
                     breaker.record(permit, Outcome.NEUTRAL)
-                    if why == "recover" and (policy.idempotent or _never_delivered(exc)):
+                    if why == "recover" and (policy.idempotent or _never_delivered(failure)):
                         call.rearm()
                         state.number -= 1
                         log.info("%s: interrupted by recover(); retrying on a fresh connection", policy.operation)
                         continue
-                    self._check(call, scope, request, state, cause=exc, in_flight=True)
+                    self._check(call, scope, request, state, cause=failure, in_flight=True)
                     raise DeadlineExceededError(
                         f"{policy.operation}: the call's time ran out while the request was in flight",
                         method=request.method or "", url=redact_url(request.url or ""),
-                        delivered=None) from exc
-                self._on_exception(exc, request, policy, breaker, permit, state, call, scope)
+                        delivered=None) from failure
+                self._on_exception(failure, request, policy, breaker, permit, state, call, scope)
                 continue
             finally:
                 _tls.call = None
