@@ -3,9 +3,17 @@
     scaleset-listen --url https://github.com/my-org --scale-set-name linux --max-runners 10 \\
         --state-file /var/lib/scaleset/linux.json --exec ./scale.sh --health-port 8080
 
-Exit codes: 0 done (stopped, ``--once`` drained the queue, or ``--duration`` passed), 2 usage or
-configuration error, 3 permanent service error (credentials rejected, scale set gone), 4 skipped
-because the service is known down past this run's end (see the state file).
+Exit codes: 0 done (stopped by SIGTERM/SIGINT, ``--once`` drained the queue, or ``--duration``
+passed), 2 usage or configuration error, 3 permanent service error (credentials rejected, scale set
+gone), 4 skipped: the service is known down past this run's end (see the state file), or another
+run still holds the state file.
+
+Time bounds: SIGTERM or SIGINT ends the process within 5 s in any state (a long poll, a rate-limit
+wait, an open breaker, a hung or dripping server), after deleting the server session (at most
+1.5 s). An ``--exec`` command in flight first gets ``--exec-grace`` seconds (10) to finish; then it
+is terminated and its message stays unacknowledged. ``--duration D`` (and ``--once``, bounded by
+55 s) returns within D + 2 s whatever the service does. Start-up calls (token, scale set lookup,
+session) wait out transient errors like polling does; only permanent conditions end a run early.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
@@ -28,7 +37,23 @@ from typing import Any
 from ._version import __version__
 from .auth import GitHubAppAuth
 from .client import Client
-from .errors import ConfigError, ScalesetError, StateFileError
+from .deadline import Deadline
+from .errors import (
+    APIError,
+    AuthenticationError,
+    CallCancelledError,
+    CircuitOpenError,
+    ConfigError,
+    DeadlineExceededError,
+    RateLimitedError,
+    ResponseError,
+    RetryExhaustedError,
+    ScalesetError,
+    ScaleSetNotFoundError,
+    StateFileError,
+    StateFileLockedError,
+    TransportError,
+)
 from .listener import Listener, ListenerConfig, RunSkippedError
 from .models import JobCompleted, JobStarted, Label, RunnerScaleSet, RunnerScaleSetStatistic, SystemInfo
 
@@ -74,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exec", dest="exec_cmd", default=None,
                    help="scaler command: gets each event as JSON on stdin; for desired_runner_count it "
                         "prints the runner count it now has")
+    p.add_argument("--exec-grace", type=float, default=10.0,
+                   help="on SIGTERM, seconds an --exec command in flight may take to finish before it is "
+                        "terminated and its message left unacknowledged (default 10)")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", default=_env("SCALESET_LOG_LEVEL") or "INFO")
     p.add_argument("--version", action="version", version=f"scaleset-listen {__version__}")
@@ -99,21 +127,52 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+class ScalerInterruptedError(RuntimeError):
+    """An ``--exec`` command was terminated because the listener is stopping."""
+
+
 class ExecScaler:
     """Runs a command per event with the event as JSON on stdin; a failure raises (the message
-    is then retried, and set aside after repeated failures)."""
+    is then retried, and set aside after repeated failures).
 
-    def __init__(self, command: str, timeout: float = 300.0) -> None:
+    When ``stop`` is set while a command runs, it gets ``grace`` seconds to finish; then its
+    process group is terminated (SIGTERM, SIGKILL 2 s later) and ``ScalerInterruptedError`` is
+    raised, so the listener leaves the message unacknowledged."""
+
+    def __init__(self, command: str, timeout: float = 300.0, *, stop: threading.Event | None = None,
+                 grace: float = 10.0) -> None:
         self.command = command
         self.timeout = timeout
+        self.stop = stop
+        self.grace = grace
 
     def _run(self, event: dict[str, Any]) -> str:
-        result = subprocess.run(self.command, shell=True, input=json.dumps(event).encode(), capture_output=True,
-                                timeout=self.timeout, check=False)
-        if result.returncode != 0:
-            raise RuntimeError(f"--exec command exited {result.returncode}: "
-                               f"{result.stderr.decode('utf-8', 'replace')[-300:].strip()}")
-        return result.stdout.decode("utf-8", "replace")
+        proc = subprocess.Popen(self.command, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        data: bytes | None = json.dumps(event).encode()
+        started = time.monotonic()
+        stop_seen: float | None = None
+        while True:
+            try:
+                out, err = proc.communicate(data, timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                data = None  # sent with the first call; a retry must not send it again
+            now = time.monotonic()
+            if self.stop is not None and self.stop.is_set():
+                stop_seen = stop_seen if stop_seen is not None else now
+                if now - stop_seen >= self.grace:
+                    _terminate(proc)
+                    raise ScalerInterruptedError(
+                        f"--exec command did not finish within the {self.grace:g}s shutdown grace; it was "
+                        "terminated and its message stays unacknowledged")
+            if now - started >= self.timeout:
+                _terminate(proc)
+                raise RuntimeError(f"--exec command did not finish within {self.timeout:g}s; terminated")
+        if proc.returncode != 0:
+            raise RuntimeError(f"--exec command exited {proc.returncode}: "
+                               f"{err.decode('utf-8', 'replace')[-300:].strip()}")
+        return out.decode("utf-8", "replace")
 
     def handle_job_started(self, job: JobStarted) -> None:
         self._run({"event": "job_started", "job": _jsonable(job)})
@@ -127,6 +186,20 @@ class ExecScaler:
             return int(out[-1]) if out else count
         except ValueError:
             return count
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the command's process group, SIGKILL if it is still there 2 s later."""
+    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.communicate(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 class LogScaler:
@@ -263,6 +336,42 @@ def _scale_set_id(client: Client, args: argparse.Namespace) -> int:
     return created.id
 
 
+def _transient(exc: ScalesetError) -> bool:
+    """Errors that an outage causes and time cures; everything else ends the run."""
+    if isinstance(exc, (AuthenticationError, ScaleSetNotFoundError, CallCancelledError, DeadlineExceededError)):
+        return False
+    if isinstance(exc, (TransportError, CircuitOpenError, RetryExhaustedError, RateLimitedError, ResponseError)):
+        return True
+    return isinstance(exc, APIError) and (exc.status >= 500 or exc.status in (0, 408, 429))
+
+
+class _Stopped(Exception):
+    """Start-up was interrupted by a signal or ran out of the run's time."""
+
+
+def _start_up(client: Client, args: argparse.Namespace, stop: threading.Event, scope: Deadline) -> int:
+    """Resolve the scale set, waiting out transient errors (bounded by stop and the run's time)."""
+    failures = 0
+    while True:
+        try:
+            return _scale_set_id(client, args)
+        except ScalesetError as exc:
+            if (isinstance(exc, (CallCancelledError, DeadlineExceededError)) and
+                    (stop.is_set() or scope.cancelled or scope.expired)):
+                raise _Stopped() from exc
+            if not _transient(exc):
+                raise
+            failures += 1
+            wait = min(60.0, 2.0 ** (failures - 1)) * random.uniform(0.5, 1.0)
+            if isinstance(exc, CircuitOpenError) and exc.retry_after is not None:
+                wait = max(wait, exc.retry_after)
+            if isinstance(exc, RateLimitedError) and exc.retry_at is not None:
+                wait = max(wait, exc.retry_at - time.time())
+            log.warning("start-up call failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, wait)
+            if stop.wait(max(0.0, min(wait, scope.remaining()))) or scope.cancelled or scope.expired:
+                raise _Stopped() from exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -278,37 +387,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("scaleset-listen: --url (or SCALESET_CONFIG_URL) is required", file=sys.stderr)
         return EXIT_USAGE
     stop = threading.Event()
+    duration = args.duration if args.duration is not None else (55.0 if args.once else None)
+    run_scope = Deadline(duration, cancel_on=stop, reason="scaleset-listen")
 
     def on_signal(signum: int, frame: Any) -> None:
-        log.info("signal %d: stopping after the current step", signum)
         stop.set()
+        # The handler runs between two bytecodes of the main thread, maybe inside our locks:
+        # the cancel (which aborts sockets in flight) runs in a thread of its own.
+        threading.Thread(target=run_scope.cancel, args=(f"signal {signum}",), daemon=True,
+                         name="scaleset-signal").start()
+        log.info("signal %d: stopping (a call in flight is interrupted; the session is deleted)", signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     health_server = None
-    if args.start_jitter > 0 and stop.wait(random.uniform(0.0, args.start_jitter)):
+    if args.start_jitter > 0 and stop.wait(random.uniform(0.0, min(args.start_jitter, run_scope.remaining()))):
         return EXIT_OK
     try:
         client = _client(args)
-        with client:
-            scale_set_id = _scale_set_id(client, args)
+        with client, run_scope:
+            scale_set_id = _start_up(client, args, stop, run_scope)
             config = ListenerConfig(scale_set_id, args.max_runners, state_file=args.state_file,
                                     standby_timeout=args.standby_timeout)
             metrics = Metrics()
             listener = Listener(client, config, metrics=metrics)
             if args.health_port is not None:
                 health_server = serve_health(args.health_address, args.health_port, listener, client, metrics)
-            scaler = ExecScaler(args.exec_cmd) if args.exec_cmd else LogScaler()
-            duration = args.duration if args.duration is not None else (55.0 if args.once else None)
-            listener.run(scaler, stop, until_idle=args.once, duration=duration)
+            scaler = ExecScaler(args.exec_cmd, stop=stop, grace=args.exec_grace) if args.exec_cmd else LogScaler()
+            listener.run(scaler, stop, until_idle=args.once)
             log.info("done: last message id %d", listener.cursor)
+        return EXIT_OK
+    except _Stopped:
+        log.info("stopped during start-up")
         return EXIT_OK
     except RunSkippedError as exc:
         log.warning("%s", exc)
         return EXIT_SKIPPED
+    except StateFileLockedError as exc:
+        log.warning("skipped: %s", exc)
+        return EXIT_SKIPPED
     except (ConfigError, StateFileError) as exc:
         log.error("configuration error: %s", exc)
         return EXIT_USAGE
+    except (CallCancelledError, DeadlineExceededError) as exc:
+        if stop.is_set() or run_scope.cancelled or run_scope.expired:
+            log.info("stopped: %s", exc)
+            return EXIT_OK
+        log.error("stopping on an error: %s: %s", type(exc).__name__, exc)
+        return EXIT_PERMANENT
     except ScalesetError as exc:
         log.error("stopping on a permanent error: %s: %s", type(exc).__name__, exc)
         return EXIT_PERMANENT

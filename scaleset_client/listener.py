@@ -27,10 +27,13 @@ from ._validate import INT32_MAX, check_id
 from .breaker import State, Transition
 from .client import Client
 from .config import _check
+from .deadline import Deadline, detached
 from .errors import (
     AuthenticationError,
+    CallCancelledError,
     CircuitOpenError,
     ConfigError,
+    DeadlineExceededError,
     MessageQueueTokenExpiredError,
     RateLimitedError,
     ResponseError,
@@ -50,6 +53,9 @@ log = logging.getLogger(__name__)
 
 _PERMANENT = (ScaleSetNotFoundError, AuthenticationError, ConfigError, StateFileError)
 _BEAT_CHUNK = 1.0  # waits are sliced so liveness beats and a client.recover() is noticed within 1 s
+MIN_POLL_INTERVAL = 1.0  # an empty or failed poll is followed by the next no sooner than this (±20 %)
+DESIRED_REFRESH = 30.0  # an unchanged desired count is re-applied at most this often
+CLEANUP_TIME = 1.5  # saving state and deleting the session after a run ends: bounded, never cancelled
 
 
 class Scaler(Protocol):
@@ -170,6 +176,11 @@ class Listener:
         self._clock = self._client.clock
         self._max_runners = config.max_runners
         self._stop = threading.Event()
+        self._stop_early = False
+        self._scope: Deadline | None = None
+        self._run_thread: threading.Thread | None = None
+        self._next_poll = -float("inf")
+        self._applied: tuple[int, float] | None = None  # (desired count, when) last applied
         self._cursor = 0
         self._pending_acks: set[int] = set()
         self._latest: RunnerScaleSetStatistic | None = None
@@ -186,6 +197,24 @@ class Listener:
         self._client.circuit_breakers.add_listener(self._on_transition)
 
     # -- controls and health -----------------------------------------------------------------
+    def stop(self) -> None:
+        """End ``run()`` soon: an in-flight long poll or any wait is interrupted within about a
+        second, the owned session is deleted (bounded, 1.5 s) and ``run()`` returns. A message
+        the scaler has not finished is never acknowledged. Safe from any thread and from a
+        signal handler; a stop before ``run()`` starts makes that run return at once."""
+        self._stop.set()
+        scope = self._scope
+        if scope is None:
+            self._stop_early = True
+            return
+        if threading.current_thread() is self._run_thread:
+            # A signal handler interrupts run()'s own thread, possibly inside our locks: cancel
+            # from a fresh thread so nothing here can deadlock.
+            threading.Thread(target=scope.cancel, args=("Listener.stop()",), daemon=True,
+                             name="scaleset-stop").start()
+        else:
+            scope.cancel("Listener.stop()")
+
     def set_max_runners(self, count: int) -> None:
         """Change the advertised capacity; the next poll uses it. Safe from any thread."""
         _check("max_runners", count, 0, INT32_MAX, integer=True)
@@ -226,16 +255,54 @@ class Listener:
     # -- the run -----------------------------------------------------------------------------
     def run(self, scaler: Scaler, stop: threading.Event | None = None, *, until_idle: bool = False,
             duration: float | None = None) -> None:
-        """Block until ``stop`` is set, ``duration`` seconds pass, or (``until_idle``) a poll comes
-        back empty; raise only on a permanent condition."""
-        self._stop = stop if stop is not None else threading.Event()
-        end = None if duration is None else self._clock.monotonic() + duration
+        """Run the message loop; raise only on a permanent condition.
+
+        Returns when ``stop`` (a ``threading.Event``) is set or ``Listener.stop()`` is called
+        (within about a second, even during a long poll, a rate-limit wait or an open breaker),
+        when ``duration`` seconds have passed (within ``duration`` + 2 s, whatever the service
+        does), when an enclosing ``client.deadline()`` scope ends or is cancelled, or, with
+        ``until_idle``, when a poll comes back empty. Clean-up (state file, deleting an owned
+        session) then takes at most 1.5 s and is not cut short by the stop it serves.
+        Raises ``StateFileLockedError`` when another process runs with the same state file.
+        """
+        if stop is not None:
+            self._stop = stop
+        elif not self._stop_early:
+            self._stop = threading.Event()
+        if self._stop_early:
+            self._stop.set()
+        self._stop_early = False
+        scope = Deadline(duration, cancel_on=stop, clock=self._clock, reason="listener run")
         owned = self._session is None
         if self.config.state_file is not None:
             self._state = StateFile(self.config.state_file)
             self._state.acquire()
         self._running = True
+        self._run_thread = threading.current_thread()
         self._beat()
+        try:
+            with scope:
+                self._scope = scope
+                if self._stop.is_set():
+                    scope.cancel("stopped before the run started")
+                end = scope.effective_expiry()
+                end_or_none = None if end == float("inf") else end
+                self._run_scoped(scaler, until_idle, end_or_none, owned)
+        finally:
+            self._scope = None
+            self._running = False
+            with detached(CLEANUP_TIME, clock=self._clock, reason="listener clean-up"):
+                try:
+                    if self._state is not None:
+                        self._save()
+                finally:
+                    if owned and self._session is not None:
+                        self._session.close()
+                        self._session = None
+                    if self._state is not None:
+                        self._state.release()
+
+    def _run_scoped(self, scaler: Scaler, until_idle: bool, end: float | None, owned: bool) -> None:
         try:
             saved = self._load()
             if end is not None:
@@ -246,37 +313,41 @@ class Listener:
                     return
             self._save()
             self._loop(scaler, until_idle, end)
-        finally:
-            self._running = False
-            try:
-                if self._state is not None:
-                    self._save()
-            finally:
-                if owned and self._session is not None:
-                    self._session.close()
-                    self._session = None
-                if self._state is not None:
-                    self._state.release()
+        except (CallCancelledError, DeadlineExceededError):
+            if self._ending(end):
+                return  # our own stop or time limit ended a call in flight
+            raise
+
+    def _ending(self, end: float | None) -> bool:
+        """True once the run should end: stopped, cancelled (here or in an enclosing scope), or out of time."""
+        scope = self._scope
+        return (self._stop.is_set() or (end is not None and self._clock.monotonic() >= end)
+                or (scope is not None and scope.cancelled) or self._client.closed)
 
     def _loop(self, scaler: Scaler, until_idle: bool, end: float | None) -> None:
         session = self._session
         assert session is not None
         self._latest = session.session.statistics
         errors = 0
-        while not self._stop.is_set() and (end is None or self._clock.monotonic() < end):
+        while not self._ending(end):
             if self._dirty:
                 self._save()
-            if self._latest is not None and not self._desired(scaler, self._latest):
+            if self._latest is not None and self._desired_due(self._latest) and not self._desired(
+                    scaler, self._latest):
                 # The scaler could not apply the count: pause, but keep polling (messages still
                 # need handling, and the next statistics may be what it needs).
                 errors += 1
                 if self._wait(self._backoff(errors), end):
                     return
             self._flush_acks()
-            quick_empty = 0
-            while not self._stop.is_set() and (end is None or self._clock.monotonic() < end):
+            while not self._ending(end):
+                # However fast the service answers empty or fails, about one poll a second.
+                pause = self._next_poll - self._clock.monotonic()
+                if pause > 0 and self._wait(pause, end):
+                    return
                 self._beat()
                 started = self._clock.monotonic()
+                self._next_poll = started + MIN_POLL_INTERVAL * (0.8 + 0.4 * self._clock.random())
                 try:
                     message = session.get_message(self._cursor, self._max_runners)
                 except ScalesetError as exc:
@@ -289,11 +360,8 @@ class Listener:
                 if message is None:
                     if until_idle:
                         return
-                    quick_empty = quick_empty + 1 if self._clock.monotonic() - started < 1.0 else 0
-                    if quick_empty >= 3 and self._wait(self._backoff(quick_empty - 2), end):
-                        return  # hot-loop guard: empty polls that return at once
                     break  # refresh the desired count from the latest statistics
-                quick_empty = 0
+                self._next_poll = -float("inf")  # a message: poll again at once, the queue may hold more
                 try:
                     outcome = self._handle(session, scaler, message)
                 except ScalesetError as exc:
@@ -338,6 +406,7 @@ class Listener:
                     self._record("record_job_completed", completed)
             if stats is not None:
                 count = scaler.handle_desired_runner_count(stats.total_assigned_jobs)
+                self._applied = (stats.total_assigned_jobs, self._clock.monotonic())
                 self._record("record_desired_runners", count)
         except Exception as exc:  # the scaler is user code: any exception leaves the message unacked
             failures = self._failures.get(mid, 0) + 1
@@ -390,13 +459,21 @@ class Listener:
             log.error("message %d failed %d times and is set aside (acknowledged): %s: %s", mid,
                       self.config.poison_after, type(exc).__name__, exc)
 
+    def _desired_due(self, stats: RunnerScaleSetStatistic) -> bool:
+        """Apply the count when it changed, after a failure, or every ``DESIRED_REFRESH`` seconds."""
+        applied = self._applied
+        return (applied is None or applied[0] != stats.total_assigned_jobs
+                or self._clock.monotonic() - applied[1] >= DESIRED_REFRESH)
+
     def _desired(self, scaler: Scaler, stats: RunnerScaleSetStatistic) -> bool:
         try:
             count = scaler.handle_desired_runner_count(stats.total_assigned_jobs)
         except Exception as exc:  # user code
+            self._applied = None
             log.warning("scaler failed to apply desired count %d: %s: %s", stats.total_assigned_jobs,
                         type(exc).__name__, exc)
             return False
+        self._applied = (stats.total_assigned_jobs, self._clock.monotonic())
         self._record("record_desired_runners", count)
         return True
 
@@ -407,6 +484,8 @@ class Listener:
         assert session is not None
         if self._client.closed:
             log.info("the client was closed; the listener stops")
+            return True
+        if isinstance(exc, (CallCancelledError, DeadlineExceededError)) and self._ending(end):
             return True
         if isinstance(exc, ScaleSetNotFoundError):
             self._confirm_scale_set_gone(exc)
@@ -455,7 +534,7 @@ class Listener:
         if isinstance(exc, SessionNotFoundError) and not self._client.resilience.auto_recover_session:
             raise exc
         started = self._clock.monotonic()
-        while not self._stop.is_set():
+        while not self._ending(end):
             try:
                 session.recover()
                 self._standby = False
@@ -470,6 +549,8 @@ class Listener:
                 if self._wait(self._standby_pause(), end):
                     return True
             except ScalesetError as other:
+                if isinstance(other, (CallCancelledError, DeadlineExceededError)) and self._ending(end):
+                    return True
                 if isinstance(other, ScaleSetNotFoundError):
                     self._confirm_scale_set_gone(other)
                 elif isinstance(other, _PERMANENT):
@@ -482,7 +563,7 @@ class Listener:
         started = self._clock.monotonic()
         stale = stale_id if isinstance(stale_id, str) and stale_id else None
         attempts = 0
-        while not self._stop.is_set() and (end is None or self._clock.monotonic() < end):
+        while not self._ending(end):
             attempts += 1
             try:
                 session = self._client.message_session(self.config.scale_set_id, self.config.owner,
@@ -502,6 +583,8 @@ class Listener:
             except ScalesetError as exc:
                 if isinstance(exc, _PERMANENT):
                     raise
+                if isinstance(exc, (CallCancelledError, DeadlineExceededError)) and self._ending(end):
+                    return None
                 log.warning("could not open a session: %s", exc)
                 if self._wait(self._backoff(attempts), end):
                     return None
@@ -536,14 +619,14 @@ class Listener:
         if end is not None:
             deadline = min(deadline, end)
         recoveries = self._client.recoveries
-        while not self._stop.is_set():
+        while not self._ending(end):
             self._beat()
             left = deadline - self._clock.monotonic()
             if left <= 0 or self._client.recoveries != recoveries:
                 break
             if self._clock.sleep(min(left, _BEAT_CHUNK), self._stop):
                 return True
-        return self._stop.is_set() or (end is not None and self._clock.monotonic() >= end)
+        return self._ending(end)
 
     def _beat(self) -> None:
         self._last_beat = self._clock.monotonic()

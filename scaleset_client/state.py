@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import StateFileError
+from .errors import StateFileError, StateFileLockedError
 
 try:  # POSIX advisory locks; elsewhere the file is used without a lock
     import fcntl
@@ -36,7 +36,7 @@ class StateFile:
         self.writes = 0
 
     def acquire(self) -> None:
-        """Take the lock or raise ``StateFileError`` naming the process that holds it."""
+        """Take the lock or raise ``StateFileLockedError`` naming the process that holds it."""
         if self._lock_fd is not None:
             return
         lock_path = self.path.with_name(self.path.name + ".lock")
@@ -51,9 +51,9 @@ class StateFile:
             except OSError:
                 holder = os.read(fd, 32).decode("ascii", "ignore").strip() or "unknown"
                 os.close(fd)
-                raise StateFileError(
-                    f"state file {self.path} is in use by another process (pid {holder}); each listener "
-                    "needs its own state file") from None
+                raise StateFileLockedError(
+                    f"state file {self.path} is in use by another process (pid {holder}): another run of "
+                    "this listener is still active (each listener needs its own state file)") from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
