@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._validate import INT32_MAX, check_id
+from .adapter import MIN_ATTEMPT_TIME
 from .breaker import State, Transition
 from .client import Client
 from .config import _check
@@ -319,9 +320,10 @@ class Listener:
             raise
 
     def _ending(self, end: float | None) -> bool:
-        """True once the run should end: stopped, cancelled (here or in an enclosing scope), or out of time."""
+        """True once the run should end: stopped, cancelled (here or in an enclosing scope), or out
+        of time (less left than any call could use)."""
         scope = self._scope
-        return (self._stop.is_set() or (end is not None and self._clock.monotonic() >= end)
+        return (self._stop.is_set() or (end is not None and end - self._clock.monotonic() < MIN_ATTEMPT_TIME)
                 or (scope is not None and scope.cancelled) or self._client.closed)
 
     def _loop(self, scaler: Scaler, until_idle: bool, end: float | None) -> None:

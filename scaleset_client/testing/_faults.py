@@ -19,8 +19,8 @@ class Fault:
     ``reset`` (TCP RST), ``hang`` (hold the request until ``seconds`` pass or the service
     releases hangs), ``delay`` (wait, then answer normally), ``bom`` (answer normally with a
     UTF-8 BOM before the body), ``huge`` (a body of ``size`` bytes, streamed), ``drip`` (a
-    chunked body sent one byte every ``seconds``), ``truncated`` (Content-Length larger than
-    the body sent).
+    body of ``size`` bytes sent one byte every ``seconds``, chunked or with Content-Length),
+    ``truncated`` (Content-Length larger than the body sent).
     """
 
     kind: str
@@ -88,8 +88,10 @@ class Fault:
         return cls("huge", status=status, size=size, chunked=chunked)
 
     @classmethod
-    def drip(cls, interval: float, size: int = 100) -> Fault:
-        return cls("drip", seconds=interval, size=size)
+    def drip(cls, interval: float, size: int = 100, *, chunked: bool = True) -> Fault:
+        """A 200 whose body arrives one byte every ``interval`` s: chunked, or announced up front
+        by Content-Length (``chunked=False``), so no framing ever tells the client it is slow."""
+        return cls("drip", seconds=interval, size=size, chunked=chunked)
 
     @classmethod
     def truncated(cls) -> Fault:

@@ -213,14 +213,19 @@ def write_fault(handler: BaseHTTPRequestHandler, fault: Fault, release: threadin
             pass
         handler.close_connection = True
     elif fault.kind == "drip":
-        _head(handler, 200, "Transfer-Encoding", "chunked")
+        if fault.chunked:
+            _head(handler, 200, "Transfer-Encoding", "chunked")
+        else:
+            _head(handler, 200, "Content-Length", str(fault.size))
+        handler.wfile.flush()
         try:
             for _ in range(fault.size):
                 if release.wait(fault.seconds):
                     break
-                handler.wfile.write(b"1\r\n \r\n")
+                handler.wfile.write(b"1\r\n \r\n" if fault.chunked else b" ")
                 handler.wfile.flush()
-            handler.wfile.write(b"0\r\n\r\n")
+            if fault.chunked:
+                handler.wfile.write(b"0\r\n\r\n")
         except OSError:
             pass
         handler.close_connection = True
