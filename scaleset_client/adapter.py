@@ -273,13 +273,19 @@ class ResilienceAdapter(HTTPAdapter):
         }
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        from ._tls import partial_chain_context  # local: keeps this hook self-contained
+
         pool_kwargs.setdefault("socket_options", _keepalive_options())
+        pool_kwargs.setdefault("ssl_context", partial_chain_context())  # a bundle may hold only an intermediate
         super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
         self._track(self.poolmanager)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         fresh = proxy not in self.proxy_manager
+        from ._tls import partial_chain_context
+
         proxy_kwargs.setdefault("socket_options", _keepalive_options())
+        proxy_kwargs.setdefault("ssl_context", partial_chain_context())
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         if fresh:
             self._track(manager)

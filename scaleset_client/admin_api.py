@@ -106,9 +106,24 @@ class AdminAPI:
         return parse(RunnerScaleSet, self._json(response, "create_runner_scale_set"), "create_runner_scale_set")
 
     def update_runner_scale_set(self, scale_set_id: int, scale_set: RunnerScaleSet) -> RunnerScaleSet:
-        """Update a scale set (PATCH); empty label types become "System", no label is added."""
+        """Update a scale set (PATCH) with only the fields ``scale_set`` sets.
+
+        ``RunnerScaleSet(runner_group_id=2)`` moves the set and leaves its name, labels and
+        settings alone; ``labels=[]`` (given, empty) is sent as an empty list. Empty label types
+        become "System"; no label is added for you.
+        """
         check_id("scale_set_id", scale_set_id)
-        body = self._scale_set_body(scale_set, default_label=False)
+        if not isinstance(scale_set, RunnerScaleSet):
+            raise ConfigError(f"expected a RunnerScaleSet, got {type(scale_set).__name__}")
+        body = scale_set.to_patch_wire()
+        if "name" in body:
+            check_name("scale set name", scale_set.name)
+        if "labels" in body:
+            for label in scale_set.labels:
+                check_name("label name", label.name)
+        if not body:
+            raise ConfigError("update_runner_scale_set: the RunnerScaleSet sets no field to change "
+                              "(pass name=, runner_group_id=, labels= or runner_setting=)")
         response = self._actions_call("update_runner_scale_set", "PATCH",
                                       f"_apis/runtime/runnerscalesets/{scale_set_id}", body=body)
         return parse(RunnerScaleSet, self._json(response, "update_runner_scale_set"), "update_runner_scale_set")

@@ -212,7 +212,9 @@ class Client(AdminAPI):
     def _prepare(self, method: str, url: str, *, authorization: str | None, body: Any = _NO_BODY,
                  content_type: str | None = "application/json", extra: Mapping[str, str] | None = None,
                  user_agent: str | None = None, trailing_newline: bool = False) -> requests.PreparedRequest:
-        headers = {"User-Agent": user_agent or self._user_agent}
+        # Built without the Session's defaults, so ask for compression here: a long poll can carry
+        # thousands of jobs, and urllib3 would otherwise send "Accept-Encoding: identity".
+        headers = {"User-Agent": user_agent or self._user_agent, "Accept-Encoding": "gzip"}
         if content_type:
             headers["Content-Type"] = content_type
         if authorization:

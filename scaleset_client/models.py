@@ -108,18 +108,66 @@ class RunnerScaleSetStatistic:
         return {key: getattr(self, attr) for attr, key in self._WIRE}
 
 
+class _Unset:
+    """Marks a request field the caller never gave: it reads as the empty value but is left out
+    of a partial update, so "not given" differs from "given as empty" (``labels=[]``)."""
+
+    __slots__ = ()
+
+
+class _UnsetStr(_Unset, str):
+    __slots__ = ()
+
+
+class _UnsetInt(_Unset, int):
+    __slots__ = ()
+
+
+class _UnsetLabels(_Unset, list):  # type: ignore[type-arg]
+    __slots__ = ()
+
+
+class _UnsetRunnerSetting(_Unset, RunnerSetting):
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunnerSetting) and other.disable_update == self.disable_update
+
+    def __hash__(self) -> int:
+        return hash(self.disable_update)
+
+    def __repr__(self) -> str:
+        return f"RunnerSetting(disable_update={self.disable_update!r})"
+
+
+_UNSET_STR = _UnsetStr("")
+_UNSET_INT = _UnsetInt(0)
+
+
+def _given(value: object) -> bool:
+    """True when the caller set the field, or it holds something (an unset list appended to)."""
+    if not isinstance(value, _Unset):
+        return True
+    return isinstance(value, list) and bool(value)
+
+
 @dataclass(frozen=True, slots=True)
 class RunnerScaleSet:
-    """A runner scale set. ``id`` 0 means "not created yet" and is left out of request bodies."""
+    """A runner scale set. ``id`` 0 means "not created yet" and is left out of request bodies.
 
-    name: str
-    id: int = 0
-    runner_group_id: int = 0
-    runner_group_name: str = ""
-    labels: list[Label] = field(default_factory=list)
-    runner_setting: RunnerSetting = field(default_factory=RunnerSetting)
+    Fields the caller does not pass are *unset*: they read as empty (``""``, ``0``, ``[]``) but
+    ``update_runner_scale_set`` leaves them out, so a partial update changes only what was given.
+    ``fields_set()`` names them. Objects parsed from the service have every field set.
+    """
+
+    name: str = _UNSET_STR
+    id: int = _UNSET_INT
+    runner_group_id: int = _UNSET_INT
+    runner_group_name: str = _UNSET_STR
+    labels: list[Label] = field(default_factory=_UnsetLabels)
+    runner_setting: RunnerSetting = field(default_factory=_UnsetRunnerSetting)
     created_on: datetime | None = None
-    runner_jit_config_url: str = ""
+    runner_jit_config_url: str = _UNSET_STR
     statistics: RunnerScaleSetStatistic | None = None
 
     @classmethod
@@ -141,7 +189,17 @@ class RunnerScaleSet:
             statistics=RunnerScaleSetStatistic.from_wire(d.get("statistics")),
         )
 
+    def fields_set(self) -> frozenset[str]:
+        """The request fields the caller gave (even as empty), by attribute name."""
+        names = ("name", "id", "runner_group_id", "runner_group_name", "labels", "runner_setting",
+                 "runner_jit_config_url")
+        found = {n for n in names if _given(getattr(self, n))}
+        if self.created_on is not None:
+            found.add("created_on")
+        return frozenset(found)
+
     def to_wire(self) -> dict[str, Any]:
+        """The full body of a create: unset and empty fields as the protocol wants them (§3.3)."""
         body: dict[str, Any] = {}
         if self.id:
             body["id"] = self.id
@@ -155,6 +213,27 @@ class RunnerScaleSet:
         body["createdOn"] = w.format_time(self.created_on)
         if self.runner_jit_config_url:
             body["runnerJitConfigUrl"] = self.runner_jit_config_url
+        return body
+
+    def to_patch_wire(self) -> dict[str, Any]:
+        """The body of a partial update: only the fields the caller set, even when empty.
+
+        Unset fields are left out so the service keeps them (sending ``"labels": []`` for a
+        field nobody set would strip the labels that route jobs). ``id``, ``createdOn``,
+        ``runnerJitConfigUrl`` and ``statistics`` are the service's own and are never sent.
+        """
+        given = self.fields_set()
+        body: dict[str, Any] = {}
+        if "name" in given:
+            body["name"] = self.name
+        if "runner_group_id" in given:
+            body["runnerGroupId"] = self.runner_group_id
+        if "runner_group_name" in given and self.runner_group_name:
+            body["runnerGroupName"] = self.runner_group_name
+        if "labels" in given:
+            body["labels"] = [label.to_wire() for label in self.labels]
+        if "runner_setting" in given:
+            body["RunnerSetting"] = self.runner_setting.to_wire()
         return body
 
 

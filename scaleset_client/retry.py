@@ -16,7 +16,7 @@ import requests
 
 from .clock import Clock
 
-__all__ = ["RateGate", "RetryBudget", "hint_seconds", "is_throttle"]
+__all__ = ["RateGate", "RetryBudget", "hint_seconds", "is_throttle", "server_now"]
 
 SECONDARY_MIN_WAIT = 60.0
 _SECONDARY_MARKERS = (b"secondary rate limit", b"abuse detection")
@@ -58,11 +58,35 @@ def is_throttle(response: requests.Response) -> bool:
     return False
 
 
-def hint_seconds(response: requests.Response, now_wall: float, secondary_strikes: int = 0) -> float | None:
-    """How long the server asked us to wait, by GitHub's rules; None when it said nothing."""
+def server_now(response: requests.Response, fallback: float) -> float:
+    """GitHub's wall time when it answered: its ``Date`` header, else ``fallback``.
+
+    Absolute hints (an HTTP-date ``Retry-After``, ``x-ratelimit-reset``) are instants on GitHub's
+    clock, so they are measured against GitHub's clock: a machine an hour slow must still wait
+    the 3 s the server meant, not an hour.
+    """
+    header = response.headers.get("Date")
+    if header:
+        try:
+            when = parsedate_to_datetime(header)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            when = None
+        if when is not None and when.tzinfo is not None:
+            return when.timestamp()
+    return fallback
+
+
+def hint_seconds(response: requests.Response, now_wall: float, secondary_strikes: int = 0, *,
+                 server_time: float | None = None) -> float | None:
+    """How long the server asked us to wait, by GitHub's rules; None when it said nothing.
+
+    ``now_wall`` is this machine's wall time; ``server_time`` (GitHub's time as the client knows
+    it from earlier ``Date`` headers) is used when the response has no ``Date`` of its own.
+    """
+    github_now = server_now(response, now_wall if server_time is None else server_time)
     retry_after = response.headers.get("retry-after")
     if retry_after is not None:
-        parsed = parse_retry_after(retry_after, now_wall)
+        parsed = parse_retry_after(retry_after, github_now)
         if parsed is not None:
             return parsed
     if response.headers.get("x-ratelimit-remaining", "").strip() == "0":
@@ -71,7 +95,7 @@ def hint_seconds(response: requests.Response, now_wall: float, secondary_strikes
         except ValueError:
             reset = None
         if reset is not None:
-            return max(0.0, reset - now_wall)
+            return max(0.0, reset - github_now)
     if response.status_code in (403, 429) and _is_secondary(response):
         return SECONDARY_MIN_WAIT * 2.0 ** min(secondary_strikes, 6)
     return None

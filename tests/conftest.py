@@ -22,7 +22,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def fake(clock: FakeClock) -> Iterator[FakeActionsService]:
-    with FakeActionsService(clock=clock, long_poll_hold=0.05) as service:
+    with FakeActionsService(clock=clock, long_poll_hold=0.05, strict=True) as service:
         yield service
 
 

@@ -27,6 +27,8 @@ class _Session:
     scale_set_id: int
     token: str
     token_expires: float
+    last_seen: float = 0.0  # service wall time of the last create, refresh, poll or ack
+    polling: int = 0  # long polls in progress: a session being polled is not idle
 
 
 @dataclass

@@ -38,6 +38,8 @@ from ._faults import Fault, FaultBook
 from ._github_side import GitHubSide, b64
 from ._jobs_side import JobsSide, _Job, _Message, _Session
 from ._servers import LoopbackServer, write_fault, write_response
+from ._strict import form_problem
+from ._wire_in import BodyError, Headers, accepts_gzip, compress, read_body
 
 __all__ = ["FakeActionsService", "Fault", "LoggedRequest"]
 
@@ -74,6 +76,12 @@ class FakeActionsService(GitHubSide, JobsSide):
     wall time (pass the client's ``FakeClock`` to expire tokens by advancing it);
     ``ssl_context`` (a server context) serves all three over HTTPS; ``max_log`` keeps only the
     newest requests in the log (for soak runs).
+
+    ``strict``: every request the service would refuse for its form (see ``_strict.py``) is
+    recorded in ``violations``, and ``close()`` raises ``AssertionError`` listing them, so the
+    test that sent it fails. ``session_idle_timeout``: a session nobody polls, refreshes or acks
+    for that many seconds (``clock`` wall time) expires server side, as after a listener died
+    without deleting it; None keeps sessions until deleted. The real duration is unconfirmed.
     """
 
     def __init__(
@@ -88,6 +96,8 @@ class FakeActionsService(GitHubSide, JobsSide):
         tenant: str = "tenant/123",
         ssl_context: ssl.SSLContext | None = None,
         max_log: int | None = None,
+        strict: bool = False,
+        session_idle_timeout: float | None = None,
     ) -> None:
         self.org = org
         self.token = token
@@ -96,6 +106,9 @@ class FakeActionsService(GitHubSide, JobsSide):
         self.queue_token_ttl = queue_token_ttl
         self.clock: Clock = clock or SystemClock()
         self.tenant = tenant.strip("/")
+        self.strict = strict
+        self.session_idle_timeout = session_idle_timeout
+        self._violations: list[str] = []
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._release = threading.Event()
@@ -132,11 +145,30 @@ class FakeActionsService(GitHubSide, JobsSide):
         return self
 
     def close(self) -> None:
+        """Stop the servers; in ``strict`` mode, raise ``AssertionError`` if any request broke the
+        protocol (each is reported once)."""
         self._release.set()
         with self._cond:
             self._cond.notify_all()
         for server in self.servers.values():
             server.stop()
+        with self._lock:
+            found, self._violations = self._violations, []
+        if self.strict and found:
+            raise AssertionError("requests the service would refuse (strict FakeActionsService):\n  "
+                                 + "\n  ".join(found))
+
+    @property
+    def violations(self) -> list[str]:
+        """Requests refused for their form so far (recorded in every mode; raised on in strict)."""
+        with self._lock:
+            return list(self._violations)
+
+    def take_violations(self) -> list[str]:
+        """Return and forget the violations so far: for tests that send bad requests on purpose."""
+        with self._lock:
+            found, self._violations = self._violations, []
+            return found
 
     def __enter__(self) -> FakeActionsService:
         return self.start()
@@ -292,28 +324,44 @@ class FakeActionsService(GitHubSide, JobsSide):
 
     def _dispatch(self, server: str, handler: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(handler.path)
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else b""
+        headers = Headers.of(handler.headers.items())
+        try:
+            body = read_body(handler, headers)
+        except BodyError as exc:
+            handler.close_connection = True
+            write_response(handler, 400, str(exc).encode(), {"Content-Type": "text/plain"})
+            return
         operation, params = self._route(server, handler.command, parts.path)
         fault = self._faults.next(operation, server)
         entry = LoggedRequest(server, operation, handler.command, parts.path, dict(parse_qsl(parts.query)),
-                              {k: v for k, v in handler.headers.items()}, body, self.clock.monotonic(),
-                              fault.kind if fault else "")
+                              headers, body, self.clock.monotonic(), fault.kind if fault else "")
+        with self._lock:
+            group_ids = {g["id"] for g in self._groups.values()}
+        problem = form_problem(server, operation, handler.command, entry.query, headers, body, group_ids)
         with self._lock:
             self._log.append(entry)
             self._totals[operation] += 1
+            if problem is not None:
+                self._violations.append(f"{handler.command} {parts.path} ({operation}): {problem[0]} {problem[1]}")
         if fault is not None and fault.kind not in ("delay", "bom"):
             write_fault(handler, fault, self._release)
             return
         if fault is not None and fault.kind == "delay":
             self._release.wait(fault.seconds)
-        try:
-            status, payload, headers = self._answer(operation, params, entry)
-        except Exception as exc:  # a bug in the fake must answer, not hang the client
-            status, payload, headers = 500, json.dumps({"message": f"fake error: {exc!r}"}).encode(), {}
+        if problem is not None:
+            status, payload, extra = problem[0], problem[1].encode(), {"Content-Type": "text/plain; charset=utf-8"}
+        else:
+            try:
+                status, payload, extra = self._answer(operation, params, entry)
+            except Exception as exc:  # a bug in the fake must answer, not hang the client
+                status, payload, extra = 500, json.dumps({"message": f"fake error: {exc!r}"}).encode(), {}
         if fault is not None and fault.kind == "bom" and payload:
             payload = BOM + payload
-        write_response(handler, status, payload, headers)
+        if payload and accepts_gzip(headers):
+            # Only when asked, as HTTP servers do. ASSUMPTION: every GitHub origin compresses.
+            payload = compress(payload)
+            extra = {**extra, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+        write_response(handler, status, payload, extra)
 
     def _answer(self, operation: str, params: dict[str, str], req: LoggedRequest
                 ) -> tuple[int, bytes, dict[str, str]]:
@@ -321,11 +369,8 @@ class FakeActionsService(GitHubSide, JobsSide):
             self, f"_op_{operation}", None)
         if handler is None:
             return 404, json.dumps({"message": "Not Found"}).encode(), {}
-        if req.server == "actions":
-            if req.query.get("api-version") != "6.0-preview":
-                return 400, b"api-version=6.0-preview is required", {"Content-Type": "text/plain"}
-            if operation != "acquire_jobs" and not self._admin_ok(req):
-                return 401, b"", {}
+        if req.server == "actions" and operation != "acquire_jobs" and not self._admin_ok(req):
+            return 401, b"", {}
         status, data = handler(params, req)
         headers = {"ActivityId": str(uuid.uuid4())} if req.server == "actions" else {
             "X-GitHub-Request-Id": uuid.uuid4().hex[:16].upper()}
@@ -354,9 +399,7 @@ class FakeActionsService(GitHubSide, JobsSide):
         return 200, {"count": len(found), "value": found}
 
     def _op_create_runner_scale_set(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
-        body = req.json()
-        if not isinstance(body, dict) or not body.get("name"):
-            return 400, {"message": "name is required"}
+        body = req.json()  # its form was checked by _strict.form_problem
         with self._lock:
             group_id = body.get("runnerGroupId") or 1
             if any(s["name"] == body["name"] and s["runnerGroupId"] == group_id for s in self._scale_sets.values()):
@@ -364,6 +407,8 @@ class FakeActionsService(GitHubSide, JobsSide):
                                    f"A runner scale set named {body['name']} already exists.")
             scale_set_id = next(self._ids)
             group = next((g for g in self._groups.values() if g["id"] == group_id), None)
+            # ASSUMPTION: labels are stored as sent (the reference client always sends at least
+            # the name as a label; what the service does with none is unknown).
             stored = {"id": scale_set_id, "name": body["name"], "runnerGroupId": group_id,
                       "runnerGroupName": group["name"] if group else "", "labels": body.get("labels", []),
                       "RunnerSetting": body.get("RunnerSetting", {}), "createdOn": "2026-05-05T16:27:43.517Z",
@@ -390,14 +435,21 @@ class FakeActionsService(GitHubSide, JobsSide):
             found = self._scale_sets.get(int(params["id"]))
             if found is None:
                 return self._error(404, _T.format("RunnerScaleSetNotFoundException"), "not found")
+            # A field the body leaves out keeps its value (the reference client omits unset
+            # fields, so the service must); a field sent as empty is set empty.
             for key in ("name", "runnerGroupId", "labels", "RunnerSetting"):
                 if key in body:
                     found[key] = body[key]
+            if "runnerGroupId" in body:
+                group = next((g for g in self._groups.values() if g["id"] == body["runnerGroupId"]), None)
+                found["runnerGroupName"] = group["name"] if group else ""
             return 200, dict(found)
 
     def _op_delete_runner_scale_set(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
         with self._lock:
             if int(params["id"]) not in self._scale_sets:
+                # ASSUMPTION: 400 with a JSON message is the error shape the reference's test double
+                # uses for this endpoint; whether the real service answers 400 or 404 is unknown.
                 return 400, {"message": f"Runner scale set {params['id']} does not exist"}
             self.delete_scale_set(int(params["id"]))
         return 204, None
@@ -411,8 +463,6 @@ class FakeActionsService(GitHubSide, JobsSide):
     def _op_generate_jit_runner_config(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
         body = req.json() or {}
         name = body.get("name", "")
-        if "workFolder" not in body:
-            return 400, {"message": "workFolder is required"}
         with self._lock:
             if int(params["id"]) not in self._scale_sets:
                 return self._error(404, _T.format("RunnerScaleSetNotFoundException"), "scale set not found")
@@ -459,9 +509,20 @@ class FakeActionsService(GitHubSide, JobsSide):
         session.token_expires = self.clock.wall() + self.queue_token_ttl
         self._queue_tokens[session.token] = session
 
+    def _expire_idle_sessions(self) -> None:
+        """Forget sessions nobody used for ``session_idle_timeout`` (an abandoned listener's)."""
+        if self.session_idle_timeout is None:
+            return
+        horizon = self.clock.wall() - self.session_idle_timeout
+        with self._lock:
+            for scale_set_id, session in list(self._sessions.items()):
+                if session.last_seen < horizon and not session.polling:
+                    self.evict_session(scale_set_id)
+
     def _op_create_session(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
         sid = int(params["id"])
         body = req.json() or {}
+        self._expire_idle_sessions()
         with self._lock:
             if sid not in self._scale_sets:
                 return self._error(404, _T.format("RunnerScaleSetNotFoundException"),
@@ -470,21 +531,25 @@ class FakeActionsService(GitHubSide, JobsSide):
                 return self._error(409, _T.format("RunnerScaleSetSessionConflictException"),
                                    f"The actions runner scaleset {self._scale_sets[sid]['name']} already has an "
                                    "active session.")
-            session = _Session(str(uuid.uuid4()), str(body.get("ownerName", "")), sid, "", 0.0)
+            session = _Session(str(uuid.uuid4()), str(body.get("ownerName", "")), sid, "", 0.0,
+                               last_seen=self.clock.wall())
             self._new_queue_token(session)
             self._sessions[sid] = session
             return 200, self._session_json(session)
 
     def _op_refresh_session(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        self._expire_idle_sessions()
         with self._lock:
             session = self._sessions.get(int(params["id"]))
             if session is None or session.session_id != params["sid"]:
                 return self._error(404, _SESSION_GONE,
                                    "runner referenced a session ID that doesn't exist in redis")
+            session.last_seen = self.clock.wall()
             self._new_queue_token(session)
             return 200, self._session_json(session)
 
     def _op_delete_session(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        self._expire_idle_sessions()
         with self._lock:
             session = self._sessions.get(int(params["id"]))
             if session is None or session.session_id != params["sid"]:
@@ -494,10 +559,12 @@ class FakeActionsService(GitHubSide, JobsSide):
         return 204, None
 
     def _queue_session(self, req: LoggedRequest) -> _Session | None:
+        self._expire_idle_sessions()
         with self._lock:
             session = self._queue_tokens.get(self._bearer(req))
             if session is None or session.token_expires <= self.clock.wall():
                 return None
+            session.last_seen = self.clock.wall()
             return session
 
     def _op_acquire_jobs(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
@@ -505,8 +572,6 @@ class FakeActionsService(GitHubSide, JobsSide):
         if session is None or session.scale_set_id != int(params["id"]):
             return 401, b""
         ids = req.json()
-        if not isinstance(ids, list):
-            return 400, {"message": "expected an array of request ids"}
         acquired = []
         with self._lock:
             for rid in ids:
@@ -521,15 +586,22 @@ class FakeActionsService(GitHubSide, JobsSide):
 
     # -- the queue ---------------------------------------------------------------------------
     def _op_get_message(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
-        capacity = req.headers.get("X-ScaleSetMaxCapacity")
-        if capacity is None or not capacity.isdigit():
-            return 400, b"capacity error: X-ScaleSetMaxCapacity must be a non-negative integer"
+        capacity = req.headers["X-ScaleSetMaxCapacity"]  # checked by _strict.form_problem
         session = self._queue_session(req)
         if session is None:
             return 401, b""
         self.capacities.append(int(capacity))
         last = int(req.query.get("lastMessageId", "0") or 0)
         deadline = time.monotonic() + self.long_poll_hold
+        with self._cond:
+            session.polling += 1
+            try:
+                return self._hold_poll(session, last, deadline)
+            finally:
+                session.polling -= 1
+                session.last_seen = self.clock.wall()
+
+    def _hold_poll(self, session: _Session, last: int, deadline: float) -> tuple[int, Any]:
         with self._cond:
             while True:
                 pending = [m for m in self._messages.get(session.scale_set_id, [])
@@ -559,4 +631,6 @@ class FakeActionsService(GitHubSide, JobsSide):
                     message.deleted = True
                     del queue[index]  # acknowledged messages are gone for good
                     return 204, None
+        # ASSUMPTION: what the broker answers for an unknown or already deleted message id is
+        # unknown (the reference's test double answers 200 "null", which the client refuses).
         return 404, {"message": "message not found"}
