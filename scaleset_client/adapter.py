@@ -27,6 +27,7 @@ from __future__ import annotations
 import http.client
 import logging
 import math
+import re
 import socket
 import threading
 import weakref
@@ -68,6 +69,7 @@ _POLICY_ATTR = "_scaleset_policy"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 MIN_ATTEMPT_TIME = 0.25  # seconds: with less left, an attempt could only time out, so none is sent
 _TERMINAL = ("deadline", "cancel", "close")
+_MESSAGE_ID = re.compile(rb'"messageid"\s*:\s*(\d{1,18})', re.IGNORECASE)
 _tls = threading.local()  # the _Call of the attempt this thread is sending, for connection binding
 
 
@@ -79,7 +81,8 @@ class CallPolicy:
     ``queue_ops``, ``admin`` or ``github_api``. ``json_body`` says a 200/201 must carry JSON (an
     empty or non-JSON 200 is then a retryable failure). ``retry_unauthorized`` retries 401/403
     without counting them against the breaker (runner registration right after a token is
-    minted). ``read_timeout`` overrides the client's (the long poll).
+    minted). ``read_timeout`` overrides the client's (the long poll). ``max_body`` overrides
+    ``ResilienceConfig.max_response_bytes`` (the long poll's message cap).
     """
 
     operation: str
@@ -91,6 +94,7 @@ class CallPolicy:
     read_timeout: float | None = None
     queue_operation: bool = False
     github_api: bool = False
+    max_body: int | None = None
 
 
 def attach_policy(request: requests.PreparedRequest, policy: CallPolicy) -> requests.PreparedRequest:
@@ -250,8 +254,10 @@ class ResilienceAdapter(HTTPAdapter):
         timeout: tuple[float, float],
         pool_maxsize: int = 16,
         closing: threading.Event | None = None,
+        server_time: Callable[[], float] | None = None,
     ) -> None:
         self._config = config
+        self._server_time = server_time  # GitHub's wall clock as the client knows it (skew-corrected)
         self._clock = clock
         self.breakers = breakers
         self.gate = RateGate(clock)
@@ -389,7 +395,7 @@ class ResilienceAdapter(HTTPAdapter):
                                         verify=verify, cert=cert, proxies=proxies)
                 self._read_body(response, policy, call)
             except ResponseError:
-                breaker.record(permit, Outcome.FAILURE, "oversized body")
+                breaker.record(permit, Outcome.NEUTRAL)  # a big answer says nothing about health
                 raise
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as raised:
                 why = call.interrupted
@@ -456,20 +462,18 @@ class ResilienceAdapter(HTTPAdapter):
 
     # -- pieces of the loop ------------------------------------------------------------------
     def _read_body(self, response: requests.Response, policy: CallPolicy, call: _Call) -> None:
-        limit = self._config.max_response_bytes
+        limit = policy.max_body if policy.max_body is not None else self._config.max_response_bytes
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            response.close()
-            raise ResponseError(f"{policy.operation}: response of {declared} bytes exceeds the "
-                                f"{limit}-byte limit", operation=policy.operation)
         chunks: list[bytes] = []
         size = 0
         try:
-            for chunk in response.iter_content(65536):
+            if declared.isdigit() and int(declared) > limit:
+                head = response.raw.read(4096, decode_content=True)
+                raise self._oversized(policy, limit, f"response of {declared} bytes", head)
+            for chunk in response.iter_content(65536):  # decoded: the cap counts bytes after gzip
                 size += len(chunk)
                 if size > limit:
-                    raise ResponseError(f"{policy.operation}: response exceeds the {limit}-byte limit",
-                                        operation=policy.operation)
+                    raise self._oversized(policy, limit, "response", b"".join(chunks)[:4096] or chunk[:4096])
                 chunks.append(chunk)
                 if call.interrupted:
                     raise requests.exceptions.ConnectionError("the call was interrupted while the body arrived")
@@ -480,6 +484,14 @@ class ResilienceAdapter(HTTPAdapter):
         response._content = b"".join(chunks)
         response._content_consumed = True
         response.raw.release_conn()
+
+    @staticmethod
+    def _oversized(policy: CallPolicy, limit: int, what: str, head: bytes) -> ResponseError:
+        """The error for a body over the cap; for a message, with its id when the head shows it,
+        so a listener can set the message aside instead of polling it for ever."""
+        found = _MESSAGE_ID.search(head) if policy.operation_class == "long_poll" else None
+        return ResponseError(f"{policy.operation}: {what} exceeds the {limit}-byte limit", operation=policy.operation,
+                             message_id=int(found.group(1)) if found else None)
 
     def _on_exception(self, exc: BaseException, request: requests.PreparedRequest, policy: CallPolicy,
                       breaker: Any, permit: Any, state: _Attempt, call: _Call, scope: Deadline | None) -> None:
@@ -551,10 +563,14 @@ class ResilienceAdapter(HTTPAdapter):
             breaker.record(permit, Outcome.FAILURE, f"HTTP {status}")
             if not policy.idempotent:
                 return response
-            hint = hint_seconds(response, self._clock.wall()) if status == 503 else None
+            hint = self._hint(response) if status == 503 else None
             return self._retry_status(response, request, policy, state, call, scope, hint=hint)
         breaker.record(permit, Outcome.NEUTRAL)
         return response
+
+    def _hint(self, response: requests.Response, strikes: int = 0) -> float | None:
+        server = self._server_time() if self._server_time is not None else None
+        return hint_seconds(response, self._clock.wall(), strikes, server_time=server)
 
     def _retry_status(self, response: requests.Response, request: requests.PreparedRequest, policy: CallPolicy,
                       state: _Attempt, call: _Call, scope: Deadline | None,
@@ -572,7 +588,7 @@ class ResilienceAdapter(HTTPAdapter):
         origin = origin_of(request.url or "")
         now_wall = self._clock.wall()
         strikes = self.gate.strike(origin) if response.status_code in (403, 429) else 0
-        hint = hint_seconds(response, now_wall, strikes)
+        hint = self._hint(response, strikes)
         if hint is None:
             hint = self._config.retry.backoff(state.number, 0.5 + 0.5 * self._clock.random())
         wait = hint + self._clock.random()  # up to 1 s so a fleet does not return on the same second

@@ -132,7 +132,8 @@ class Client(AdminAPI):
         self._closing = threading.Event()
         self._breakers = BreakerRegistry(self._resilience.circuit_breaker, self._clock)
         self._adapter = ResilienceAdapter(config=self._resilience, clock=self._clock, breakers=self._breakers,
-                                          timeout=self._timeout, pool_maxsize=pool_maxsize, closing=self._closing)
+                                          timeout=self._timeout, pool_maxsize=pool_maxsize, closing=self._closing,
+                                          server_time=lambda: self.server_time())
         session = requests.Session()
         session.mount("https://", self._adapter)
         session.mount("http://", self._adapter)

@@ -127,11 +127,16 @@ class ResilienceConfig:
     circuit_breaker, retry
         See ``CircuitBreakerConfig`` and ``RetryConfig``.
     health_check_interval
-        ``Client.health()`` reuses its last report for this long (30 s caps probe load; the
-        report is built from local state and sends nothing).
+        Kept for compatibility; ``Client.health()`` is no longer cached (it is built from local
+        state and sends nothing, so every call reflects the moment it is made).
     max_response_bytes
-        The largest body read for any call (4 MiB); a larger one ends the call with
-        ``ResponseError`` and the connection is discarded.
+        The largest body read for an admin or session call (4 MiB, counted after gzip is
+        undone); a larger one ends the call with ``ResponseError``, the connection is discarded,
+        and the breaker is not charged (a big answer says nothing about the service's health).
+    max_message_bytes
+        The largest message body a long poll may carry (64 MiB): a message can hold thousands of
+        jobs (10,000 jobs are about 6 MiB). A message over it can never be read; the listener
+        sets it aside by id (like a poison message) so it cannot wedge the queue.
     """
 
     auto_recover_session: bool = True
@@ -139,6 +144,7 @@ class ResilienceConfig:
     retry: RetryConfig = field(default_factory=RetryConfig)
     health_check_interval: float = 30.0
     max_response_bytes: int = 4 * 1024 * 1024
+    max_message_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not isinstance(self.circuit_breaker, CircuitBreakerConfig):
@@ -147,3 +153,4 @@ class ResilienceConfig:
             raise ConfigError("retry must be a RetryConfig")
         _check("health_check_interval", self.health_check_interval, 0.0)
         _check("max_response_bytes", self.max_response_bytes, 1024, integer=True)
+        _check("max_message_bytes", self.max_message_bytes, 1024, integer=True)

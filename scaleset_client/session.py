@@ -226,7 +226,8 @@ class MessageSession:
                                               "X-ScaleSetMaxCapacity": str(max_capacity)})
             policy = CallPolicy(operation="get_message", operation_class="long_poll", idempotent=True,
                                 recover=self._recover_401(generation, build), queue_operation=True,
-                                read_timeout=client.long_poll_timeout)
+                                read_timeout=client.long_poll_timeout,
+                                max_body=client.resilience.max_message_bytes)
             return attach_policy(prepared, policy)
 
         prepared = build()
