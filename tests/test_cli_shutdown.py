@@ -33,14 +33,19 @@ def _start(fake: FakeActionsService, *args: str) -> subprocess.Popen[bytes]:
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
+    _, err = _signal(proc)
+    return proc.returncode, err
+
+
+def _signal(proc: subprocess.Popen[bytes]) -> tuple[str, str]:
     proc.send_signal(signal.SIGTERM)
     try:
-        _, err = proc.communicate(timeout=EXIT_BOUND)
+        out, err = proc.communicate(timeout=EXIT_BOUND)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
-        raise AssertionError("scaleset-listen did not exit after SIGTERM") from None
-    return proc.returncode, err.decode("utf-8", "replace")
+        raise AssertionError("the process did not exit after SIGTERM") from None
+    return (out or b"").decode("utf-8", "replace"), (err or b"").decode("utf-8", "replace")
 
 
 STATES = {
@@ -141,3 +146,14 @@ def _gone(pid: int) -> bool:
             return True
         time.sleep(0.05)
     return not os.path.exists(f"/proc/{pid}")
+
+
+def test_the_signal_example_stops_on_sigterm_and_deletes_its_session() -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "stop_on_signal.py"
+    proc = subprocess.Popen([sys.executable, str(example)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # the listener is running once the scaler hears of a count
+    assert first.startswith(b"desired"), proc.stderr.read() if proc.stderr else first
+    out, err = _signal(proc)
+    assert proc.returncode == 0, err
+    assert "session deleted: True" in out
