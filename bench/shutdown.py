@@ -1,0 +1,119 @@
+"""Time bounds seen from outside: SIGTERM to exit in each outage state, and a bounded run's length.
+
+    python -m bench.shutdown [--quick]
+
+``scaleset-listen`` runs as its own process against the fake service (in this process). For
+each state the service is put in (an empty long poll held 50 s, a 429 with Retry-After: 60, a 503
+storm that opened the breaker, a hung broker, a body dripped with Content-Length), the process
+gets SIGTERM once the state is reached, and the time to its exit is measured: target <= 5 s
+(Kubernetes' default grace is 30 s). Then ``--once --duration D`` against a hung and a refused
+broker: target <= D + 2 s. Medians with the range over the repetitions.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from scaleset_client.testing import FakeActionsService, Fault
+
+from ._util import Row
+
+HOUR = 3600.0
+EXIT_TARGET = 5.0
+STATES: dict[str, tuple[float, Callable[[FakeActionsService], None], int]] = {
+    "empty long poll (held 50 s)": (50.0, lambda fake: None, 1),
+    "429 Retry-After: 60": (0.05, lambda fake: fake.inject_always(
+        "get_message", Fault.respond(429, headers={"Retry-After": "60"})), 1),
+    "503 storm, breaker open": (0.05, lambda fake: fake.inject_always("get_message", Fault.error(503)), 6),
+    "hung broker": (0.05, lambda fake: fake.inject_always("get_message", Fault.hang(HOUR)), 1),
+    "body dripped with Content-Length": (0.05, lambda fake: fake.inject_always(
+        "get_message", Fault.drip(0.1, size=36_000, chunked=False)), 1),
+}
+
+
+def _command(fake: FakeActionsService, *args: str) -> list[str]:
+    return [sys.executable, "-m", "scaleset_client", "--url", fake.config_url, "--scale-set-name", "bench",
+            "--log-level", "WARNING", *args]
+
+
+def _env(fake: FakeActionsService) -> dict[str, str]:
+    return {**os.environ, "GITHUB_TOKEN": fake.token}
+
+
+def _wait(condition: Callable[[], bool], limit: float) -> None:
+    end = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > end:
+            raise RuntimeError("the state was not reached")
+        time.sleep(0.01)
+
+
+def time_to_exit(state: str) -> float:
+    """Seconds from SIGTERM to the process's exit, with the service in ``state``."""
+    hold, arrange, polls = STATES[state]
+    with FakeActionsService(long_poll_hold=hold) as fake:
+        arrange(fake)
+        proc = subprocess.Popen(_command(fake), env=_env(fake), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            _wait(lambda: fake.count("get_message") >= polls, 90)
+            time.sleep(0.3)  # well inside the state: the poll is held, the wait has begun
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+            took = time.monotonic() - sent
+        finally:
+            fake.release_hangs()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if proc.returncode != 0 or fake.session_of(1) is not None:
+            raise RuntimeError(f"{state}: exit {proc.returncode}, session left behind")
+        return took
+
+
+def bounded_run(duration: float, broker: str) -> float:
+    """Wall seconds of ``--once --duration D`` with the broker hung or refusing."""
+    with FakeActionsService(long_poll_hold=0.05) as fake:
+        if broker == "hung":
+            fake.inject_always("get_message", Fault.hang(HOUR))
+        else:
+            fake.stop("broker")
+        started = time.monotonic()
+        done = subprocess.run(_command(fake, "--once", "--duration", f"{duration:g}"), env=_env(fake),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+        took = time.monotonic() - started
+        fake.release_hangs()
+        if done.returncode not in (0, 4):
+            raise RuntimeError(f"--once against a {broker} broker exited {done.returncode}")
+        return took
+
+
+def _summary(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} s ({min(values):.2f}-{max(values):.2f}, n={len(values)})"
+
+
+def run(quick: bool) -> list[Row]:
+    reps = 1 if quick else 5
+    rows: list[Row] = []
+    for state in STATES:
+        values = [time_to_exit(state) for _ in range(reps)]
+        rows.append(Row("shutdown", f"SIGTERM to exit: {state}", _summary(values), target=f"<= {EXIT_TARGET:g} s",
+                        ok=max(values) <= EXIT_TARGET))
+    duration = 3.0 if quick else 10.0
+    for broker in ("hung", "refusing"):
+        values = [bounded_run(duration, broker) for _ in range(reps)]
+        rows.append(Row("shutdown", f"--once --duration {duration:g} against a {broker} broker",
+                        _summary(values), target=f"<= {duration + 2:g} s", ok=max(values) <= duration + 2))
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run("--quick" in sys.argv):
+        print(f"{row.measure}: {row.ours} (target {row.target}: {'met' if row.ok else 'MISSED'})")
