@@ -40,7 +40,8 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, ProtocolError
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError, ProtocolError
+from urllib3.util.connection import allowed_gai_family
 
 from ._http import error_from_response, origin_of
 from .breaker import BreakerRegistry, Outcome
@@ -158,9 +159,10 @@ class _Call:
                 self.event = threading.Event()
                 self.interrupted = ""
 
-    def bind(self, conn: HTTPConnection) -> None:
+    def bind(self, conn: HTTPConnection | socket.socket) -> None:
+        """Track what to shut on interrupt: a connection, or a socket still connecting."""
         with self._lock:
-            self._conn = conn
+            self._conn = conn  # type: ignore[assignment]
             pending = bool(self.interrupted)
         if pending:
             _shutdown(conn)
@@ -170,8 +172,8 @@ class _Call:
             self._conn = None
 
 
-def _shutdown(conn: HTTPConnection) -> None:
-    sock = getattr(conn, "sock", None)
+def _shutdown(conn: HTTPConnection | socket.socket) -> None:
+    sock = conn if isinstance(conn, socket.socket) else getattr(conn, "sock", None)
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)
@@ -202,6 +204,23 @@ class _LiveConnections:
 def _tracked_pool(base: type[HTTPConnectionPool], conn_base: type[HTTPConnection],
                   live: _LiveConnections) -> type[HTTPConnectionPool]:
     class TrackedConnection(conn_base):  # type: ignore[valid-type,misc]
+        def _new_conn(self) -> socket.socket:
+            call = getattr(_tls, "call", None)
+            if call is None:
+                return super()._new_conn()  # type: ignore[no-any-return]
+            # As urllib3 does, but the socket is known before it connects, so a cancel or the
+            # deadline can abort a connect to a black-holed address (shutdown ends it on Linux).
+            try:
+                return connect_socket((self._dns_host, self.port), self.timeout, self.source_address,
+                                      self.socket_options, call.bind)
+            except socket.gaierror as exc:
+                raise NameResolutionError(self.host, self, exc) from exc
+            except TimeoutError as exc:
+                raise ConnectTimeoutError(self, f"Connection to {self.host} timed out. "
+                                                f"(connect timeout={self.timeout})") from exc
+            except OSError as exc:
+                raise NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
+
         def connect(self) -> None:
             super().connect()
             live.add(self)
@@ -219,6 +238,31 @@ def _tracked_pool(base: type[HTTPConnectionPool], conn_base: type[HTTPConnection
         ConnectionCls = TrackedConnection
 
     return TrackedPool
+
+
+def connect_socket(address: tuple[str, int], timeout: Any, source_address: Any,
+                   socket_options: Any, on_socket: Callable[[socket.socket], None]) -> socket.socket:
+    """Open a TCP connection like urllib3's ``create_connection``, handing each socket to
+    ``on_socket`` before it connects (so another thread can abort the connect)."""
+    host, port = address
+    host = host.strip("[]")
+    error: OSError | None = None
+    for family, kind, proto, _, where in socket.getaddrinfo(host, port, allowed_gai_family(), socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+            if isinstance(timeout, (int, float)):
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            on_socket(sock)
+            sock.connect(where)
+            return sock
+        except OSError as exc:
+            error = exc
+            sock.close()
+    raise error if error is not None else OSError("getaddrinfo returned no address")
 
 
 def _keepalive_options() -> list[tuple[int, int, int]]:

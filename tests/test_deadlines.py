@@ -333,3 +333,46 @@ def _within(client: sc.Client, seconds: float, fn: Callable[[], Any]) -> Any:
 def _inside(scope: sc.Deadline, fn: Callable[[], Any]) -> Any:
     with scope:
         return fn()
+
+
+@pytest.fixture
+def black_hole() -> Any:
+    """A loopback port whose accept queue is full: a connect to it hangs (SYNs are dropped)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(8):
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    yield port
+    for sock in [*fillers, server]:
+        sock.close()
+
+
+def test_a_connect_to_a_black_hole_ends_on_cancel(black_hole: int) -> None:
+    client = sc.Client(f"http://127.0.0.1:{black_hole}/org", token="ghp_test", timeout=(HOUR, HOUR))
+    scope = client.deadline()
+    outcome = Outcome(lambda: _inside(scope, lambda: client.get_runner_by_name("x")))
+    outcome.thread.join(timeout=0.5)
+    assert outcome.thread.is_alive()  # the connect hangs
+    scope.cancel("test")
+    outcome.join()
+    assert isinstance(outcome.error, sc.CallCancelledError), outcome.error
+    assert client.health().components["github_api"].last_failure is None
+    client.close()
+
+
+def test_a_connect_to_a_black_hole_ends_at_the_deadline(black_hole: int) -> None:
+    client = sc.Client(f"http://127.0.0.1:{black_hole}/org", token="ghp_test", timeout=(HOUR, HOUR))
+    outcome = Outcome(lambda: _within(client, 0.5, lambda: client.get_runner_by_name("x"))).join()
+    assert isinstance(outcome.error, sc.DeadlineExceededError), outcome.error
+    client.close()
