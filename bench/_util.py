@@ -27,20 +27,34 @@ class ConnectCounter:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[ConnectCounter]:
+        """Count urllib3's connects (the baselines) and the client's own (``adapter.connect_socket``,
+        which opens sockets itself so a cancel can abort a connect in progress)."""
+        import scaleset_client.adapter as adapter
+
         original = urllib3.util.connection.create_connection
+        ours = adapter.connect_socket
+
+        def note(port: int) -> None:
+            with self._lock:
+                self.counts[port] += 1
+                if self.clock is not None:
+                    self.times.setdefault(port, []).append(self.clock.monotonic())
 
         def counting(address: tuple[str, int], *args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                self.counts[address[1]] += 1
-                if self.clock is not None:
-                    self.times.setdefault(address[1], []).append(self.clock.monotonic())
+            note(address[1])
             return original(address, *args, **kwargs)
 
+        def counting_ours(address: tuple[str, int], *args: Any, **kwargs: Any) -> Any:
+            note(address[1])
+            return ours(address, *args, **kwargs)
+
         urllib3.util.connection.create_connection = counting
+        adapter.connect_socket = counting_ours  # type: ignore[assignment]
         try:
             yield self
         finally:
             urllib3.util.connection.create_connection = original
+            adapter.connect_socket = ours  # type: ignore[assignment]
 
 
 class _VirtualTime:

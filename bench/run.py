@@ -18,11 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-from . import herd, outage, overhead, restarts, soak, throughput
+from . import herd, outage, overhead, restarts, shutdown, soak, throughput
 from ._util import Row, rows_markdown, rows_table
 
 BENCHES = {"overhead": overhead.run, "outage": outage.run, "herd": herd.run, "restarts": restarts.run,
-           "throughput": throughput.run, "soak": soak.run}
+           "throughput": throughput.run, "soak": soak.run, "shutdown": shutdown.run}
 
 
 def main(argv: list[str] | None = None) -> int:
