@@ -390,20 +390,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     duration = args.duration if args.duration is not None else (55.0 if args.once else None)
     run_scope = Deadline(duration, cancel_on=stop, reason="scaleset-listen")
 
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-        # The handler runs between two bytecodes of the main thread, maybe inside our locks:
-        # the cancel (which aborts sockets in flight) runs in a thread of its own.
-        threading.Thread(target=run_scope.cancel, args=(f"signal {signum}",), daemon=True,
-                         name="scaleset-signal").start()
-        log.info("signal %d: stopping (a call in flight is interrupted; the session is deleted)", signum)
+    # A signal handler runs between two bytecodes of the main thread, maybe while it holds the
+    # stop event's lock, a scope's lock or stderr's buffer: taking any of them there can
+    # deadlock. The handler only writes the signal number to a pipe; a thread does the stopping.
+    wake_read, wake_write = os.pipe()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+    def stop_on_signal() -> None:
+        try:
+            data = os.read(wake_read, 1)
+        except OSError:
+            return
+        if not data:
+            return
+        log.info("signal %d: stopping (a call in flight is interrupted; the session is deleted)", data[0])
+        stop.set()
+        run_scope.cancel(f"signal {data[0]}")
+
+    def on_signal(signum: int, frame: Any) -> None:
+        os.write(wake_write, bytes([signum & 0xFF]))
+
+    threading.Thread(target=stop_on_signal, daemon=True, name="scaleset-signal").start()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     health_server = None
-    if args.start_jitter > 0 and stop.wait(random.uniform(0.0, min(args.start_jitter, run_scope.remaining()))):
-        return EXIT_OK
     try:
+        if args.start_jitter > 0 and stop.wait(random.uniform(0.0, min(args.start_jitter, run_scope.remaining()))):
+            return EXIT_OK
         client = _client(args)
         with client, run_scope:
             scale_set_id = _start_up(client, args, stop, run_scope)
@@ -442,3 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if health_server is not None:
             health_server.shutdown()
             health_server.server_close()
+        for sig, earlier in previous.items():
+            signal.signal(sig, earlier)
+        os.close(wake_write)  # the stopping thread reads end-of-file and ends
+        os.close(wake_read)

@@ -36,6 +36,7 @@ import contextvars
 import heapq
 import itertools
 import math
+import os
 import threading
 import time
 import weakref
@@ -78,7 +79,7 @@ class Deadline:
         self._ids = itertools.count()
         self._parent: Deadline | None = None
         self._detached = False
-        self._tokens: list[contextvars.Token[Deadline | None]] = []
+        self._tokens: dict[int, list[contextvars.Token[Deadline | None]]] = {}  # per thread
         self._watch: object | None = None
 
     # -- reading -----------------------------------------------------------------------------
@@ -161,19 +162,34 @@ class Deadline:
 
     # -- entering ----------------------------------------------------------------------------
     def __enter__(self) -> Deadline:
+        """Make this the current scope of this thread. One scope may be entered by several
+        threads (one deadline for a pool of workers); it takes the enclosing scope of the first."""
         parent = _current.get()
-        if parent is not None and parent is not self and not self._detached:
-            self._parent = parent
-        self._tokens.append(_current.set(self))
-        if self._cancel_on is not None and self._watch is None:
-            self._watch = WATCHDOG.watch_event(self)
+        token = _current.set(self)
+        with self._lock:
+            if self._parent is None and parent is not None and parent is not self and not self._detached:
+                self._parent = parent
+            self._tokens.setdefault(threading.get_ident(), []).append(token)
+            watch = self._cancel_on is not None and self._watch is None
+            if watch:
+                self._watch = self
+        if watch:
+            WATCHDOG.watch_event(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _current.reset(self._tokens.pop())
-        if not self._tokens and self._watch is not None:
-            WATCHDOG.unwatch_event(self._watch)
-            self._watch = None
+        ident = threading.get_ident()
+        with self._lock:
+            tokens = self._tokens[ident]
+            token = tokens.pop()
+            if not tokens:
+                del self._tokens[ident]
+            unwatch = not self._tokens and self._watch is not None
+            if unwatch:
+                self._watch = None
+        _current.reset(token)
+        if unwatch:
+            WATCHDOG.unwatch_event(self)
 
     def __repr__(self) -> str:
         left = self.remaining()
@@ -219,6 +235,10 @@ class _Watchdog:
     order, cancelled timers are skipped lazily and pruned when they outnumber live ones."""
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        """Fresh state (also in a forked child: the parent's thread and lock did not come along)."""
         self._cond = threading.Condition(threading.Lock())
         self._heap: list[tuple[float, int, _Timer]] = []
         self._seq = itertools.count()
@@ -297,3 +317,5 @@ def _quietly(fn: Callable[[], Any]) -> None:
 
 
 WATCHDOG = _Watchdog()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=WATCHDOG._reset)

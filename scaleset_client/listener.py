@@ -203,18 +203,21 @@ class Listener:
         second, the owned session is deleted (bounded, 1.5 s) and ``run()`` returns. A message
         the scaler has not finished is never acknowledged. Safe from any thread and from a
         signal handler; a stop before ``run()`` starts makes that run return at once."""
+        if self._running and threading.current_thread() is self._run_thread:
+            # A signal handler runs in run()'s own thread between two bytecodes, possibly while
+            # that thread holds the stop event's lock (inside ``Event.wait``) or a scope's lock:
+            # taking either here would deadlock. A fresh thread does the stopping.
+            threading.Thread(target=self._stop_now, daemon=True, name="scaleset-stop").start()
+        else:
+            self._stop_now()
+
+    def _stop_now(self) -> None:
         self._stop.set()
         scope = self._scope
         if scope is None:
-            self._stop_early = True
+            self._stop_early = not self._running
             return
-        if threading.current_thread() is self._run_thread:
-            # A signal handler interrupts run()'s own thread, possibly inside our locks: cancel
-            # from a fresh thread so nothing here can deadlock.
-            threading.Thread(target=scope.cancel, args=("Listener.stop()",), daemon=True,
-                             name="scaleset-stop").start()
-        else:
-            scope.cancel("Listener.stop()")
+        scope.cancel("Listener.stop()")
 
     def set_max_runners(self, count: int) -> None:
         """Change the advertised capacity; the next poll uses it. Safe from any thread."""

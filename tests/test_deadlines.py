@@ -376,3 +376,19 @@ def test_a_connect_to_a_black_hole_ends_at_the_deadline(black_hole: int) -> None
     outcome = Outcome(lambda: _within(client, 0.5, lambda: client.get_runner_by_name("x"))).join()
     assert isinstance(outcome.error, sc.DeadlineExceededError), outcome.error
     client.close()
+
+
+def test_one_scope_entered_by_many_threads_cancels_them_all() -> None:
+    with FakeActionsService(long_poll_hold=HOUR) as fake:
+        client = sc.Client(fake.config_url, token=fake.token, long_poll_timeout=2 * HOUR)
+        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="x"))
+        session = client.message_session(scale_set.id)
+        scope = client.deadline()
+        outcomes = [Outcome(lambda: _inside(scope, lambda: session.get_message(0, 1))) for _ in range(4)]
+        wait_until(lambda: fake.count("get_message") == 4)
+        scope.cancel("all of them")
+        for outcome in outcomes:
+            outcome.join()
+            assert isinstance(outcome.error, sc.CallCancelledError)
+        fake.release_hangs()
+        client.close()
