@@ -59,6 +59,24 @@ def live() -> Any:
         yield service
 
 
+class Held:
+    """A fake that holds every empty poll for an hour, a real-time client, and a scale set."""
+
+    def __init__(self, fake: FakeActionsService) -> None:
+        self.fake = fake
+        self.client = sc.Client(fake.config_url, token=fake.token, long_poll_timeout=2 * HOUR)
+        self.scale_set = self.client.create_runner_scale_set(sc.RunnerScaleSet(name="x"))
+
+
+@pytest.fixture
+def held() -> Any:
+    with FakeActionsService(long_poll_hold=HOUR) as fake:
+        setup = Held(fake)
+        yield setup
+        fake.release_hangs()
+        setup.client.close()
+
+
 def test_a_body_dripped_with_content_length_ends_at_the_callers_deadline(live: FakeActionsService) -> None:
     client = sc.Client(live.config_url, token=live.token, timeout=(2.0, 5.0))
     client.get_runner_by_name("warm")
@@ -99,20 +117,15 @@ def test_cancel_from_another_thread_ends_a_hung_call_without_blaming_the_service
     client.close()
 
 
-def test_an_event_linked_to_a_scope_ends_a_long_poll() -> None:
-    with FakeActionsService(long_poll_hold=HOUR) as fake:
-        client = sc.Client(fake.config_url, token=fake.token, long_poll_timeout=2 * HOUR)
-        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="x"))
-        session = client.message_session(scale_set.id)
-        stop = threading.Event()
-        outcome = Outcome(lambda: _inside(client.deadline(cancel_on=stop), lambda: session.get_message(0, 1)))
-        wait_until(lambda: fake.count("get_message") == 1)
-        stop.set()
-        outcome.join()
-        fake.release_hangs()
-        assert isinstance(outcome.error, sc.CallCancelledError)
-        assert _broker_failures(client) is None
-        client.close()
+def test_an_event_linked_to_a_scope_ends_a_long_poll(held: Held) -> None:
+    session = held.client.message_session(held.scale_set.id)
+    stop = threading.Event()
+    outcome = Outcome(lambda: _inside(held.client.deadline(cancel_on=stop), lambda: session.get_message(0, 1)))
+    wait_until(lambda: held.fake.count("get_message") == 1)
+    stop.set()
+    outcome.join()
+    assert isinstance(outcome.error, sc.CallCancelledError)
+    assert _broker_failures(held.client) is None
 
 
 def test_nested_scopes_only_shorten_and_waits_end_at_the_deadline(fake: FakeActionsService,
@@ -183,31 +196,21 @@ def test_failing_polls_are_paced_too(scale_set: sc.RunnerScaleSet, fake: FakeAct
     client.close()
 
 
-def test_stop_interrupts_a_long_poll_and_deletes_the_session() -> None:
-    with FakeActionsService(long_poll_hold=HOUR) as fake:
-        client = sc.Client(fake.config_url, token=fake.token, long_poll_timeout=2 * HOUR)
-        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="x"))
-        listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 5))
-        outcome = Outcome(lambda: listener.run(RecordingScaler()))
-        wait_until(lambda: fake.count("get_message") == 1)
-        listener.stop()
-        outcome.join()
-        fake.release_hangs()
-        assert outcome.error is None
-        assert fake.count("delete_session") == 1 and fake.session_of(scale_set.id) is None
-        client.close()
+def test_stop_interrupts_a_long_poll_and_deletes_the_session(held: Held) -> None:
+    listener = sc.Listener(held.client, sc.ListenerConfig(held.scale_set.id, 5))
+    outcome = Outcome(lambda: listener.run(RecordingScaler()))
+    wait_until(lambda: held.fake.count("get_message") == 1)
+    listener.stop()
+    outcome.join()
+    assert outcome.error is None
+    assert held.fake.count("delete_session") == 1 and held.fake.session_of(held.scale_set.id) is None
 
 
-def test_setting_the_stop_event_interrupts_a_long_poll() -> None:
-    with FakeActionsService(long_poll_hold=HOUR) as fake:
-        client = sc.Client(fake.config_url, token=fake.token, long_poll_timeout=2 * HOUR)
-        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="x"))
-        running = Running(sc.Listener(client, sc.ListenerConfig(scale_set.id, 5)), RecordingScaler())
-        wait_until(lambda: fake.count("get_message") == 1)
-        running.finish()  # sets the event the run was given, joins with a bound
-        fake.release_hangs()
-        assert running.error is None and fake.session_of(scale_set.id) is None
-        client.close()
+def test_setting_the_stop_event_interrupts_a_long_poll(held: Held) -> None:
+    running = Running(sc.Listener(held.client, sc.ListenerConfig(held.scale_set.id, 5)), RecordingScaler())
+    wait_until(lambda: held.fake.count("get_message") == 1)
+    running.finish()  # sets the event the run was given, joins with a bound
+    assert running.error is None and held.fake.session_of(held.scale_set.id) is None
 
 
 @pytest.mark.parametrize("fault", [Fault.hang(HOUR), Fault.respond(429, headers={"Retry-After": "60"}),
@@ -241,25 +244,20 @@ def test_duration_bounds_a_run_against_a_hung_broker() -> None:
         client.close()
 
 
-def test_duration_bounds_a_run_during_a_503_storm(fake: FakeActionsService, clock: FakeClock,
-                                                  scale_set: sc.RunnerScaleSet) -> None:
+@pytest.mark.parametrize("bound", ["duration", "enclosing scope"])
+def test_a_run_during_a_503_storm_ends_at_its_bound(bound: str, fake: FakeActionsService, clock: FakeClock,
+                                                    scale_set: sc.RunnerScaleSet) -> None:
     client = make_client(fake, clock)
     fake.inject_always("get_message", Fault.error(503))
     start = clock.monotonic()
-    sc.Listener(client, sc.ListenerConfig(scale_set.id, 5)).run(RecordingScaler(), duration=55)
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 5))
+    if bound == "duration":
+        listener.run(RecordingScaler(), duration=55)
+    else:
+        with client.deadline(55):
+            listener.run(RecordingScaler())
     assert clock.monotonic() - start <= 55 + 2  # virtual time: no break or backoff overran the run
     assert fake.session_of(scale_set.id) is None
-    client.close()
-
-
-def test_an_enclosing_scope_bounds_a_listener_run(fake: FakeActionsService, clock: FakeClock,
-                                                  scale_set: sc.RunnerScaleSet) -> None:
-    client = make_client(fake, clock)
-    fake.inject_always("get_message", Fault.error(503))
-    start = clock.monotonic()
-    with client.deadline(40):
-        sc.Listener(client, sc.ListenerConfig(scale_set.id, 5)).run(RecordingScaler())
-    assert clock.monotonic() - start <= 40 + 2
     client.close()
 
 
@@ -378,17 +376,12 @@ def test_a_connect_to_a_black_hole_ends_at_the_deadline(black_hole: int) -> None
     client.close()
 
 
-def test_one_scope_entered_by_many_threads_cancels_them_all() -> None:
-    with FakeActionsService(long_poll_hold=HOUR) as fake:
-        client = sc.Client(fake.config_url, token=fake.token, long_poll_timeout=2 * HOUR)
-        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="x"))
-        session = client.message_session(scale_set.id)
-        scope = client.deadline()
-        outcomes = [Outcome(lambda: _inside(scope, lambda: session.get_message(0, 1))) for _ in range(4)]
-        wait_until(lambda: fake.count("get_message") == 4)
-        scope.cancel("all of them")
-        for outcome in outcomes:
-            outcome.join()
-            assert isinstance(outcome.error, sc.CallCancelledError)
-        fake.release_hangs()
-        client.close()
+def test_one_scope_entered_by_many_threads_cancels_them_all(held: Held) -> None:
+    session = held.client.message_session(held.scale_set.id)
+    scope = held.client.deadline()
+    outcomes = [Outcome(lambda: _inside(scope, lambda: session.get_message(0, 1))) for _ in range(4)]
+    wait_until(lambda: held.fake.count("get_message") == 4)
+    scope.cancel("all of them")
+    for outcome in outcomes:
+        outcome.join()
+        assert isinstance(outcome.error, sc.CallCancelledError)
