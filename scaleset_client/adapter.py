@@ -309,6 +309,7 @@ class ResilienceAdapter(HTTPAdapter):
         self._timeout = timeout
         self._closing = closing or threading.Event()
         self._live = _LiveConnections()
+        self._unreachable: set[str] = set()  # origins whose last failure never reached them
         self._calls: set[_Call] = set()
         self._calls_lock = threading.Lock()
         self.attempts_sent = 0
@@ -340,6 +341,11 @@ class ResilienceAdapter(HTTPAdapter):
         if fresh:
             self._track(manager)
         return manager
+
+    def unreachable(self, origin: str) -> bool:
+        """True when the origin's last failure was a connection that never got through (refused,
+        DNS, connect timeout): a TCP connect alone can then tell whether it is back."""
+        return origin in self._unreachable
 
     # -- interrupting calls from other threads ------------------------------------------------
     def _in_flight(self) -> list[_Call]:
@@ -561,6 +567,11 @@ class ResilienceAdapter(HTTPAdapter):
         timeout = isinstance(exc, requests.Timeout)
         reason = _describe(exc)
         breaker.record(permit, Outcome.FAILURE, reason)
+        origin = origin_of(request.url or "")
+        if delivered:
+            self._unreachable.discard(origin)
+        else:
+            self._unreachable.add(origin)
         state.last_status = 0
         state.last_error = TransportError(
             f"{method} {url} failed: {reason}", method=method, url=url, delivered=False if not delivered else None)
@@ -582,6 +593,7 @@ class ResilienceAdapter(HTTPAdapter):
                 breaker.record(permit, Outcome.FAILURE, f"HTTP {status} with an empty or non-JSON body")
                 return self._retry_status(response, request, policy, state, call, scope, hint=None)
             breaker.record(permit, Outcome.SUCCESS)
+            self._unreachable.discard(origin)
             if state.number == 1:
                 self.budget.earn(origin)
             self.gate.clear_strikes(origin)
@@ -605,6 +617,7 @@ class ResilienceAdapter(HTTPAdapter):
             return self._retry_status(response, request, policy, state, call, scope, hint=None)
         if status >= 500 and status != 501:
             breaker.record(permit, Outcome.FAILURE, f"HTTP {status}")
+            self._unreachable.discard(origin)
             if not policy.idempotent:
                 return response
             hint = self._hint(response) if status == 503 else None

@@ -13,6 +13,7 @@ import http.cookiejar
 import json
 import logging
 import os
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -397,6 +398,33 @@ class Client(AdminAPI):
             raise RecoveryError(f"recover() failed while {step}: {type(exc).__name__}: {exc} (done: {so_far})"
                                 ) from exc
         return RecoveryReport(tuple(done), tuple(skipped), interrupted)
+
+    def check_reachable(self, origin: str, timeout: float = 2.0) -> bool:
+        """Tell, without an HTTP request, whether an origin that was unreachable is back.
+
+        Only for an origin whose last failure never got through (refused, DNS, connect timeout)
+        and that is reached without a proxy: a TCP connect (closed at once) is made, and when it
+        succeeds the origin's open breakers are put to a probe, so the next call goes now instead
+        of at the end of a break of up to a minute. Returns True when that happened. A listener
+        waiting on an open breaker calls this every few seconds; the service sees no request
+        until it accepts connections again.
+        """
+        if not self._adapter.unreachable(origin) or self._proxies_for(origin):
+            return False
+        parts = urlsplit(origin)
+        if not parts.hostname or not parts.port:
+            return False
+        try:
+            with socket.create_connection((parts.hostname, parts.port), timeout=timeout):
+                pass
+        except OSError:
+            return False
+        opened = [b for b in self._breakers.all() if b.origin == origin and b.state.value == "open"]
+        for breaker in opened:
+            breaker.probe_now()
+        if opened:
+            self._log.info("%s accepts connections again; probing it now", origin)
+        return bool(opened)
 
     def export_resilience_state(self) -> dict[str, Any]:
         """Breakers, rate-limit gates and retry budgets as plain JSON-able data (no secrets).

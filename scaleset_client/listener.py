@@ -56,6 +56,7 @@ _PERMANENT = (ScaleSetNotFoundError, AuthenticationError, ConfigError, StateFile
 _BEAT_CHUNK = 1.0  # waits are sliced so liveness beats and a client.recover() is noticed within 1 s
 MIN_POLL_INTERVAL = 1.0  # an empty or failed poll is followed by the next no sooner than this (±20 %)
 DESIRED_REFRESH = 30.0  # an unchanged desired count is re-applied at most this often
+REACHABLE_CHECK = 5.0  # while an unreachable origin's breaker is open: a TCP connect this often
 CLEANUP_TIME = 1.5  # saving state and deleting the session after a run ends: bounded, never cancelled
 
 
@@ -512,7 +513,7 @@ class Listener:
         if isinstance(exc, CircuitOpenError):
             wait = exc.retry_after if exc.retry_after is not None else self.config.standby_interval
             log.info("%s; waiting %.1fs", exc, wait)
-            return self._wait(max(wait, 0.05) + self._clock.random() * 0.5, end)
+            return self._wait_out_break(exc.origin, max(wait, 0.05) + self._clock.random() * 0.5, end)
         if isinstance(exc, RateLimitedError) and exc.retry_at is not None:
             return self._wait(max(0.05, exc.retry_at - self._clock.wall()), end)
         log.warning("poll failed (%d in a row): %s", errors, exc)
@@ -614,6 +615,19 @@ class Listener:
     def _backoff(self, failures: int) -> float:
         cap = min(self.config.error_backoff_max, self.config.error_backoff * 2.0 ** min(failures - 1, 30))
         return cap * (0.5 + 0.5 * self._clock.random())  # never zero: the loop cannot spin
+
+    def _wait_out_break(self, origin: str, seconds: float, end: float | None) -> bool:
+        """Wait for an open breaker; while its origin refuses connections, look every few seconds
+        with a bare TCP connect (no HTTP request) and end the wait as soon as it accepts again."""
+        until = self._clock.monotonic() + seconds
+        while True:
+            left = until - self._clock.monotonic()
+            if left <= 0:
+                return self._ending(end)
+            if self._wait(min(left, REACHABLE_CHECK * (0.8 + 0.4 * self._clock.random())), end):
+                return True
+            if until - self._clock.monotonic() > 0 and self._client.check_reachable(origin):
+                return False
 
     def _standby_pause(self) -> float:
         return self.config.standby_interval * (0.8 + 0.4 * self._clock.random())
