@@ -4,15 +4,15 @@ Promises (design §4):
 
 - Statistics (``total_assigned_jobs``) drive the desired count, never message counts.
 - A message is acknowledged only after the scaler handled it. The cursor (the last handled
-  message id) is on disk (fsynced) *before* the ack, and a message at or below the cursor is
-  acked and skipped, so a handled message is never handed to the scaler again, within a run or
-  across restarts. Within a message, progress is recorded after each event the scaler returns
-  from, so a crash repeats at most the one event whose handler was running or had just returned
-  (at-least-once for that event only; ``Listener.current_event`` gives the message id and event
-  index to de-duplicate it). A power loss, unlike a killed process, may also repeat the events
-  of the message in flight, never a handled message. A scaler exception leaves the message
-  unacked; it comes again after a growing pause, and after ``poison_after`` failures it is set
-  aside (``on_poison``) and acked.
+  message id) is written to the state file *before* the ack, and a message at or below the
+  cursor is acked and skipped, so a handled message is never handed to the scaler again, within
+  a run or across a killed process. Within a message, progress is recorded after each event the
+  scaler returns from, so a kill repeats at most the one event whose handler was running or had
+  just returned (``Listener.current_event`` gives its message id, kind and index to de-duplicate
+  on). A power loss or kernel crash may instead repeat the whole message in flight (being
+  handled or being acknowledged), never an acknowledged one: the record is synced when an ack
+  fails and when a run ends. A scaler exception leaves the message unacked; it comes again after
+  a growing pause, and after ``poison_after`` failures it is set aside (``on_poison``) and acked.
 - Statistics are applied only when newer than those applied before: in message-id order, and
   the session's own (taken when it opened) are not replaced by the older ones of messages that
   were already queued (the backlog drained before the first empty poll).
@@ -28,6 +28,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -245,6 +246,7 @@ class Listener:
         self._dirty = False
         self._state: StateFile | None = None
         self._saved_pending: frozenset[int] = frozenset()
+        self._binding_digest: str | None = None
         self._stats_mid = 0  # the message whose statistics were last applied (0: the session's)
         self._backlog_until: float | None = None  # the backlog window after a session opens
         self._backlog_candidate: tuple[int, RunnerScaleSetStatistic] | None = None
@@ -366,6 +368,7 @@ class Listener:
             with detached(CLEANUP_TIME, clock=self._clock, reason="listener clean-up"):
                 try:
                     if self._state is not None:
+                        self._state.sync_cursor()
                         self._save()
                 finally:
                     if owned and self._session is not None:
@@ -570,9 +573,10 @@ class Listener:
         self._partial.pop(mid, None)
         self.handled_messages += 1
         if self._state is not None:
-            # The cursor is on disk (synced) before the ack: a crash now cannot repeat the message.
+            # The cursor is written before the ack: a killed process cannot repeat the message. A
+            # successful ack deletes it on the server, so only a failed ack needs the record synced.
             self._state.write_cursor(CursorRecord(mid, 0, 0, 0, self._binding_key(), self._stats_mid),
-                                     durable=True)
+                                     durable=False)
         self._ack(session, mid)
 
     def _ack(self, session: MessageSession, mid: int) -> None:
@@ -583,9 +587,11 @@ class Listener:
             if isinstance(exc, _PERMANENT):
                 raise
             log.warning("could not acknowledge message %d yet (%s); will retry", mid, type(exc).__name__)
-            if self._state is not None and mid not in self._saved_pending:
-                self._dirty = True
-                self._save()  # a message below the cursor left unacked must be known after a crash
+            if self._state is not None:
+                self._state.sync_cursor()  # the message stays on the server: its cursor must survive a power loss
+                if mid not in self._saved_pending:
+                    self._dirty = True
+                    self._save()  # a message below the cursor left unacked must be known after a crash
             return
         self._pending_acks.discard(mid)
         if mid in self._saved_pending:
@@ -600,6 +606,7 @@ class Listener:
 
     def _poison(self, mid: int, exc: BaseException) -> None:
         self.poisoned.append(mid)
+        self._record("record_poisoned", mid)
         if self.config.on_poison is not None:
             try:
                 self.config.on_poison(mid, exc)
@@ -752,7 +759,8 @@ class Listener:
                 raise RunSkippedError(
                     f"skipped: {breaker.origin} [{breaker.operation_class}] is known down "
                     f"({breaker.last_failure_reason or 'held open'}); next attempt at "
-                    + ("operator reset" if retry_at is None else f"{retry_at:.0f} (epoch seconds)"),
+                    + ("operator reset" if retry_at is None else
+                       time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(retry_at)) + f" (in {wait:.0f}s)"),
                     retry_at=retry_at)
 
     # -- waiting -----------------------------------------------------------------------------
@@ -801,8 +809,10 @@ class Listener:
 
     def _binding_key(self) -> str:
         """A short digest of the configuration URL and scale set id, stamped on every cursor record."""
-        text = f"{self._client.config.config_url}|{self.config.scale_set_id}"
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        if self._binding_digest is None:
+            text = f"{self._client.config.config_url}|{self.config.scale_set_id}"
+            self._binding_digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return self._binding_digest
 
     def _mismatch(self, saved: dict[str, Any]) -> str:
         """Why ``saved`` belongs to another configuration ("" when it is ours)."""

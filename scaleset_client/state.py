@@ -6,9 +6,11 @@ when the name is a symlink) for as long as a listener runs, so two processes nev
 - ``<file>``: one small JSON document (binding, session id, pending acks, breaker states), written
   atomically (temp file, fsync, rename) and only when its content changed.
 - ``<file>.cursor``: the delivery record (last handled message id, and how far the message in
-  flight got), two checksummed fixed-size slots overwritten in place. Writing it before an ack
-  costs one ``fdatasync``; per-event progress is written without one (it survives the process
-  being killed, not a power loss). A torn slot fails its checksum and the other slot is used.
+  flight got), two checksummed fixed-size slots overwritten in place with ``pwrite``: it survives
+  the process being killed at any point. It is synced (``fdatasync``) when it must also survive a
+  power loss: when an ack fails (the message stays on the server) and when a run ends. Unsynced
+  writes never touch the slot holding the last synced record, and a torn slot fails its checksum,
+  so after a power loss the last synced record is read.
 
 Neither holds a token: only ids, counters and times. Every storage fault is a ``StateFileError``
 with the path and the reason; content that does not fit (bad JSON, wrong types) is a warning and
@@ -57,9 +59,9 @@ class CursorRecord:
 
     def encode(self, seq: int) -> bytes:
         """One slot: ``<crc32 hex> <json>`` padded with newlines to ``SLOT`` bytes."""
-        body = json.dumps({"seq": seq, "cursor": self.cursor, "msg": self.message_id, "started": self.started,
-                           "completed": self.completed, "bind": self.binding, "stats": self.stats_message_id},
-                          separators=(",", ":"), sort_keys=True).encode()
+        body = (f'{{"bind":{json.dumps(self.binding)},"completed":{self.completed:d},"cursor":{self.cursor:d},'
+                f'"msg":{self.message_id:d},"seq":{seq:d},"started":{self.started:d},'
+                f'"stats":{self.stats_message_id:d}}}').encode()
         line = b"%08x %s\n" % (zlib.crc32(body), body)
         if len(line) > SLOT:
             raise StateFileError(f"cursor record too large ({len(line)} bytes)")
@@ -111,8 +113,10 @@ class StateFile:
         self._seq = 0
         self._durable_slot = 1  # the slot holding the last synced record; the other takes the next write
         self._last_payload: bytes | None = None
+        self._unsynced = False
         self.writes = 0
         self.cursor_writes = 0
+        self.cursor_syncs = 0
 
     # -- lock --------------------------------------------------------------------------------
     def acquire(self) -> None:
@@ -233,20 +237,32 @@ class StateFile:
         return best[2]
 
     def write_cursor(self, record: CursorRecord, *, durable: bool) -> None:
-        """Write the record. ``durable``: synced to disk before returning (one ``fdatasync``), and
-        the slot it lands in is not overwritten until the next durable write lands in the other."""
+        """Write the record into the slot not holding the last synced one. ``durable``: synced to
+        disk before returning (one ``fdatasync``); otherwise it survives the process being killed
+        but maybe not a power loss, and ``sync_cursor()`` makes it durable later."""
         fd = self._cursor_file()
         self._seq += 1
         slot = 1 - self._durable_slot
         try:
             os.pwrite(fd, record.encode(self._seq), slot * SLOT)
-            if durable:
-                _FDATASYNC(fd)
         except OSError as exc:
             raise StateFileError(f"cannot write the cursor record {self.cursor_path}: {exc.strerror}") from exc
-        if durable:
-            self._durable_slot = slot
+        self._unsynced = True
         self.cursor_writes += 1
+        if durable:
+            self.sync_cursor()
+
+    def sync_cursor(self) -> None:
+        """Make the last written record durable (``fdatasync``); a no-op when nothing is unsynced."""
+        if not self._unsynced or self._cursor_fd is None:
+            return
+        try:
+            _FDATASYNC(self._cursor_fd)
+        except OSError as exc:
+            raise StateFileError(f"cannot write the cursor record {self.cursor_path}: {exc.strerror}") from exc
+        self._unsynced = False
+        self._durable_slot = 1 - self._durable_slot
+        self.cursor_syncs += 1
 
     def __enter__(self) -> StateFile:
         self.acquire()
