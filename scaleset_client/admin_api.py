@@ -137,6 +137,7 @@ class AdminAPI:
         return parse(RunnerScaleSet, self._json(response, "update_runner_scale_set"), "update_runner_scale_set")
 
     def delete_runner_scale_set(self, scale_set_id: int) -> None:
+        """Delete a scale set; its runners and sessions go with it."""
         check_id("scale_set_id", scale_set_id)
         self._actions_call("delete_runner_scale_set", "DELETE", f"_apis/runtime/runnerscalesets/{scale_set_id}",
                            expected=(204,))
@@ -161,7 +162,7 @@ class AdminAPI:
         """Register a just-in-time runner; its ``encoded_jit_config`` is a credential.
 
         ``replace_existing``: when a runner of that name exists already (a retry after a lost
-        response, a crash after registering: FM-22) and belongs to this scale set, remove it and
+        response, a crash after registering) and belongs to this scale set, remove it and
         register again; one that belongs elsewhere still raises ``RunnerExistsError``.
         """
         if not isinstance(setting, JitRunnerSetting):
@@ -196,11 +197,13 @@ class AdminAPI:
         return config
 
     def get_runner(self, runner_id: int) -> RunnerReference:
+        """The runner with this id; ``RunnerNotFoundError`` when there is none."""
         check_id("runner_id", runner_id)
         response = self._actions_call("get_runner", "GET", f"_apis/distributedtask/pools/0/agents/{runner_id}")
         return parse(RunnerReference, self._json(response, "get_runner"), "get_runner")
 
     def get_runner_by_name(self, name: str) -> RunnerReference | None:
+        """The runner with this name, or None when there is none."""
         check_name("name", name)
         response = self._actions_call("get_runner_by_name", "GET", "_apis/distributedtask/pools/0/agents",
                                       params={"agentName": name})

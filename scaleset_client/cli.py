@@ -145,6 +145,7 @@ class Option:
 
     @property
     def dest(self) -> str:
+        """The attribute name argparse stores the value under."""
         return "exec_cmd" if self.flag == "--exec" else self.flag.lstrip("-").replace("-", "_")
 
 
