@@ -75,7 +75,7 @@ def measure(pairs: int, count: int, directory: str | None = None) -> dict[str, A
                 client.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    ratios = [w / p for w, p in zip(with_state, without)]
+    ratios = [w / p for w, p in zip(with_state, without, strict=True)]
     return {"pairs": pairs, "messages": count, "without": without, "with": with_state, "ratios": ratios,
             "directory": directory or tempfile.gettempdir()}
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pairs, count = (3, 300) if args.quick else (7, 2000)
     result = measure(pairs, count, args.dir)
-    for i, (p, w, r) in enumerate(zip(result["without"], result["with"], result["ratios"])):
+    for i, (p, w, r) in enumerate(zip(result["without"], result["with"], result["ratios"], strict=True)):
         print(f"pair {i}: without {p:7.0f}/s  with {w:7.0f}/s  ratio {r:.3f}")
     ratios = result["ratios"]
     median = statistics.median(ratios)
