@@ -99,11 +99,13 @@ class CallPolicy:
 
 
 def attach_policy(request: requests.PreparedRequest, policy: CallPolicy) -> requests.PreparedRequest:
+    """Attach the call's retry and breaker policy to a prepared request (read by the adapter)."""
     setattr(request, _POLICY_ATTR, policy)
     return request
 
 
 def policy_of(request: requests.PreparedRequest) -> CallPolicy:
+    """The policy attached to a prepared request, or None for a plain request."""
     policy = getattr(request, _POLICY_ATTR, None)
     if isinstance(policy, CallPolicy):
         return policy
@@ -324,6 +326,7 @@ class ResilienceAdapter(HTTPAdapter):
         }
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        """Build the connection pool with this adapter's TLS context and pool size."""
         from ._tls import partial_chain_context  # local: keeps this hook self-contained
 
         pool_kwargs.setdefault("socket_options", _keepalive_options())
@@ -332,6 +335,7 @@ class ResilienceAdapter(HTTPAdapter):
         self._track(self.poolmanager)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """The proxy pool for ``proxy``, with the same TLS context as direct connections."""
         fresh = proxy not in self.proxy_manager
         from ._tls import partial_chain_context
 

@@ -17,7 +17,9 @@ from .errors import (
     ConfigError,
     ResponseError,
     RunnerExistsError,
+    RunnerGroupNotFoundError,
     RunnerNotFoundError,
+    ScaleSetExistsError,
     ScaleSetNotFoundError,
 )
 from .models import (
@@ -97,12 +99,18 @@ class AdminAPI:
         return body
 
     def create_runner_scale_set(self, scale_set: RunnerScaleSet) -> RunnerScaleSet:
-        """Create a scale set; labels default to its name, label types to "System"."""
+        """Create a scale set; labels default to its name, label types to "System".
+        ``ScaleSetExistsError`` when the name is taken."""
         body = self._scale_set_body(scale_set, default_label=True)
         if scale_set.name:
             check_name("scale set name", scale_set.name)
-        response = self._actions_call("create_runner_scale_set", "POST", "_apis/runtime/runnerscalesets",
-                                      body=body, idempotent=False)
+        try:
+            response = self._actions_call("create_runner_scale_set", "POST", "_apis/runtime/runnerscalesets",
+                                          body=body, idempotent=False)
+        except APIError as exc:
+            if exc.status == 409 and "RunnerScaleSetExistsException" in exc.type_name:
+                raise _as(ScaleSetExistsError, exc) from exc
+            raise
         return parse(RunnerScaleSet, self._json(response, "create_runner_scale_set"), "create_runner_scale_set")
 
     def update_runner_scale_set(self, scale_set_id: int, scale_set: RunnerScaleSet) -> RunnerScaleSet:
@@ -129,18 +137,21 @@ class AdminAPI:
         return parse(RunnerScaleSet, self._json(response, "update_runner_scale_set"), "update_runner_scale_set")
 
     def delete_runner_scale_set(self, scale_set_id: int) -> None:
+        """Delete a scale set; its runners and sessions go with it."""
         check_id("scale_set_id", scale_set_id)
         self._actions_call("delete_runner_scale_set", "DELETE", f"_apis/runtime/runnerscalesets/{scale_set_id}",
                            expected=(204,))
 
     def get_runner_group_by_name(self, name: str) -> RunnerGroup:
-        """The runner group named ``name``; an APIError says so when there is none."""
+        """The runner group named ``name``; ``RunnerGroupNotFoundError`` when there is none."""
         check_name("name", name)
         response = self._actions_call("get_runner_group_by_name", "GET", "_apis/runtime/runnergroups/",
                                       params={"groupName": name})
         item = self._single(response, "get_runner_group_by_name", f"runner groups named {name!r}")
         if item is None:
-            raise APIError(f"no runner group found with name {name!r}", status=response.status_code,
+            raise RunnerGroupNotFoundError(
+                f"no runner group found with name {name!r} (create it in the organization's or enterprise's settings, "
+                "or use the default group)", status=response.status_code,
                            reason=response.reason or "", method="GET",
                            url=redact_url(response.request.url or ""),
                            activity_id=response.headers.get("ActivityId", ""))
@@ -151,7 +162,7 @@ class AdminAPI:
         """Register a just-in-time runner; its ``encoded_jit_config`` is a credential.
 
         ``replace_existing``: when a runner of that name exists already (a retry after a lost
-        response, a crash after registering: FM-22) and belongs to this scale set, remove it and
+        response, a crash after registering) and belongs to this scale set, remove it and
         register again; one that belongs elsewhere still raises ``RunnerExistsError``.
         """
         if not isinstance(setting, JitRunnerSetting):
@@ -186,11 +197,13 @@ class AdminAPI:
         return config
 
     def get_runner(self, runner_id: int) -> RunnerReference:
+        """The runner with this id; ``RunnerNotFoundError`` when there is none."""
         check_id("runner_id", runner_id)
         response = self._actions_call("get_runner", "GET", f"_apis/distributedtask/pools/0/agents/{runner_id}")
         return parse(RunnerReference, self._json(response, "get_runner"), "get_runner")
 
     def get_runner_by_name(self, name: str) -> RunnerReference | None:
+        """The runner with this name, or None when there is none."""
         check_name("name", name)
         response = self._actions_call("get_runner_by_name", "GET", "_apis/distributedtask/pools/0/agents",
                                       params={"agentName": name})

@@ -119,6 +119,7 @@ class SingleFlight(Generic[_T]):
         self.runs = 0
 
     def do(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` once for all threads calling now; every caller gets its result or error."""
         with self._lock:
             flight = self._flight
             leader = flight is None
@@ -166,9 +167,11 @@ class AdminCredentials:
 
     @property
     def refreshes(self) -> int:
+        """How many times the admin token was fetched (a test and metrics aid)."""
         return self._flight.runs
 
     def peek(self) -> AdminToken | None:
+        """The current admin token if one is held, without fetching (None otherwise)."""
         with self._lock:
             return self._current
 

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 
 class State(str, enum.Enum):
+    """A circuit breaker's state: closed (calls pass), open (refused), half_open (one probe), forced_open (operator)."""
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
@@ -132,6 +133,7 @@ class CircuitBreaker:
 
     @property
     def generation(self) -> int:
+        """Bumped on every transition, so a caller can tell its admission is stale."""
         return self._generation
 
     def retry_after(self) -> float | None:
@@ -147,6 +149,7 @@ class CircuitBreaker:
             return 0.0
 
     def probes_in_flight(self) -> int:
+        """Half-open probes currently admitted (0 or 1)."""
         with self._lock:
             return len(self._probes)
 
@@ -236,6 +239,7 @@ class CircuitBreaker:
 
     # -- operator controls -----------------------------------------------------------------
     def force_open(self, duration: float | None = None, reason: str = "forced open") -> None:
+        """Refuse every call until ``reset()`` (an operator's switch)."""
         events: list[Transition] = []
         with self._lock:
             now = self._clock.monotonic()
@@ -252,12 +256,14 @@ class CircuitBreaker:
         self._notify(events)
 
     def disable(self) -> None:
+        """Never refuse a call; failures are still recorded (for diagnosis)."""
         events: list[Transition] = []
         with self._lock:
             self._move(State.DISABLED, "disabled", events)
         self._notify(events)
 
     def metrics_only(self) -> None:
+        """Record outcomes and transitions without ever refusing a call."""
         events: list[Transition] = []
         with self._lock:
             self._move(State.METRICS_ONLY, "metrics only", events)
@@ -396,6 +402,7 @@ class BreakerRegistry:
                     log.exception("circuit listener %r failed", listener)
 
     def get(self, origin: str, operation_class: str) -> CircuitBreaker:
+        """The breaker for ``origin`` and ``operation_class``, created on first use."""
         key = (origin, operation_class)
         breaker = self._breakers.get(key)
         if breaker is not None:
@@ -408,6 +415,7 @@ class BreakerRegistry:
         return breaker
 
     def all(self) -> list[CircuitBreaker]:
+        """Every breaker created so far."""
         with self._lock:
             return list(self._breakers.values())
 
@@ -421,26 +429,32 @@ class BreakerRegistry:
 
     def force_open(self, origin: str | None = None, duration: float | None = None,
                    operation_class: str | None = None) -> None:
+        """Force open the breakers matching ``origin`` (None: all) until reset."""
         for b in self._select(origin, operation_class):
             b.force_open(duration)
 
     def reset(self, origin: str | None = None, operation_class: str | None = None) -> None:
+        """Close the breakers matching ``origin`` and ``operation_class`` (None: all), with clean counters."""
         for b in self._select(origin, operation_class):
             b.reset()
 
     def disable(self, origin: str | None = None, operation_class: str | None = None) -> None:
+        """Stop the matching breakers from refusing calls (failures are still recorded)."""
         for b in self._select(origin, operation_class):
             b.disable()
 
     def metrics_only(self, origin: str | None = None, operation_class: str | None = None) -> None:
+        """Put the matching breakers in metrics-only mode (record, never refuse)."""
         for b in self._select(origin, operation_class):
             b.metrics_only()
 
     def probe_now(self) -> None:
+        """Let open breakers send a probe at once (used by ``client.recover()``)."""
         for b in self.all():
             b.probe_now()
 
     def snapshot(self) -> list[dict[str, Any]]:
+        """Every breaker's state as JSON-able data, for the state file."""
         return [b.snapshot() for b in self.all()]
 
     def restore(self, snapshots: list[dict[str, Any]]) -> None:

@@ -1,19 +1,7 @@
 """``scaleset-listen``: a listener for cron jobs and services, configured by flags or environment.
 
-    scaleset-listen --url https://github.com/my-org --scale-set-name linux --max-runners 10 \\
-        --state-file /var/lib/scaleset/linux.json --exec ./scale.sh --health-port 8080
-
-Exit codes: 0 done (stopped by SIGTERM/SIGINT, ``--once`` drained the queue, or ``--duration``
-passed), 2 usage or configuration error, 3 permanent service error (credentials rejected, scale set
-gone), 4 skipped: the service is known down past this run's end (see the state file), or another
-run still holds the state file.
-
-Time bounds: SIGTERM or SIGINT ends the process within 5 s in any state (a long poll, a rate-limit
-wait, an open breaker, a hung or dripping server), after deleting the server session (at most
-1.5 s). An ``--exec`` command in flight first gets ``--exec-grace`` seconds (10) to finish; then it
-is terminated and its message stays unacknowledged. ``--duration D`` (and ``--once``, bounded by
-55 s) returns within D + 2 s whatever the service does. Start-up calls (token, scale set lookup,
-session) wait out transient errors like polling does; only permanent conditions end a run early.
+Every option, its environment variable and its default are defined once in ``OPTIONS``: the
+parser, ``--help`` and the README's table (``options_markdown()``, checked by a test) come from it.
 """
 
 from __future__ import annotations
@@ -22,17 +10,20 @@ import argparse
 import json
 import logging
 import os
+import platform
 import random
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, is_dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, is_dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NoReturn
 
 from ._version import __version__
 from .auth import GitHubAppAuth
@@ -57,7 +48,26 @@ from .errors import (
 from .listener import Listener, ListenerConfig, RunSkippedError
 from .models import JobCompleted, JobStarted, Label, RunnerScaleSet, RunnerScaleSetStatistic, SystemInfo
 
-__all__ = ["main"]
+__all__ = ["OPTIONS", "ExecScaler", "LogScaler", "Metrics", "Option", "build_parser", "main", "options_markdown",
+           "parse_args", "serve_health"]
+
+_DESCRIPTION = """\
+A listener for one runner scale set: cron jobs and services.
+
+  scaleset-listen --url https://github.com/my-org --scale-set-name linux --max-runners 10 \\
+      --state-file /var/lib/scaleset/linux.json --exec ./scale.sh --health-port 8080
+
+Exit codes: 0 done (stopped by SIGTERM or SIGINT, --once drained the queue, or --duration
+passed); 2 usage or configuration error (one line on stderr); 3 permanent service error
+(credentials rejected, scale set gone); 4 skipped: the service is known down past this run's
+end (see the state file), or another run still holds the state file.
+
+Time bounds: SIGTERM or SIGINT ends the process within 5 s in any state, after deleting the
+server session (at most 1.5 s). An --exec command in flight first gets --exec-grace seconds
+(10) to finish; then it is terminated and its message stays unacknowledged, so a supervisor's
+grace period should exceed 5 s plus --exec-grace. --duration D (and --once, bounded by 55 s)
+returns within D + 2 s whatever the service does. Start-up calls wait out transient errors
+like polling does; only permanent conditions end a run early."""
 
 log = logging.getLogger("scaleset_client.cli")
 
@@ -65,6 +75,7 @@ EXIT_OK, EXIT_USAGE, EXIT_PERMANENT, EXIT_SKIPPED = 0, 2, 3, 4
 
 
 def _env(*names: str) -> str | None:
+    """The first of ``names`` set (non-empty) in the environment."""
     for name in names:
         value = os.environ.get(name)
         if value:
@@ -72,40 +83,196 @@ def _env(*names: str) -> str | None:
     return None
 
 
+class UsageError(Exception):
+    """A flag or environment variable has a value the CLI cannot use: one line, exit 2."""
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _nonneg_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be positive")
+    return value
+
+
+def _nonneg_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("must be a finite number of seconds, 0 or more")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a port number, 0 to 65535")
+    return value
+
+
+def _level(text: str) -> str:
+    value = text.strip().upper()
+    if value not in _LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
+    return value
+
+
+def _format(text: str) -> str:
+    if text not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return text
+
+
+@dataclass(frozen=True)
+class Option:
+    """One CLI option: the single source of ``--help``, the environment fallback and the README table."""
+
+    flag: str
+    help: str
+    env: tuple[str, ...] = ()
+    default: Any = None
+    convert: Callable[[str], Any] | None = None
+    metavar: str | None = None
+    switch: bool = False  # a flag without a value
+
+    @property
+    def dest(self) -> str:
+        """The attribute name argparse stores the value under."""
+        return "exec_cmd" if self.flag == "--exec" else self.flag.lstrip("-").replace("-", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("--url", "configuration URL: https://github.com/ORG, https://github.com/OWNER/REPO or "
+           "https://github.com/enterprises/NAME (or the same on a GHES host)",
+           ("SCALESET_CONFIG_URL", "GITHUB_CONFIG_URL"), metavar="URL"),
+    Option("--token", "personal access token; prefer the environment, which stays out of ps",
+           ("GITHUB_TOKEN", "GH_TOKEN"), metavar="TOKEN"),
+    Option("--app-client-id", "GitHub App client id (or app id) instead of a token",
+           ("GITHUB_APP_CLIENT_ID", "GITHUB_APP_ID"), metavar="ID"),
+    Option("--app-installation-id", "GitHub App installation id", ("GITHUB_APP_INSTALLATION_ID",),
+           convert=_positive_int, metavar="N"),
+    Option("--app-private-key-file", "file holding the GitHub App private key (PEM); or the key itself in "
+           "GITHUB_APP_PRIVATE_KEY", ("GITHUB_APP_PRIVATE_KEY_FILE",), metavar="PATH"),
+    Option("--scale-set-name", "the scale set; created when missing", ("SCALESET_NAME",), metavar="NAME"),
+    Option("--scale-set-id", "use this scale set id instead of looking up the name", ("SCALESET_ID",),
+           convert=_positive_int, metavar="N"),
+    Option("--runner-group", "runner group of the scale set", ("SCALESET_RUNNER_GROUP",), "default",
+           metavar="NAME"),
+    Option("--labels", "comma-separated labels for a scale set created here (default: its name)",
+           ("SCALESET_LABELS",), "", metavar="A,B"),
+    Option("--max-runners", "capacity advertised to GitHub", ("SCALESET_MAX_RUNNERS",), 10,
+           convert=_nonneg_int, metavar="N"),
+    Option("--state-file", "cursor, session id and breaker states across runs (one file per listener)",
+           ("SCALESET_STATE_FILE",), metavar="PATH"),
+    Option("--once", "handle what is queued, then exit (bounded by 55 s): for cron", switch=True, default=False),
+    Option("--duration", "exit after this many seconds", ("SCALESET_DURATION",), convert=_nonneg_float,
+           metavar="S"),
+    Option("--standby-timeout", "while another listener owns the scale set, give up after this many seconds "
+           "(default: stand by for ever)", ("SCALESET_STANDBY_TIMEOUT",), convert=_nonneg_float, metavar="S"),
+    Option("--start-jitter", "wait a random 0 to S seconds first, so a fleet of cron jobs does not fire together",
+           ("SCALESET_START_JITTER",), 0.0, convert=_nonneg_float, metavar="S"),
+    Option("--health-port", "serve /livez, /readyz and /metrics on this port", ("SCALESET_HEALTH_PORT",),
+           convert=_port, metavar="PORT"),
+    Option("--health-address", "address for the health port", ("SCALESET_HEALTH_ADDRESS",), "0.0.0.0",
+           metavar="ADDR"),
+    Option("--exec", "scaler command: gets each event as JSON on stdin; for desired_runner_count it prints "
+           "the runner count it now has; refused at start when missing or not executable",
+           ("SCALESET_EXEC",), metavar="CMD"),
+    Option("--exec-grace", "on SIGTERM, seconds an --exec command in flight may take to finish before it is "
+           "terminated and its message left unacknowledged", ("SCALESET_EXEC_GRACE",), 10.0,
+           convert=_nonneg_float, metavar="S"),
+    Option("--log-format", "text or json, to stderr", ("SCALESET_LOG_FORMAT",), "text", convert=_format,
+           metavar="FORMAT"),
+    Option("--log-level", "DEBUG, INFO, WARNING or ERROR", ("SCALESET_LOG_LEVEL",), "INFO", convert=_level,
+           metavar="LEVEL"),
+)
+
+ENVIRONMENT_ONLY: tuple[tuple[str, str], ...] = (
+    ("GITHUB_APP_PRIVATE_KEY", "the GitHub App private key itself (PEM), instead of --app-private-key-file"),
+    ("GITHUB_ACTIONS_FORCE_GHES", "set (even empty): treat the URL's host as GitHub Enterprise Server"),
+    ("SCALESET_ALLOW_HTTP", "1: allow a plain http:// URL for a GitHub Enterprise Server host (never for "
+                            "github.com or ghe.com)"),
+)
+
+
+def options_markdown() -> str:
+    """The README's table of flags and environment variables, generated from ``OPTIONS``."""
+    lines = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
+    for opt in OPTIONS:
+        flag = f"`{opt.flag}`" if opt.switch else f"`{opt.flag} {opt.metavar}`"
+        env = ", ".join(f"`{e}`" for e in opt.env) or "-"
+        default = "-" if opt.default in (None, False, "") else f"`{opt.default}`"
+        lines.append(f"| {flag} | {env} | {default} | {opt.help.replace('|', '/')} |")
+    for name, meaning in ENVIRONMENT_ONLY:
+        lines.append(f"| - | `{name}` | - | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr and exit 2, never a usage dump or a traceback."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="scaleset-listen", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", default=_env("SCALESET_CONFIG_URL", "GITHUB_CONFIG_URL"),
-                   help="configuration URL: org, repo or enterprise (env SCALESET_CONFIG_URL)")
-    p.add_argument("--token", default=None, help="PAT; prefer env GITHUB_TOKEN, which stays out of `ps`")
-    p.add_argument("--app-client-id", default=_env("GITHUB_APP_CLIENT_ID", "GITHUB_APP_ID"))
-    p.add_argument("--app-installation-id", type=int,
-                   default=int(_env("GITHUB_APP_INSTALLATION_ID") or 0) or None)
-    p.add_argument("--app-private-key-file", default=_env("GITHUB_APP_PRIVATE_KEY_FILE"))
-    p.add_argument("--scale-set-name", default=_env("SCALESET_NAME"), help="created when missing")
-    p.add_argument("--scale-set-id", type=int, default=None, help="use this id instead of looking up the name")
-    p.add_argument("--runner-group", default=_env("SCALESET_RUNNER_GROUP") or "default")
-    p.add_argument("--labels", default=_env("SCALESET_LABELS") or "",
-                   help="comma-separated labels for a scale set created here (default: its name)")
-    p.add_argument("--max-runners", type=int, default=int(_env("SCALESET_MAX_RUNNERS") or 10))
-    p.add_argument("--state-file", default=_env("SCALESET_STATE_FILE"))
-    p.add_argument("--once", action="store_true", help="handle what is queued, then exit (cron)")
-    p.add_argument("--duration", type=float, default=None, help="exit after this many seconds (cron)")
-    p.add_argument("--standby-timeout", type=float, default=None)
-    p.add_argument("--start-jitter", type=float, default=0.0,
-                   help="wait a random 0..S seconds first, so a fleet of cron jobs does not fire together")
-    p.add_argument("--health-port", type=int, default=None, help="serve /livez, /readyz and /metrics")
-    p.add_argument("--health-address", default="0.0.0.0")
-    p.add_argument("--exec", dest="exec_cmd", default=None,
-                   help="scaler command: gets each event as JSON on stdin; for desired_runner_count it "
-                        "prints the runner count it now has")
-    p.add_argument("--exec-grace", type=float, default=10.0,
-                   help="on SIGTERM, seconds an --exec command in flight may take to finish before it is "
-                        "terminated and its message left unacknowledged (default 10)")
-    p.add_argument("--log-format", choices=("text", "json"), default="text")
-    p.add_argument("--log-level", default=_env("SCALESET_LOG_LEVEL") or "INFO")
+    """The argument parser; every option, its environment variable and its default come from ``OPTIONS``."""
+    epilog = "environment only:\n" + "\n".join(f"  {name:27} {meaning}" for name, meaning in ENVIRONMENT_ONLY)
+    p = _Parser(prog="scaleset-listen", description=_DESCRIPTION, epilog=epilog,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    for opt in OPTIONS:
+        extra = []
+        if opt.env:
+            extra.append("env " + ", ".join(opt.env))
+        if opt.default not in (None, False, ""):
+            extra.append(f"default {opt.default}")
+        text = opt.help + (f" ({'; '.join(extra)})" if extra else "")
+        if opt.switch:
+            p.add_argument(opt.flag, dest=opt.dest, action="store_true", help=text)
+        else:
+            p.add_argument(opt.flag, dest=opt.dest, default=None, metavar=opt.metavar, help=text)
     p.add_argument("--version", action="version", version=f"scaleset-listen {__version__}")
     return p
+
+
+def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> argparse.Namespace:
+    """Flags first, then the environment, then the default; a value that does not convert is a
+    ``UsageError`` naming the flag or variable it came from."""
+    env = os.environ if environ is None else environ
+    args = build_parser().parse_args(argv)
+    for opt in OPTIONS:
+        if opt.switch:
+            continue
+        value, source = getattr(args, opt.dest), opt.flag
+        if value is None:
+            for name in opt.env:
+                if env.get(name):
+                    value, source = env[name], name
+                    break
+        if value is None:
+            setattr(args, opt.dest, opt.default)
+            continue
+        if opt.convert is not None:
+            try:
+                value = opt.convert(value)
+            except ValueError as exc:
+                why = str(exc) if "must" in str(exc) else f"must be {_KIND.get(opt.convert, 'valid')}"
+                raise UsageError(f"{source}={value!r}: {why}") from None
+        setattr(args, opt.dest, value)
+    args.token_source = "--token" if "--token" in (argv or sys.argv[1:]) else "environment"
+    return args
+
+
+_KIND: dict[Any, str] = {_nonneg_int: "a whole number, 0 or more", _positive_int: "a whole number above 0",
+                         _nonneg_float: "a number of seconds", _port: "a port number"}
 
 
 class _JsonFormatter(logging.Formatter):
@@ -145,8 +312,12 @@ class ExecScaler:
         self.timeout = timeout
         self.stop = stop
         self.grace = grace
+        self.listener: Listener | None = None  # set by main(): events then carry message_id and event_index
 
     def _run(self, event: dict[str, Any]) -> str:
+        ref = self.listener.current_event if self.listener is not None else None
+        if ref is not None:  # what a scaler needs to de-duplicate the one event a crash may repeat
+            event = {**event, "message_id": ref.message_id, "event_index": ref.index}
         proc = subprocess.Popen(self.command, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True)
         data: bytes | None = json.dumps(event).encode()
@@ -175,12 +346,15 @@ class ExecScaler:
         return out.decode("utf-8", "replace")
 
     def handle_job_started(self, job: JobStarted) -> None:
+        """Run the command with ``{"event": "job_started", "job": {...}}``."""
         self._run({"event": "job_started", "job": _jsonable(job)})
 
     def handle_job_completed(self, job: JobCompleted) -> None:
+        """Run the command with ``{"event": "job_completed", "job": {...}}``."""
         self._run({"event": "job_completed", "job": _jsonable(job)})
 
     def handle_desired_runner_count(self, count: int) -> int:
+        """Run the command with the count; its last output line is the runner count it now has."""
         out = self._run({"event": "desired_runner_count", "count": count}).strip().splitlines()
         try:
             return int(out[-1]) if out else count
@@ -206,86 +380,193 @@ class LogScaler:
     """The default scaler: logs what a real one would do."""
 
     def handle_job_started(self, job: JobStarted) -> None:
+        """Log it."""
         log.info("job started: request %d on runner %s", job.runner_request_id, job.runner_name)
 
     def handle_job_completed(self, job: JobCompleted) -> None:
+        """Log it."""
         log.info("job completed: request %d (%s) on runner %s", job.runner_request_id, job.result, job.runner_name)
 
     def handle_desired_runner_count(self, count: int) -> int:
+        """Log it and report having ``count`` runners."""
         log.info("desired runners: %d", count)
         return count
 
 
+_CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2, "forced_open": 3}
+
+
+class _RetryCounter(logging.Handler):
+    """Counts the transport's retries from its DEBUG record (the adapter keeps no retry counter)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, str) and record.msg.startswith("%s: retry %d in"):
+            self.count += 1
+
+
 class Metrics:
-    """Counters and gauges for /metrics, fed through the listener's MetricsRecorder hooks."""
+    """Counters and gauges for /metrics, fed through the listener's MetricsRecorder hooks, in the
+    Prometheus text format: HELP and TYPE on every family, units in names, states as values."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.counters = {"jobs_started": 0, "jobs_completed": 0, "statistics_updates": 0}
+        self.counters = {"jobs_started": 0, "jobs_completed": 0, "statistics_updates": 0, "scaler_failures": 0,
+                         "messages_poisoned": 0, "state_cursor_ahead": 0}
         self.gauges: dict[str, float] = {"desired_runners": 0, "assigned_jobs": 0, "running_jobs": 0}
         self.circuits: dict[str, str] = {}
+        self.retries = _RetryCounter()
 
     def record_statistics(self, statistics: RunnerScaleSetStatistic) -> None:
+        """Statistics were applied."""
         with self._lock:
             self.counters["statistics_updates"] += 1
             self.gauges["assigned_jobs"] = statistics.total_assigned_jobs
             self.gauges["running_jobs"] = statistics.total_running_jobs
 
     def record_job_started(self, job: JobStarted) -> None:
+        """A job-started event was handled."""
         with self._lock:
             self.counters["jobs_started"] += 1
 
     def record_job_completed(self, job: JobCompleted) -> None:
+        """A job-completed event was handled."""
         with self._lock:
             self.counters["jobs_completed"] += 1
 
     def record_desired_runners(self, count: int) -> None:
+        """The scaler reported ``count`` runners."""
         with self._lock:
             self.gauges["desired_runners"] = count
 
     def record_circuit_state(self, origin: str, state: str) -> None:
+        """A breaker changed state."""
         with self._lock:
             self.circuits[origin] = state
 
-    def render(self, listener: Listener, client: Client) -> str:
-        health = listener.health()
-        lines = []
+    def record_scaler_failure(self, message_id: int, error: BaseException) -> None:
+        """The scaler raised."""
         with self._lock:
-            for name, value in self.counters.items():
-                lines += [f"# TYPE scaleset_{name}_total counter", f"scaleset_{name}_total {value}"]
-            for name, gauge in self.gauges.items():
-                lines += [f"# TYPE scaleset_{name} gauge", f"scaleset_{name} {gauge:g}"]
-        lines += ["# TYPE scaleset_listener_live gauge", f"scaleset_listener_live {int(health.live)}",
-                  "# TYPE scaleset_listener_ready gauge", f"scaleset_listener_ready {int(health.ready)}",
-                  "# TYPE scaleset_last_message_id gauge", f"scaleset_last_message_id {health.last_message_id}",
-                  "# HELP scaleset_circuit_open 1 when the circuit is open (refusing calls)",
-                  "# TYPE scaleset_circuit_open gauge"]
-        for breaker in client.circuit_breakers.all():
-            state = breaker.state.value
-            labels = f'origin="{breaker.origin}",operation_class="{breaker.operation_class}",state="{state}"'
-            lines.append(f"scaleset_circuit_open{{{labels}}} {int(state in ('open', 'forced_open'))}")
-        return "\n".join(lines) + "\n"
+            self.counters["scaler_failures"] += 1
+
+    def record_poisoned(self, message_id: int) -> None:
+        """A message was set aside."""
+        with self._lock:
+            self.counters["messages_poisoned"] += 1
+
+    def record_cursor_ahead(self, cursor: int, message_id: int) -> None:
+        """The state file's cursor was ahead of the service."""
+        with self._lock:
+            self.counters["state_cursor_ahead"] += 1
+
+    def render(self, listener: Listener | None, client: Client | None) -> str:
+        """The exposition text; before start-up finished, only what is known then."""
+        out: list[str] = []
+
+        def family(name: str, kind: str, help_text: str, samples: Sequence[tuple[str, float]]) -> None:
+            out.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"])
+            out.extend(f"{name}{labels} {value:.17g}" for labels, value in samples)
+
+        family("scaleset_build_info", "gauge", "Version of scaleset-listen and Python (always 1).",
+               [(f'{{version="{__version__}",python="{platform.python_version()}"}}', 1)])
+        with self._lock:
+            counters, gauges = dict(self.counters), dict(self.gauges)
+        helps = {
+            "jobs_started": "Job-started events handed to the scaler.",
+            "jobs_completed": "Job-completed events handed to the scaler.",
+            "statistics_updates": "Statistics applied (only newer ones are).",
+            "scaler_failures": "Times the scaler failed on a message (the message stays unacknowledged).",
+            "messages_poisoned": "Messages set aside (acknowledged unhandled) after repeated failures.",
+            "state_cursor_ahead": "Times the state file's cursor was ahead of the service and was reset.",
+        }
+        for name, value in counters.items():
+            family(f"scaleset_{name}_total", "counter", helps[name], [("", value)])
+        gauge_helps = {"desired_runners": "Runners the scaler reported after the last desired count.",
+                       "assigned_jobs": "Jobs assigned to the scale set (the scaling signal).",
+                       "running_jobs": "Jobs running on the scale set's runners."}
+        for name, gauge in gauges.items():
+            family(f"scaleset_{name}", "gauge", gauge_helps[name], [("", gauge)])
+        family("scaleset_http_retries_total", "counter", "HTTP attempts that were retries of a failed attempt.",
+               [("", self.retries.count)])
+        if client is not None:
+            family("scaleset_http_requests_total", "counter", "HTTP attempts sent, retries included.",
+                   [("", client.attempts_sent)])
+        if listener is None:
+            family("scaleset_listener_live", "gauge", "1 while the loop makes progress (an outage never makes it 0).",
+                   [("", 1)])
+            family("scaleset_listener_ready", "gauge", "1 with an active session, a working broker and scaler.",
+                   [("", 0)])
+            return "\n".join(out) + "\n"
+        health = listener.health()
+        family("scaleset_listener_live", "gauge", "1 while the loop makes progress (an outage never makes it 0).",
+               [("", int(health.live))])
+        family("scaleset_listener_ready", "gauge", "1 with an active session, a working broker and scaler.",
+               [("", int(health.ready))])
+        family("scaleset_messages_handled_total", "counter", "Messages handled and acknowledged.",
+               [("", listener.handled_messages)])
+        family("scaleset_scaler_consecutive_failures", "gauge",
+               "Scaler failures in a row; at the poison threshold or above, /readyz is 503.",
+               [("", health.scaler_failures)])
+        family("scaleset_last_message_id", "gauge", "Id of the last message handled (the cursor).",
+               [("", health.last_message_id)])
+        family("scaleset_last_poll_timestamp_seconds", "gauge", "Unix time of the last answered poll.",
+               [("", health.last_poll_time or 0)])
+        if client is not None:
+            samples_state: list[tuple[str, float]] = []
+            samples_open: list[tuple[str, float]] = []
+            for breaker in client.circuit_breakers.all():
+                labels = f'{{origin="{breaker.origin}",operation_class="{breaker.operation_class}"}}'
+                state = breaker.state.value
+                samples_state.append((labels, _CIRCUIT_VALUES.get(state, -1)))
+                samples_open.append((labels, int(state in ("open", "forced_open"))))
+            family("scaleset_circuit_state", "gauge",
+                   "Circuit breaker state: 0 closed, 1 half_open, 2 open, 3 forced_open.", samples_state)
+            family("scaleset_circuit_open", "gauge", "1 while the circuit refuses calls (open or forced_open).",
+                   samples_open)
+        return "\n".join(out) + "\n"
 
 
-def serve_health(address: str, port: int, listener: Listener, client: Client, metrics: Metrics
+class _Probe:
+    """What the health server reports: nothing but "starting" until the listener exists."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.listener: Listener | None = None
+        self.client: Client | None = None
+
+    def answer(self, path: str) -> tuple[int, str]:
+        listener = self.listener
+        if path == "/metrics":
+            return 200, self.metrics.render(listener, self.client)
+        if path not in ("/livez", "/readyz"):
+            return 404, "not found"
+        if listener is None:
+            return (200, "ok (starting)") if path == "/livez" else (503, "starting: no session yet")
+        health = listener.health()
+        if path == "/livez":
+            return (200 if health.live else 503), ("ok" if health.live else health.reason)
+        return (200 if health.ready else 503), ("ok" if health.ready else health.reason)
+
+
+def serve_health(address: str, port: int, listener: Listener | None, client: Client | None, metrics: Metrics
                  ) -> ThreadingHTTPServer:
+    """Serve /livez, /readyz and /metrics from a daemon thread; the returned server's ``probe``
+    attribute takes the listener and client once they exist. Raises OSError when the port is taken."""
+    probe = _Probe(metrics)
+    probe.listener, probe.client = listener, client
+
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             return None
 
         def do_GET(self) -> None:
-            health = listener.health()
-            if self.path == "/livez":
-                status, body = (200 if health.live else 503), ("ok" if health.live else health.reason)
-            elif self.path == "/readyz":
-                status, body = (200 if health.ready else 503), ("ok" if health.ready else health.reason)
-            elif self.path == "/metrics":
-                status, body = 200, metrics.render(listener, client)
-            else:
-                status, body = 404, "not found"
+            status, body = probe.answer(self.path)
             data = (body + ("\n" if not body.endswith("\n") else "")).encode()
             self.send_response(status)
-            ctype = "text/plain; version=0.0.4" if self.path == "/metrics" else "text/plain"
+            ctype = "text/plain; version=0.0.4; charset=utf-8" if self.path == "/metrics" else "text/plain"
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -293,12 +574,32 @@ def serve_health(address: str, port: int, listener: Listener, client: Client, me
 
     server = ThreadingHTTPServer((address, port), Handler)
     server.daemon_threads = True
+    server.probe = probe  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, name="scaleset-health", daemon=True).start()
     return server
 
 
+def check_exec(command: str) -> None:
+    """Refuse, at start, an --exec whose program is missing or not executable (otherwise every
+    message would fail, be set aside and its events lost)."""
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise UsageError(f"--exec {command!r}: {exc}") from None
+    if not words:
+        raise UsageError("--exec is empty")
+    program = words[0]
+    if "/" in program:
+        if not os.path.isfile(program):
+            raise UsageError(f"--exec: {program} does not exist")
+        if not os.access(program, os.X_OK):
+            raise UsageError(f"--exec: {program} is not executable (chmod +x it)")
+    elif shutil.which(program) is None:
+        raise UsageError(f"--exec: {program} is not found on PATH")
+
+
 def _client(args: argparse.Namespace) -> Client:
-    token = args.token or _env("GITHUB_TOKEN", "GH_TOKEN")
+    token = args.token
     info = SystemInfo(system="scaleset-listen", version=__version__, subsystem="listener")
     if args.app_client_id:
         key = _env("GITHUB_APP_PRIVATE_KEY")
@@ -373,19 +674,36 @@ def _start_up(client: Client, args: argparse.Namespace, stop: threading.Event, s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run ``scaleset-listen``; returns the exit code (see ``--help``)."""
+    try:
+        args = parse_args(argv)
+        if not args.url:
+            raise UsageError("--url (or SCALESET_CONFIG_URL) is required")
+        if args.exec_cmd:
+            check_exec(args.exec_cmd)
+    except UsageError as exc:
+        print(f"scaleset-listen: {exc} (see --help)", file=sys.stderr)
+        return EXIT_USAGE
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if args.log_format == "json"
                          else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(args.log_level)
     root = logging.getLogger()
     root.addHandler(handler)
-    root.setLevel(args.log_level.upper())
+    root.setLevel(args.log_level)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
-    if not args.url:
-        parser.print_usage(sys.stderr)
-        print("scaleset-listen: --url (or SCALESET_CONFIG_URL) is required", file=sys.stderr)
-        return EXIT_USAGE
+    metrics = Metrics()
+    adapter_log = logging.getLogger("scaleset_client.adapter")
+    adapter_log.addHandler(metrics.retries)
+    adapter_log.setLevel(logging.DEBUG)  # the retry counter needs the DEBUG record; stderr keeps --log-level
+    try:
+        return _run(args, metrics)
+    finally:
+        adapter_log.removeHandler(metrics.retries)
+        root.removeHandler(handler)
+
+
+def _run(args: argparse.Namespace, metrics: Metrics) -> int:
     stop = threading.Event()
     duration = args.duration if args.duration is not None else (55.0 if args.once else None)
     run_scope = Deadline(duration, cancel_on=stop, reason="scaleset-listen")
@@ -414,18 +732,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     health_server = None
     try:
+        if args.health_port is not None:
+            try:  # bound before anything else, so a port in use is refused at once
+                health_server = serve_health(args.health_address, args.health_port, None, None, metrics)
+            except OSError as exc:
+                print(f"scaleset-listen: --health-port {args.health_port} on {args.health_address}: "
+                      f"{exc.strerror or exc} (see --help)", file=sys.stderr)
+                return EXIT_USAGE
         if args.start_jitter > 0 and stop.wait(random.uniform(0.0, min(args.start_jitter, run_scope.remaining()))):
             return EXIT_OK
         client = _client(args)
         with client, run_scope:
+            if health_server is not None:
+                health_server.probe.client = client  # type: ignore[attr-defined]
             scale_set_id = _start_up(client, args, stop, run_scope)
             config = ListenerConfig(scale_set_id, args.max_runners, state_file=args.state_file,
-                                    standby_timeout=args.standby_timeout)
-            metrics = Metrics()
+                                    standby_timeout=args.standby_timeout, scale_set_name=args.scale_set_name)
             listener = Listener(client, config, metrics=metrics)
-            if args.health_port is not None:
-                health_server = serve_health(args.health_address, args.health_port, listener, client, metrics)
-            scaler = ExecScaler(args.exec_cmd, stop=stop, grace=args.exec_grace) if args.exec_cmd else LogScaler()
+            if health_server is not None:
+                health_server.probe.listener = listener  # type: ignore[attr-defined]
+            scaler: ExecScaler | LogScaler
+            if args.exec_cmd:
+                scaler = ExecScaler(args.exec_cmd, stop=stop, grace=args.exec_grace)
+                scaler.listener = listener
+            else:
+                scaler = LogScaler()
             listener.run(scaler, stop, until_idle=args.once)
             log.info("done: last message id %d", listener.cursor)
         return EXIT_OK
@@ -438,7 +769,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StateFileLockedError as exc:
         log.warning("skipped: %s", exc)
         return EXIT_SKIPPED
-    except (ConfigError, StateFileError) as exc:
+    except StateFileError as exc:
+        log.error("state file error: %s", exc)
+        return EXIT_USAGE
+    except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return EXIT_USAGE
     except (CallCancelledError, DeadlineExceededError) as exc:

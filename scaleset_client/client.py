@@ -159,10 +159,12 @@ class Client(AdminAPI):
     # -- public state ------------------------------------------------------------------------
     @property
     def config(self) -> GitHubConfig:
+        """The parsed configuration URL (scope, hosts, API base)."""
         return self._github
 
     @property
     def system_info(self) -> SystemInfo:
+        """What the client reports about itself in its User-Agent."""
         with self._info_lock:
             return self._system_info
 
@@ -181,10 +183,12 @@ class Client(AdminAPI):
 
     @property
     def clock(self) -> Clock:
+        """The clock every wait and timer of this client uses (a FakeClock in tests)."""
         return self._clock
 
     @property
     def resilience(self) -> ResilienceConfig:
+        """The resilience settings this client was built with."""
         return self._resilience
 
     @property
@@ -194,6 +198,7 @@ class Client(AdminAPI):
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` was called; every call then fails fast."""
         return self._closing.is_set()
 
     @property
@@ -461,6 +466,7 @@ class Client(AdminAPI):
             self._adapter.budget.restore(budget)
 
     def origin(self, url: str) -> str:
+        """The origin (scheme, host, port) of ``url``: the key of its breakers."""
         return origin_of(url)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -493,6 +499,7 @@ class Client(AdminAPI):
 
 
 def prepared_for(url: str) -> requests.PreparedRequest:
+    """A bare prepared GET for ``url`` (for building policies in tests and tools)."""
     probe = requests.PreparedRequest()
     probe.url = url
     return probe

@@ -44,12 +44,15 @@ class SystemClock:
         self._rng_lock = threading.Lock()
 
     def monotonic(self) -> float:
+        """Seconds from an arbitrary start, never going back."""
         return time.monotonic()
 
     def wall(self) -> float:
+        """Unix time in seconds."""
         return time.time()
 
     def sleep(self, seconds: float, interrupt: threading.Event | None = None) -> bool:
+        """Sleep ``seconds``, or until ``event`` is set; True when the event ended it."""
         if interrupt is not None:
             return interrupt.wait(max(0.0, seconds))
         if seconds > 0:
@@ -57,5 +60,6 @@ class SystemClock:
         return False
 
     def random(self) -> float:
+        """A uniform random number in [0, 1) (for jitter)."""
         with self._rng_lock:
             return self._rng.random()

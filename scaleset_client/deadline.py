@@ -120,6 +120,7 @@ class Deadline:
 
     @property
     def expired(self) -> bool:
+        """True once the deadline has passed."""
         return self.remaining() <= 0
 
     # -- cancelling --------------------------------------------------------------------------

@@ -17,7 +17,9 @@
     │   ├── MessageQueueTokenExpiredError   401 from the message queue after one refresh
     │   ├── SessionConflictError       another session owns the scale set (409)
     │   ├── SessionNotFoundError       the session is gone or invalid server side
-    │   └── ScaleSetNotFoundError      RunnerScaleSetNotFoundException
+    │   ├── ScaleSetNotFoundError      RunnerScaleSetNotFoundException
+    │   ├── ScaleSetExistsError        RunnerScaleSetExistsException: the name is taken (409)
+    │   └── RunnerGroupNotFoundError   no runner group has the name asked for
     ├── CircuitOpenError               the origin's breaker refuses calls; carries ``retry_after``
     ├── RetryExhaustedError            every allowed attempt failed; keeps the last error
     └── RecoveryError                  ``recover()`` could not restore a working state
@@ -46,7 +48,9 @@ __all__ = [
     "ResponseError",
     "RetryExhaustedError",
     "RunnerExistsError",
+    "RunnerGroupNotFoundError",
     "RunnerNotFoundError",
+    "ScaleSetExistsError",
     "ScaleSetNotFoundError",
     "ScalesetError",
     "SessionConflictError",
@@ -262,3 +266,16 @@ class RetryExhaustedError(ScalesetError):
 
 class RecoveryError(ScalesetError):
     """``recover()`` could not bring the client back; the message says why."""
+
+
+class ScaleSetExistsError(APIError):
+    """A scale set with this name already exists in the runner group (409,
+    RunnerScaleSetExistsException): look it up with ``get_runner_scale_set`` instead."""
+
+
+class RunnerGroupNotFoundError(APIError):
+    """No runner group has the name asked for. The service answers such a lookup with an empty
+    list (200), so the message says what was looked up rather than quoting a status."""
+
+    def _render(self) -> str:
+        return f"{self.message} ({self.method} {self.url})" if self.url else self.message

@@ -24,6 +24,7 @@ _RANK = {"ok": 0, "unknown": 0, "degraded": 1, "down": 2}
 
 @dataclass(frozen=True, slots=True)
 class ComponentHealth:
+    """One origin's health: breaker state, last success and failure, when it is probed next."""
     name: str
     status: str
     reason: str = ""
@@ -44,6 +45,7 @@ class HealthReport:
     checked_at: float
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as plain JSON-able data."""
         return {
             "healthy": self.healthy,
             "status": self.status,
@@ -96,6 +98,7 @@ def _from_breakers(name: str, breakers: list[CircuitBreaker], wall: float) -> Co
 
 
 def build_health_report(client: Client) -> HealthReport:
+    """Assemble a HealthReport from local state (no request is sent)."""
     wall = client.clock.wall()
     registry = client.circuit_breakers
     all_breakers = registry.all()

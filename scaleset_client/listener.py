@@ -6,8 +6,16 @@ Promises (design §4):
 - A message is acknowledged only after the scaler handled it. The cursor (the last handled
   message id) is written to the state file *before* the ack, and a message at or below the
   cursor is acked and skipped, so a handled message is never handed to the scaler again, within
-  a run or across restarts. A scaler exception leaves the message unacked; it comes again after
+  a run or across a killed process. Within a message, progress is recorded after each event the
+  scaler returns from, so a kill repeats at most the one event whose handler was running or had
+  just returned (``Listener.current_event`` gives its message id, kind and index to de-duplicate
+  on). A power loss or kernel crash may instead repeat the whole message in flight (being
+  handled or being acknowledged), never an acknowledged one: the record is synced when an ack
+  fails and when a run ends. A scaler exception leaves the message unacked; it comes again after
   a growing pause, and after ``poison_after`` failures it is set aside (``on_poison``) and acked.
+- Statistics are applied only when newer than those applied before: in message-id order, and
+  the session's own (taken when it opened) are not replaced by the older ones of messages that
+  were already queued (the backlog drained before the first empty poll).
 - Transient trouble (open breakers, 5xx, timeouts, rate limits, garbage) makes the loop wait,
   interruptibly, and go on; expired or evicted sessions are renewed in place; a session
   conflict makes it a standby that takes over when the owner leaves. Only permanent conditions
@@ -16,9 +24,11 @@ Promises (design §4):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -46,9 +56,10 @@ from .errors import (
 )
 from .models import JobCompleted, JobStarted, RunnerScaleSetMessage, RunnerScaleSetStatistic
 from .session import MessageSession
-from .state import StateFile
+from .state import CursorRecord, StateFile
 
-__all__ = ["Listener", "ListenerConfig", "ListenerHealth", "MetricsRecorder", "RunSkippedError", "Scaler"]
+__all__ = ["EventRef", "Listener", "ListenerConfig", "ListenerHealth", "MetricsRecorder", "RunSkippedError",
+           "Scaler"]
 
 log = logging.getLogger(__name__)
 
@@ -58,30 +69,65 @@ MIN_POLL_INTERVAL = 1.0  # an empty or failed poll is followed by the next no so
 DESIRED_REFRESH = 30.0  # an unchanged desired count is re-applied at most this often
 REACHABLE_CHECK = 5.0  # while an unreachable origin's breaker is open: a TCP connect this often
 CLEANUP_TIME = 1.5  # saving state and deleting the session after a run ends: bounded, never cancelled
+BACKLOG_WINDOW = 5.0  # after a session opens, messages until the first empty poll (at most this) are backlog
 
 
 class Scaler(Protocol):
-    """What the listener calls. Return the number of runners you now have from the last one."""
+    """What the listener calls. Return the number of runners you now have from the last one.
 
-    def handle_job_started(self, job: JobStarted) -> None: ...
+    Events come in message order; within a message, job-started events first, then job-completed,
+    then the desired count. A handler that raises leaves the message unacknowledged (it comes
+    again, without the events already handed over). After a crash the one event in flight may
+    come again: ``Listener.current_event`` names it (message id, kind, index) for de-duplication.
+    """
 
-    def handle_job_completed(self, job: JobCompleted) -> None: ...
+    def handle_job_started(self, job: JobStarted) -> None:
+        """A job started on one of your runners (``job.runner_name``)."""
 
-    def handle_desired_runner_count(self, count: int) -> int: ...
+    def handle_job_completed(self, job: JobCompleted) -> None:
+        """A job finished; its runner (ephemeral) goes away: clean up ``job.runner_name``."""
+
+    def handle_desired_runner_count(self, count: int) -> int:
+        """Have ``count`` runners (the jobs assigned to the scale set); return how many you have."""
+
+
+@dataclass(frozen=True)
+class EventRef:
+    """Which event the scaler is handling: ``kind`` is ``job_started``, ``job_completed`` or
+    ``desired_runner_count``; ``index`` counts events of that kind within the message. The pair
+    (``message_id``, ``kind``, ``index``) is unique, so a scaler can de-duplicate on it."""
+
+    message_id: int
+    kind: str
+    index: int
 
 
 class MetricsRecorder(Protocol):
     """Optional hooks; implement any subset (missing ones are skipped, errors are logged)."""
 
-    def record_statistics(self, statistics: RunnerScaleSetStatistic) -> None: ...
+    def record_statistics(self, statistics: RunnerScaleSetStatistic) -> None:
+        """Statistics were applied (only newer ones are)."""
 
-    def record_job_started(self, job: JobStarted) -> None: ...
+    def record_job_started(self, job: JobStarted) -> None:
+        """The scaler handled a job-started event."""
 
-    def record_job_completed(self, job: JobCompleted) -> None: ...
+    def record_job_completed(self, job: JobCompleted) -> None:
+        """The scaler handled a job-completed event."""
 
-    def record_desired_runners(self, count: int) -> None: ...
+    def record_desired_runners(self, count: int) -> None:
+        """The scaler applied a desired count and reported ``count`` runners."""
 
-    def record_circuit_state(self, origin: str, state: str) -> None: ...
+    def record_circuit_state(self, origin: str, state: str) -> None:
+        """A circuit breaker for ``origin`` changed state."""
+
+    def record_scaler_failure(self, message_id: int, error: BaseException) -> None:
+        """The scaler raised on a message (it stays unacknowledged, or is set aside)."""
+
+    def record_poisoned(self, message_id: int) -> None:
+        """A message failed ``poison_after`` times and was set aside (acknowledged)."""
+
+    def record_cursor_ahead(self, cursor: int, message_id: int) -> None:
+        """The state file's cursor was ahead of what the service delivers; it was reset."""
 
 
 class RunSkippedError(ScalesetError):
@@ -115,6 +161,9 @@ class ListenerConfig:
         acked and the listener goes on (3).
     owner
         The session owner name (default: the host name).
+    scale_set_name
+        Written to the state file with the configuration URL and ``scale_set_id``; a state file
+        saved for another URL, id or name is ignored with a warning (None: the name is not checked).
     """
 
     scale_set_id: int
@@ -127,6 +176,7 @@ class ListenerConfig:
     poison_after: int = 3
     on_poison: Callable[[int, BaseException], None] | None = field(default=None, compare=False)
     owner: str | None = None
+    scale_set_name: str | None = None
 
     def __post_init__(self) -> None:
         check_id("scale_set_id", self.scale_set_id)
@@ -143,7 +193,8 @@ class ListenerConfig:
 class ListenerHealth:
     """``live``: the loop is making progress (an outage never makes it false, so a supervisor does
     not restart us into a crash loop). ``ready``: a session is active and the broker's breaker is
-    not open."""
+    not open, and the scaler is not failing on every message (``scaler_failures``: scaler
+    errors in a row; at ``poison_after`` or more, ``ready`` is false until a message succeeds)."""
 
     live: bool
     ready: bool
@@ -152,6 +203,7 @@ class ListenerHealth:
     last_poll_time: float | None = None
     session_id: str = ""
     standby: bool = False
+    scaler_failures: int = 0
 
 
 class Listener:
@@ -194,6 +246,15 @@ class Listener:
         self._running = False
         self._dirty = False
         self._state: StateFile | None = None
+        self._saved_pending: frozenset[int] = frozenset()
+        self._binding_digest: str | None = None
+        self._stats_mid = 0  # the message whose statistics were last applied (0: the session's)
+        self._backlog_until: float | None = None  # the backlog window after a session opens
+        self._backlog_candidate: tuple[int, RunnerScaleSetStatistic] | None = None
+        self._backlog_acquired = False
+        self._check_cursor = False  # the first poll after loading a cursor asks from 0 to verify it
+        self._current: EventRef | None = None
+        self._scaler_failures = 0
         self.handled_messages = 0
         self.poisoned: list[int] = []
         self._client.circuit_breakers.add_listener(self._on_transition)
@@ -227,7 +288,14 @@ class Listener:
 
     @property
     def max_runners(self) -> int:
+        """The capacity advertised on the next poll."""
         return self._max_runners
+
+    @property
+    def current_event(self) -> EventRef | None:
+        """The event the scaler is being handed right now (None between calls): read it from a
+        scaler method to de-duplicate the one event a crash may repeat."""
+        return self._current
 
     @property
     def cursor(self) -> int:
@@ -235,6 +303,7 @@ class Listener:
         return self._cursor
 
     def health(self) -> ListenerHealth:
+        """Liveness and readiness with the reasons, from local state (no request is sent)."""
         window = self._client.long_poll_timeout + self._client.resilience.retry.deadline + 30.0
         silent = self._clock.monotonic() - self._last_beat
         live = not self._running or silent <= window
@@ -254,8 +323,12 @@ class Listener:
                         State.OPEN, State.FORCED_OPEN):
                     ready = False
                     reasons.append(f"broker circuit {b.state.value}: {b.last_failure_reason}")
+        if self._scaler_failures >= self.config.poison_after:
+            ready = False
+            reasons.append(f"scaler failing: {self._scaler_failures} errors in a row, messages are being set aside")
         return ListenerHealth(live, ready, "; ".join(reasons), self._cursor, self._last_poll_wall,
-                              session.session.session_id if session is not None else "", self._standby)
+                              session.session.session_id if session is not None else "", self._standby,
+                              self._scaler_failures)
 
     # -- the run -----------------------------------------------------------------------------
     def run(self, scaler: Scaler, stop: threading.Event | None = None, *, until_idle: bool = False,
@@ -299,6 +372,7 @@ class Listener:
             with detached(CLEANUP_TIME, clock=self._clock, reason="listener clean-up"):
                 try:
                     if self._state is not None:
+                        self._state.sync_cursor()
                         self._save()
                 finally:
                     if owned and self._session is not None:
@@ -316,6 +390,7 @@ class Listener:
                 self._session = self._open_session(saved.get("session_id"), end)
                 if self._session is None:
                     return
+            self._dirty = True
             self._save()
             self._loop(scaler, until_idle, end)
         except (CallCancelledError, DeadlineExceededError):
@@ -334,6 +409,9 @@ class Listener:
         session = self._session
         assert session is not None
         self._latest = session.session.statistics
+        if self._latest is not None:
+            self._backlog_until = self._clock.monotonic() + BACKLOG_WINDOW
+            self._record("record_statistics", self._latest)
         errors = 0
         while not self._ending(end):
             if self._dirty:
@@ -355,7 +433,7 @@ class Listener:
                 started = self._clock.monotonic()
                 self._next_poll = started + MIN_POLL_INTERVAL * (0.8 + 0.4 * self._clock.random())
                 try:
-                    message = session.get_message(self._cursor, self._max_runners)
+                    message = session.get_message(0 if self._check_cursor else self._cursor, self._max_runners)
                 except ScalesetError as exc:
                     errors += 1
                     if self._on_poll_error(exc, errors, end):
@@ -363,7 +441,9 @@ class Listener:
                     continue
                 errors = 0
                 self._last_poll_wall = self._clock.wall()
+                self._check_cursor = False
                 if message is None:
+                    self._end_backlog(drained=True)
                     if until_idle:
                         return
                     break  # refresh the desired count from the latest statistics
@@ -386,54 +466,121 @@ class Listener:
     def _handle(self, session: MessageSession, scaler: Scaler, message: RunnerScaleSetMessage) -> str:
         mid = message.message_id
         if mid <= self._cursor:
-            log.info("message %d was handled before (cursor %d); acknowledging it again", mid, self._cursor)
-            self._ack(session, mid)
-            return "skipped"
-        stats = message.statistics or self._latest
+            if mid == self._cursor or mid in self._pending_acks:
+                log.info("message %d was handled before (cursor %d); acknowledging it again", mid, self._cursor)
+                self._ack(session, mid)
+                return "skipped"
+            self._stale_cursor(mid)
+        if self._backlog_until is not None and self._clock.monotonic() >= self._backlog_until:
+            self._end_backlog(drained=False)
         if message.statistics is None:
             log.warning("message %d has no statistics; keeping the last known ones", mid)
         ids = [job.runner_request_id for job in message.job_available_messages]
         if ids:
             acquired = session.acquire_jobs(ids)
             log.info("message %d: acquired %d of %d jobs", mid, len(acquired), len(ids))
+            if self._backlog_until is not None:
+                self._backlog_acquired = True
+        if message.statistics is not None:
+            self._offer_statistics(mid, message.statistics)
+        stats = self._latest
         done = self._partial.setdefault(mid, set())
         try:
-            if stats is not None:
-                self._record("record_statistics", stats)
             for index, started in enumerate(message.job_started_messages):
                 if ("started", index) not in done:
+                    self._current = EventRef(mid, "job_started", index)
                     scaler.handle_job_started(started)
                     done.add(("started", index))
+                    self._progress(mid)
                     self._record("record_job_started", started)
             for index, completed in enumerate(message.job_completed_messages):
                 if ("completed", index) not in done:
+                    self._current = EventRef(mid, "job_completed", index)
                     scaler.handle_job_completed(completed)
                     done.add(("completed", index))
+                    self._progress(mid)
                     self._record("record_job_completed", completed)
             if stats is not None:
+                self._current = EventRef(mid, "desired_runner_count", 0)
                 count = scaler.handle_desired_runner_count(stats.total_assigned_jobs)
                 self._applied = (stats.total_assigned_jobs, self._clock.monotonic())
                 self._record("record_desired_runners", count)
         except Exception as exc:  # the scaler is user code: any exception leaves the message unacked
             failures = self._failures.get(mid, 0) + 1
             self._failures[mid] = failures
+            self._scaler_failures += 1
+            self._record("record_scaler_failure", mid, exc)
             log.warning("scaler failed on message %d (%d/%d): %s: %s", mid, failures, self.config.poison_after,
                         type(exc).__name__, exc)
             if failures < self.config.poison_after:
                 return "failed"
             self._poison(mid, exc)
-        self._finish(session, mid, stats)
+        else:
+            self._scaler_failures = 0
+        finally:
+            self._current = None
+        self._finish(session, mid, self._latest)
         return "handled"
+
+    def _stale_cursor(self, mid: int) -> None:
+        """A message below the cursor that this listener never saw unacknowledged: the cursor
+        came from another service (a restored server, a reused file). Warn, count, start afresh."""
+        log.warning("the state file's cursor (%d) is ahead of what the service delivers (message %d, never "
+                    "handled here): the state file is stale or from another service; starting afresh from "
+                    "message %d", self._cursor, mid, mid)
+        self._record("record_cursor_ahead", self._cursor, mid)
+        self._cursor = mid - 1
+        self._stats_mid = min(self._stats_mid, mid - 1)
+        self._pending_acks = {m for m in self._pending_acks if m < mid}
+        self._dirty = True
+
+    def _offer_statistics(self, mid: int, stats: RunnerScaleSetStatistic) -> None:
+        """Adopt a message's statistics only if they are newer than those applied."""
+        if mid <= self._stats_mid:
+            log.debug("message %d: statistics older than those of message %d; not applied", mid, self._stats_mid)
+            return
+        if self._backlog_until is not None:
+            self._backlog_candidate = (mid, stats)  # older than the session's unless proven otherwise
+            return
+        self._latest, self._stats_mid = stats, mid
+        self._record("record_statistics", stats)
+
+    def _end_backlog(self, *, drained: bool) -> None:
+        """Close the backlog window. Its last message's statistics replace the session's only when
+        they are provably newer: the queue drained after this listener acquired jobs, and the
+        service answers an acquisition with a message (ASSUMPTION, as the fake does), so the last
+        message came after the session opened."""
+        if self._backlog_until is None:
+            return
+        candidate = self._backlog_candidate
+        if drained and self._backlog_acquired and candidate is not None and candidate[0] > self._stats_mid:
+            self._latest, self._stats_mid = candidate[1], candidate[0]
+            self._record("record_statistics", candidate[1])
+        elif candidate is not None:
+            self._stats_mid = max(self._stats_mid, candidate[0])  # never go back to the backlog's
+        self._backlog_until, self._backlog_candidate, self._backlog_acquired = None, None, False
+
+    def _progress(self, mid: int) -> None:
+        """Record how far the message in flight got (no fsync: survives a killed process)."""
+        if self._state is None:
+            return
+        done = self._partial.get(mid, set())
+        started = sum(1 for kind, _ in done if kind == "started")
+        completed = sum(1 for kind, _ in done if kind == "completed")
+        self._state.write_cursor(CursorRecord(self._cursor, mid, started, completed, self._binding_key(),
+                                              self._stats_mid), durable=False)
 
     def _finish(self, session: MessageSession, mid: int, stats: RunnerScaleSetStatistic | None) -> None:
         self._latest = stats
         self._cursor = mid
         self._failures.pop(mid, None)
         self._partial.pop(mid, None)
-        self._pending_acks.add(mid)
         self.handled_messages += 1
         if self._state is not None:
-            self._save()  # the cursor is on disk before the ack: a crash now cannot repeat it
+            # The cursor is written before the ack: a killed process cannot repeat the message. A
+            # successful ack deletes it on the server, so only a failed ack needs the record synced.
+            self._state.write_cursor(CursorRecord(mid, 0, 0, 0, self._binding_key(), self._stats_mid),
+                                     durable=False)
         self._ack(session, mid)
 
     def _ack(self, session: MessageSession, mid: int) -> None:
@@ -444,8 +591,15 @@ class Listener:
             if isinstance(exc, _PERMANENT):
                 raise
             log.warning("could not acknowledge message %d yet (%s); will retry", mid, type(exc).__name__)
+            if self._state is not None:
+                self._state.sync_cursor()  # the message stays on the server: its cursor must survive a power loss
+                if mid not in self._saved_pending:
+                    self._dirty = True
+                    self._save()  # a message below the cursor left unacked must be known after a crash
             return
         self._pending_acks.discard(mid)
+        if mid in self._saved_pending:
+            self._dirty = True
 
     def _flush_acks(self) -> None:
         session = self._session
@@ -456,6 +610,7 @@ class Listener:
 
     def _poison(self, mid: int, exc: BaseException) -> None:
         self.poisoned.append(mid)
+        self._record("record_poisoned", mid)
         if self.config.on_poison is not None:
             try:
                 self.config.on_poison(mid, exc)
@@ -608,7 +763,8 @@ class Listener:
                 raise RunSkippedError(
                     f"skipped: {breaker.origin} [{breaker.operation_class}] is known down "
                     f"({breaker.last_failure_reason or 'held open'}); next attempt at "
-                    + ("operator reset" if retry_at is None else f"{retry_at:.0f} (epoch seconds)"),
+                    + ("operator reset" if retry_at is None else
+                       time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(retry_at)) + f" (in {wait:.0f}s)"),
                     retry_at=retry_at)
 
     # -- waiting -----------------------------------------------------------------------------
@@ -664,37 +820,91 @@ class Listener:
         except Exception:
             log.exception("metrics hook %s failed", hook)
 
+    def _binding(self) -> dict[str, Any]:
+        return {"config_url": self._client.config.config_url, "scale_set_id": self.config.scale_set_id,
+                "scale_set_name": self.config.scale_set_name or ""}
+
+    def _binding_key(self) -> str:
+        """A short digest of the configuration URL and scale set id, stamped on every cursor record."""
+        if self._binding_digest is None:
+            text = f"{self._client.config.config_url}|{self.config.scale_set_id}"
+            self._binding_digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return self._binding_digest
+
+    def _mismatch(self, saved: dict[str, Any]) -> str:
+        """Why ``saved`` belongs to another configuration ("" when it is ours)."""
+        if saved.get("scale_set_id") not in (None, self.config.scale_set_id):
+            return f"scale set id {saved.get('scale_set_id')!r}"
+        binding = saved.get("binding")
+        if binding is None:
+            return ""  # written before bindings existed: the scale set id is all there is to check
+        if not isinstance(binding, dict):
+            return "an unreadable binding"
+        ours = self._binding()
+        for key in ("config_url", "scale_set_id"):
+            if binding.get(key) != ours[key]:
+                return f"{key.replace('_', ' ')} {binding.get(key)!r}"
+        if ours["scale_set_name"] and binding.get("scale_set_name") not in ("", None, ours["scale_set_name"]):
+            return f"scale set name {binding.get('scale_set_name')!r}"
+        return ""
+
     def _load(self) -> dict[str, Any]:
+        """Restore the cursor, pending acks, progress within a message and breaker states; a state
+        file for another configuration, or with values of the wrong type, is a warning and a fresh start."""
         if self._state is None:
             return {}
         saved = self._state.load()
-        if saved.get("scale_set_id") not in (None, self.config.scale_set_id):
-            log.warning("state file %s belongs to scale set %s; ignoring it", self._state.path,
-                        saved.get("scale_set_id"))
-            return {}
+        why = self._mismatch(saved)
+        if why:
+            ours = self._binding()
+            log.warning("state file %s belongs to %s, not to %s scale set %d%s; ignoring it and starting afresh",
+                        self._state.path, why, ours["config_url"], ours["scale_set_id"],
+                        f" ({ours['scale_set_name']})" if ours["scale_set_name"] else "")
+            saved = {}
         cursor = saved.get("cursor")
         if isinstance(cursor, int) and not isinstance(cursor, bool) and cursor >= 0:
             self._cursor = max(self._cursor, cursor)
+        record = self._state.load_cursor()
+        if record is not None and record.binding != self._binding_key():
+            log.warning("cursor record %s belongs to another configuration URL or scale set; ignoring it",
+                        self._state.cursor_path)
+            record = None
+        if record is not None and (saved or not why):
+            self._cursor = max(self._cursor, record.cursor)
+            self._stats_mid = max(self._stats_mid, record.stats_message_id)
+            if record.message_id > self._cursor:
+                self._partial[record.message_id] = (
+                    {("started", i) for i in range(record.started)}
+                    | {("completed", i) for i in range(record.completed)})
         pending = saved.get("pending_acks")
         if isinstance(pending, list):
             self._pending_acks.update(m for m in pending if isinstance(m, int) and not isinstance(m, bool)
                                       and 0 < m <= self._cursor)
+        self._saved_pending = frozenset(self._pending_acks)
+        self._check_cursor = self._cursor > 0
         resilience = saved.get("resilience")
         if isinstance(resilience, dict):
-            self._client.import_resilience_state(resilience)
+            try:
+                self._client.import_resilience_state(resilience)
+            except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+                log.warning("state file %s: the saved breaker states do not fit (%s: %s); starting with closed "
+                            "breakers", self._state.path, type(exc).__name__, exc)
         return saved
 
     def _save(self) -> None:
+        """Write the JSON document if its content changed (the cursor record is written per message)."""
         self._dirty = False
         if self._state is None:
             return
         session = self._session
         self._state.save({
             "scale_set_id": self.config.scale_set_id,
+            "binding": self._binding(),
             "cursor": self._cursor,
             "pending_acks": sorted(self._pending_acks),
             "session_id": session.session.session_id if session is not None and not session.closed else "",
             "resilience": self._client.export_resilience_state(),
-            "saved_wall": self._clock.wall(),
             "writer_pid": os.getpid(),
         })
+        self._saved_pending = frozenset(self._pending_acks)
+

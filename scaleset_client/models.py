@@ -283,7 +283,7 @@ class RunnerScaleSetSession:
         )
 
     def problems(self) -> list[str]:
-        """What makes this session unusable (FM-06): empty id, URL or token."""
+        """What makes this session unusable: empty id, URL or token."""
         found = []
         if not self.session_id or self.session_id == NIL_UUID:
             found.append("sessionId is empty")

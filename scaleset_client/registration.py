@@ -6,7 +6,7 @@ registration token for the configured org, repo or enterprise, then runner regis
 through the client's resilience adapter as the ``github_api`` operation class.
 
 GitHub judges JWT claims and token lifetimes by its own clock, so ours is corrected with the
-offset read from its ``Date`` header (FM-14): a JWT rejected for its time claims is signed again
+offset read from its ``Date`` header: a JWT rejected for its time claims is signed again
 once with GitHub's time, and a skew that cannot be fixed is reported as the cause.
 """
 
@@ -49,6 +49,7 @@ class Registration:
         self._lock = threading.Lock()
 
     def server_time(self) -> float:
+        """The service's clock, estimated from its Date headers."""
         return self._client.clock.wall() + self.skew
 
     def observe_date(self, response: requests.Response) -> None:

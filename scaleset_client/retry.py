@@ -126,6 +126,7 @@ class RateGate:
             return n
 
     def clear_strikes(self, origin: str) -> None:
+        """Forget the secondary-rate-limit strikes of ``origin`` after a success."""
         with self._lock:
             self._strikes.pop(origin, None)
 
@@ -141,6 +142,7 @@ class RateGate:
             return {o: now_w + (u - now_m) for o, u in self._until.items() if u > now_m}
 
     def restore(self, data: dict[str, Any], cap: float) -> None:
+        """Load a ``snapshot()``; waits longer than ``cap`` seconds are cut to it."""
         now_m, now_w = self._clock.monotonic(), self._clock.wall()
         for origin, wall_until in data.items():
             try:
@@ -173,6 +175,7 @@ class RetryBudget:
         return min(self._capacity, tokens + (now - stamp) / self.TRICKLE_SECONDS)
 
     def spend(self, origin: str, cost: float = 1.0) -> bool:
+        """Take ``cost`` retry tokens for ``origin``; False when the budget is spent."""
         if self._capacity <= 0:
             return True
         with self._lock:
@@ -185,6 +188,7 @@ class RetryBudget:
             return True
 
     def earn(self, origin: str) -> None:
+        """A success refills part of ``origin``'s budget."""
         if self._capacity <= 0:
             return
         with self._lock:
@@ -192,15 +196,18 @@ class RetryBudget:
             self._tokens[origin] = (min(self._capacity, self._level(origin, now) + self.EARN), now)
 
     def level(self, origin: str) -> float:
+        """Tokens left for ``origin``."""
         with self._lock:
             return self._capacity if self._capacity <= 0 else self._level(origin, self._clock.monotonic())
 
     def snapshot(self) -> dict[str, float]:
+        """The levels as JSON-able data, for the state file."""
         with self._lock:
             now = self._clock.monotonic()
             return {o: round(self._level(o, now), 3) for o in self._tokens}
 
     def restore(self, data: dict[str, Any]) -> None:
+        """Load a ``snapshot()``, refilled for the time that passed."""
         with self._lock:
             now = self._clock.monotonic()
             for origin, level in data.items():

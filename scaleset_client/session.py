@@ -41,6 +41,7 @@ _GONE_TYPES = ("RunnerAdminException", "RunnerScaleSetSessionExpiredException")
 
 
 def default_owner() -> str:
+    """The default session owner name: the host name."""
     try:
         return socket.gethostname() or str(uuid.uuid4())
     except OSError:
@@ -56,6 +57,7 @@ def with_query(url: str, **params: object) -> str:
 
 
 def with_path_suffix(url: str, suffix: str) -> str:
+    """``url`` with ``suffix`` appended to its path, keeping the query."""
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/" + suffix, parts.query, ""))
 
@@ -89,16 +91,19 @@ class MessageSession:
 
     @property
     def active(self) -> bool:
+        """True while the session is open and not closed."""
         with self._lock:
             return not self._closed and not self._session.problems()
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` was called."""
         with self._lock:
             return self._closed
 
     @property
     def generation(self) -> int:
+        """Bumped on every renewal, so a caller can tell its session is stale."""
         with self._lock:
             return self._generation
 
@@ -132,7 +137,7 @@ class MessageSession:
                 stale, self._stale_session_id = self._stale_session_id, None
                 if stale is None or attempt == 2:
                     raise
-                # Our own session, left by a process that died: delete it and take over (FM-01).
+                # Our own session, left by a process that died: delete it and take over.
                 client._log.warning("scale set %d still has our previous session %s; deleting it",
                                     self.scale_set_id, stale)
                 self._delete_quietly(stale)
@@ -141,7 +146,7 @@ class MessageSession:
             problems = self._problems(session)
             if not problems:
                 return self._install(session)
-            # FM-06: the service handed back an unusable session. Drop it and ask once more.
+            # The service handed back an unusable session. Drop it and ask once more.
             client._log.warning("session for scale set %d is unusable (%s); re-creating", self.scale_set_id,
                                 ", ".join(problems))
             if session.session_id and session.session_id != NIL_UUID:
@@ -299,7 +304,7 @@ class MessageSession:
             return True
         except APIError as exc:
             if exc.status in (400, 404) or "SessionExpired" in exc.type_name:
-                return True  # already gone (FM-05)
+                return True  # already gone
             self._client._log.warning("could not delete session %s: %s", session_id, exc)
             return False
         except Exception as exc:  # best effort: a close must never raise

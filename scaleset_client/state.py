@@ -1,8 +1,20 @@
 """The state file: what a listener remembers across processes (cursor, session id, breakers).
 
-One small JSON document, written atomically (temp file, fsync, rename) with mode 0600, and held
-under an advisory lock for as long as a listener runs, so two processes never share it. It
-never holds a token: only ids, counters and times.
+Two files, both mode 0600, held under an advisory lock (``<file>.lock``, next to the *real* file
+when the name is a symlink) for as long as a listener runs, so two processes never share them:
+
+- ``<file>``: one small JSON document (binding, session id, pending acks, breaker states), written
+  atomically (temp file, fsync, rename) and only when its content changed.
+- ``<file>.cursor``: the delivery record (last handled message id, and how far the message in
+  flight got), two checksummed fixed-size slots overwritten in place with ``pwrite``: it survives
+  the process being killed at any point. It is synced (``fdatasync``) when it must also survive a
+  power loss: when an ack fails (the message stays on the server) and when a run ends. Unsynced
+  writes never touch the slot holding the last synced record, and a torn slot fails its checksum,
+  so after a power loss the last synced record is read.
+
+Neither holds a token: only ids, counters and times. Every storage fault is a ``StateFileError``
+with the path and the reason; content that does not fit (bad JSON, wrong types) is a warning and
+a fresh start, never a crash.
 """
 
 from __future__ import annotations
@@ -11,6 +23,8 @@ import contextlib
 import json
 import logging
 import os
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,53 +35,133 @@ try:  # POSIX advisory locks; elsewhere the file is used without a lock
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["StateFile"]
+__all__ = ["CursorRecord", "StateFile"]
 
 log = logging.getLogger(__name__)
 SCHEMA = 1
+SLOT = 512  # bytes per cursor slot: one sector, so a slot write is (almost always) atomic
+_FDATASYNC = getattr(os, "fdatasync", os.fsync)
+
+
+@dataclass(frozen=True)
+class CursorRecord:
+    """The delivery record: ``cursor`` is the last message handled (its events all handed over);
+    ``message_id`` is the message in flight (0: none), of which the first ``started`` job-started
+    and ``completed`` job-completed events were handed over; ``binding`` names the configuration
+    the record belongs to; ``stats_message_id`` is the message whose statistics were last applied."""
+
+    cursor: int = 0
+    message_id: int = 0
+    started: int = 0
+    completed: int = 0
+    binding: str = ""
+    stats_message_id: int = 0
+
+    def encode(self, seq: int) -> bytes:
+        """One slot: ``<crc32 hex> <json>`` padded with newlines to ``SLOT`` bytes."""
+        body = (f'{{"bind":{json.dumps(self.binding)},"completed":{self.completed:d},"cursor":{self.cursor:d},'
+                f'"msg":{self.message_id:d},"seq":{seq:d},"started":{self.started:d},'
+                f'"stats":{self.stats_message_id:d}}}').encode()
+        line = b"%08x %s\n" % (zlib.crc32(body), body)
+        if len(line) > SLOT:
+            raise StateFileError(f"cursor record too large ({len(line)} bytes)")
+        return line.ljust(SLOT, b"\n")
+
+    @staticmethod
+    def decode(raw: bytes) -> tuple[int, CursorRecord] | None:
+        """(seq, record) from one slot, or None when it is empty, torn or not ours."""
+        line = raw.split(b"\n", 1)[0]
+        crc, _, body = line.partition(b" ")
+        try:
+            if int(crc, 16) != zlib.crc32(body):
+                return None
+            data = json.loads(body)
+            values = [data[k] for k in ("seq", "cursor", "msg", "started", "completed", "stats")]
+            binding = data["bind"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+            return None
+        if not isinstance(binding, str):
+            return None
+        seq, cursor, msg, started, completed, stats = values
+        return seq, CursorRecord(cursor, msg, started, completed, binding, stats)
+
+
+def _without_stamps(value: Any) -> Any:
+    """``value`` without its ``saved_wall`` stamps: what decides whether the content changed."""
+    if isinstance(value, dict):
+        return {k: _without_stamps(v) for k, v in value.items() if k != "saved_wall"}
+    if isinstance(value, list):
+        return [_without_stamps(v) for v in value]
+    return value
 
 
 class StateFile:
-    """A JSON state file with an exclusive advisory lock (``path`` + ``.lock``)."""
+    """A JSON state file plus its cursor record, with an exclusive advisory lock.
+
+    ``path`` is the name given; the lock, the atomic replace and the cursor record all use the
+    real file behind it, so a symlink alias of the same file cannot take a second lock.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self.real_path = Path(os.path.realpath(self.path))
+        self.cursor_path = self.real_path.with_name(self.real_path.name + ".cursor")
         self._lock_fd: int | None = None
+        self._cursor_fd: int | None = None
+        self._seq = 0
+        self._durable_slot = 1  # the slot holding the last synced record; the other takes the next write
+        self._last_payload: bytes | None = None
+        self._unsynced = False
         self.writes = 0
+        self.cursor_writes = 0
+        self.cursor_syncs = 0
 
+    # -- lock --------------------------------------------------------------------------------
     def acquire(self) -> None:
         """Take the lock or raise ``StateFileLockedError`` naming the process that holds it."""
         if self._lock_fd is not None:
             return
-        lock_path = self.path.with_name(self.path.name + ".lock")
+        lock_path = self.real_path.with_name(self.real_path.name + ".lock")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.real_path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise StateFileError(f"cannot open the state file lock {lock_path}: {exc.strerror}") from exc
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                holder = os.read(fd, 32).decode("ascii", "ignore").strip() or "unknown"
-                os.close(fd)
-                raise StateFileLockedError(
-                    f"state file {self.path} is in use by another process (pid {holder}): another run of "
-                    "this listener is still active (each listener needs its own state file)") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = os.read(fd, 32).decode("ascii", "ignore").strip() or "unknown"
+                    raise StateFileLockedError(
+                        f"state file {self.path} is in use by another process (pid {holder}): another run of "
+                        "this listener is still active (each listener needs its own state file)") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except StateFileLockedError:
+            os.close(fd)
+            raise
+        except OSError as exc:
+            os.close(fd)
+            raise StateFileError(f"cannot lock the state file {self.path} ({lock_path}): {exc.strerror}") from exc
         self._lock_fd = fd
 
     def release(self) -> None:
-        fd, self._lock_fd = self._lock_fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        """Drop the lock and close the cursor record (idempotent)."""
+        for name in ("_cursor_fd", "_lock_fd"):
+            fd = getattr(self, name)
+            setattr(self, name, None)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
+    # -- the JSON document -------------------------------------------------------------------
     def load(self) -> dict[str, Any]:
-        """The saved state, or {} when there is none or it cannot be read (a warning says why)."""
+        """The saved state, or {} when there is none or it cannot be used (a warning says why)."""
         try:
-            raw = self.path.read_bytes()
+            raw = self.real_path.read_bytes()
         except FileNotFoundError:
             return {}
         except OSError as exc:
@@ -82,20 +176,26 @@ class StateFile:
             return {}
         return data
 
-    def save(self, data: dict[str, Any]) -> None:
-        """Replace the file atomically: a crash leaves the old or the new state, never half."""
+    def save(self, data: dict[str, Any], *, force: bool = False) -> bool:
+        """Replace the file atomically (a crash leaves the old or the new state, never half);
+        skipped when ``data`` equals what this object last wrote, unless ``force``. True if written."""
         payload = json.dumps({**data, "version": SCHEMA}, separators=(",", ":"), sort_keys=True).encode()
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        key = json.dumps(_without_stamps(data), sort_keys=True).encode()
+        if key == self._last_payload and not force:
+            return False
+        tmp = self.real_path.with_name(f".{self.real_path.name}.{os.getpid()}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                os.write(fd, payload)
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(fd, view):]
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, self.path)
+            os.replace(tmp, self.real_path)
             with contextlib.suppress(OSError):
-                dir_fd = os.open(self.path.parent, os.O_RDONLY)
+                dir_fd = os.open(self.real_path.parent, os.O_RDONLY)
                 try:
                     os.fsync(dir_fd)
                 finally:
@@ -104,7 +204,65 @@ class StateFile:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise StateFileError(f"cannot write state file {self.path}: {exc.strerror}") from exc
+        self._last_payload = key
         self.writes += 1
+        return True
+
+    # -- the cursor record -------------------------------------------------------------------
+    def _cursor_file(self) -> int:
+        if self._cursor_fd is None:
+            try:
+                self._cursor_fd = os.open(self.cursor_path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise StateFileError(f"cannot open the cursor record {self.cursor_path}: {exc.strerror}") from exc
+        return self._cursor_fd
+
+    def load_cursor(self) -> CursorRecord | None:
+        """The newest intact slot of the cursor record, or None when there is none."""
+        fd = self._cursor_file()
+        try:
+            raw = os.pread(fd, 2 * SLOT, 0)
+        except OSError as exc:
+            raise StateFileError(f"cannot read the cursor record {self.cursor_path}: {exc.strerror}") from exc
+        best: tuple[int, int, CursorRecord] | None = None
+        for slot in (0, 1):
+            decoded = CursorRecord.decode(raw[slot * SLOT:(slot + 1) * SLOT])
+            if decoded is not None and (best is None or decoded[0] > best[0]):
+                best = (decoded[0], slot, decoded[1])
+        if best is None:
+            if raw.strip(b"\n\x00"):
+                log.warning("cursor record %s is damaged; using the state file's cursor", self.cursor_path)
+            return None
+        self._seq, self._durable_slot = best[0], best[1]
+        return best[2]
+
+    def write_cursor(self, record: CursorRecord, *, durable: bool) -> None:
+        """Write the record into the slot not holding the last synced one. ``durable``: synced to
+        disk before returning (one ``fdatasync``); otherwise it survives the process being killed
+        but maybe not a power loss, and ``sync_cursor()`` makes it durable later."""
+        fd = self._cursor_file()
+        self._seq += 1
+        slot = 1 - self._durable_slot
+        try:
+            os.pwrite(fd, record.encode(self._seq), slot * SLOT)
+        except OSError as exc:
+            raise StateFileError(f"cannot write the cursor record {self.cursor_path}: {exc.strerror}") from exc
+        self._unsynced = True
+        self.cursor_writes += 1
+        if durable:
+            self.sync_cursor()
+
+    def sync_cursor(self) -> None:
+        """Make the last written record durable (``fdatasync``); a no-op when nothing is unsynced."""
+        if not self._unsynced or self._cursor_fd is None:
+            return
+        try:
+            _FDATASYNC(self._cursor_fd)
+        except OSError as exc:
+            raise StateFileError(f"cannot write the cursor record {self.cursor_path}: {exc.strerror}") from exc
+        self._unsynced = False
+        self._durable_slot = 1 - self._durable_slot
+        self.cursor_syncs += 1
 
     def __enter__(self) -> StateFile:
         self.acquire()

@@ -4,7 +4,9 @@
 repository, ``enterprises/<name>`` is an enterprise; github.com, www.github.com,
 github.localhost and ``*.ghe.com`` are hosted (API at ``api.<host>``), every other host is
 GitHub Enterprise Server (API at ``<host>/api/v3``), and ``GITHUB_ACTIONS_FORCE_GHES`` set to
-anything, even empty, forces GHES.
+anything, even empty, forces GHES. Plain ``http`` is refused for github.com and ``*.ghe.com``
+(a token would travel unencrypted), allowed for loopback hosts, and for a GHES host only with
+``SCALESET_ALLOW_HTTP=1``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ __all__ = ["GitHubConfig", "join_url", "parse_config_url"]
 
 Scope = Literal["organization", "repository", "enterprise"]
 _HOSTED = frozenset({"github.com", "www.github.com", "github.localhost"})
+_LOCAL = frozenset({"localhost", "127.0.0.1", "[::1]", "github.localhost"})  # loopback: http allowed (tests, fakes)
 _SHAPES = (
     "https://github.com/<org>, https://github.com/<owner>/<repo> or "
     "https://github.com/enterprises/<enterprise> (or the same paths on your GHES host)"
@@ -43,6 +46,7 @@ class GitHubConfig:
 
     @property
     def api_base(self) -> str:
+        """Where the REST API is: ``api.<host>`` when hosted, ``<host>/api/v3`` on GHES."""
         if not self.is_hosted:
             return f"{self.scheme}://{self.host}/api/v3"
         if self.host.lower() == "www.github.com":
@@ -51,6 +55,7 @@ class GitHubConfig:
 
     @property
     def registration_token_url(self) -> str:
+        """The REST endpoint that issues a runner registration token for this scope."""
         if self.scope == "organization":
             path = f"orgs/{quote(self.organization, safe='')}"
         elif self.scope == "enterprise":
@@ -61,9 +66,11 @@ class GitHubConfig:
 
     @property
     def runner_registration_url(self) -> str:
+        """The endpoint that trades a registration token for the Actions service URL."""
         return f"{self.api_base}/actions/runner-registration"
 
     def app_token_url(self, installation_id: int) -> str:
+        """The endpoint that issues a GitHub App installation token."""
         return f"{self.api_base}/app/installations/{installation_id}/access_tokens"
 
 
@@ -112,6 +119,15 @@ def parse_config_url(url: str, environ: Mapping[str, str] | None = None) -> GitH
     else:
         raise _invalid(url, "the path must have one or two segments")
     hosted = netloc in _HOSTED or netloc.endswith(".ghe.com")
+    if scheme == "http" and host not in _LOCAL:
+        # A token must never travel unencrypted to GitHub's own hosts; a GHES reachable only over
+        # plain http (a lab, a test instance) is an explicit opt-in.
+        if hosted or host.endswith(".ghe.com") or host in _HOSTED:
+            raise _invalid(url, "github.com and ghe.com are only reachable over https (a token would "
+                                "travel unencrypted)")
+        if env.get("SCALESET_ALLOW_HTTP", "") not in ("1", "true", "yes"):
+            raise _invalid(url, "plain http would send the token unencrypted; use https, or set "
+                                "SCALESET_ALLOW_HTTP=1 for a GitHub Enterprise Server that has no TLS")
     if "GITHUB_ACTIONS_FORCE_GHES" in env:
         hosted = False
     normalized = f"{scheme}://{netloc}/{'/'.join(segments)}"

@@ -65,6 +65,7 @@ class LoggedRequest:
     fault: str = ""
 
     def json(self) -> Any:
+        """The body parsed as JSON (None when empty)."""
         return json.loads(self.body.decode()) if self.body else None
 
 
@@ -139,6 +140,7 @@ class FakeActionsService(GitHubSide, JobsSide):
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> FakeActionsService:
+        """Start the three servers (``with`` does this for you)."""
         for server in self.servers.values():
             server.start()
         self._started = True
@@ -195,14 +197,17 @@ class FakeActionsService(GitHubSide, JobsSide):
     # -- addresses ---------------------------------------------------------------------------
     @property
     def config_url(self) -> str:
+        """The configuration URL to hand to a Client (a GHES-style org URL)."""
         return f"{self.servers['github'].url}/{self.org}"
 
     @property
     def actions_url(self) -> str:
+        """The Actions service base URL, tenant prefix included."""
         return f"{self.servers['actions'].url}/{self.tenant}/"
 
     @property
     def queue_url(self) -> str:
+        """The broker's message queue URL."""
         return f"{self.servers['broker'].url}/scalesets/message"
 
     def connections(self, server: str) -> int:
@@ -219,14 +224,17 @@ class FakeActionsService(GitHubSide, JobsSide):
         self._faults.always(target, fault)
 
     def clear_faults(self, target: str | None = None) -> None:
+        """Drop injected faults, for one target or all."""
         self._faults.clear(target)
 
     def requests(self, operation: str | None = None, server: str | None = None) -> list[LoggedRequest]:
+        """The logged requests, optionally for one operation or server."""
         with self._lock:
             return [r for r in self._log if (operation is None or r.operation == operation)
                     and (server is None or r.server == server)]
 
     def count(self, operation: str | None = None, server: str | None = None) -> int:
+        """How many logged requests match (kept log only; see ``total``)."""
         return len(self.requests(operation, server))
 
     def total(self, operation: str) -> int:
@@ -235,26 +243,31 @@ class FakeActionsService(GitHubSide, JobsSide):
             return self._totals[operation]
 
     def clear_log(self) -> None:
+        """Empty the request log."""
         with self._lock:
             self._log.clear()
 
     # -- state for tests ---------------------------------------------------------------------
     def add_runner_group(self, name: str, group_id: int | None = None) -> int:
+        """Create a runner group; returns its id."""
         with self._lock:
             gid = group_id or (max(g["id"] for g in self._groups.values()) + 1)
             self._groups[name.lower()] = {"id": gid, "name": name, "size": 0, "isDefaultGroup": False}
             return gid
 
     def scale_set(self, scale_set_id: int) -> dict[str, Any] | None:
+        """The stored scale set as wire JSON, or None."""
         with self._lock:
             data = self._scale_sets.get(scale_set_id)
             return dict(data) if data else None
 
     def session_of(self, scale_set_id: int) -> _Session | None:
+        """The scale set's current session, or None."""
         with self._lock:
             return self._sessions.get(scale_set_id)
 
     def runners(self) -> list[dict[str, Any]]:
+        """Every registered runner as wire JSON."""
         with self._lock:
             return [dict(r) for r in self._runners.values()]
 
@@ -266,11 +279,13 @@ class FakeActionsService(GitHubSide, JobsSide):
                 self._queue_tokens.pop(session.token, None)
 
     def expire_queue_tokens(self) -> None:
+        """Every message queue token expires now (the next poll gets 401)."""
         with self._lock:
             for session in self._sessions.values():
                 session.token_expires = self.clock.wall() - 1
 
     def expire_admin_tokens(self) -> None:
+        """Every admin token expires now (the next call gets 401)."""
         with self._lock:
             for tok in self._admin_tokens:
                 self._admin_tokens[tok] = self.clock.wall() - 1
