@@ -315,6 +315,7 @@ class ResilienceAdapter(HTTPAdapter):
         self._calls: set[_Call] = set()
         self._calls_lock = threading.Lock()
         self.attempts_sent = 0
+        self.retries_sent = 0  # attempts that repeated a failed or throttled one
         self._count_lock = threading.Lock()
         super().__init__(pool_connections=8, pool_maxsize=pool_maxsize, max_retries=0, pool_block=False)
 
@@ -437,6 +438,8 @@ class ResilienceAdapter(HTTPAdapter):
             state.number += 1
             with self._count_lock:
                 self.attempts_sent += 1
+                if state.number > 1:
+                    self.retries_sent += 1
             capped = (left < connect_t, left < read_t)  # (connect, read) timeouts cut short by the deadline
             # The watchdog cuts the attempt at the call's deadline, or earlier when one attempt
             # outlives its connect + read timeouts (a body dripped byte by byte).

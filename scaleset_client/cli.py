@@ -396,18 +396,6 @@ class LogScaler:
 _CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2, "forced_open": 3}
 
 
-class _RetryCounter(logging.Handler):
-    """Counts the transport's retries from its DEBUG record (the adapter keeps no retry counter)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if isinstance(record.msg, str) and record.msg.startswith("%s: retry %d in"):
-            self.count += 1
-
-
 class Metrics:
     """Counters and gauges for /metrics, fed through the listener's MetricsRecorder hooks, in the
     Prometheus text format: HELP and TYPE on every family, units in names, states as values."""
@@ -418,7 +406,6 @@ class Metrics:
                          "messages_poisoned": 0, "state_cursor_ahead": 0}
         self.gauges: dict[str, float] = {"desired_runners": 0, "assigned_jobs": 0, "running_jobs": 0}
         self.circuits: dict[str, str] = {}
-        self.retries = _RetryCounter()
 
     def record_statistics(self, statistics: RunnerScaleSetStatistic) -> None:
         """Statistics were applied."""
@@ -490,7 +477,7 @@ class Metrics:
         for name, gauge in gauges.items():
             family(f"scaleset_{name}", "gauge", gauge_helps[name], [("", gauge)])
         family("scaleset_http_retries_total", "counter", "HTTP attempts that were retries of a failed attempt.",
-               [("", self.retries.count)])
+               [("", client.retries_sent if client is not None else 0)])
         if client is not None:
             family("scaleset_http_requests_total", "counter", "HTTP attempts sent, retries included.",
                    [("", client.attempts_sent)])
@@ -693,13 +680,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     root.setLevel(args.log_level)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     metrics = Metrics()
-    adapter_log = logging.getLogger("scaleset_client.adapter")
-    adapter_log.addHandler(metrics.retries)
-    adapter_log.setLevel(logging.DEBUG)  # the retry counter needs the DEBUG record; stderr keeps --log-level
     try:
         return _run(args, metrics)
     finally:
-        adapter_log.removeHandler(metrics.retries)
         root.removeHandler(handler)
 
 

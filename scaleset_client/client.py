@@ -215,6 +215,11 @@ class Client(AdminAPI):
         """HTTP attempts this client sent, retries included."""
         return self._adapter.attempts_sent
 
+    @property
+    def retries_sent(self) -> int:
+        """HTTP attempts that repeated a failed or throttled one (a subset of ``attempts_sent``)."""
+        return self._adapter.retries_sent
+
     # -- plumbing ----------------------------------------------------------------------------
     def _prepare(self, method: str, url: str, *, authorization: str | None, body: Any = _NO_BODY,
                  content_type: str | None = "application/json", extra: Mapping[str, str] | None = None,
