@@ -166,8 +166,8 @@ class _Mutator(ast.NodeTransformer):
             for i, op in enumerate(node.ops):
                 swap = _CMP_SWAP.get(type(op))
                 if swap is not None:
-                    def build(i: int = i, swap: type[ast.cmpop] = swap) -> ast.AST:
-                        new = copy.deepcopy(node)
+                    def build(i: int = i, swap: type[ast.cmpop] = swap, orig: ast.Compare = node) -> ast.AST:
+                        new = copy.deepcopy(orig)
                         new.ops[i] = swap()
                         return new
                     node = offer(node, "compare", build)  # type: ignore[assignment]
@@ -360,7 +360,7 @@ def _load_equivalents() -> dict[tuple[str, str], str]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        module, ident, reason = (line.split(None, 2) + ["", ""])[:3]
+        module, ident, reason = [*line.split(None, 2), "", ""][:3]
         known[(module, ident)] = reason.strip()
     return known
 
@@ -413,7 +413,8 @@ def _table_row(module: str, mutants: list[Mutant]) -> tuple[str, int, int]:
     survived = sum(m.result in ("survived", "error") for m in mutants)
     scored = total - equivalent
     score = 100.0 * killed / scored if scored else 100.0
-    row = f"| `{MODULES[module][0]}` | {total} | {equivalent} | {killed} ({timeouts} by timeout) | {survived} | {score:.1f}% |"
+    row = (f"| `{MODULES[module][0]}` | {total} | {equivalent} | {killed} ({timeouts} by timeout) | {survived} "
+           f"| {score:.1f}% |")
     return row, survived, scored
 
 
