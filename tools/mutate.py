@@ -177,10 +177,12 @@ class _Mutator(ast.NodeTransformer):
                 node = offer(node, "arith", lambda: ast.BinOp(copy.deepcopy(node.left), bswap(),  # type: ignore
                                                               copy.deepcopy(node.right)))  # type: ignore
         elif isinstance(node, ast.AugAssign):
+            orig = node
             aswap = _BIN_SWAP.get(type(node.op))
             if aswap is not None:
-                node = offer(node, "arith", lambda: ast.AugAssign(copy.deepcopy(node.target), aswap(),  # type: ignore
-                                                                  copy.deepcopy(node.value)))  # type: ignore
+                node = offer(node, "arith", lambda: ast.AugAssign(copy.deepcopy(orig.target), aswap(),  # type: ignore
+                                                                  copy.deepcopy(orig.value)))
+            node = offer(node, "drop", lambda: ast.Pass())  # type: ignore[assignment]
         elif isinstance(node, ast.BoolOp):
             other = ast.Or if isinstance(node.op, ast.And) else ast.And
             node = offer(node, "logic", lambda: ast.BoolOp(other(), copy.deepcopy(node.values)))  # type: ignore
