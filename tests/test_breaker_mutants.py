@@ -565,6 +565,8 @@ def test_registry_controls_select_by_origin_and_operation_class() -> None:
     assert (other.state, admin.state) == (State.DISABLED, State.CLOSED)
     registry.metrics_only(operation_class="admin")
     assert (admin.state, poll.state) == (State.METRICS_ONLY, State.FORCED_OPEN)
+    assert registry.states() == {"https://a:443 long_poll": "forced_open", "https://a:443 admin": "metrics_only",
+                                 "https://b:443 long_poll": "disabled"}
     registry.reset("https://a:443", operation_class="long_poll")
     assert poll.state is State.CLOSED
 
@@ -599,3 +601,61 @@ def test_registry_logs_transitions_and_broken_listeners(caplog: pytest.LogCaptur
             ) in lines
     assert (logging.INFO, "circuit https://a:443 [admin]: open -> closed (reset)") in lines
     assert sum("circuit listener" in m and "failed" in m for _, m in lines) == 2
+
+
+def test_reset_and_operator_modes_start_from_clean_counts() -> None:
+    breaker, _, _ = make()
+    fail(breaker, 2)
+    breaker.reset()
+    fail(breaker, 2)
+    assert breaker.state is State.CLOSED  # reset is "back to CLOSED with clean counters"
+    breaker.metrics_only()
+    breaker.reset()
+    fail(breaker, 2)
+    assert breaker.state is State.CLOSED
+
+
+def test_every_transition_moves_the_generation() -> None:
+    breaker, clock, _ = make()
+    seen = {breaker.generation}
+    fail(breaker, 3)
+    seen.add(breaker.generation)
+    clock.advance(5)
+    probe = breaker.acquire(lease=10)
+    seen.add(breaker.generation)
+    assert len(seen) == 3 and probe.generation == breaker.generation
+
+
+def test_retry_after_never_reads_negative_just_past_a_deadline() -> None:
+    breaker, clock, _ = make()
+    breaker.force_open(duration=30)
+    clock.advance(31)  # over, but nobody has called yet
+    assert breaker.retry_after() == 0.0
+    probing, clock, _ = make()
+    fail(probing, 3)
+    clock.advance(5)
+    probing.acquire(lease=10)
+    clock.advance(9.5)
+    assert refusal(probing).retry_after == pytest.approx(0.5)
+
+
+def test_a_breaker_put_to_a_probe_can_be_saved() -> None:
+    breaker, clock, _ = make()
+    fail(breaker, 3)
+    breaker.probe_now()
+    restored, _, _ = roundtrip(breaker, clock)
+    assert restored.state is State.HALF_OPEN and restored.retry_after() == 0.0
+
+
+def test_a_sparse_snapshot_starts_the_doubling_from_zero() -> None:
+    breaker, _, _ = make()
+    breaker.restore({"state": "closed"})
+    fail(breaker, 3)
+    assert breaker.retry_after() == 5.0
+
+
+def test_restore_replaces_the_saved_window_in_every_state() -> None:
+    breaker, clock, _ = make()
+    fail(breaker, 2)
+    breaker.restore({"state": "open", "open_remaining": 5.0, "window": [], "saved_wall": clock.wall()})
+    assert breaker.snapshot()["window"] == [] and breaker.snapshot()["consecutive_failures"] == 0

@@ -367,7 +367,8 @@ def _load_equivalents() -> dict[tuple[str, str], str]:
     return known
 
 
-def run_module(module: str, jobs: int, verbose: bool, only: set[str] | None) -> tuple[list[Mutant], float]:
+def run_module(module: str, jobs: int, verbose: bool, only: set[str] | None,
+               quiet: set[str] | None = None) -> tuple[list[Mutant], float]:
     rel, test_files = MODULES[module]
     path = ROOT / rel
     tests = [t for t in test_files if (ROOT / t).exists()]
@@ -388,20 +389,20 @@ def run_module(module: str, jobs: int, verbose: bool, only: set[str] | None) -> 
         pool.start(path, mutant, tests, limit)
         if len(pool.running) >= jobs:
             for job, code in pool.reap():
-                done += _finish(job, code, done, len(mutants))
+                done += _finish(job, code, done, len(mutants), quiet or set())
     pool.jobs = 1
     for job, code in pool.reap():
-        done += _finish(job, code, done, len(mutants))
+        done += _finish(job, code, done, len(mutants), quiet or set())
     return mutants, baseline
 
 
-def _finish(job: _Running, code: int | None, done: int, total: int) -> int:
+def _finish(job: _Running, code: int | None, done: int, total: int, quiet: set[str]) -> int:
     mutant = job.mutant
     assert mutant is not None
     mutant.seconds = time.monotonic() - job.started
     mutant.result = "timeout" if code is None else "survived" if code == 0 else "killed" if code in (1, 2) else (
         "error")
-    if mutant.result in ("survived", "error"):
+    if mutant.result in ("survived", "error") and not (mutant.result == "survived" and mutant.ident in quiet):
         print(f"  [{done + 1}/{total}] {mutant.result}: {mutant.ident} L{mutant.line} {mutant.where}: "
               f"{mutant.before} -> {mutant.after}", file=sys.stderr, flush=True)
     return 1
@@ -511,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     for module in modules:
         started = time.monotonic()
         print(f"{module}: running ...", file=sys.stderr, flush=True)
-        mutants, baseline = run_module(module, max(1, args.jobs), args.verbose, set(args.only or []) or None)
+        mutants, baseline = run_module(module, max(1, args.jobs), args.verbose, set(args.only or []) or None,
+                                       {i for (mod, i) in equivalents if mod == module})
         for m in mutants:
             if (module, m.ident) in equivalents:
                 if m.result == "survived":
