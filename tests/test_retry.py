@@ -14,7 +14,14 @@ import pytest
 import requests
 
 import scaleset_client as sc
-from scaleset_client.retry import SECONDARY_MIN_WAIT, RateGate, RetryBudget, hint_seconds, is_throttle, parse_retry_after
+from scaleset_client.retry import (
+    SECONDARY_MIN_WAIT,
+    RateGate,
+    RetryBudget,
+    hint_seconds,
+    is_throttle,
+    parse_retry_after,
+)
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
 from .conftest import make_client
