@@ -44,6 +44,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENT_FILE = ROOT / "tools" / "mutants-equivalent.txt"
+# Survivors that are not equivalent but have no practical test (say why); they still count against the score.
+KNOWN_SURVIVORS_FILE = ROOT / "tools" / "mutants-known-survivors.txt"
 REPORT = ROOT / "MUTATION.md"
 
 # module -> (source file, fast test files in the order they run; -x stops at the first failure).
@@ -354,11 +356,11 @@ class _Pool:
             time.sleep(0.01)
 
 
-def _load_equivalents() -> dict[tuple[str, str], str]:
+def _load_equivalents(path: Path = EQUIVALENT_FILE) -> dict[tuple[str, str], str]:
     known: dict[tuple[str, str], str] = {}
-    if not EQUIVALENT_FILE.exists():
+    if not path.exists():
         return known
-    for raw in EQUIVALENT_FILE.read_text().splitlines():
+    for raw in path.read_text().splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -429,7 +431,10 @@ def _section(module: str, mutants: list[Mutant], equivalents: dict[tuple[str, st
     survivors = [m for m in mutants if m.result in ("survived", "error")]
     eq = [m for m in mutants if m.result == "equivalent"]
     out.append(f"Surviving, not equivalent ({len(survivors)}):" if survivors else "Surviving, not equivalent: none.")
-    out += [f"- `{m.ident}` L{m.line} `{m.where}` ({m.kind}): `{m.before}` → `{m.after}`" for m in survivors]
+    known = _load_equivalents(KNOWN_SURVIVORS_FILE)
+    out += [f"- `{m.ident}` L{m.line} `{m.where}` ({m.kind}): `{m.before}` → `{m.after}`"
+            + (f" — not tested: {known[(module, m.ident)]}" if (module, m.ident) in known else "")
+            for m in survivors]
     out += ["", f"Equivalent ({len(eq)}), with the reason no observer can tell them from the original:"]
     out += [f"- `{m.ident}` L{m.line} `{m.where}` ({m.kind}): `{m.before}` → `{m.after}` — "
             f"{equivalents[(module, m.ident)]}" for m in eq]
