@@ -307,9 +307,8 @@ class CircuitBreaker:
             except ValueError:
                 return
             self._reopen_count = max(0, min(int(data.get("reopen_count", 0)), 32))
-            self._consecutive_failures = max(0, int(data.get("consecutive_failures", 0)))
-            self._window.clear()
-            self._window.extend(bool(x) for x in list(data.get("window", []))[-self._config.window_size:])
+            consecutive = max(0, int(data.get("consecutive_failures", 0)))
+            window = [bool(x) for x in list(data.get("window", []))[-self._config.window_size:]]
             self.last_failure_reason = str(data.get("last_failure_reason", ""))[:200]
             remaining = data.get("open_remaining")
             if state is State.HALF_OPEN:
@@ -323,6 +322,10 @@ class CircuitBreaker:
                         left = min(left, self._config.max_open_duration)
                     self._open_until = now + max(0.0, left)
             self._move(state, "restored from a snapshot", events)
+            # After the move, which clears the counts on entering CLOSED: a restart keeps them.
+            self._consecutive_failures = consecutive
+            self._window.clear()
+            self._window.extend(window)
         self._notify(events)
 
     # -- internals (lock held) -------------------------------------------------------------

@@ -144,21 +144,87 @@ def test_resilience_state_survives_a_new_process(fake: FakeActionsService, clock
     second.close()
 
 
+class _SleepWatchingClock(sc.SystemClock):
+    """The real clock, but a test can wait until some thread is inside a long interruptible sleep."""
+
+    def __init__(self, longer_than: float) -> None:
+        super().__init__(seed=1)
+        self._longer_than = longer_than
+        self.long_sleep_started = threading.Event()
+
+    def sleep(self, seconds: float, interrupt: threading.Event | None = None) -> bool:
+        if seconds > self._longer_than and interrupt is not None:
+            self.long_sleep_started.set()
+        return super().sleep(seconds, interrupt)
+
+
 def test_recover_wakes_a_call_waiting_out_a_break() -> None:
+    clock = _SleepWatchingClock(longer_than=10.0)
     with FakeActionsService(long_poll_hold=0.05) as fake:
-        client = sc.Client(fake.config_url, token=fake.token, resilience=sc.ResilienceConfig(
+        client = sc.Client(fake.config_url, token=fake.token, clock=clock, resilience=sc.ResilienceConfig(
             retry=sc.RetryConfig(max_attempts=3, backoff_base=0.01, backoff_max=0.02),
             circuit_breaker=sc.CircuitBreakerConfig(failure_threshold=1, open_duration=30.0, max_open_duration=30.0)))
         client.get_runner_by_name("warm")
         fake.inject("get_runner_by_name", Fault.respond(503))  # trips: the retry now waits ~30 s
         result: list[object] = []
-        waiter = threading.Thread(target=lambda: result.append(client.get_runner_by_name("x")))
+        waiter = threading.Thread(target=lambda: result.append(client.get_runner_by_name("x")), daemon=True)
         waiter.start()
-        deadline = threading.Event()
-        while fake.count("get_runner_by_name") < 2 and not deadline.wait(0.01):
-            pass
-        deadline.wait(0.2)  # the call is now inside its wait for the break to end
+        # The condition, not a guess: the call is inside its wait for the 30 s break to end.
+        assert clock.long_sleep_started.wait(timeout=10)
+        assert fake.count("get_runner_by_name") == 2
         client.recover(force=True)
-        waiter.join(timeout=5)
+        waiter.join(timeout=10)  # far less than the 30 s break: only the wake-up ends the wait this soon
         assert not waiter.is_alive() and result == [None]  # woken, probed, succeeded
+        assert fake.count("get_runner_by_name") == 3
         client.close()
+
+
+SECONDARY = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+_NEUTRAL_ANSWERS = [
+    Fault.respond(429, json_body={"message": "slow down"}, headers={"Retry-After": "1"}),
+    Fault.respond(403, json_body={"message": "API rate limit exceeded"},
+                  headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": "0"}),
+    Fault.respond(403, json_body={"message": SECONDARY}),
+    Fault.respond(401, json_body={"message": "Bad credentials"}),
+    Fault.respond(403, json_body={"message": "Must have admin rights"}),
+    Fault.respond(400, json_body={"message": "bad request"}),
+    Fault.respond(404, json_body={"message": "Not Found"}),
+    Fault.respond(409, json_body={"message": "conflict"}),
+    Fault.respond(422, json_body={"message": "unprocessable"}),
+]
+
+
+@pytest.mark.parametrize("answer", _NEUTRAL_ANSWERS, ids=lambda f: f"{f.status}-{f.body[:24]!r}")
+def test_throttles_auth_failures_and_4xx_never_trip_the_breaker(fake: FakeActionsService, clock: FakeClock,
+                                                               answer: Fault) -> None:
+    client = make_client(fake, clock, resilience=ONE_SHOT)
+    client.get_runner_by_name("warm")
+    fake.clear_log()
+    fake.inject_always("get_runner", answer)
+    for _ in range(6):  # twice the failure threshold
+        with pytest.raises(sc.ScalesetError) as info:
+            client.get_runner(1)
+        assert not isinstance(info.value, sc.CircuitOpenError)
+        clock.advance(4000)  # past any rate-limit hold, so the next call is sent too
+    assert fake.count("get_runner") >= 6  # every call was sent, none refused by a breaker
+    assert set(client.circuit_breakers.states().values()) == {"closed"}
+    fake.inject_always("get_runner", Fault.respond(503))  # the control: real failures do trip it
+    for _ in range(3):
+        with pytest.raises(sc.APIError):
+            client.get_runner(1)
+    assert client.circuit_breakers.states()[f"{client.origin(fake.actions_url)} admin"] == "open"
+    client.close()
+
+
+@pytest.mark.parametrize("status", [501, 400, 403, 404, 409, 422])
+def test_501_and_4xx_are_sent_once_while_other_5xx_are_retried(client: sc.Client, fake: FakeActionsService,
+                                                               status: int) -> None:
+    client.get_runner_by_name("warm")
+    fake.inject("get_runner", Fault.respond(status, json_body={"message": "no"}))
+    with pytest.raises(sc.APIError):
+        client.get_runner(1)
+    assert fake.count("get_runner") == 1
+    fake.inject("get_runner", Fault.respond(503))  # the control: a 503 once, then the fake's real answer
+    with pytest.raises(sc.APIError):  # runner 1 does not exist: the retry reached the fake's 404
+        client.get_runner(1)
+    assert fake.count("get_runner") == 3

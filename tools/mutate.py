@@ -1,0 +1,545 @@
+"""Mutation testing for scaleset_client: which promises would no test notice breaking?
+
+One command::
+
+    .venv/bin/python tools/mutate.py breaker retry            # print the table
+    .venv/bin/python tools/mutate.py breaker retry --write    # and update MUTATION.md
+
+For each module it parses the source, makes one small change at a time (a mutant: ``<`` for
+``<=``, ``and`` for ``or``, a constant off by one, a statement dropped, ...) and runs that
+module's fast test files against it with ``pytest -x``. A mutant the tests fail on is killed;
+one they pass on survived. A survivor either shows a promise no test pins, or is equivalent
+(no observer could tell it from the original): those are listed in ``tools/mutants-equivalent.txt``
+by id with the reason, and leave the score's denominator.
+
+Why a script of our own: it runs each mutant in a forked child that already has pytest,
+requests and hypothesis imported and loads the mutant from memory through an import hook, so
+nothing is written to the worktree, a mutant costs a fraction of a second, and the ids are
+stable (a hash of the function, the change and the source text, not of line numbers), so the
+list of equivalent mutants survives edits elsewhere in the file. Tests that start the CLI in a
+subprocess do not see the mutant (the hook lives in the child only); the mapped test files are
+in-process ones.
+
+What is not mutated: docstrings, annotations, ``__all__``, and the arguments of ``log.*`` calls
+(log wording is not a promise; whether something is logged at all is covered by dropping calls
+elsewhere). Mutants are deterministic: hypothesis runs derandomized without its example database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import hashlib
+import importlib.abc
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EQUIVALENT_FILE = ROOT / "tools" / "mutants-equivalent.txt"
+# Survivors that are not equivalent but have no practical test (say why); they still count against the score.
+KNOWN_SURVIVORS_FILE = ROOT / "tools" / "mutants-known-survivors.txt"
+REPORT = ROOT / "MUTATION.md"
+
+# module -> (source file, fast test files in the order they run; -x stops at the first failure).
+MODULES: dict[str, tuple[str, list[str]]] = {
+    "breaker": ("scaleset_client/breaker.py",
+                ["tests/test_breaker_mutants.py", "tests/test_breaker.py", "tests/test_resilience.py"]),
+    "retry": ("scaleset_client/retry.py",
+              ["tests/test_retry.py", "tests/test_transport.py", "tests/test_resilience.py"]),
+    "adapter": ("scaleset_client/adapter.py",
+                ["tests/test_transport.py", "tests/test_resilience.py", "tests/test_retry.py"]),
+    "listener": ("scaleset_client/listener.py", ["tests/test_listener.py"]),
+    "session": ("scaleset_client/session.py", ["tests/test_session.py", "tests/test_listener.py"]),
+    "state": ("scaleset_client/state.py", ["tests/test_listener.py", "tests/test_state.py"]),
+}
+
+_CMP_SWAP: dict[type[ast.cmpop], type[ast.cmpop]] = {
+    ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In,
+}
+_BIN_SWAP: dict[type[ast.operator], type[ast.operator]] = {
+    ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Div,
+    ast.Mod: ast.Mult, ast.Pow: ast.Mult,
+}
+_LOG_NAMES = {"log", "logger", "logging"}
+
+
+@dataclass
+class Mutant:
+    module: str
+    index: int  # position of the node in the visit order (valid for this parse only)
+    kind: str
+    line: int
+    where: str  # enclosing function
+    before: str
+    after: str
+    ident: str = ""
+    result: str = ""  # killed | survived | timeout | equivalent (survived, listed) | error
+    seconds: float = 0.0
+
+
+def _is_docstring(parents: list[ast.AST], node: ast.AST) -> bool:
+    if not parents or not isinstance(parents[-1], ast.Expr) or len(parents) < 2:
+        return False
+    owner = parents[-2]
+    body = getattr(owner, "body", None)
+    return isinstance(owner, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and bool(
+        body) and body[0] is parents[-1]
+
+
+def _is_log_call(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name) and node.func.value.id in _LOG_NAMES)
+
+
+class _Mutator(ast.NodeTransformer):
+    """Walks the tree in one fixed order. Collect mode lists the mutants; apply mode changes the
+    node at ``target`` and leaves the rest alone (same order, so indexes match)."""
+
+    def __init__(self, source: str, target: int | None = None) -> None:
+        self.source = source
+        self.target = target
+        self.counter = 0
+        self.found: list[tuple[int, str, ast.AST, str, str]] = []
+        self.parents: list[ast.AST] = []
+        self.applied = False
+
+    # A candidate: (kind, builder of the replacement node). In apply mode the builder runs.
+    def _offer(self, node: ast.AST, kind: str, build: Callable[[], ast.AST]) -> ast.AST:
+        index = self.counter
+        self.counter += 1
+        if self.target is None:
+            mutated = ast.copy_location(build(), node)
+            in_fstring = any(isinstance(p, ast.JoinedStr) for p in self.parents)
+            before = ast.unparse(node) if in_fstring else (ast.get_source_segment(self.source, node)
+                                                             or ast.unparse(node))
+            self.found.append((index, kind, node, before, ast.unparse(mutated)))
+            return node
+        if index == self.target:
+            self.applied = True
+            return ast.copy_location(build(), node)
+        return node
+
+    def visit(self, node: ast.AST) -> ast.AST:  # type: ignore[override]
+        skip = (_is_log_call(node)
+                or (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__"
+                                                         for t in node.targets))
+                or isinstance(node, (ast.ImportFrom, ast.Import)))
+        if skip:
+            return node
+        self.parents.append(node)
+        try:
+            new = self._children(node)
+        finally:
+            self.parents.pop()
+        return self._mutations(new)
+
+    def _children(self, node: ast.AST) -> ast.AST:
+        for name, value in ast.iter_fields(node):
+            if name in ("annotation", "returns", "type_comment"):
+                continue
+            if isinstance(value, list):
+                out = []
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        if isinstance(item, ast.Constant) and _is_docstring(self.parents, item):
+                            out.append(item)
+                            continue
+                        item = self.visit(item)
+                    out.append(item)
+                setattr(node, name, out)
+            elif isinstance(value, ast.AST):
+                if isinstance(value, ast.Constant) and _is_docstring(self.parents, value):
+                    continue
+                setattr(node, name, self.visit(value))
+        return node
+
+    def _mutations(self, node: ast.AST) -> ast.AST:
+        offer = self._offer
+        if isinstance(node, ast.Compare):
+            for i, op in enumerate(node.ops):
+                swap = _CMP_SWAP.get(type(op))
+                if swap is not None:
+                    def build(i: int = i, swap: type[ast.cmpop] = swap, orig: ast.Compare = node) -> ast.AST:
+                        new = copy.deepcopy(orig)
+                        new.ops[i] = swap()
+                        return new
+                    node = offer(node, "compare", build)  # type: ignore[assignment]
+        elif isinstance(node, ast.BinOp):
+            bswap = _BIN_SWAP.get(type(node.op))
+            if bswap is not None:
+                node = offer(node, "arith", lambda: ast.BinOp(copy.deepcopy(node.left), bswap(),  # type: ignore
+                                                              copy.deepcopy(node.right)))  # type: ignore
+        elif isinstance(node, ast.AugAssign):
+            orig = node
+            aswap = _BIN_SWAP.get(type(node.op))
+            if aswap is not None:
+                node = offer(node, "arith", lambda: ast.AugAssign(copy.deepcopy(orig.target), aswap(),  # type: ignore
+                                                                  copy.deepcopy(orig.value)))
+            node = offer(node, "drop", lambda: ast.Pass())  # type: ignore[assignment]
+        elif isinstance(node, ast.BoolOp):
+            other = ast.Or if isinstance(node.op, ast.And) else ast.And
+            node = offer(node, "logic", lambda: ast.BoolOp(other(), copy.deepcopy(node.values)))  # type: ignore
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub)):
+            node = offer(node, "unary", lambda: copy.deepcopy(node.operand))  # type: ignore
+        elif isinstance(node, ast.Constant):
+            value = node.value
+            if isinstance(value, bool):
+                node = offer(node, "constant", lambda: ast.Constant(not value))
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                node = offer(node, "constant", lambda: ast.Constant(value + 1))
+            elif isinstance(value, str):
+                node = offer(node, "string", lambda: ast.Constant("XX" + value + "XX"))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("min", "max"):
+            other_name = "max" if node.func.id == "min" else "min"
+            node = offer(node, "minmax", lambda: ast.Call(ast.Name(other_name, ast.Load()),  # type: ignore
+                                                          copy.deepcopy(node.args),  # type: ignore
+                                                          copy.deepcopy(node.keywords)))  # type: ignore
+        elif isinstance(node, ast.Return) and node.value is not None and not (
+                isinstance(node.value, ast.Constant) and node.value.value is None):
+            node = offer(node, "return", lambda: ast.Return(ast.Constant(None)))
+        elif isinstance(node, ast.Assign) and node.value is not None and all(
+                isinstance(t, (ast.Name, ast.Attribute, ast.Subscript)) for t in node.targets) and not (
+                isinstance(node.value, ast.Constant) and node.value.value is None):
+            node = offer(node, "assign", lambda: ast.Assign(copy.deepcopy(node.targets),  # type: ignore
+                                                            ast.Constant(None)))
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            node = offer(node, "drop-call", lambda: ast.Pass())
+        elif isinstance(node, ast.Break):
+            node = offer(node, "loop", lambda: ast.Continue())
+        elif isinstance(node, ast.Continue):
+            node = offer(node, "loop", lambda: ast.Break())
+        return node
+
+
+def _collect(module: str, path: Path) -> list[Mutant]:
+    source = path.read_text()
+    tree = ast.parse(source)
+    mutator = _Mutator(source)
+    qual = _qualnames(tree)
+    mutator.visit(tree)
+    mutants: list[Mutant] = []
+    seen: dict[str, int] = {}
+    for index, kind, node, before, after in mutator.found:
+        where = qual.get(id(node), "<module>")
+        key = f"{module}|{where}|{kind}|{before}|{after}"
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        ident = hashlib.sha1(f"{key}|{n}".encode()).hexdigest()[:8]
+        mutants.append(Mutant(module, index, kind, getattr(node, "lineno", 0), where,
+                              " ".join(before.split()), " ".join(after.split()), ident))
+    return mutants
+
+
+def _qualnames(tree: ast.AST) -> dict[int, str]:
+    names: dict[int, str] = {}
+
+    def walk(node: ast.AST, stack: list[str]) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                inner = [*stack, child.name]
+                names[id(child)] = ".".join(inner)
+                walk(child, inner)
+            else:
+                names[id(child)] = ".".join(stack) or "<module>"
+                walk(child, stack)
+
+    walk(tree, [])
+    return names
+
+
+def _mutant_code(path: Path, index: int) -> object:
+    source = path.read_text()
+    tree = ast.parse(source)
+    mutator = _Mutator(source, target=index)
+    tree = mutator.visit(tree)
+    if not mutator.applied:
+        raise RuntimeError(f"mutant {index} not found in {path}")
+    ast.fix_missing_locations(tree)
+    return compile(tree, str(path), "exec", dont_inherit=True)
+
+
+class _MutantLoader(importlib.abc.Loader):
+    def __init__(self, code: object) -> None:
+        self.code = code
+
+    def create_module(self, spec: object) -> None:
+        return None
+
+    def exec_module(self, module: object) -> None:
+        exec(self.code, module.__dict__)  # type: ignore[attr-defined]
+
+
+class _MutantFinder(importlib.abc.MetaPathFinder):
+    def __init__(self, fullname: str, path: Path, code: object) -> None:
+        self.fullname, self.path, self.code = fullname, path, code
+
+    def find_spec(self, fullname: str, path: object, target: object = None) -> object:
+        if fullname != self.fullname:
+            return None
+        return importlib.util.spec_from_file_location(fullname, str(self.path), loader=_MutantLoader(self.code))
+
+
+def _pytest_args(tests: list[str]) -> list[str]:
+    return [*tests, "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "--timeout=60",
+            "-W", "ignore::pytest.PytestUnraisableExceptionWarning"]
+
+
+def _child(module_path: Path, index: int | None, tests: list[str], verbose: bool) -> None:
+    """In the forked child: install the mutant (if any), run pytest, exit with its code."""
+    os.setpgid(0, 0)
+    if not verbose:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+    code = 3
+    try:
+        if index is not None:
+            fullname = ".".join(module_path.relative_to(ROOT).with_suffix("").parts)
+            sys.meta_path.insert(0, _MutantFinder(fullname, module_path, _mutant_code(module_path, index)))
+        import hypothesis
+        hypothesis.settings.register_profile("mutate", database=None, derandomize=True)
+        hypothesis.settings.load_profile("mutate")
+        import pytest
+        code = int(pytest.main(_pytest_args(tests)))
+    finally:
+        sys.stdout.flush()
+        os._exit(code)
+
+
+@dataclass
+class _Running:
+    mutant: Mutant | None
+    pid: int
+    started: float
+    limit: float
+
+
+@dataclass
+class _Pool:
+    jobs: int
+    verbose: bool
+    running: list[_Running] = field(default_factory=list)
+
+    def start(self, path: Path, mutant: Mutant | None, tests: list[str], limit: float) -> None:
+        pid = os.fork()
+        if pid == 0:
+            _child(path, None if mutant is None else mutant.index, tests, self.verbose)
+        self.running.append(_Running(mutant, pid, time.monotonic(), limit))
+
+    def reap(self) -> Iterator[tuple[_Running, int | None]]:
+        """Yield (finished job, exit code or None on timeout) as they end."""
+        while self.running:
+            for job in list(self.running):
+                pid, status = os.waitpid(job.pid, os.WNOHANG)
+                if pid:
+                    self.running.remove(job)
+                    yield job, os.waitstatus_to_exitcode(status)
+                elif time.monotonic() - job.started > job.limit:
+                    try:
+                        os.killpg(job.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    os.waitpid(job.pid, 0)
+                    self.running.remove(job)
+                    yield job, None
+            if len(self.running) < self.jobs:
+                return
+            time.sleep(0.01)
+
+
+def _load_equivalents(path: Path = EQUIVALENT_FILE) -> dict[tuple[str, str], str]:
+    known: dict[tuple[str, str], str] = {}
+    if not path.exists():
+        return known
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        module, ident, reason = [*line.split(None, 2), "", ""][:3]
+        known[(module, ident)] = reason.strip()
+    return known
+
+
+def run_module(module: str, jobs: int, verbose: bool, only: set[str] | None,
+               quiet: set[str] | None = None) -> tuple[list[Mutant], float]:
+    rel, test_files = MODULES[module]
+    path = ROOT / rel
+    tests = [t for t in test_files if (ROOT / t).exists()]
+    pool = _Pool(1, verbose)
+    started = time.monotonic()
+    pool.start(path, None, tests, 600)
+    for _, code in pool.reap():
+        if code != 0:
+            raise SystemExit(f"{module}: the tests fail without any mutant (exit {code}); fix them first")
+    baseline = time.monotonic() - started
+    limit = max(15.0, 3 * baseline + 10)
+    mutants = _collect(module, path)
+    if only:
+        mutants = [m for m in mutants if m.ident in only]
+    pool = _Pool(jobs, verbose)
+    done = 0
+    for mutant in mutants:
+        pool.start(path, mutant, tests, limit)
+        if len(pool.running) >= jobs:
+            for job, code in pool.reap():
+                done += _finish(job, code, done, len(mutants), quiet or set())
+    pool.jobs = 1
+    for job, code in pool.reap():
+        done += _finish(job, code, done, len(mutants), quiet or set())
+    return mutants, baseline
+
+
+def _finish(job: _Running, code: int | None, done: int, total: int, quiet: set[str]) -> int:
+    mutant = job.mutant
+    assert mutant is not None
+    mutant.seconds = time.monotonic() - job.started
+    mutant.result = "timeout" if code is None else "survived" if code == 0 else "killed" if code in (1, 2) else (
+        "error")
+    if mutant.result in ("survived", "error") and not (mutant.result == "survived" and mutant.ident in quiet):
+        print(f"  [{done + 1}/{total}] {mutant.result}: {mutant.ident} L{mutant.line} {mutant.where}: "
+              f"{mutant.before} -> {mutant.after}", file=sys.stderr, flush=True)
+    return 1
+
+
+def _table_row(module: str, mutants: list[Mutant]) -> tuple[str, int, int]:
+    total = len(mutants)
+    equivalent = sum(m.result == "equivalent" for m in mutants)
+    killed = sum(m.result in ("killed", "timeout") for m in mutants)
+    timeouts = sum(m.result == "timeout" for m in mutants)
+    survived = sum(m.result in ("survived", "error") for m in mutants)
+    scored = total - equivalent
+    score = 100.0 * killed / scored if scored else 100.0
+    row = (f"| `{MODULES[module][0]}` | {total} | {equivalent} | {killed} ({timeouts} by timeout) | {survived} "
+           f"| {score:.1f}% |")
+    return row, survived, scored
+
+
+def _section(module: str, mutants: list[Mutant], equivalents: dict[tuple[str, str], str], baseline: float,
+             elapsed: float) -> str:
+    out = [f"<!-- module:{module} -->", f"### {module}", "",
+           f"Tests: {', '.join(f'`{t}`' for t in MODULES[module][1] if (ROOT / t).exists())}; "
+           f"baseline {baseline:.1f} s, {len(mutants)} mutants in {elapsed:.0f} s.", ""]
+    survivors = [m for m in mutants if m.result in ("survived", "error")]
+    eq = [m for m in mutants if m.result == "equivalent"]
+    out.append(f"Surviving, not equivalent ({len(survivors)}):" if survivors else "Surviving, not equivalent: none.")
+    known = _load_equivalents(KNOWN_SURVIVORS_FILE)
+    out += [f"- `{m.ident}` L{m.line} `{m.where}` ({m.kind}): `{m.before}` → `{m.after}`"
+            + (f" — not tested: {known[(module, m.ident)]}" if (module, m.ident) in known else "")
+            for m in survivors]
+    out += ["", f"Equivalent ({len(eq)}), with the reason no observer can tell them from the original:"]
+    out += [f"- `{m.ident}` L{m.line} `{m.where}` ({m.kind}): `{m.before}` → `{m.after}` — "
+            f"{equivalents[(module, m.ident)]}" for m in eq]
+    out.append(f"<!-- /module:{module} -->")
+    return "\n".join(out)
+
+
+def _write_report(results: dict[str, tuple[list[Mutant], float, float]], equivalents: dict[tuple[str, str], str],
+                  command: str) -> None:
+    sections: dict[str, str] = {}
+    rows: dict[str, str] = {}
+    if REPORT.exists():
+        text = REPORT.read_text()
+        for module in MODULES:
+            start, end = f"<!-- module:{module} -->", f"<!-- /module:{module} -->"
+            if start in text and end in text:
+                sections[module] = text[text.index(start):text.index(end) + len(end)]
+            marker = f"<!-- row:{module} -->"
+            for line in text.splitlines():
+                if line.endswith(marker):
+                    rows[module] = line
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    for module, (mutants, baseline, elapsed) in results.items():
+        sections[module] = _section(module, mutants, equivalents, baseline, elapsed)
+        rows[module] = _table_row(module, mutants)[0] + f" `{command}` at {commit}, {time.strftime('%Y-%m-%d')} |" + (
+            f" <!-- row:{module} -->")
+    lines = [
+        "# Mutation testing",
+        "",
+        "Which promises would no test notice breaking? `tools/mutate.py` changes one thing at a time in a module",
+        "(an operator, a constant, a dropped statement, ...) and runs that module's fast tests against it. Score =",
+        "killed / (mutants - equivalent). Equivalent mutants are listed in `tools/mutants-equivalent.txt` with the",
+        "reason no observer can tell them apart; targets: 95% for breaker and retry, 90% for the rest.",
+        "",
+        "Regenerate a module's row and section: `.venv/bin/python tools/mutate.py <module>... --write`",
+        "",
+        "| module | mutants | equivalent | killed | surviving | score | produced by |",
+        "|---|---|---|---|---|---|---|",
+        *[rows[m] for m in MODULES if m in rows],
+        "",
+        "## Survivors and equivalents by module",
+        "",
+        *[sections[m] + "\n" for m in MODULES if m in sections],
+    ]
+    REPORT.write_text("\n".join(lines).rstrip() + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("modules", nargs="*", help=f"modules to mutate (default: all of {', '.join(MODULES)})")
+    parser.add_argument("--jobs", "-j", type=int, default=1, help="mutants run at once (default 1)")
+    parser.add_argument("--write", action="store_true", help="update MUTATION.md with the result")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--only", nargs="+", metavar="ID", help="run only these mutant ids")
+    parser.add_argument("--show", metavar="ID", help="print the mutant's source diff and exit")
+    parser.add_argument("--verbose", action="store_true", help="show pytest output of each run")
+    args = parser.parse_args(argv)
+    os.chdir(ROOT)
+    modules = args.modules or list(MODULES)
+    unknown = [m for m in modules if m not in MODULES]
+    if unknown:
+        parser.error(f"unknown module(s): {', '.join(unknown)}")
+    if args.list or args.show:
+        for module in modules:
+            for m in _collect(module, ROOT / MODULES[module][0]):
+                if args.show and m.ident != args.show:
+                    continue
+                print(f"{module} {m.ident} L{m.line} {m.where} ({m.kind}): {m.before} -> {m.after}")
+        return 0
+    # Warm the imports every child needs, once (but not the package under test).
+    for name in ("pytest", "requests", "urllib3", "hypothesis", "cryptography", "jwt", "trustme"):
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    equivalents = _load_equivalents()
+    results: dict[str, tuple[list[Mutant], float, float]] = {}
+    failed = False
+    for module in modules:
+        started = time.monotonic()
+        print(f"{module}: running ...", file=sys.stderr, flush=True)
+        mutants, baseline = run_module(module, max(1, args.jobs), args.verbose, set(args.only or []) or None,
+                                       {i for (mod, i) in equivalents if mod == module})
+        for m in mutants:
+            if (module, m.ident) in equivalents:
+                if m.result == "survived":
+                    m.result = "equivalent"
+                else:
+                    print(f"  note: {m.ident} is listed as equivalent but was {m.result}", file=sys.stderr)
+        listed = {i for (mod, i) in equivalents if mod == module}
+        stale = listed - {m.ident for m in mutants}
+        if stale and not args.only:
+            print(f"  note: listed as equivalent but no longer generated: {', '.join(sorted(stale))}",
+                  file=sys.stderr)
+        results[module] = (mutants, baseline, time.monotonic() - started)
+        row, survived, _ = _table_row(module, mutants)
+        print(row, flush=True)
+        failed = failed or survived > 0
+    if args.write and not args.only:
+        command = "python tools/mutate.py " + " ".join(modules)
+        _write_report(results, equivalents, command)
+        print(f"wrote {REPORT.relative_to(ROOT)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
