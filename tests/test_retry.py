@@ -33,7 +33,9 @@ SECONDARY_BODY = "You have exceeded a secondary rate limit. Please wait a few mi
 
 @pytest.fixture(scope="module")
 def canned_service() -> Iterator[FakeActionsService]:
-    with FakeActionsService(long_poll_hold=0.05) as service:
+    # The answers' Date header is GitHub's clock, which date-form hints are measured against:
+    # the fake's clock says NOW, as the hints below do.
+    with FakeActionsService(clock=FakeClock(wall=NOW), long_poll_hold=0.05) as service:
         yield service
 
 
