@@ -130,15 +130,15 @@ class ResilienceConfig:
         ``Client.health()`` reuses its last report for this long (30 s caps probe load; the
         report is built from local state and sends nothing).
     max_response_bytes
-        The largest body read for any call (4 MiB); a larger one ends the call with
-        ``ResponseError`` and the connection is discarded.
+        The largest body read for any call (16 MiB: a message of 10,000 jobs is about 7 MB);
+        a larger one ends the call with ``ResponseError`` and the connection is discarded.
     """
 
     auto_recover_session: bool = True
     circuit_breaker: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
     health_check_interval: float = 30.0
-    max_response_bytes: int = 4 * 1024 * 1024
+    max_response_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not isinstance(self.circuit_breaker, CircuitBreakerConfig):

@@ -260,3 +260,14 @@ def test_ten_thousand_job_message_is_parsed_like_the_old_parser_did() -> None:
 def test_bad_job_fields_name_the_field(bad: dict[str, Any], text: str) -> None:
     with pytest.raises(sc.ResponseError, match=re.escape(text)):
         _parse_job(bad)
+
+
+def test_ten_thousand_job_message_is_received_not_refused(client: sc.Client, fake: Any) -> None:
+    """About 7 MB on the wire: within the default body limit, read whole and in order."""
+    scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="big"))
+    jobs = [{**_job(i), "messageType": "JobAvailable"} for i in range(10_000)]
+    fake.push_message(scale_set.id, jobs, statistics={"totalAssignedJobs": 10_000})
+    with client.message_session(scale_set.id) as session:
+        message = session.get_message(0, 10)
+    assert message is not None
+    assert [j.runner_request_id for j in message.job_available_messages] == [1000 + i for i in range(10_000)]
