@@ -7,8 +7,9 @@ seconds: this process's resident memory per listener (against before they starte
 per idle listener per minute, and the TCP connections the fake *accepted* per poll (counted at
 the server); then the time from setting the stop event until every ``run()`` has returned.
 Then a burst: one message for every scale set at once (the scaler takes 0.5 s per started job,
-so the connections wait in the pool together), and the connections accepted per poll around it. Repeated with the Client's default connection pool
-and with ``pool_maxsize`` above the number of listeners; a small unreported warm-up first.
+so the connections wait in the pool together), and the connections accepted per poll around it.
+Repeated with the Client's default connection pool and with ``pool_maxsize`` above the number
+of listeners; a small unreported warm-up first.
 
     python -m bench.many
 """
@@ -137,7 +138,8 @@ def run(quick: bool = False) -> list[Row]:
             Row("many", "new TCP connections per poll (accepted at the fake)", spread(col("conns_per_poll"), "{:.2f}"),
                 target="0", ok=max(col("conns_per_poll")) < 0.01),
             Row("many", "urllib3 'pool is full' discards per idle poll", spread(col("discards_per_poll"), "{:.2f}")),
-            Row("many", "new TCP connections per poll around a burst (a message to every scale set, 0.5 s of scaler work)",
+            Row("many", "new TCP connections per poll around a burst (a message to every scale set, "
+                "0.5 s of scaler work)",
                 spread(col("burst_conns_per_poll"), "{:.2f}"), target="0",
                 ok=max(col("burst_conns_per_poll")) < 0.01),
             Row("many", "urllib3 'pool is full' discards in the burst", spread(col("burst_discards"), "{:.0f}")),
