@@ -2,8 +2,9 @@
 ``requests`` loop doing the same two calls per message (poll, ack) and parsing the body.
 
 The fake service runs in its own process; the bare session has ``trust_env=False`` and the
-same headers. Each run drains ``count`` queued messages with both, in alternating order; the
-ratio is per run, reported as the median with its range.
+same headers. Each run drains ``count`` queued messages with each, in alternating order; the
+ratio is per run, reported as the median with its range. Also: a Listener with a
+``state_file`` (the durable cursor) against one without.
 
     python -m bench.throughput
 """
@@ -12,15 +13,17 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import requests
 
 import scaleset_client as sc
 
 from ._remote import RemoteFake
-from ._util import NoOpScaler, Row, bench_main, spread
+from ._util import NoOpScaler, Row, bench_main, median, spread
 
 
 def _fill(fake: RemoteFake, scale_set_id: int, count: int) -> None:
@@ -29,9 +32,9 @@ def _fill(fake: RemoteFake, scale_set_id: int, count: int) -> None:
                   statistics={"totalAssignedJobs": 1})
 
 
-def _ours(client: sc.Client, scale_set_id: int) -> Callable[[], int]:
+def _ours(client: sc.Client, scale_set_id: int, state_file: str | None = None) -> Callable[[], int]:
     def drain() -> int:
-        listener = sc.Listener(client, sc.ListenerConfig(scale_set_id, 5))
+        listener = sc.Listener(client, sc.ListenerConfig(scale_set_id, 5, state_file=state_file))
         listener.run(NoOpScaler(), until_idle=True)
         return listener.handled_messages
 
@@ -72,33 +75,34 @@ def _bare(client: sc.Client, scale_set_id: int) -> tuple[Callable[[], int], Call
 
 def run(quick: bool = False) -> list[Row]:
     count, runs = (100, 2) if quick else (600, 5)
-    ours_rates: list[float] = []
-    bare_rates: list[float] = []
-    ratios: list[float] = []
-    with RemoteFake(long_poll_hold=0.0) as fake:
+    rates: dict[str, list[float]] = {"ours": [], "bare": [], "state": []}
+    with RemoteFake(long_poll_hold=0.0) as fake, tempfile.TemporaryDirectory() as tmp:
         client = sc.Client(fake.config_url, token=fake.token)
-        ours_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="ours")).id
-        bare_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="bare")).id
-        ours = _ours(client, ours_set)
-        bare, close = _bare(client, bare_set)
+        sets = {name: client.create_runner_scale_set(sc.RunnerScaleSet(name=name)).id for name in rates}
+        bare, close = _bare(client, sets["bare"])
+        drains = {"ours": _ours(client, sets["ours"]), "bare": bare,
+                  "state": _ours(client, sets["state"], str(Path(tmp) / "state.json"))}
+        order = list(rates)
         for i in range(runs):
-            rates = {}
-            for name, set_id, drain in ((("ours", ours_set, ours), ("bare", bare_set, bare)) if i % 2 == 0
-                                        else (("bare", bare_set, bare), ("ours", ours_set, ours))):
-                _fill(fake, set_id, count)
+            for name in order if i % 2 == 0 else order[::-1]:
+                _fill(fake, sets[name], count)
                 started = time.perf_counter()
-                handled = drain()
-                rates[name] = handled / (time.perf_counter() - started)
+                handled = drains[name]()
+                rates[name].append(handled / (time.perf_counter() - started))
                 if handled != count:
                     raise RuntimeError(f"{name} handled {handled} of {count} messages")
-            ours_rates.append(rates["ours"])
-            bare_rates.append(rates["bare"])
-            ratios.append(rates["ours"] / rates["bare"])
         close()
         client.close()
-    return [Row("throughput", f"messages handled per second ({runs} runs x {count}, no-op scaler)",
-                spread(ours_rates, "{:.0f}"), spread(bare_rates, "{:.0f}") + " (bare poll+ack loop)",
-                spread(ratios, "{:.3f}"))]
+    vs_bare = [a / b for a, b in zip(rates["ours"], rates["bare"], strict=True)]
+    vs_plain = [a / b for a, b in zip(rates["state"], rates["ours"], strict=True)]
+    return [
+        Row("throughput", f"messages handled per second ({runs} runs x {count}, no-op scaler)",
+            spread(rates["ours"], "{:.0f}"), spread(rates["bare"], "{:.0f}") + " (bare poll+ack loop)",
+            spread(vs_bare, "{:.3f}")),
+        Row("throughput", "the same with a state_file, against without (durable cursor)",
+            spread(rates["state"], "{:.0f}"), spread(rates["ours"], "{:.0f}") + " (no state file)",
+            spread(vs_plain, "{:.3f}"), ">= 0.9", median(vs_plain) >= 0.9),
+    ]
 
 
 if __name__ == "__main__":
