@@ -2,7 +2,7 @@
 
 A ``RemoteFake`` starts ``FakeActionsService`` in a fresh interpreter (a subprocess: no threads,
 sockets or ``__main__`` inherited) and forwards method calls and attribute reads over a local
-socket:
+socket pair:
 
     with RemoteFake(long_poll_hold=0.0) as fake:
         client = sc.Client(fake.config_url, token=fake.token)
@@ -14,23 +14,22 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
+import socket
 import subprocess
 import sys
-import tempfile
-from multiprocessing.connection import Client, Listener
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 _ROOT = Path(__file__).resolve().parent.parent
 
 
-def _child(address: str, authkey: str, kwargs_json: str) -> None:
+def _child(fd: int, kwargs_json: str) -> None:
     """The server process: start the fake, then answer calls until told to stop."""
     from scaleset_client.testing import FakeActionsService
 
+    conn = Connection(fd)
     fake = FakeActionsService(**json.loads(kwargs_json)).start()
-    conn = Client(address, authkey=bytes.fromhex(authkey))
     conn.send((fake.config_url, fake.token))
     try:
         while True:
@@ -57,16 +56,15 @@ class RemoteFake:
         self.pid = 0
 
     def __enter__(self) -> RemoteFake:
-        self._dir = tempfile.TemporaryDirectory(prefix="bench-fake-")
-        address = os.path.join(self._dir.name, "ctl")
-        authkey = secrets.token_hex(16)
-        listener = Listener(address, authkey=bytes.fromhex(authkey))
-        code = f"from bench._remote import _child; _child({address!r}, {authkey!r}, {self._kwargs!r})"
+        # A socket pair, not a listening socket: if the child dies, recv() ends with EOFError
+        # instead of waiting for a connection that never comes.
+        ours, theirs = socket.socketpair()
+        code = f"from bench._remote import _child; _child({theirs.fileno()}, {self._kwargs!r})"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_ROOT), os.environ.get("PYTHONPATH", "")])}
-        self._proc = subprocess.Popen([sys.executable, "-c", code], cwd=_ROOT, env=env)
+        self._proc = subprocess.Popen([sys.executable, "-c", code], cwd=_ROOT, env=env, pass_fds=[theirs.fileno()])
+        theirs.close()
         self.pid = self._proc.pid
-        self._conn = listener.accept()
-        listener.close()
+        self._conn = Connection(ours.detach())
         self.config_url, self.token = self._conn.recv()
         return self
 
@@ -78,7 +76,6 @@ class RemoteFake:
             self._proc.kill()
             self._proc.wait()
         self._conn.close()
-        self._dir.cleanup()
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call ``fake.<name>(*args, **kwargs)`` (or read the attribute) in the server process."""
