@@ -276,6 +276,9 @@ _JOB_KEYS_LOWER = frozenset(k.lower() for k in _JOB_KEYS)
 _TIME_KEYS = ("queueTime", "scaleSetAssignTime", "runnerAssignTime", "finishTime")
 _ZERO = w.ZERO_TIME
 _parse_time = w.parse_time
+_JOB_CLASSES: dict[str, type[JobMessage]] = {
+    "JobAvailable": JobAvailable, "JobAssigned": JobAssigned, "JobStarted": JobStarted, "JobCompleted": JobCompleted,
+}
 
 
 def _job_view(item: Any) -> dict[str, Any]:
@@ -291,7 +294,7 @@ def _job_view(item: Any) -> dict[str, Any]:
 
 
 def _parse_job(item: Any) -> JobMessage | None:
-    d = _job_view(item)
+    d = item if item.__class__ is dict and _JOB_KEYS.issuperset(item) else _job_view(item)
     get = d.get
     kind = get("messageType")
     if kind.__class__ is not str:
@@ -322,26 +325,30 @@ def _parse_job(item: Any) -> JobMessage | None:
     workflow_run_id = v if v.__class__ is int and -_INT64 <= v < _INT64 else i(v, what, "workflowRunId")
     v = get("eventName")
     event_name = v if v.__class__ is str else s(v, what, "eventName")
-    times = (get("queueTime"), get("scaleSetAssignTime"), get("runnerAssignTime"), get("finishTime"))
+    t1, t2, t3, t4 = get("queueTime"), get("scaleSetAssignTime"), get("runnerAssignTime"), get("finishTime")
     try:
-        queue_time, scale_set_assign_time, runner_assign_time, finish_time = [
-            None if v is None or v == _ZERO else _parse_time(v) for v in times]
+        queue_time = None if t1 is None or t1 == _ZERO else _parse_time(t1)
+        scale_set_assign_time = None if t2 is None or t2 == _ZERO else _parse_time(t2)
+        runner_assign_time = None if t3 is None or t3 == _ZERO else _parse_time(t3)
+        finish_time = None if t4 is None or t4 == _ZERO else _parse_time(t4)
     except (ValueError, AttributeError, TypeError):  # not a timestamp string: say which, and why
         queue_time, scale_set_assign_time, runner_assign_time, finish_time = [
-            w.as_time(v, what, key) for v, key in zip(times, _TIME_KEYS, strict=True)]
-    common = (runner_request_id, repository_name, owner_name, job_id, job_workflow_ref, job_display_name,
-              workflow_run_id, event_name, list(labels), queue_time, scale_set_assign_time, runner_assign_time,
-              finish_time)
-    if kind == "JobAvailable":
-        return JobAvailable(*common, s(get("acquireJobUrl"), what, "acquireJobUrl"))
-    if kind == "JobAssigned":
-        return JobAssigned(*common)
-    if kind == "JobStarted":
-        return JobStarted(*common, i(get("runnerId"), what, "runnerId"), s(get("runnerName"), what, "runnerName"))
-    if kind == "JobCompleted":
-        return JobCompleted(*common, s(get("result"), what, "result"), i(get("runnerId"), what, "runnerId"),
-                            s(get("runnerName"), what, "runnerName"))
-    return None  # unknown job message types are ignored, as the protocol says
+            w.as_time(v, what, key) for v, key in zip((t1, t2, t3, t4), _TIME_KEYS, strict=True)]
+    cls = _JOB_CLASSES.get(kind)
+    if cls is None:
+        return None  # unknown job message types are ignored, as the protocol says
+    if cls is JobAssigned:
+        extra: tuple[Any, ...] = ()
+    elif cls is JobStarted:
+        extra = (i(get("runnerId"), what, "runnerId"), s(get("runnerName"), what, "runnerName"))
+    elif cls is JobCompleted:
+        extra = (s(get("result"), what, "result"), i(get("runnerId"), what, "runnerId"),
+                 s(get("runnerName"), what, "runnerName"))
+    else:
+        extra = (s(get("acquireJobUrl"), what, "acquireJobUrl"),)
+    return cls(runner_request_id, repository_name, owner_name, job_id, job_workflow_ref, job_display_name,
+               workflow_run_id, event_name, list(labels), queue_time, scale_set_assign_time, runner_assign_time,
+               finish_time, *extra)
 
 
 @dataclass(frozen=True, slots=True)
