@@ -217,3 +217,8 @@ def bench_main(run: Any, argv: list[str] | None = None) -> int:
     rows = run("--quick" in (argv if argv is not None else _sys.argv[1:]))
     print(rows_table(rows))
     return 0 if all(r.ok is not False for r in rows) else 1
+
+
+def spread(values: list[float], fmt: str = "{:.3g}") -> str:
+    """``median [min–max] (n)``: how every figure in the results is reported."""
+    return f"{fmt.format(median(values))} [{fmt.format(min(values))}–{fmt.format(max(values))}]"

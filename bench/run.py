@@ -5,7 +5,9 @@
 
 Each row: measure, this client, the baseline (a ``requests.Session`` with urllib3
 ``Retry(total=3, backoff_factor=1, status_forcelist=(500, 502, 503, 504))`` and a loop that sleeps
-1 s after an error, or a bare session), their ratio, the target, and whether it was met.
+1 s after an error, or a bare session with ``trust_env=False``), their ratio, the target, and
+whether it was met. CPU and throughput figures are ``median [min–max]`` over several runs, with
+the fake service in its own process.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-from . import herd, outage, overhead, restarts, shutdown, soak, throughput
+from . import herd, many, outage, overhead, parsing, restarts, shutdown, soak, startup, throughput
 from ._util import Row, rows_markdown, rows_table
 
-BENCHES = {"overhead": overhead.run, "outage": outage.run, "herd": herd.run, "restarts": restarts.run,
-           "throughput": throughput.run, "soak": soak.run, "shutdown": shutdown.run}
+BENCHES = {"overhead": overhead.run, "startup": startup.run, "parsing": parsing.run, "throughput": throughput.run,
+           "many": many.run, "outage": outage.run, "herd": herd.run, "restarts": restarts.run, "soak": soak.run,
+           "shutdown": shutdown.run}
 
 
 def main(argv: list[str] | None = None) -> int:

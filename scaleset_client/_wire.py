@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -16,6 +17,9 @@ from .secrets import redact
 
 __all__ = [
     "ZERO_TIME",
+    "as_int",
+    "as_str",
+    "as_time",
     "excerpt",
     "format_time",
     "get_bool",
@@ -30,6 +34,7 @@ BOM = b"\xef\xbb\xbf"
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _MAX_DEPTH = 64
 _INT64 = 2**63
+_FAST_ISO = sys.version_info >= (3, 11)  # fromisoformat reads "Z" and 7-digit fractions
 _TIME_RE = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:?\d{2})?$"
 )
@@ -83,7 +88,13 @@ def lower_keys(data: Any, what: str) -> dict[str, Any]:
 
 
 def get_int(d: dict[str, Any], key: str, what: str, default: int = 0) -> int:
-    value = d.get(key.lower())
+    return as_int(d.get(key.lower()), what, key, default)
+
+
+def as_int(value: Any, what: str, key: str, default: int = 0) -> int:
+    """``value`` (already looked up under ``key``) as an int64; None gives ``default``."""
+    if value.__class__ is int and -_INT64 <= value < _INT64:
+        return value
     if value is None:
         return default
     if isinstance(value, bool):
@@ -100,7 +111,13 @@ def get_int(d: dict[str, Any], key: str, what: str, default: int = 0) -> int:
 
 
 def get_str(d: dict[str, Any], key: str, what: str, default: str = "") -> str:
-    value = d.get(key.lower())
+    return as_str(d.get(key.lower()), what, key, default)
+
+
+def as_str(value: Any, what: str, key: str, default: str = "") -> str:
+    """``value`` (already looked up under ``key``) as a string; numbers are stringified."""
+    if value.__class__ is str:
+        return value
     if value is None:
         return default
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -122,7 +139,28 @@ def get_bool(d: dict[str, Any], key: str, what: str, default: bool = False) -> b
 
 
 def parse_time(text: str) -> datetime | None:
-    """RFC 3339 with up to 9 fractional digits; the zero time (year 1) becomes None."""
+    """RFC 3339 with up to 9 fractional digits; the zero time (year 1) becomes None.
+
+    The service's usual shape (``2024-01-02T03:04:05.1234567Z``) is checked by position and read
+    by ``datetime.fromisoformat`` (C code, strict about digits; it reads ``Z`` and long fractions
+    from Python 3.11). Anything else, or anything it refuses, takes the general path, so the
+    results and the error messages are those of the general path."""
+    if text == ZERO_TIME:
+        return None
+    n = len(text)
+    if (n >= 20 and text[4:17:3] == "--T::" and text[n - 1] == "Z" and text.isascii() and text[0:4].isdigit()
+            and (n == 20 or (text[19] == "." and text[20:n - 1].isdigit()))):
+        if text[0:4] <= "0001":
+            return _parse_time_general(text)  # the zero time in another spelling, or garbage
+        if _FAST_ISO and text[11:13] != "24":
+            try:
+                return datetime.fromisoformat(text)
+            except ValueError:
+                pass
+    return _parse_time_general(text)
+
+
+def _parse_time_general(text: str) -> datetime | None:
     m = _TIME_RE.match(text.strip())
     if not m:
         raise ValueError(f"not an RFC 3339 timestamp: {text[:40]!r}")
@@ -140,7 +178,11 @@ def parse_time(text: str) -> datetime | None:
 
 
 def get_time(d: dict[str, Any], key: str, what: str) -> datetime | None:
-    value = d.get(key.lower())
+    return as_time(d.get(key.lower()), what, key)
+
+
+def as_time(value: Any, what: str, key: str) -> datetime | None:
+    """``value`` (already looked up under ``key``) as an aware UTC datetime; zero time is None."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):

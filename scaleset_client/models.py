@@ -312,27 +312,6 @@ class JobMessage:
     runner_assign_time: datetime | None = None
     finish_time: datetime | None = None
 
-    @staticmethod
-    def _common(d: dict[str, Any], what: str) -> dict[str, Any]:
-        labels = d.get("requestlabels") or []
-        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-            raise ResponseError(f"{what}.requestLabels: expected a list of strings")
-        return {
-            "runner_request_id": w.get_int(d, "runnerRequestId", what),
-            "repository_name": w.get_str(d, "repositoryName", what),
-            "owner_name": w.get_str(d, "ownerName", what),
-            "job_id": w.get_str(d, "jobId", what),
-            "job_workflow_ref": w.get_str(d, "jobWorkflowRef", what),
-            "job_display_name": w.get_str(d, "jobDisplayName", what),
-            "workflow_run_id": w.get_int(d, "workflowRunId", what),
-            "event_name": w.get_str(d, "eventName", what),
-            "request_labels": list(labels),
-            "queue_time": w.get_time(d, "queueTime", what),
-            "scale_set_assign_time": w.get_time(d, "scaleSetAssignTime", what),
-            "runner_assign_time": w.get_time(d, "runnerAssignTime", what),
-            "finish_time": w.get_time(d, "finishTime", what),
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class JobAvailable(JobMessage):
@@ -363,23 +342,92 @@ class JobCompleted(JobMessage):
     runner_name: str = ""
 
 
+# How job messages are read, fast (issue 14): keys are looked up as the service spells them, in
+# the models' field order, and the whole object is lower-cased only when it carries one of these
+# keys in another casing.
+_INT64 = 2**63
+_JOB_KEYS = frozenset([
+    "messageType", "runnerRequestId", "repositoryName", "ownerName", "jobId", "jobWorkflowRef", "jobDisplayName",
+    "workflowRunId", "eventName", "requestLabels", "queueTime", "scaleSetAssignTime", "runnerAssignTime",
+    "finishTime", "acquireJobUrl", "runnerId", "runnerName", "result",
+])
+_JOB_KEYS_LOWER = frozenset(k.lower() for k in _JOB_KEYS)
+_TIME_KEYS = ("queueTime", "scaleSetAssignTime", "runnerAssignTime", "finishTime")
+_ZERO = w.ZERO_TIME
+_parse_time = w.parse_time
+_JOB_CLASSES: dict[str, type[JobMessage]] = {
+    "JobAvailable": JobAvailable, "JobAssigned": JobAssigned, "JobStarted": JobStarted, "JobCompleted": JobCompleted,
+}
+
+
+def _job_view(item: Any) -> dict[str, Any]:
+    """The job object keyed as the service spells its keys (case-insensitive reading)."""
+    if item.__class__ is not dict:
+        w.lower_keys(item, "job message")  # raises for anything but an object
+    if _JOB_KEYS.issuperset(item):
+        return item  # type: ignore[no-any-return]
+    if any(str(k).lower() in _JOB_KEYS_LOWER for k in item.keys() - _JOB_KEYS):
+        lowered = w.lower_keys(item, "job message")  # another casing: the last spelling wins
+        return {key: lowered.get(key.lower()) for key in _JOB_KEYS}
+    return item  # type: ignore[no-any-return]
+
+
 def _parse_job(item: Any) -> JobMessage | None:
-    d = w.lower_keys(item, "job message")
-    kind = w.get_str(d, "messageType", "job message")
+    d = item if item.__class__ is dict and _JOB_KEYS.issuperset(item) else _job_view(item)
+    get = d.get
+    kind = get("messageType")
+    if kind.__class__ is not str:
+        kind = w.as_str(kind, "job message", "messageType")
     what = kind or "job message"
-    common = JobMessage._common(d, what)
-    if kind == "JobAvailable":
-        return JobAvailable(**common, acquire_job_url=w.get_str(d, "acquireJobUrl", what))
-    if kind == "JobAssigned":
-        return JobAssigned(**common)
-    if kind == "JobStarted":
-        return JobStarted(**common, runner_id=w.get_int(d, "runnerId", what),
-                          runner_name=w.get_str(d, "runnerName", what))
-    if kind == "JobCompleted":
-        return JobCompleted(**common, result=w.get_str(d, "result", what),
-                            runner_id=w.get_int(d, "runnerId", what),
-                            runner_name=w.get_str(d, "runnerName", what))
-    return None  # unknown job message types are ignored, as the protocol says
+    # Straight-line on purpose (this runs per job): the usual value types are taken as they
+    # are, anything else goes through the lenient readers of ``_wire``, in the same order.
+    s, i = w.as_str, w.as_int
+    labels = get("requestLabels") or []
+    if not isinstance(labels, list):
+        raise ResponseError(f"{what}.requestLabels: expected a list of strings")
+    for v in labels:
+        if v.__class__ is not str and not isinstance(v, str):
+            raise ResponseError(f"{what}.requestLabels: expected a list of strings")
+    v = get("runnerRequestId")
+    runner_request_id = v if v.__class__ is int and -_INT64 <= v < _INT64 else i(v, what, "runnerRequestId")
+    v = get("repositoryName")
+    repository_name = v if v.__class__ is str else s(v, what, "repositoryName")
+    v = get("ownerName")
+    owner_name = v if v.__class__ is str else s(v, what, "ownerName")
+    v = get("jobId")
+    job_id = v if v.__class__ is str else s(v, what, "jobId")
+    v = get("jobWorkflowRef")
+    job_workflow_ref = v if v.__class__ is str else s(v, what, "jobWorkflowRef")
+    v = get("jobDisplayName")
+    job_display_name = v if v.__class__ is str else s(v, what, "jobDisplayName")
+    v = get("workflowRunId")
+    workflow_run_id = v if v.__class__ is int and -_INT64 <= v < _INT64 else i(v, what, "workflowRunId")
+    v = get("eventName")
+    event_name = v if v.__class__ is str else s(v, what, "eventName")
+    t1, t2, t3, t4 = get("queueTime"), get("scaleSetAssignTime"), get("runnerAssignTime"), get("finishTime")
+    try:
+        queue_time = None if t1 is None or t1 == _ZERO else _parse_time(t1)
+        scale_set_assign_time = None if t2 is None or t2 == _ZERO else _parse_time(t2)
+        runner_assign_time = None if t3 is None or t3 == _ZERO else _parse_time(t3)
+        finish_time = None if t4 is None or t4 == _ZERO else _parse_time(t4)
+    except (ValueError, AttributeError, TypeError):  # not a timestamp string: say which, and why
+        queue_time, scale_set_assign_time, runner_assign_time, finish_time = [
+            w.as_time(v, what, key) for v, key in zip((t1, t2, t3, t4), _TIME_KEYS, strict=True)]
+    cls = _JOB_CLASSES.get(kind)
+    if cls is None:
+        return None  # unknown job message types are ignored, as the protocol says
+    if cls is JobAssigned:
+        extra: tuple[Any, ...] = ()
+    elif cls is JobStarted:
+        extra = (i(get("runnerId"), what, "runnerId"), s(get("runnerName"), what, "runnerName"))
+    elif cls is JobCompleted:
+        extra = (s(get("result"), what, "result"), i(get("runnerId"), what, "runnerId"),
+                 s(get("runnerName"), what, "runnerName"))
+    else:
+        extra = (s(get("acquireJobUrl"), what, "acquireJobUrl"),)
+    return cls(runner_request_id, repository_name, owner_name, job_id, job_workflow_ref, job_display_name,
+               workflow_run_id, event_name, list(labels), queue_time, scale_set_assign_time, runner_assign_time,
+               finish_time, *extra)
 
 
 @dataclass(frozen=True, slots=True)

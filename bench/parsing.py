@@ -1,0 +1,87 @@
+"""Parsing a message of 1,000 jobs against ``json.loads`` of the same bytes.
+
+Ours: the response body to a ``RunnerScaleSetMessage`` (``_wire.loads`` of the envelope, then
+the job bodies to models: lenient keys, timestamps, zero times). Baseline: ``json.loads`` of the
+envelope and of its ``body`` string, which any client must do. CPU time, alternating, the
+median of ``repeats`` per run, over ``runs`` runs.
+
+    python -m bench.parsing
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from scaleset_client import _wire
+from scaleset_client.models import RunnerScaleSetMessage, parse
+
+from ._util import Row, bench_main, median, spread
+
+_KINDS = ("JobAvailable", "JobAssigned", "JobStarted", "JobCompleted")
+
+
+def _job(i: int) -> dict[str, Any]:
+    """A job message as the service sends it: every field, two real timestamps, two zero times."""
+    return {"messageType": _KINDS[i % 4], "runnerRequestId": 100_000 + i, "repositoryName": "api",
+            "ownerName": "octo-org", "jobId": f"5f1c{i:08d}-0c1e-4b1a-9d7a-3f6c2a1b0e9d",
+            "jobWorkflowRef": "octo-org/api/.github/workflows/ci.yml@refs/heads/main",
+            "jobDisplayName": f"build ({i % 7})", "workflowRunId": 15_087_234_561 + i, "eventName": "push",
+            "requestLabels": ["self-hosted", "linux", "x64"],
+            "queueTime": f"2026-05-05T16:{i % 60:02d}:{(i * 7) % 60:02d}.{(i * 1234567) % 10_000_000:07d}Z",
+            "scaleSetAssignTime": f"2026-05-05T16:{i % 60:02d}:{(i * 7 + 1) % 60:02d}.517Z",
+            "runnerAssignTime": "0001-01-01T00:00:00Z", "finishTime": "0001-01-01T00:00:00Z",
+            "acquireJobUrl": f"https://broker.actions.githubusercontent.com/acquirejob/{i}",
+            "runnerId": i % 50, "runnerName": f"runner-{i % 50}", "result": "succeeded"}
+
+
+def message_bytes(jobs: int) -> bytes:
+    return json.dumps({"messageId": 7, "messageType": "RunnerScaleSetJobMessages",
+                       "statistics": {"totalAssignedJobs": jobs},
+                       "body": json.dumps([_job(i) for i in range(jobs)])}).encode()
+
+
+def _ours(raw: bytes) -> object:
+    return parse(RunnerScaleSetMessage, _wire.loads(raw, operation="get_message"), "get_message")
+
+
+def _json(raw: bytes) -> object:
+    return json.loads(json.loads(raw)["body"])
+
+
+def run(quick: bool = False) -> list[Row]:
+    jobs = 1000
+    runs, repeats = (2, 5) if quick else (7, 21)
+    raw = message_bytes(jobs)
+    ours_ms: list[float] = []
+    base_ms: list[float] = []
+    ratios: list[float] = []
+    for _ in range(runs):
+        a: list[float] = []
+        b: list[float] = []
+        for i in range(repeats):
+            for fn, sink in ((_ours, a), (_json, b)) if i % 2 == 0 else ((_json, b), (_ours, a)):
+                t0 = time.process_time()
+                fn(raw)
+                sink.append(time.process_time() - t0)
+        ours_ms.append(median(a) * 1e3)
+        base_ms.append(median(b) * 1e3)
+        ratios.append(median(a) / median(b))
+    big_raw = message_bytes(10_000)
+    started = time.process_time()
+    big = _ours(big_raw)
+    big_ms = (time.process_time() - started) * 1e3
+    whole = isinstance(big, RunnerScaleSetMessage) and len(big.job_started_messages) == 2500
+    return [
+        Row("parsing", f"CPU ms to parse a {jobs}-job message ({len(raw) // 1024} KiB; {runs} runs x {repeats})",
+            spread(ours_ms, "{:.1f}"), spread(base_ms, "{:.1f}") + " (json.loads)", spread(ratios, "{:.2f}"),
+            "<= 2.0", median(ratios) <= 2.0),
+        Row("parsing", f"a 10,000-job message ({len(big_raw) / 2**20:.1f} MiB): CPU ms, every job read (one run)",
+            f"{big_ms:.0f}", "", "", "all 10,000 jobs", whole),
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(bench_main(run))

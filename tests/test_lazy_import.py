@@ -1,0 +1,39 @@
+"""``import scaleset_client`` is cheap, and every public name still resolves (PEP 562, issue 14)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import scaleset_client as sc
+
+
+def test_every_public_name_resolves_and_from_import_works() -> None:
+    for name in sc.__all__:
+        assert getattr(sc, name) is not None, name
+    from scaleset_client import Client, Listener, ScalesetError  # noqa: F401  (the from-import form)
+
+    assert set(dir(sc)) >= set(sc.__all__)
+    assert sc.Client.__module__ == "scaleset_client.client"
+
+
+def test_unknown_names_raise_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="NoSuchThing"):
+        sc.NoSuchThing  # noqa: B018
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", f"{code}\nimport sys; print(' '.join(sorted(sys.modules)))"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return set(out.split())
+
+
+def test_bare_import_loads_no_client_code_and_first_use_loads_it() -> None:
+    bare = _modules_after("import scaleset_client")
+    assert not {"scaleset_client.client", "scaleset_client.listener", "scaleset_client.models",
+                "requests"} & bare
+    used = _modules_after("import scaleset_client as sc; sc.Client")
+    assert {"scaleset_client.client", "scaleset_client.models", "requests"} <= used
+    assert "scaleset_client.listener" not in used
