@@ -22,8 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._version import __version__
 from .auth import GitHubAppAuth
@@ -47,6 +46,9 @@ from .errors import (
 )
 from .listener import Listener, ListenerConfig, RunSkippedError
 from .models import JobCompleted, JobStarted, Label, RunnerScaleSet, RunnerScaleSetStatistic, SystemInfo
+
+if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
 
 __all__ = ["OPTIONS", "ExecScaler", "LogScaler", "Metrics", "Option", "build_parser", "main", "options_markdown",
            "parse_args", "serve_health"]
@@ -542,6 +544,8 @@ def serve_health(address: str, port: int, listener: Listener | None, client: Cli
                  ) -> ThreadingHTTPServer:
     """Serve /livez, /readyz and /metrics from a daemon thread; the returned server's ``probe``
     attribute takes the listener and client once they exist. Raises OSError when the port is taken."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # only with --health-port
+
     probe = _Probe(metrics)
     probe.listener, probe.client = listener, client
 

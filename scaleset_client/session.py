@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -42,6 +41,8 @@ _GONE_TYPES = ("RunnerAdminException", "RunnerScaleSetSessionExpiredException")
 
 def default_owner() -> str:
     """The default session owner name: the host name."""
+    import uuid  # only when the host has no name: it pulls in platform at import time
+
     try:
         return socket.gethostname() or str(uuid.uuid4())
     except OSError:
