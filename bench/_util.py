@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import socket
 import statistics
 import threading
 from collections import Counter
@@ -22,6 +23,7 @@ class ConnectCounter:
     def __init__(self) -> None:
         self.counts: Counter[int] = Counter()
         self.times: dict[int, list[float]] = {}
+        self.looks: dict[int, list[float]] = {}  # TCP looks (connect and close, no HTTP request)
         self._lock = threading.Lock()
         self.clock: Any = None
 
@@ -33,6 +35,7 @@ class ConnectCounter:
 
         original = urllib3.util.connection.create_connection
         ours = adapter.connect_socket
+        plain = socket.create_connection  # the client's TCP looks at a refusing origin (no HTTP)
 
         def note(port: int) -> None:
             with self._lock:
@@ -48,13 +51,21 @@ class ConnectCounter:
             note(address[1])
             return ours(address, *args, **kwargs)
 
+        def counting_looks(address: tuple[str, int], *args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                if self.clock is not None:
+                    self.looks.setdefault(address[1], []).append(self.clock.monotonic())
+            return plain(address, *args, **kwargs)
+
         urllib3.util.connection.create_connection = counting
         adapter.connect_socket = counting_ours  # type: ignore[assignment]
+        socket.create_connection = counting_looks  # type: ignore[assignment]
         try:
             yield self
         finally:
             urllib3.util.connection.create_connection = original
             adapter.connect_socket = ours  # type: ignore[assignment]
+            socket.create_connection = plain
 
 
 class _VirtualTime:

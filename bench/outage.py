@@ -43,6 +43,7 @@ class OutageResult:
     first_minute: int
     total: int
     recovery_seconds: float | None
+    looks_per_minute: float = 0.0
 
 
 class _BackAt(FakeClock):
@@ -82,6 +83,7 @@ def _measure(clock: _BackAt, fake: FakeActionsService, counter: ConnectCounter, 
     port = fake.servers["broker"].port
     counter.clock = clock
     counter.times.clear()
+    counter.looks.clear()
     start = clock.monotonic()
     clock.at = start + minutes * 60
 
@@ -100,8 +102,10 @@ def _measure(clock: _BackAt, fake: FakeActionsService, counter: ConnectCounter, 
     times = [t - start for t in counter.times.get(port, []) if t - start < minutes * 60]
     after = [t for t in times if t >= 60]
     per_minute = len(after) / max(1e-9, (minutes * 60 - 60) / 60)
+    looks = [t - start for t in counter.looks.get(port, []) if 60 <= t - start < minutes * 60]
     return OutageResult(per_minute, sum(1 for t in times if t < 60), len(times),
-                        None if recovered_at is None else recovered_at - clock.at)
+                        None if recovered_at is None else recovered_at - clock.at,
+                        len(looks) / max(1e-9, (minutes * 60 - 60) / 60))
 
 
 def run_client(minutes: float, counter: ConnectCounter, use_recover: bool = False, seed: int = 11) -> OutageResult:
@@ -269,6 +273,8 @@ def run(quick: bool = False, minutes: float = 30.0) -> list[Row]:
         Row(name, f"requests/min to a refused broker after minute 1 ({minutes:g} min, {n})",
             spread(load, "{:.2f}"), spread(load_base, "{:.2f}"), ratio(median(load), median(load_base)),
             "<= 1.2/min", max(load) <= 1.2),
+        Row(name, f"TCP looks/min at the refused broker after minute 1 (connect and close, no HTTP; {n})",
+            spread([r.looks_per_minute for r in ours], "{:.1f}"), "", "", "", None),
         Row(name, f"requests in the first minute ({n})", spread(first, "{:.0f}"),
             spread([float(r.first_minute) for r in base], "{:.0f}"), "", "<= 10", max(first) <= 10),
         Row(name, f"requests/min to a black hole after minute 1 ({bh_minutes:g} scaled min, one run)",

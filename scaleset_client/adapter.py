@@ -34,6 +34,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -68,6 +69,7 @@ log = logging.getLogger(__name__)
 RecoverHook = Callable[[requests.PreparedRequest, requests.Response], "requests.PreparedRequest | None"]
 _POLICY_ATTR = "_scaleset_policy"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+LOOK_INTERVAL = 5.0  # seconds between TCP looks at an origin that refuses connections
 MIN_ATTEMPT_TIME = 0.25  # seconds: with less left, an attempt could only time out, so none is sent
 _TERMINAL = ("deadline", "cancel", "close")
 _MESSAGE_ID = re.compile(rb'"messageid"\s*:\s*(\d{1,18})', re.IGNORECASE)
@@ -312,6 +314,7 @@ class ResilienceAdapter(HTTPAdapter):
         self._closing = closing or threading.Event()
         self._live = _LiveConnections()
         self._unreachable: set[str] = set()  # origins whose last failure never reached them
+        self._looked: dict[str, float] = {}  # origin -> when a TCP look last went
         self._calls: set[_Call] = set()
         self._calls_lock = threading.Lock()
         self.attempts_sent = 0
@@ -346,6 +349,37 @@ class ResilienceAdapter(HTTPAdapter):
         if fresh:
             self._track(manager)
         return manager
+
+    def look(self, origin: str, timeout: float = 2.0, *, force: bool = False) -> bool:
+        """For an origin whose last failure never got through: a TCP connect, at most once per
+        ``LOOK_INTERVAL`` (unless ``force``). When it connects, the origin's open breakers are put
+        to a probe and True is returned. The service sees no HTTP request until it is back."""
+        if origin not in self._unreachable:
+            return False
+        now = self._clock.monotonic()
+        with self._count_lock:
+            if not force and now - self._looked.get(origin, -math.inf) < LOOK_INTERVAL:
+                return False
+            self._looked[origin] = now
+        parts = urlsplit(origin)
+        if not parts.hostname or not parts.port or timeout <= 0:
+            return False
+        try:
+            with socket.create_connection((parts.hostname.strip("[]"), parts.port), timeout=timeout):
+                pass
+        except OSError:
+            return False
+        opened = [b for b in self.breakers.all() if b.origin == origin and b.state.value == "open"]
+        for breaker in opened:
+            breaker.probe_now()
+        if opened:
+            log.info("%s accepts connections again; probing it now", origin)
+        return bool(opened)
+
+    def _next_look(self, origin: str) -> float:
+        with self._count_lock:
+            last = self._looked.get(origin, -math.inf)
+        return max(0.0, LOOK_INTERVAL - (self._clock.monotonic() - last))
 
     def unreachable(self, origin: str) -> bool:
         """True when the origin's last failure was a connection that never got through (refused,
@@ -424,6 +458,13 @@ class ResilienceAdapter(HTTPAdapter):
             try:
                 permit = breaker.acquire(lease=min(connect_t + read_t, max(left, 0.0)) + 5.0)
             except CircuitOpenError as exc:
+                if self.unreachable(origin) and not proxies:
+                    # The origin refused connections: a bare TCP connect (no HTTP request) tells
+                    # whether it is back; if so, this call becomes the probe now.
+                    if self.look(origin, timeout=min(2.0, max(left, 0.0))):
+                        continue
+                    if exc.retry_after is not None:
+                        exc.retry_after = min(exc.retry_after, self._next_look(origin))
                 wait = exc.retry_after
                 if (state.number > 0 and wait is not None and wait <= retry_cfg.max_hint_wait
                         and wait + MIN_ATTEMPT_TIME < left):

@@ -13,7 +13,6 @@ import http.cookiejar
 import json
 import logging
 import os
-import socket
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -441,26 +440,13 @@ class Client(AdminAPI):
         Only for an origin whose last failure never got through (refused, DNS, connect timeout)
         and that is reached without a proxy: a TCP connect (closed at once) is made, and when it
         succeeds the origin's open breakers are put to a probe, so the next call goes now instead
-        of at the end of a break of up to a minute. Returns True when that happened. A listener
-        waiting on an open breaker calls this every few seconds; the service sees no request
-        until it accepts connections again.
+        of at the end of a break of up to a minute. Returns True when that happened. Calls do
+        this themselves at most every 5 s while the breaker is open (and a ``CircuitOpenError``
+        for such an origin says to retry within 5 s); a listener also looks while it backs off.
         """
-        if not self._adapter.unreachable(origin) or self._proxies_for(origin):
+        if self._proxies_for(origin):
             return False
-        parts = urlsplit(origin)
-        if not parts.hostname or not parts.port:
-            return False
-        try:
-            with socket.create_connection((parts.hostname, parts.port), timeout=timeout):
-                pass
-        except OSError:
-            return False
-        opened = [b for b in self._breakers.all() if b.origin == origin and b.state.value == "open"]
-        for breaker in opened:
-            breaker.probe_now()
-        if opened:
-            self._log.info("%s accepts connections again; probing it now", origin)
-        return bool(opened)
+        return self._adapter.look(origin, timeout, force=True)
 
     def export_resilience_state(self) -> dict[str, Any]:
         """Breakers, rate-limit gates and retry budgets as plain JSON-able data (no secrets).

@@ -672,7 +672,8 @@ class Listener:
         if isinstance(exc, RateLimitedError) and exc.retry_at is not None:
             return self._wait(max(0.05, exc.retry_at - self._clock.wall()), end)
         log.warning("poll failed (%d in a row): %s", errors, exc)
-        return self._wait(self._backoff(errors), end)
+        return self._wait_out_break(self._client.origin(session.session.message_queue_url),
+                                    self._backoff(errors), end)
 
     def _confirm_scale_set_gone(self, exc: ScaleSetNotFoundError) -> None:
         """A 404 has been seen during GitHub incidents for scale sets that exist: ask once more."""
@@ -773,8 +774,8 @@ class Listener:
         return cap * (0.5 + 0.5 * self._clock.random())  # never zero: the loop cannot spin
 
     def _wait_out_break(self, origin: str, seconds: float, end: float | None) -> bool:
-        """Wait for an open breaker; while its origin refuses connections, look every few seconds
-        with a bare TCP connect (no HTTP request) and end the wait as soon as it accepts again."""
+        """Wait out a break or a backoff; while the origin refuses connections, look every few
+        seconds with a bare TCP connect (no HTTP request) and end the wait as soon as it is back."""
         until = self._clock.monotonic() + seconds
         while True:
             left = until - self._clock.monotonic()

@@ -73,3 +73,26 @@ def test_check_reachable_sends_no_request_and_only_looks_at_refusing_origins(
     assert fake.count(server="broker") == before  # a TCP connect, not an HTTP request
     assert session.get_message(0, 1) is None  # the probe goes at once, not after the break
     client.close()
+
+
+def test_a_plain_loop_sleeping_retry_after_is_back_within_seconds(fake: FakeActionsService,
+                                                                  scale_set: sc.RunnerScaleSet) -> None:
+    clock = ComesBackAt(fake, at=631.0)
+    fake.clock = clock
+    client = make_client(fake, clock)
+    session = client.message_session(scale_set.id)
+    fake.stop("broker")
+    hints: list[float] = []
+    while True:  # what a script without a Listener does
+        try:
+            session.get_message(0, 1)
+            break
+        except sc.CircuitOpenError as exc:
+            assert exc.retry_after is not None
+            hints.append(exc.retry_after)
+            clock.sleep(exc.retry_after)
+        except sc.ScalesetError:
+            clock.sleep(1.0)
+    assert clock.monotonic() - clock.at <= 6  # a TCP look every 5 s found it back
+    assert hints and max(hints) <= 5.0  # a refusing origin: come back within a look's interval
+    client.close()
