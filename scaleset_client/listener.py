@@ -371,6 +371,7 @@ class Listener:
             self._running = False
             with detached(CLEANUP_TIME, clock=self._clock, reason="listener clean-up"):
                 try:
+                    self._ack_handled_on_the_way_out()
                     if self._state is not None:
                         self._state.sync_cursor()
                         self._save()
@@ -600,6 +601,16 @@ class Listener:
         self._pending_acks.discard(mid)
         if mid in self._saved_pending:
             self._dirty = True
+
+    def _ack_handled_on_the_way_out(self) -> None:
+        """A stop may cut the ack of a message the scaler finished: send it now (the clean-up's
+        time bounds it); one that still fails stays pending in the state file for the next run."""
+        if not self._pending_acks or self._session is None or self._session.closed:
+            return
+        try:
+            self._flush_acks()
+        except ScalesetError as exc:
+            log.warning("could not acknowledge handled messages on the way out: %s", exc)
 
     def _flush_acks(self) -> None:
         session = self._session

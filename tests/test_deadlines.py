@@ -385,3 +385,21 @@ def test_one_scope_entered_by_many_threads_cancels_them_all(held: Held) -> None:
     for outcome in outcomes:
         outcome.join()
         assert isinstance(outcome.error, sc.CallCancelledError)
+
+
+def test_a_stop_that_cuts_an_ack_still_acknowledges_the_handled_message(live: FakeActionsService) -> None:
+    client = sc.Client(live.config_url, token=live.token)
+    scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="x"))
+    live.inject("delete_message", Fault.hang(HOUR))  # the first ack hangs
+    mid = live.push_message(scale_set.id, [{"messageType": "JobStarted", "runnerRequestId": 3, "runnerId": 1,
+                                            "runnerName": "r"}], statistics=stats(1))
+    scaler = RecordingScaler()
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 5))
+    outcome = Outcome(lambda: listener.run(scaler))
+    wait_until(lambda: live.count("delete_message") == 1)  # handled; its ack is hanging
+    listener.stop()
+    outcome.join()
+    live.release_hangs()
+    assert outcome.error is None and scaler.started == [3]
+    assert live.unacked(scale_set.id) == [] and mid > 0  # acknowledged on the way out
+    client.close()
