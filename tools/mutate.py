@@ -62,7 +62,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                   "tests/test_state_file.py", "tests/test_deadlines.py"]),
     "session": ("scaleset_client/session.py",
                 ["tests/test_session.py", "tests/test_recovery.py", "tests/test_listener.py"]),
-    "state": ("scaleset_client/state.py", ["tests/test_state_file.py", "tests/test_listener.py"]),
+    "state": ("scaleset_client/state.py",
+              ["tests/test_state_unit.py", "tests/test_state_file.py", "tests/test_listener.py"]),
 }
 # The CLI's tests (tests/test_cli*.py) start subprocesses, which never see the mutant: not mapped.
 
