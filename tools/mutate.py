@@ -61,7 +61,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                  ["tests/test_listener.py", "tests/test_recovery.py", "tests/test_large_messages.py",
                   "tests/test_state_file.py", "tests/test_deadlines.py"]),
     "session": ("scaleset_client/session.py",
-                ["tests/test_session.py", "tests/test_recovery.py", "tests/test_listener.py"]),
+                ["tests/test_session_edges.py", "tests/test_session.py", "tests/test_recovery.py",
+                 "tests/test_listener.py"]),
     "state": ("scaleset_client/state.py",
               ["tests/test_state_unit.py", "tests/test_state_file.py", "tests/test_listener.py"]),
 }
