@@ -160,6 +160,8 @@ def test_the_newest_of_the_two_slots_wins_and_writes_alternate(tmp_path: Path,
         again.write_cursor(CursorRecord(4), durable=True)  # into the slot not holding record 3
     raw = (tmp_path / "s.json.cursor").read_bytes()
     assert [CursorRecord.decode(raw[i * SLOT:(i + 1) * SLOT])[1].cursor for i in (0, 1)] == [3, 4]  # type: ignore
+    with StateFile(path) as third:
+        assert third.load_cursor() == CursorRecord(4)  # the newer sequence number, though in slot 1
     (tmp_path / "s.json.cursor").write_bytes(b"garbage" * 10)
     with caplog.at_level(logging.WARNING, "scaleset_client.state"), StateFile(path) as damaged:
         assert damaged.load_cursor() is None
@@ -170,3 +172,16 @@ def test_the_newest_of_the_two_slots_wins_and_writes_alternate(tmp_path: Path,
     with caplog.at_level(logging.WARNING, "scaleset_client.state"), StateFile(path) as empty:
         assert empty.load_cursor() is None
     assert caplog.records == []
+
+
+def test_a_cursor_record_that_cannot_be_read_or_written_is_a_state_file_error(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "s.json.cursor")  # opens, but has no positions to read or write at
+    with StateFile(tmp_path / "s.json") as state:
+        with pytest.raises(sc.StateFileError, match=r"^cannot read the cursor record .*s\.json\.cursor: "):
+            state.load_cursor()
+        with pytest.raises(sc.StateFileError, match=r"^cannot write the cursor record .*s\.json\.cursor: "):
+            state.write_cursor(CursorRecord(1), durable=True)
+    (tmp_path / "other.json.cursor").mkdir()
+    with StateFile(tmp_path / "other.json") as state, pytest.raises(
+            sc.StateFileError, match="^cannot open the cursor record"):
+        state.load_cursor()
