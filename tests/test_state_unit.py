@@ -183,5 +183,5 @@ def test_a_cursor_record_that_cannot_be_read_or_written_is_a_state_file_error(tm
             state.write_cursor(CursorRecord(1), durable=True)
     (tmp_path / "other.json.cursor").mkdir()
     with StateFile(tmp_path / "other.json") as state, pytest.raises(
-            sc.StateFileError, match="^cannot open the cursor record"):
+            sc.StateFileError, match=r"^cannot open the cursor record"):
         state.load_cursor()
