@@ -191,6 +191,8 @@ class MessageSession:
         if self._problems(session):
             client._log.warning("refreshed session is unusable (%s); re-creating", ", ".join(self._problems(session)))
             self.recreations += 1
+            # The session is still active on the server: without deleting it, the create is a 409 conflict.
+            self._delete_quietly(session_id)
             return self._create()
         return self._install(session)
 

@@ -7,6 +7,7 @@ lifetimes move with it. Tests that need real time (hangs, deadlines) build their
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -66,3 +67,12 @@ def run_together(count: int, work: Callable[[], object]) -> list[object]:
         t.join(timeout=30)
     assert len(results) == count, "a thread did not finish"
     return results
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Wait for a condition another thread makes true; the timeout only bounds a broken test."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
-from .conftest import make_client
+from .conftest import make_client, wait_until
 
 
 class RecordingScaler:
@@ -71,14 +70,6 @@ class Running:
         self.stop.set()
         self.thread.join(timeout=15)
         assert not self.thread.is_alive()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def job(kind: str, request_id: int, **extra: object) -> dict[str, object]:

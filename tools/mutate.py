@@ -55,11 +55,19 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "retry": ("scaleset_client/retry.py",
               ["tests/test_retry.py", "tests/test_transport.py", "tests/test_resilience.py"]),
     "adapter": ("scaleset_client/adapter.py",
-                ["tests/test_transport.py", "tests/test_resilience.py", "tests/test_retry.py"]),
-    "listener": ("scaleset_client/listener.py", ["tests/test_listener.py"]),
-    "session": ("scaleset_client/session.py", ["tests/test_session.py", "tests/test_listener.py"]),
-    "state": ("scaleset_client/state.py", ["tests/test_listener.py", "tests/test_state.py"]),
+                ["tests/test_retry.py", "tests/test_resilience.py", "tests/test_transport.py",
+                 "tests/test_deadlines.py", "tests/test_large_messages.py"]),
+    "listener": ("scaleset_client/listener.py",
+                 ["tests/test_listener.py", "tests/test_listener_renewal.py", "tests/test_recovery.py",
+                  "tests/test_large_messages.py",
+                  "tests/test_state_file.py", "tests/test_deadlines.py"]),
+    "session": ("scaleset_client/session.py",
+                ["tests/test_session_edges.py", "tests/test_session.py", "tests/test_recovery.py",
+                 "tests/test_listener.py"]),
+    "state": ("scaleset_client/state.py",
+              ["tests/test_state_unit.py", "tests/test_state_file.py", "tests/test_listener.py"]),
 }
+# The CLI's tests (tests/test_cli*.py) start subprocesses, which never see the mutant: not mapped.
 
 _CMP_SWAP: dict[type[ast.cmpop], type[ast.cmpop]] = {
     ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
@@ -369,8 +377,17 @@ def _load_equivalents(path: Path = EQUIVALENT_FILE) -> dict[tuple[str, str], str
     return known
 
 
+def sample(mutants: list[Mutant], size: int | None) -> list[Mutant]:
+    """A stable pseudo-random sample: the ``size`` mutants with the smallest ids (ids are hashes), so
+    the same source gives the same sample and a test added later is judged on the same mutants."""
+    if size is None or size >= len(mutants):
+        return mutants
+    chosen = {m.ident for m in sorted(mutants, key=lambda m: m.ident)[:size]}
+    return [m for m in mutants if m.ident in chosen]
+
+
 def run_module(module: str, jobs: int, verbose: bool, only: set[str] | None,
-               quiet: set[str] | None = None) -> tuple[list[Mutant], float]:
+               quiet: set[str] | None = None, size: int | None = None) -> tuple[list[Mutant], float, int]:
     rel, test_files = MODULES[module]
     path = ROOT / rel
     tests = [t for t in test_files if (ROOT / t).exists()]
@@ -383,6 +400,8 @@ def run_module(module: str, jobs: int, verbose: bool, only: set[str] | None,
     baseline = time.monotonic() - started
     limit = max(15.0, 3 * baseline + 10)
     mutants = _collect(module, path)
+    generated = len(mutants)
+    mutants = sample(mutants, size)
     if only:
         mutants = [m for m in mutants if m.ident in only]
     pool = _Pool(jobs, verbose)
@@ -395,7 +414,7 @@ def run_module(module: str, jobs: int, verbose: bool, only: set[str] | None,
     pool.jobs = 1
     for job, code in pool.reap():
         done += _finish(job, code, done, len(mutants), quiet or set())
-    return mutants, baseline
+    return mutants, baseline, generated
 
 
 def _finish(job: _Running, code: int | None, done: int, total: int, quiet: set[str]) -> int:
@@ -410,24 +429,27 @@ def _finish(job: _Running, code: int | None, done: int, total: int, quiet: set[s
     return 1
 
 
-def _table_row(module: str, mutants: list[Mutant]) -> tuple[str, int, int]:
+def _table_row(module: str, mutants: list[Mutant], generated: int = 0) -> tuple[str, int, int]:
     total = len(mutants)
+    shown = f"{total} (sample of {generated})" if generated > total else str(total)
     equivalent = sum(m.result == "equivalent" for m in mutants)
     killed = sum(m.result in ("killed", "timeout") for m in mutants)
     timeouts = sum(m.result == "timeout" for m in mutants)
     survived = sum(m.result in ("survived", "error") for m in mutants)
     scored = total - equivalent
     score = 100.0 * killed / scored if scored else 100.0
-    row = (f"| `{MODULES[module][0]}` | {total} | {equivalent} | {killed} ({timeouts} by timeout) | {survived} "
+    row = (f"| `{MODULES[module][0]}` | {shown} | {equivalent} | {killed} ({timeouts} by timeout) | {survived} "
            f"| {score:.1f}% |")
     return row, survived, scored
 
 
 def _section(module: str, mutants: list[Mutant], equivalents: dict[tuple[str, str], str], baseline: float,
-             elapsed: float) -> str:
+             elapsed: float, generated: int = 0) -> str:
+    sampled = (f" (a stable sample of the {generated} generated: `--sample {len(mutants)}`)"
+               if generated > len(mutants) else "")
     out = [f"<!-- module:{module} -->", f"### {module}", "",
            f"Tests: {', '.join(f'`{t}`' for t in MODULES[module][1] if (ROOT / t).exists())}; "
-           f"baseline {baseline:.1f} s, {len(mutants)} mutants in {elapsed:.0f} s.", ""]
+           f"baseline {baseline:.1f} s, {len(mutants)} mutants{sampled} in {elapsed:.0f} s.", ""]
     survivors = [m for m in mutants if m.result in ("survived", "error")]
     eq = [m for m in mutants if m.result == "equivalent"]
     out.append(f"Surviving, not equivalent ({len(survivors)}):" if survivors else "Surviving, not equivalent: none.")
@@ -442,7 +464,7 @@ def _section(module: str, mutants: list[Mutant], equivalents: dict[tuple[str, st
     return "\n".join(out)
 
 
-def _write_report(results: dict[str, tuple[list[Mutant], float, float]], equivalents: dict[tuple[str, str], str],
+def _write_report(results: dict[str, tuple[list[Mutant], float, float, int]], equivalents: dict[tuple[str, str], str],
                   command: str) -> None:
     sections: dict[str, str] = {}
     rows: dict[str, str] = {}
@@ -458,10 +480,10 @@ def _write_report(results: dict[str, tuple[list[Mutant], float, float]], equival
                     rows[module] = line
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
-    for module, (mutants, baseline, elapsed) in results.items():
-        sections[module] = _section(module, mutants, equivalents, baseline, elapsed)
-        rows[module] = _table_row(module, mutants)[0] + f" `{command}` at {commit}, {time.strftime('%Y-%m-%d')} |" + (
-            f" <!-- row:{module} -->")
+    for module, (mutants, baseline, elapsed, generated) in results.items():
+        sections[module] = _section(module, mutants, equivalents, baseline, elapsed, generated)
+        rows[module] = (_table_row(module, mutants, generated)[0]
+                        + f" `{command}` at {commit}, {time.strftime('%Y-%m-%d')} | <!-- row:{module} -->")
     lines = [
         "# Mutation testing",
         "",
@@ -490,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="update MUTATION.md with the result")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--only", nargs="+", metavar="ID", help="run only these mutant ids")
+    parser.add_argument("--sample", type=int, metavar="N",
+                        help="run a stable sample of N mutants per module (the smallest ids), for slow modules")
     parser.add_argument("--show", metavar="ID", help="print the mutant's source diff and exit")
     parser.add_argument("--verbose", action="store_true", help="show pytest output of each run")
     args = parser.parse_args(argv)
@@ -512,13 +536,14 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             pass
     equivalents = _load_equivalents()
-    results: dict[str, tuple[list[Mutant], float, float]] = {}
+    results: dict[str, tuple[list[Mutant], float, float, int]] = {}
     failed = False
     for module in modules:
         started = time.monotonic()
         print(f"{module}: running ...", file=sys.stderr, flush=True)
-        mutants, baseline = run_module(module, max(1, args.jobs), args.verbose, set(args.only or []) or None,
-                                       {i for (mod, i) in equivalents if mod == module})
+        mutants, baseline, generated = run_module(module, max(1, args.jobs), args.verbose,
+                                                  set(args.only or []) or None,
+                                                  {i for (mod, i) in equivalents if mod == module}, args.sample)
         for m in mutants:
             if (module, m.ident) in equivalents:
                 if m.result == "survived":
@@ -527,15 +552,15 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  note: {m.ident} is listed as equivalent but was {m.result}", file=sys.stderr)
         listed = {i for (mod, i) in equivalents if mod == module}
         stale = listed - {m.ident for m in mutants}
-        if stale and not args.only:
+        if stale and not args.only and not args.sample:
             print(f"  note: listed as equivalent but no longer generated: {', '.join(sorted(stale))}",
                   file=sys.stderr)
-        results[module] = (mutants, baseline, time.monotonic() - started)
-        row, survived, _ = _table_row(module, mutants)
+        results[module] = (mutants, baseline, time.monotonic() - started, generated)
+        row, survived, _ = _table_row(module, mutants, generated)
         print(row, flush=True)
         failed = failed or survived > 0
     if args.write and not args.only:
-        command = "python tools/mutate.py " + " ".join(modules)
+        command = "python tools/mutate.py " + " ".join(modules) + (f" --sample {args.sample}" if args.sample else "")
         _write_report(results, equivalents, command)
         print(f"wrote {REPORT.relative_to(ROOT)}", file=sys.stderr)
     return 1 if failed else 0
