@@ -69,7 +69,10 @@ log = logging.getLogger(__name__)
 RecoverHook = Callable[[requests.PreparedRequest, requests.Response], "requests.PreparedRequest | None"]
 _POLICY_ATTR = "_scaleset_policy"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-LOOK_INTERVAL = 5.0  # seconds between TCP looks at an origin that refuses connections
+# Mean seconds between TCP looks at an origin that refuses connections, each interval drawn from
+# 0.5x-1.5x: one client is back within ~7 s of the origin's return (at most ~22 s), and a fleet
+# that lost the origin together spreads its return over ~15 s instead of arriving in one second.
+LOOK_INTERVAL = 15.0
 MIN_ATTEMPT_TIME = 0.25  # seconds: with less left, an attempt could only time out, so none is sent
 _TERMINAL = ("deadline", "cancel", "close")
 _MESSAGE_ID = re.compile(rb'"messageid"\s*:\s*(\d{1,18})', re.IGNORECASE)
@@ -314,7 +317,7 @@ class ResilienceAdapter(HTTPAdapter):
         self._closing = closing or threading.Event()
         self._live = _LiveConnections()
         self._unreachable: set[str] = set()  # origins whose last failure never reached them
-        self._looked: dict[str, float] = {}  # origin -> when a TCP look last went
+        self._next_look_at: dict[str, float] = {}  # origin -> when the next TCP look is due
         self._calls: set[_Call] = set()
         self._calls_lock = threading.Lock()
         self.attempts_sent = 0
@@ -351,16 +354,17 @@ class ResilienceAdapter(HTTPAdapter):
         return manager
 
     def look(self, origin: str, timeout: float = 2.0, *, force: bool = False) -> bool:
-        """For an origin whose last failure never got through: a TCP connect, at most once per
-        ``LOOK_INTERVAL`` (unless ``force``). When it connects, the origin's open breakers are put
-        to a probe and True is returned. The service sees no HTTP request until it is back."""
+        """For an origin whose last failure never got through: a TCP connect when the next look
+        is due (intervals of ``LOOK_INTERVAL`` +-50 %), or now with ``force``. When it connects,
+        the origin's open breakers are put to a probe and True is returned. The service sees no
+        HTTP request until it is back."""
         if origin not in self._unreachable:
             return False
         now = self._clock.monotonic()
         with self._count_lock:
-            if not force and now - self._looked.get(origin, -math.inf) < LOOK_INTERVAL:
+            if not force and now < self._next_look_at.get(origin, -math.inf):
                 return False
-            self._looked[origin] = now
+            self._next_look_at[origin] = now + LOOK_INTERVAL * (0.5 + self._clock.random())
         parts = urlsplit(origin)
         if not parts.hostname or not parts.port or timeout <= 0:
             return False
@@ -376,10 +380,11 @@ class ResilienceAdapter(HTTPAdapter):
             log.info("%s accepts connections again; probing it now", origin)
         return bool(opened)
 
-    def _next_look(self, origin: str) -> float:
+    def next_look(self, origin: str) -> float:
+        """Seconds until the next TCP look at ``origin`` is due (0: now)."""
         with self._count_lock:
-            last = self._looked.get(origin, -math.inf)
-        return max(0.0, LOOK_INTERVAL - (self._clock.monotonic() - last))
+            due = self._next_look_at.get(origin, -math.inf)
+        return max(0.0, due - self._clock.monotonic())
 
     def unreachable(self, origin: str) -> bool:
         """True when the origin's last failure was a connection that never got through (refused,
@@ -464,7 +469,7 @@ class ResilienceAdapter(HTTPAdapter):
                     if self.look(origin, timeout=min(2.0, max(left, 0.0))):
                         continue
                     if exc.retry_after is not None:
-                        exc.retry_after = min(exc.retry_after, self._next_look(origin))
+                        exc.retry_after = min(exc.retry_after, self.next_look(origin))
                 wait = exc.retry_after
                 if (state.number > 0 and wait is not None and wait <= retry_cfg.max_hint_wait
                         and wait + MIN_ATTEMPT_TIME < left):

@@ -434,19 +434,21 @@ class Client(AdminAPI):
                                 ) from exc
         return RecoveryReport(tuple(done), tuple(skipped), interrupted)
 
-    def check_reachable(self, origin: str, timeout: float = 2.0) -> bool:
+    def check_reachable(self, origin: str, timeout: float = 2.0, *, when_due: bool = False) -> bool:
         """Tell, without an HTTP request, whether an origin that was unreachable is back.
 
         Only for an origin whose last failure never got through (refused, DNS, connect timeout)
         and that is reached without a proxy: a TCP connect (closed at once) is made, and when it
         succeeds the origin's open breakers are put to a probe, so the next call goes now instead
         of at the end of a break of up to a minute. Returns True when that happened. Calls do
-        this themselves at most every 5 s while the breaker is open (and a ``CircuitOpenError``
-        for such an origin says to retry within 5 s); a listener also looks while it backs off.
+        this themselves while the breaker is open, on a jittered schedule (every 15 s +-50 %, so
+        a fleet does not return in one second), and a ``CircuitOpenError`` for such an origin
+        says when the next look is due; ``when_due=True`` keeps to that schedule (a listener
+        backing off does), otherwise the look goes now.
         """
         if self._proxies_for(origin):
             return False
-        return self._adapter.look(origin, timeout, force=True)
+        return self._adapter.look(origin, timeout, force=not when_due)
 
     def export_resilience_state(self) -> dict[str, Any]:
         """Breakers, rate-limit gates and retry budgets as plain JSON-able data (no secrets).

@@ -67,7 +67,6 @@ _PERMANENT = (ScaleSetNotFoundError, AuthenticationError, ConfigError, StateFile
 _BEAT_CHUNK = 1.0  # waits are sliced so liveness beats and a client.recover() is noticed within 1 s
 MIN_POLL_INTERVAL = 1.0  # an empty or failed poll is followed by the next no sooner than this (±20 %)
 DESIRED_REFRESH = 30.0  # an unchanged desired count is re-applied at most this often
-REACHABLE_CHECK = 5.0  # while an unreachable origin's breaker is open: a TCP connect this often
 CLEANUP_TIME = 1.5  # saving state and deleting the session after a run ends: bounded, never cancelled
 BACKLOG_WINDOW = 5.0  # after a session opens, messages until the first empty poll (at most this) are backlog
 
@@ -785,16 +784,17 @@ class Listener:
         return cap * (0.5 + 0.5 * self._clock.random())  # never zero: the loop cannot spin
 
     def _wait_out_break(self, origin: str, seconds: float, end: float | None) -> bool:
-        """Wait out a break or a backoff; while the origin refuses connections, look every few
-        seconds with a bare TCP connect (no HTTP request) and end the wait as soon as it is back."""
+        """Wait out a break or a backoff; while the origin refuses connections, look with a bare
+        TCP connect (no HTTP request) whenever the client's jittered schedule says a look is due,
+        and end the wait as soon as it is back."""
         until = self._clock.monotonic() + seconds
         while True:
             left = until - self._clock.monotonic()
             if left <= 0:
                 return self._ending(end)
-            if self._wait(min(left, REACHABLE_CHECK * (0.8 + 0.4 * self._clock.random())), end):
+            if self._wait(min(left, _BEAT_CHUNK), end):
                 return True
-            if until - self._clock.monotonic() > 0 and self._client.check_reachable(origin):
+            if until - self._clock.monotonic() > 0 and self._client.check_reachable(origin, when_due=True):
                 return False
 
     def _standby_pause(self) -> float:
