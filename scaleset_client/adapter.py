@@ -69,10 +69,6 @@ log = logging.getLogger(__name__)
 RecoverHook = Callable[[requests.PreparedRequest, requests.Response], "requests.PreparedRequest | None"]
 _POLICY_ATTR = "_scaleset_policy"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-# Mean seconds between TCP looks at an origin that refuses connections, each interval drawn from
-# 0.5x-1.5x: one client is back within ~7 s of the origin's return (at most ~22 s), and a fleet
-# that lost the origin together spreads its return over ~15 s instead of arriving in one second.
-LOOK_INTERVAL = 15.0
 MIN_ATTEMPT_TIME = 0.25  # seconds: with less left, an attempt could only time out, so none is sent
 _TERMINAL = ("deadline", "cancel", "close")
 _MESSAGE_ID = re.compile(rb'"messageid"\s*:\s*(\d{1,18})', re.IGNORECASE)
@@ -355,16 +351,17 @@ class ResilienceAdapter(HTTPAdapter):
 
     def look(self, origin: str, timeout: float = 2.0, *, force: bool = False) -> bool:
         """For an origin whose last failure never got through: a TCP connect when the next look
-        is due (intervals of ``LOOK_INTERVAL`` +-50 %), or now with ``force``. When it connects,
+        is due (``CircuitBreakerConfig.reachability_check`` +-50 %), or now with ``force``. When it connects,
         the origin's open breakers are put to a probe and True is returned. The service sees no
         HTTP request until it is back."""
-        if origin not in self._unreachable:
+        interval = self._config.circuit_breaker.reachability_check
+        if origin not in self._unreachable or (interval <= 0 and not force):
             return False
         now = self._clock.monotonic()
         with self._count_lock:
             if not force and now < self._next_look_at.get(origin, -math.inf):
                 return False
-            self._next_look_at[origin] = now + LOOK_INTERVAL * (0.5 + self._clock.random())
+            self._next_look_at[origin] = now + interval * (0.5 + self._clock.random())
         parts = urlsplit(origin)
         if not parts.hostname or not parts.port or timeout <= 0:
             return False
@@ -463,7 +460,7 @@ class ResilienceAdapter(HTTPAdapter):
             try:
                 permit = breaker.acquire(lease=min(connect_t + read_t, max(left, 0.0)) + 5.0)
             except CircuitOpenError as exc:
-                if self.unreachable(origin) and not proxies:
+                if self.unreachable(origin) and not proxies and self._config.circuit_breaker.reachability_check > 0:
                     # The origin refused connections: a bare TCP connect (no HTTP request) tells
                     # whether it is back; if so, this call becomes the probe now.
                     if self.look(origin, timeout=min(2.0, max(left, 0.0))):

@@ -7,11 +7,12 @@ import threading
 import pytest
 
 import scaleset_client as sc
-from scaleset_client.adapter import LOOK_INTERVAL
 from scaleset_client.testing import FakeActionsService, FakeClock
 
 from .conftest import make_client
 from .test_listener import RecordingScaler, job, stats
+
+LOOK_INTERVAL = sc.CircuitBreakerConfig().reachability_check
 
 
 class ComesBackAt(FakeClock):
@@ -49,7 +50,7 @@ def test_a_listener_is_back_within_seconds_of_a_refusing_broker_returning(
 
     listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 5))
     listener.run(Timed(), until_idle=True)
-    # Breaks reach 60 s; a TCP look (due every LOOK_INTERVAL +-50 %) ends one early.
+    # Breaks reach 60 s; a TCP look (due every reachability_check +-50 %) ends one early.
     assert handled_at and handled_at[0] - clock.at <= 1.5 * LOOK_INTERVAL + 2
     assert fake.unacked(scale_set.id) == [] and mid > 0
     client.close()
@@ -97,4 +98,26 @@ def test_a_plain_loop_sleeping_retry_after_is_back_within_seconds(fake: FakeActi
             clock.sleep(1.0)
     assert clock.monotonic() - clock.at <= 1.5 * LOOK_INTERVAL + 1  # the next TCP look found it back
     assert hints and max(hints) <= 1.5 * LOOK_INTERVAL  # a refusing origin: come back when a look is due
+    client.close()
+
+
+def test_reachability_checks_can_be_turned_off(fake: FakeActionsService, scale_set: sc.RunnerScaleSet) -> None:
+    clock = FakeClock()
+    client = make_client(fake, clock, resilience=sc.ResilienceConfig(
+        circuit_breaker=sc.CircuitBreakerConfig(reachability_check=0)))
+    session = client.message_session(scale_set.id)
+    fake.stop("broker")
+    hints: list[float] = []
+    for _ in range(6):
+        try:
+            session.get_message(0, 1)
+        except sc.CircuitOpenError as exc:
+            hints.append(exc.retry_after or 0.0)
+            clock.sleep(0.1)
+        except sc.ScalesetError:
+            clock.sleep(0.1)
+    fake.start_server("broker")
+    with pytest.raises(sc.CircuitOpenError):  # no look: the break runs its course
+        session.get_message(0, 1)
+    assert hints
     client.close()
