@@ -1,0 +1,244 @@
+"""The listener's less travelled paths, seen at the fake and the scaler: session renewal that meets
+a conflict or an error, opening a session under a conflict or errors, a scale-set 404 that a second
+look contradicts or confirms, a rate limit longer than a call may wait, and a message at the cursor.
+
+Time is a FakeClock shared with the fake, so request times at the fake show every pause exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+import scaleset_client as sc
+from scaleset_client.testing import FakeActionsService, FakeClock, Fault
+
+from .conftest import make_client
+from .test_listener import RecordingScaler, job, stats
+
+_T = "GitHub.Actions.Runtime.WebApi.{}, GitHub.Actions.Runtime.WebApi"
+CONFLICT = _T.format("RunnerScaleSetSessionConflictException")
+NOT_FOUND = _T.format("RunnerScaleSetNotFoundException")
+
+
+def times(fake: FakeActionsService, operation: str) -> list[float]:
+    return [r.time for r in fake.requests(operation)]
+
+
+def gaps(values: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(values)]
+
+
+# -- renewing a session the queue turned away ----------------------------------------------------
+def test_a_renewal_that_meets_a_conflict_stands_by_then_renews_and_delivers(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
+    fake.inject("get_message", Fault.error(409, CONFLICT, "owned elsewhere"))
+    fake.inject("refresh_session", Fault.error(409, CONFLICT, "owned elsewhere"), times=2)
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, standby_interval=30.0))
+    scaler = RecordingScaler()
+    listener.run(scaler, until_idle=True)
+    assert scaler.started == [5] and fake.unacked(scale_set.id) == []
+    refreshes = times(fake, "refresh_session")
+    assert len(refreshes) == 3 and fake.count("create_session") == 1  # renewed in place, no new session
+    assert min(gaps(refreshes)) >= 0.8 * 30.0  # the standby interval between tries, not a hot loop
+    assert not listener.health().standby
+    client.close()
+
+
+def test_a_renewal_that_stays_in_conflict_past_standby_timeout_ends_the_run(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    fake.inject("get_message", Fault.error(409, CONFLICT, "owned elsewhere"))
+    fake.inject_always("refresh_session", Fault.error(409, CONFLICT, "owned elsewhere"))
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, standby_interval=30.0,
+                                                     standby_timeout=100.0))
+    scaler = RecordingScaler()
+    with pytest.raises(sc.SessionConflictError):
+        listener.run(scaler, until_idle=True)
+    refreshes = times(fake, "refresh_session")
+    # Tries every 24-36 s for 100 s: 4 to 6 tries, then it gives up.
+    assert 4 <= len(refreshes) <= 6 and refreshes[-1] - refreshes[0] >= 100.0 - 36.0
+    assert listener.health().standby and scaler.desired == [0]
+    assert fake.session_of(scale_set.id) is None  # the owned session was still deleted on the way out
+    client.close()
+
+
+def test_a_renewal_that_fails_otherwise_backs_off_and_polling_goes_on(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
+    fake.inject("get_message", Fault.error(409, CONFLICT, "owned elsewhere"))
+    fake.inject("refresh_session", Fault.error(400, "SomethingElseException", "bad request"))
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, error_backoff=4.0))
+    scaler = RecordingScaler()
+    listener.run(scaler, until_idle=True)
+    assert scaler.started == [5] and fake.unacked(scale_set.id) == []
+    assert fake.count("refresh_session") == 1 and fake.count("create_session") == 1
+    refresh = times(fake, "refresh_session")[0]
+    after = [t for t in times(fake, "get_message") if t > refresh]
+    assert after and after[0] - refresh >= 4.0  # backoff(2) with error_backoff 4: 4-8 s
+    client.close()
+
+
+def test_a_renewal_404_for_the_scale_set_that_a_second_look_contradicts_goes_on(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
+    fake.inject("get_message", Fault.error(409, CONFLICT, "owned elsewhere"))
+    fake.inject("refresh_session", Fault.error(400, NOT_FOUND, "no such scale set"))
+    scaler = RecordingScaler()
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(scaler, until_idle=True)
+    assert scaler.started == [5] and fake.count("get_runner_scale_set_by_id") == 1
+    client.close()
+
+
+def test_a_renewal_404_for_the_scale_set_that_a_second_look_confirms_ends_the_run(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
+    fake.inject("get_message", Fault.error(409, CONFLICT, "owned elsewhere"))
+    fake.inject("refresh_session", Fault.error(400, NOT_FOUND, "no such scale set"))
+    fake.inject("get_runner_scale_set_by_id", Fault.error(404, NOT_FOUND, "no such scale set"))
+    scaler = RecordingScaler()
+    with pytest.raises(sc.ScaleSetNotFoundError, match="no longer exists"):
+        sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(scaler, until_idle=True)
+    assert scaler.started == [] and fake.count("get_runner_scale_set_by_id") == 1
+    assert fake.unacked(scale_set.id) != []
+    client.close()
+
+
+def test_a_renewal_refused_for_bad_credentials_ends_the_run(
+        client: sc.Client, fake: FakeActionsService, scale_set: sc.RunnerScaleSet) -> None:
+    # `client` already holds an admin token (it created the scale set): the run needs no new one.
+    fake.inject("get_message", Fault.error(409, CONFLICT, "owned elsewhere"))
+    # The refresh is refused, and renewing the admin token behind it is refused by GitHub.
+    fake.inject("refresh_session", Fault.respond(401, "unauthorized", content_type="text/plain"))
+    fake.inject_always("registration_token", Fault.respond(401, json_body={"message": "Bad credentials"}))
+    scaler = RecordingScaler()
+    with pytest.raises(sc.AuthenticationError):
+        sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(scaler, until_idle=True)
+    assert fake.count("refresh_session") == 1 and fake.count("get_message") == 1  # no retry of either
+
+
+# -- opening the listener's own session ----------------------------------------------------------
+def test_opening_a_session_that_stays_taken_past_standby_timeout_raises(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    owner = make_client(fake, clock)
+    held = owner.message_session(scale_set.id, owner="other-host")
+    client = make_client(fake, clock)
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, standby_interval=30.0,
+                                                     standby_timeout=100.0))
+    scaler = RecordingScaler()
+    with pytest.raises(sc.SessionConflictError, match="stayed owned by another listener for 100s"):
+        listener.run(scaler)
+    attempts = times(fake, "create_session")[1:]  # [0] is the owner's
+    assert 4 <= len(attempts) <= 6 and min(gaps(attempts)) >= 0.8 * 30.0
+    assert scaler.desired == [] and fake.count("get_message") == 0
+    assert fake.session_of(scale_set.id) is not None  # the owner's session was left alone
+    held.close()
+    owner.close()
+    client.close()
+
+
+def test_a_session_that_cannot_be_opened_yet_is_tried_again_after_a_growing_pause(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
+    fake.inject("create_session", Fault.error(400, "SomethingElseException", "try later"), times=2)
+    scaler = RecordingScaler()
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, error_backoff=4.0)).run(scaler, until_idle=True)
+    assert scaler.started == [5] and fake.unacked(scale_set.id) == []
+    attempts = times(fake, "create_session")
+    assert len(attempts) == 3
+    first, second = gaps(attempts)
+    assert first >= 2.0 and second >= 4.0  # backoff(1) is 2-4 s, backoff(2) 4-8 s with error_backoff 4
+    client.close()
+
+
+def test_opening_a_session_for_a_missing_scale_set_ends_the_run_at_once(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    fake.delete_scale_set(scale_set.id)
+    fake.clear_log()
+    with pytest.raises(sc.ScaleSetNotFoundError):
+        sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(RecordingScaler())
+    assert fake.count("create_session") == 1
+    client.close()
+
+
+# -- a 404 for the scale set while polling -------------------------------------------------------
+def test_a_poll_404_that_a_second_look_contradicts_keeps_the_run_going(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
+    fake.inject("get_message", Fault.error(404, NOT_FOUND, "Runner scale set not found."))
+    scaler = RecordingScaler()
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(scaler, until_idle=True)
+    assert scaler.started == [5] and fake.unacked(scale_set.id) == []
+    assert fake.count("get_runner_scale_set_by_id") == 1
+    client.close()
+
+
+def test_a_poll_404_that_a_second_look_confirms_ends_the_run(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
+    fake.inject("get_message", Fault.error(404, NOT_FOUND, "Runner scale set not found."))
+    fake.inject("get_runner_scale_set_by_id", Fault.error(404, NOT_FOUND, "Runner scale set not found."))
+    scaler = RecordingScaler()
+    with pytest.raises(sc.ScaleSetNotFoundError, match="no longer exists"):
+        sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(scaler, until_idle=True)
+    assert scaler.started == [] and fake.count("get_message") == 1
+    client.close()
+
+
+def test_a_poll_404_whose_second_look_fails_is_looked_at_again_later(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
+    fake.inject("get_message", Fault.error(404, NOT_FOUND, "Runner scale set not found."), times=2)
+    fake.inject("get_runner_scale_set_by_id", Fault.error(400, "SomethingElseException", "cannot say"))
+    scaler = RecordingScaler()
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(scaler, until_idle=True)
+    assert scaler.started == [5] and fake.count("get_runner_scale_set_by_id") == 2
+    client.close()
+
+
+# -- a rate limit longer than one call may wait --------------------------------------------------
+def test_a_long_rate_limit_on_the_poll_is_waited_out_whole_then_polling_resumes(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
+    fake.inject("get_message", Fault.respond(429, "slow down", headers={"Retry-After": "300"}))
+    scaler = RecordingScaler()
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(scaler, until_idle=True)
+    assert scaler.started == [5]
+    polls = times(fake, "get_message")
+    # The hint plus up to 1 s of spread, then at once: not before, and not a backoff later.
+    assert 300.0 <= polls[1] - polls[0] <= 302.0
+    client.close()
+
+
+# -- a message at the cursor ---------------------------------------------------------------------
+def test_a_message_at_the_cursor_is_acknowledged_and_not_handed_to_the_scaler(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    handled = fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
+    fresh = fake.push_message(scale_set.id, [job("JobStarted", 2)], statistics=stats(2))
+    # A process died after recording `handled` as its cursor, before acknowledging it, and before
+    # the state file knew the ack was pending.
+    state.write_text(json.dumps({"version": 1, "scale_set_id": scale_set.id, "cursor": handled}))
+    client = make_client(fake, clock)
+    scaler = RecordingScaler()
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state))
+    listener.run(scaler, until_idle=True)
+    assert scaler.started == [2] and fake.unacked(scale_set.id) == []
+    assert [int(r.path.rstrip("/").rsplit("/", 1)[-1]) for r in fake.requests("delete_message")] == [
+        handled, fresh]
+    assert json.loads(state.read_text())["cursor"] == fresh and listener.cursor == fresh
+    client.close()
