@@ -242,3 +242,143 @@ def test_a_message_at_the_cursor_is_acknowledged_and_not_handed_to_the_scaler(
         handled, fresh]
     assert json.loads(state.read_text())["cursor"] == fresh and listener.cursor == fresh
     client.close()
+
+
+# -- acknowledgements that fail ------------------------------------------------------------------
+def test_an_ack_that_fails_is_in_the_state_file_while_the_next_message_is_handled_and_sent_later(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    first = fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
+    second = fake.push_message(scale_set.id, [job("JobStarted", 2)], statistics=stats(2))
+    fake.inject("delete_message", Fault.error(400, "SomethingElseException", "not now"))
+    seen_pending: list[list[int]] = []
+
+    def look_at_the_state_file(scaler: RecordingScaler, kind: str, request_id: int) -> None:
+        if request_id == 2:
+            seen_pending.append(json.loads(state.read_text())["pending_acks"])
+
+    scaler = RecordingScaler(look_at_the_state_file)
+    client = make_client(fake, clock)
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state)).run(scaler, until_idle=True)
+    assert scaler.started == [1, 2] and seen_pending == [[first]]
+    assert fake.unacked(scale_set.id) == []
+    acks = [int(r.path.rstrip("/").rsplit("/", 1)[-1]) for r in fake.requests("delete_message")]
+    assert acks[0] == first and acks.count(first) == 2 and second in acks
+    assert json.loads(state.read_text())["pending_acks"] == []
+    client.close()
+
+
+def test_an_ack_refused_for_a_missing_scale_set_that_exists_is_sent_again(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
+    fake.inject("delete_message", Fault.error(400, NOT_FOUND, "no such scale set"))
+    scaler = RecordingScaler()
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(scaler, until_idle=True)
+    assert scaler.started == [5] and fake.unacked(scale_set.id) == []  # handed over once, acked on a later try
+    assert fake.count("get_runner_scale_set_by_id") == 1 and fake.count("delete_message") == 2
+    client.close()
+
+
+# -- user hooks that raise -----------------------------------------------------------------------
+class RaisingMetrics:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def record_statistics(self, statistics: sc.RunnerScaleSetStatistic) -> None:
+        self.calls.append("statistics")
+        raise RuntimeError("metrics backend down")
+
+    def record_job_started(self, job: sc.JobStarted) -> None:
+        self.calls.append("job_started")
+        raise RuntimeError("metrics backend down")
+
+
+def test_metrics_hooks_that_raise_do_not_stop_delivery(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
+    fake.push_message(scale_set.id, [job("JobStarted", 6)], statistics=stats(2))
+    metrics = RaisingMetrics()
+    scaler = RecordingScaler()
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3), metrics).run(scaler, until_idle=True)
+    assert scaler.started == [5, 6] and fake.unacked(scale_set.id) == []
+    assert metrics.calls.count("job_started") == 2
+    client.close()
+
+
+def test_an_on_poison_that_raises_still_sets_the_message_aside(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    bad = fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
+    poisoned: list[int] = []
+
+    def on_poison(message_id: int, error: BaseException) -> None:
+        poisoned.append(message_id)
+        raise RuntimeError("alerting is down too")
+
+    def always_fail(scaler: RecordingScaler, kind: str, request_id: int) -> None:
+        raise RuntimeError("scaler broken")
+
+    scaler = RecordingScaler(always_fail)
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, poison_after=1, on_poison=on_poison))
+    listener.run(scaler, until_idle=True)
+    assert poisoned == [bad] and fake.unacked(scale_set.id) == [] and listener.cursor == bad
+    client.close()
+
+
+# -- a state file that belongs to someone else ---------------------------------------------------
+class CursorAhead:
+    def __init__(self) -> None:
+        self.ahead: list[tuple[int, int]] = []
+
+    def record_cursor_ahead(self, cursor: int, message_id: int) -> None:
+        self.ahead.append((cursor, message_id))
+
+
+@pytest.mark.parametrize("saved", [
+    {"scale_set_id": 999},
+    {"binding": "not a mapping"},
+    {"binding": {"config_url": "https://github.com/elsewhere", "scale_set_id": 1}},
+    {"binding": {"scale_set_name": "another-name"}},
+], ids=["scale-set-id", "unreadable-binding", "config-url", "scale-set-name"])
+def test_a_state_file_of_another_configuration_is_ignored_and_the_run_starts_afresh(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path,
+        saved: dict[str, object]) -> None:
+    client = make_client(fake, clock)
+    state = tmp_path / "state.json"
+    binding = {"config_url": fake.config_url, "scale_set_id": scale_set.id, "scale_set_name": ""}
+    doc: dict[str, object] = {"version": 1, "scale_set_id": scale_set.id, "cursor": 50, "pending_acks": [40]}
+    for key, value in saved.items():
+        doc[key] = {**binding, **value} if isinstance(value, dict) else value
+    state.write_text(json.dumps(doc))
+    mid = fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
+    metrics = CursorAhead()
+    scaler = RecordingScaler()
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state,
+                                                     scale_set_name="linux-x64"), metrics)
+    listener.run(scaler, until_idle=True)
+    # Afresh: message 1 is simply new (no cursor from the other file to be "ahead"), and the
+    # other configuration's pending ack is not sent to this queue.
+    assert scaler.started == [5] and metrics.ahead == [] and listener.cursor == mid
+    assert fake.count("delete_message") == 1
+    client.close()
+
+
+def test_a_cursor_record_of_another_configuration_is_ignored(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    from scaleset_client.state import CursorRecord, StateFile
+
+    state = tmp_path / "state.json"
+    other = StateFile(state)
+    other.acquire()
+    other.write_cursor(CursorRecord(50, 0, 0, 0, "0123456789abcdef", 50), durable=True)
+    other.release()
+    client = make_client(fake, clock)
+    mid = fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
+    metrics = CursorAhead()
+    scaler = RecordingScaler()
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state), metrics)
+    listener.run(scaler, until_idle=True)
+    assert scaler.started == [5] and metrics.ahead == [] and listener.cursor == mid
+    client.close()
