@@ -382,3 +382,35 @@ def test_a_cursor_record_of_another_configuration_is_ignored(
     listener.run(scaler, until_idle=True)
     assert scaler.started == [5] and metrics.ahead == [] and listener.cursor == mid
     client.close()
+
+
+# -- a bounded run that spends its time standing by ----------------------------------------------
+def test_a_bounded_run_standing_by_for_a_session_ends_by_its_duration_without_error(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    owner = make_client(fake, clock)
+    held = owner.message_session(scale_set.id, owner="other-host")
+    client = make_client(fake, clock)
+    started = clock.monotonic()
+    scaler = RecordingScaler()
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, standby_interval=30.0)).run(scaler, duration=100.0)
+    attempts = times(fake, "create_session")[1:]
+    assert 3 <= len(attempts) <= 5 and attempts[-1] - started <= 100.0
+    assert clock.monotonic() - started <= 100.0 + 2.0
+    assert fake.count("get_message") == 0 and scaler.desired == []
+    held.close()
+    owner.close()
+    client.close()
+
+
+def test_a_bounded_run_whose_renewal_stands_by_ends_by_its_duration_without_error(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    fake.inject("get_message", Fault.error(409, CONFLICT, "owned elsewhere"))
+    fake.inject_always("refresh_session", Fault.error(409, CONFLICT, "owned elsewhere"))
+    started = clock.monotonic()
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, standby_interval=30.0))
+    listener.run(RecordingScaler(), duration=100.0)
+    refreshes = times(fake, "refresh_session")
+    assert 3 <= len(refreshes) <= 5 and refreshes[-1] - started <= 100.0
+    assert clock.monotonic() - started <= 100.0 + 2.0 and fake.count("get_message") == 1
+    client.close()
