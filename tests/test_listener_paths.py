@@ -85,33 +85,6 @@ def test_a_renewal_that_fails_otherwise_backs_off_and_polling_goes_on(
     client.close()
 
 
-def test_a_renewal_404_for_the_scale_set_that_a_second_look_contradicts_goes_on(
-        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
-    client = make_client(fake, clock)
-    fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
-    fake.inject("get_message", Fault.error(409, CONFLICT, "owned elsewhere"))
-    fake.inject("refresh_session", Fault.error(400, NOT_FOUND, "no such scale set"))
-    scaler = RecordingScaler()
-    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(scaler, until_idle=True)
-    assert scaler.started == [5] and fake.count("get_runner_scale_set_by_id") == 1
-    client.close()
-
-
-def test_a_renewal_404_for_the_scale_set_that_a_second_look_confirms_ends_the_run(
-        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
-    client = make_client(fake, clock)
-    fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
-    fake.inject("get_message", Fault.error(409, CONFLICT, "owned elsewhere"))
-    fake.inject("refresh_session", Fault.error(400, NOT_FOUND, "no such scale set"))
-    fake.inject("get_runner_scale_set_by_id", Fault.error(404, NOT_FOUND, "no such scale set"))
-    scaler = RecordingScaler()
-    with pytest.raises(sc.ScaleSetNotFoundError, match="no longer exists"):
-        sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(scaler, until_idle=True)
-    assert scaler.started == [] and fake.count("get_runner_scale_set_by_id") == 1
-    assert fake.unacked(scale_set.id) != []
-    client.close()
-
-
 def test_a_renewal_refused_for_bad_credentials_ends_the_run(
         client: sc.Client, fake: FakeActionsService, scale_set: sc.RunnerScaleSet) -> None:
     # `client` already holds an admin token (it created the scale set): the run needs no new one.
@@ -172,28 +145,30 @@ def test_opening_a_session_for_a_missing_scale_set_ends_the_run_at_once(
 
 
 # -- a 404 for the scale set while polling -------------------------------------------------------
-def test_a_poll_404_that_a_second_look_contradicts_keeps_the_run_going(
-        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+@pytest.mark.parametrize("where", ["poll", "session renewal"])
+@pytest.mark.parametrize("second_look", ["contradicts", "confirms"])
+def test_a_scale_set_404_goes_on_or_ends_the_run_as_a_second_look_says(
+        where: str, second_look: str, fake: FakeActionsService, clock: FakeClock,
+        scale_set: sc.RunnerScaleSet) -> None:
     client = make_client(fake, clock)
     fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
-    fake.inject("get_message", Fault.error(404, NOT_FOUND, "Runner scale set not found."))
+    if where == "poll":
+        fake.inject("get_message", Fault.error(404, NOT_FOUND, "Runner scale set not found."))
+    else:
+        fake.inject("get_message", Fault.error(409, CONFLICT, "owned elsewhere"))
+        fake.inject("refresh_session", Fault.error(400, NOT_FOUND, "no such scale set"))
+    if second_look == "confirms":
+        fake.inject("get_runner_scale_set_by_id", Fault.error(404, NOT_FOUND, "no such scale set"))
     scaler = RecordingScaler()
-    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(scaler, until_idle=True)
-    assert scaler.started == [5] and fake.unacked(scale_set.id) == []
-    assert fake.count("get_runner_scale_set_by_id") == 1
-    client.close()
-
-
-def test_a_poll_404_that_a_second_look_confirms_ends_the_run(
-        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
-    client = make_client(fake, clock)
-    fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
-    fake.inject("get_message", Fault.error(404, NOT_FOUND, "Runner scale set not found."))
-    fake.inject("get_runner_scale_set_by_id", Fault.error(404, NOT_FOUND, "Runner scale set not found."))
-    scaler = RecordingScaler()
-    with pytest.raises(sc.ScaleSetNotFoundError, match="no longer exists"):
-        sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(scaler, until_idle=True)
-    assert scaler.started == [] and fake.count("get_message") == 1
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
+    if second_look == "confirms":
+        with pytest.raises(sc.ScaleSetNotFoundError, match="no longer exists"):
+            listener.run(scaler, until_idle=True)
+        assert scaler.started == [] and fake.unacked(scale_set.id) != []
+    else:
+        listener.run(scaler, until_idle=True)
+        assert scaler.started == [5] and fake.unacked(scale_set.id) == []
+    assert fake.count("get_runner_scale_set_by_id") == 1  # exactly one second look
     client.close()
 
 
