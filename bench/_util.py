@@ -31,7 +31,7 @@ class ConnectCounter:
     def installed(self) -> Iterator[ConnectCounter]:
         """Count urllib3's connects (the baselines) and the client's own (``adapter.connect_socket``,
         which opens sockets itself so a cancel can abort a connect in progress)."""
-        import scaleset_client.adapter as adapter
+        import scaleset_client._connections as adapter
 
         original = urllib3.util.connection.create_connection
         ours = adapter.connect_socket

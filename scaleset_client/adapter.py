@@ -24,13 +24,10 @@ after a 200 is a failure the breaker sees, not an error raised later by requests
 
 from __future__ import annotations
 
-import http.client
 import logging
 import math
-import re
 import socket
 import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,9 +38,17 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError, ProtocolError
-from urllib3.util.connection import allowed_gai_family
 
+from ._classify import (
+    MESSAGE_ID,
+    SlowResponse,
+    describe,
+    looks_like_json,
+    never_delivered,
+    self_inflicted,
+    stale_connection,
+)
+from ._connections import Call, LiveConnections, keepalive_options, sending, tracked_pool
 from ._http import error_from_response, origin_of
 from .breaker import BreakerRegistry, Outcome
 from .clock import Clock
@@ -70,9 +75,6 @@ RecoverHook = Callable[[requests.PreparedRequest, requests.Response], "requests.
 _POLICY_ATTR = "_scaleset_policy"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 MIN_ATTEMPT_TIME = 0.25  # seconds: with less left, an attempt could only time out, so none is sent
-_TERMINAL = ("deadline", "cancel", "close")
-_MESSAGE_ID = re.compile(rb'"messageid"\s*:\s*(\d{1,18})', re.IGNORECASE)
-_tls = threading.local()  # the _Call of the attempt this thread is sending, for connection binding
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,169 +117,6 @@ def policy_of(request: requests.PreparedRequest) -> CallPolicy:
                       idempotent=method in _IDEMPOTENT, json_body=False)
 
 
-# -- one call: its time, what may interrupt it, the connection it is using -------------------
-class _Call:
-    """One ``send``: the absolute expiry, the interrupt flag and the connection in flight.
-
-    ``interrupt`` may come from any thread (the watchdog at the deadline, a cancelled scope, a
-    closing client, ``recover()``): it wakes the call's waits and shuts its socket, so a blocked
-    read returns at once. "recover" and "slow" (one attempt outlived connect + read timeout
-    while the call still has time) are not terminal: the call retries on a fresh connection."""
-
-    __slots__ = ("__weakref__", "_conn", "_lock", "caller_bound", "clock", "event", "expiry", "interrupted")
-
-    def __init__(self, clock: Clock, expiry: float, caller_bound: bool) -> None:
-        self.clock = clock
-        self.expiry = expiry
-        self.caller_bound = caller_bound  # the caller's scope, not the call's own deadline, ends it
-        self.event = threading.Event()
-        self.interrupted = ""
-        self._lock = threading.Lock()
-        self._conn: HTTPConnection | None = None
-
-    def left(self) -> float:
-        return self.expiry - self.clock.monotonic()
-
-    def interrupt(self, why: str) -> None:
-        with self._lock:
-            if self.interrupted in _TERMINAL or (why not in _TERMINAL and self.interrupted):
-                return
-            self.interrupted = why
-            conn = self._conn
-            event = self.event
-        event.set()
-        if conn is not None:
-            _shutdown(conn)
-
-    def wake(self) -> None:
-        """End a wait without aborting anything (the caller re-checks gate and breaker)."""
-        with self._lock:
-            event = self.event
-        event.set()
-
-    def rearm(self) -> None:
-        """A fresh event after a wake, unless a terminal interrupt is pending."""
-        with self._lock:
-            if self.event.is_set() and self.interrupted not in _TERMINAL:
-                self.event = threading.Event()
-                self.interrupted = ""
-
-    def bind(self, conn: HTTPConnection | socket.socket) -> None:
-        """Track what to shut on interrupt: a connection, or a socket still connecting."""
-        with self._lock:
-            self._conn = conn  # type: ignore[assignment]
-            pending = bool(self.interrupted)
-        if pending:
-            _shutdown(conn)
-
-    def unbind(self) -> None:
-        with self._lock:
-            self._conn = None
-
-
-def _shutdown(conn: HTTPConnection | socket.socket) -> None:
-    sock = conn if isinstance(conn, socket.socket) else getattr(conn, "sock", None)
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-
-# -- connections we can abort from another thread --------------------------------------------
-class _LiveConnections:
-    """Sockets of connections in this adapter's pools, so ``close`` can cut every one."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._conns: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
-
-    def add(self, conn: HTTPConnection) -> None:
-        with self._lock:
-            self._conns.add(conn)
-
-    def abort_all(self) -> int:
-        with self._lock:
-            conns = list(self._conns)
-        for conn in conns:
-            _shutdown(conn)
-        return len(conns)
-
-
-def _tracked_pool(base: type[HTTPConnectionPool], conn_base: type[HTTPConnection],
-                  live: _LiveConnections) -> type[HTTPConnectionPool]:
-    class TrackedConnection(conn_base):  # type: ignore[valid-type,misc]
-        def _new_conn(self) -> socket.socket:
-            call = getattr(_tls, "call", None)
-            if call is None:
-                return super()._new_conn()  # type: ignore[no-any-return]
-            # As urllib3 does, but the socket is known before it connects, so a cancel or the
-            # deadline can abort a connect to a black-holed address (shutdown ends it on Linux).
-            try:
-                return connect_socket((self._dns_host, self.port), self.timeout, self.source_address,
-                                      self.socket_options, call.bind)
-            except socket.gaierror as exc:
-                raise NameResolutionError(self.host, self, exc) from exc
-            except TimeoutError as exc:
-                raise ConnectTimeoutError(self, f"Connection to {self.host} timed out. "
-                                                f"(connect timeout={self.timeout})") from exc
-            except OSError as exc:
-                raise NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
-
-        def connect(self) -> None:
-            super().connect()
-            live.add(self)
-            call = getattr(_tls, "call", None)
-            if call is not None:
-                call.bind(self)
-
-        def request(self, *args: Any, **kwargs: Any) -> None:
-            call = getattr(_tls, "call", None)
-            if call is not None:
-                call.bind(self)  # a reused pooled connection: the watchdog can now cut it
-            super().request(*args, **kwargs)
-
-    class TrackedPool(base):  # type: ignore[valid-type,misc]
-        ConnectionCls = TrackedConnection
-
-    return TrackedPool
-
-
-def connect_socket(address: tuple[str, int], timeout: Any, source_address: Any,
-                   socket_options: Any, on_socket: Callable[[socket.socket], None]) -> socket.socket:
-    """Open a TCP connection like urllib3's ``create_connection``, handing each socket to
-    ``on_socket`` before it connects (so another thread can abort the connect)."""
-    host, port = address
-    host = host.strip("[]")
-    error: OSError | None = None
-    for family, kind, proto, _, where in socket.getaddrinfo(host, port, allowed_gai_family(), socket.SOCK_STREAM):
-        sock = socket.socket(family, kind, proto)
-        try:
-            for option in socket_options or ():
-                sock.setsockopt(*option)
-            if isinstance(timeout, (int, float)):
-                sock.settimeout(timeout)
-            if source_address:
-                sock.bind(source_address)
-            on_socket(sock)
-            sock.connect(where)
-            return sock
-        except OSError as exc:
-            error = exc
-            sock.close()
-    raise error if error is not None else OSError("getaddrinfo returned no address")
-
-
-def _keepalive_options() -> list[tuple[int, int, int]]:
-    """TCP keepalive on pooled sockets: a NAT that silently drops idle flows is noticed."""
-    opts: list[tuple[int, int, int]] = list(HTTPConnection.default_socket_options)
-    opts.append((socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1))
-    for name, value in (("TCP_KEEPIDLE", 45), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
-        if hasattr(socket, name):
-            opts.append((socket.IPPROTO_TCP, getattr(socket, name), value))
-    return opts
-
-
 @dataclass(slots=True)
 class _Attempt:
     """What the loop remembers between attempts."""
@@ -311,10 +150,10 @@ class ResilienceAdapter(HTTPAdapter):
         self.budget = RetryBudget(config.retry.budget, clock)
         self._timeout = timeout
         self._closing = closing or threading.Event()
-        self._live = _LiveConnections()
+        self._live = LiveConnections()
         self._unreachable: set[str] = set()  # origins whose last failure never reached them
         self._next_look_at: dict[str, float] = {}  # origin -> when the next TCP look is due
-        self._calls: set[_Call] = set()
+        self._calls: set[Call] = set()
         self._calls_lock = threading.Lock()
         self.attempts_sent = 0
         self.retries_sent = 0  # attempts that repeated a failed or throttled one
@@ -324,15 +163,15 @@ class ResilienceAdapter(HTTPAdapter):
     # -- pools -------------------------------------------------------------------------------
     def _track(self, manager: Any) -> None:
         manager.pool_classes_by_scheme = {
-            "http": _tracked_pool(HTTPConnectionPool, HTTPConnection, self._live),
-            "https": _tracked_pool(HTTPSConnectionPool, HTTPSConnection, self._live),
+            "http": tracked_pool(HTTPConnectionPool, HTTPConnection, self._live),
+            "https": tracked_pool(HTTPSConnectionPool, HTTPSConnection, self._live),
         }
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
         """Build the connection pool with this adapter's TLS context and pool size."""
         from ._tls import partial_chain_context  # local: keeps this hook self-contained
 
-        pool_kwargs.setdefault("socket_options", _keepalive_options())
+        pool_kwargs.setdefault("socket_options", keepalive_options())
         pool_kwargs.setdefault("ssl_context", partial_chain_context())  # a bundle may hold only an intermediate
         super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
         self._track(self.poolmanager)
@@ -342,7 +181,7 @@ class ResilienceAdapter(HTTPAdapter):
         fresh = proxy not in self.proxy_manager
         from ._tls import partial_chain_context
 
-        proxy_kwargs.setdefault("socket_options", _keepalive_options())
+        proxy_kwargs.setdefault("socket_options", keepalive_options())
         proxy_kwargs.setdefault("ssl_context", partial_chain_context())
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         if fresh:
@@ -389,7 +228,7 @@ class ResilienceAdapter(HTTPAdapter):
         return origin in self._unreachable
 
     # -- interrupting calls from other threads ------------------------------------------------
-    def _in_flight(self) -> list[_Call]:
+    def _in_flight(self) -> list[Call]:
         with self._calls_lock:
             return list(self._calls)
 
@@ -428,7 +267,7 @@ class ResilienceAdapter(HTTPAdapter):
         scope = current()
         expiry = now + own
         caller_expiry = scope.effective_expiry() if scope is not None else math.inf
-        call = _Call(self._clock, min(expiry, caller_expiry), caller_expiry < expiry)
+        call = Call(self._clock, min(expiry, caller_expiry), caller_expiry < expiry)
         with self._calls_lock:
             self._calls.add(call)
         handles = scope._subscribe(lambda reason: call.interrupt("cancel")) if scope is not None else []
@@ -442,7 +281,7 @@ class ResilienceAdapter(HTTPAdapter):
             with self._calls_lock:
                 self._calls.discard(call)
 
-    def _loop(self, request: requests.PreparedRequest, policy: CallPolicy, call: _Call, scope: Deadline | None,
+    def _loop(self, request: requests.PreparedRequest, policy: CallPolicy, call: Call, scope: Deadline | None,
               read_t: float, verify: Any, cert: Any, proxies: Any) -> requests.Response:
         clock = self._clock
         retry_cfg = self._config.retry
@@ -489,7 +328,7 @@ class ResilienceAdapter(HTTPAdapter):
             slow = connect_t + read_t < left
             reason = "slow" if slow else "deadline"
             timer = WATCHDOG.schedule(min(left, connect_t + read_t), lambda: call.interrupt(reason))  # noqa: B023
-            _tls.call = call
+            sending.call = call
             try:
                 response = super().send(request, stream=True, timeout=(min(connect_t, left), min(read_t, left)),
                                         verify=verify, cert=cert, proxies=proxies)
@@ -502,14 +341,14 @@ class ResilienceAdapter(HTTPAdapter):
                 failure: BaseException = raised
                 if why == "slow":
                     call.rearm()
-                    why, failure = "", _SlowResponse(f"the response was still arriving at the attempt deadline "
+                    why, failure = "", SlowResponse(f"the response was still arriving at the attempt deadline "
                                                  f"({connect_t + read_t:g}s: connect + read timeout)")
                     failure.__cause__ = raised
-                if why or _self_inflicted(failure, capped):
+                if why or self_inflicted(failure, capped):
                     # Our own doing (the caller's deadline or cancel, a close, a recover): the
                     # service is not to blame.
                     breaker.record(permit, Outcome.NEUTRAL)
-                    if why == "recover" and (policy.idempotent or _never_delivered(failure)):
+                    if why == "recover" and (policy.idempotent or never_delivered(failure)):
                         call.rearm()
                         state.number -= 1
                         log.info("%s: interrupted by recover(); retrying on a fresh connection", policy.operation)
@@ -522,7 +361,7 @@ class ResilienceAdapter(HTTPAdapter):
                 self._on_exception(failure, request, policy, breaker, permit, state, call, scope)
                 continue
             finally:
-                _tls.call = None
+                sending.call = None
                 call.unbind()
                 WATCHDOG.cancel(timer)
             done = self._on_response(response, request, policy, breaker, permit, state, call, scope)
@@ -531,7 +370,7 @@ class ResilienceAdapter(HTTPAdapter):
             if isinstance(done, requests.PreparedRequest):
                 request = done
 
-    def _check(self, call: _Call, scope: Deadline | None, request: requests.PreparedRequest, state: _Attempt, *,
+    def _check(self, call: Call, scope: Deadline | None, request: requests.PreparedRequest, state: _Attempt, *,
                too_little: bool = False, cause: BaseException | None = None, in_flight: bool = False) -> None:
         """Raise when the call may not go on: closed, cancelled, or out of time."""
         method, url = request.method or "", redact_url(request.url or "")
@@ -561,7 +400,7 @@ class ResilienceAdapter(HTTPAdapter):
             raise error from (cause or state.last_error)
 
     # -- pieces of the loop ------------------------------------------------------------------
-    def _read_body(self, response: requests.Response, policy: CallPolicy, call: _Call) -> None:
+    def _read_body(self, response: requests.Response, policy: CallPolicy, call: Call) -> None:
         limit = policy.max_body if policy.max_body is not None else self._config.max_response_bytes
         declared = response.headers.get("content-length", "")
         chunks: list[bytes] = []
@@ -589,15 +428,15 @@ class ResilienceAdapter(HTTPAdapter):
     def _oversized(policy: CallPolicy, limit: int, what: str, head: bytes) -> ResponseError:
         """The error for a body over the cap; for a message, with its id when the head shows it,
         so a listener can set the message aside instead of polling it for ever."""
-        found = _MESSAGE_ID.search(head) if policy.operation_class == "long_poll" else None
+        found = MESSAGE_ID.search(head) if policy.operation_class == "long_poll" else None
         return ResponseError(f"{policy.operation}: {what} exceeds the {limit}-byte limit", operation=policy.operation,
                              message_id=int(found.group(1)) if found else None)
 
     def _on_exception(self, exc: BaseException, request: requests.PreparedRequest, policy: CallPolicy,
-                      breaker: Any, permit: Any, state: _Attempt, call: _Call, scope: Deadline | None) -> None:
+                      breaker: Any, permit: Any, state: _Attempt, call: Call, scope: Deadline | None) -> None:
         method = request.method or ""
         url = redact_url(request.url or "")
-        delivered = not _never_delivered(exc)
+        delivered = not never_delivered(exc)
         if isinstance(exc, requests.exceptions.SSLError):
             breaker.record(permit, Outcome.NEUTRAL)
             raise TransportError(
@@ -608,14 +447,14 @@ class ResilienceAdapter(HTTPAdapter):
             raise TransportError(
                 f"the proxy for {url} requires authentication (407): put the credentials in the proxy URL "
                 "(http://user:password@proxy:port)", method=method, url=url, delivered=False) from exc
-        if _stale_connection(exc) and not state.stale_retry_used and policy.idempotent:
+        if stale_connection(exc) and not state.stale_retry_used and policy.idempotent:
             # A kept-alive connection the server had closed: retry once on a fresh one.
             state.stale_retry_used = True
             breaker.record(permit, Outcome.NEUTRAL)
             log.debug("%s %s: stale pooled connection, retrying on a new one", method, url)
             return
         timeout = isinstance(exc, requests.Timeout)
-        reason = _describe(exc)
+        reason = describe(exc)
         breaker.record(permit, Outcome.FAILURE, reason)
         origin = origin_of(request.url or "")
         if delivered:
@@ -631,7 +470,7 @@ class ResilienceAdapter(HTTPAdapter):
         self._backoff_or_raise(request, policy, state, call, scope, cost=2.0 if timeout else 1.0)
 
     def _on_response(self, response: requests.Response, request: requests.PreparedRequest, policy: CallPolicy,
-                     breaker: Any, permit: Any, state: _Attempt, call: _Call,
+                     breaker: Any, permit: Any, state: _Attempt, call: Call,
                      scope: Deadline | None) -> requests.Response | requests.PreparedRequest | None:
         status = response.status_code
         origin = origin_of(request.url or "")
@@ -639,7 +478,7 @@ class ResilienceAdapter(HTTPAdapter):
             log.debug("%s %s -> %s (attempt %d, %s)", request.method, redact_url(request.url or ""), status,
                       state.number, policy.operation)
         if 200 <= status < 300:
-            if policy.json_body and status in (200, 201) and not _looks_like_json(response.content):
+            if policy.json_body and status in (200, 201) and not looks_like_json(response.content):
                 breaker.record(permit, Outcome.FAILURE, f"HTTP {status} with an empty or non-JSON body")
                 return self._retry_status(response, request, policy, state, call, scope, hint=None)
             breaker.record(permit, Outcome.SUCCESS)
@@ -680,7 +519,7 @@ class ResilienceAdapter(HTTPAdapter):
         return hint_seconds(response, self._clock.wall(), strikes, server_time=server)
 
     def _retry_status(self, response: requests.Response, request: requests.PreparedRequest, policy: CallPolicy,
-                      state: _Attempt, call: _Call, scope: Deadline | None,
+                      state: _Attempt, call: Call, scope: Deadline | None,
                       hint: float | None) -> requests.Response | None:
         state.last_status = response.status_code
         state.last_error = error_from_response(response, queue_operation=policy.queue_operation,
@@ -691,7 +530,7 @@ class ResilienceAdapter(HTTPAdapter):
         return None
 
     def _throttled(self, response: requests.Response, request: requests.PreparedRequest, policy: CallPolicy,
-                   state: _Attempt, call: _Call) -> None:
+                   state: _Attempt, call: Call) -> None:
         origin = origin_of(request.url or "")
         now_wall = self._clock.wall()
         strikes = self.gate.strike(origin) if response.status_code in (403, 429) else 0
@@ -709,7 +548,7 @@ class ResilienceAdapter(HTTPAdapter):
             raise state.last_error
         # The gate check at the top of the loop does the waiting.
 
-    def _wait_hint(self, wait: float, call: _Call, scope: Deadline | None, origin: str,
+    def _wait_hint(self, wait: float, call: Call, scope: Deadline | None, origin: str,
                    request: requests.PreparedRequest, state: _Attempt) -> None:
         if wait > self._config.retry.max_hint_wait or wait + MIN_ATTEMPT_TIME >= call.left():
             retry_at = self._clock.wall() + wait
@@ -721,7 +560,7 @@ class ResilienceAdapter(HTTPAdapter):
         self._sleep(wait, call, scope, request, state)
 
     def _backoff_or_raise(self, request: requests.PreparedRequest, policy: CallPolicy, state: _Attempt,
-                          call: _Call, scope: Deadline | None, hint: float | None = None, cost: float = 1.0) -> None:
+                          call: Call, scope: Deadline | None, hint: float | None = None, cost: float = 1.0) -> None:
         cfg = self._config.retry
         origin = origin_of(request.url or "")
         wait = cfg.backoff(state.number, self._clock.random())
@@ -746,7 +585,7 @@ class ResilienceAdapter(HTTPAdapter):
         log.debug("%s: retry %d in %.2fs (%s)", policy.operation, state.number, wait, state.last_error)
         self._sleep(wait, call, scope, request, state)
 
-    def _sleep(self, seconds: float, call: _Call, scope: Deadline | None, request: requests.PreparedRequest,
+    def _sleep(self, seconds: float, call: Call, scope: Deadline | None, request: requests.PreparedRequest,
                state: _Attempt) -> None:
         """Wait up to ``seconds`` (never past the deadline); a wake ends it early, a cancel raises."""
         self._check(call, scope, request, state)
@@ -755,67 +594,3 @@ class ResilienceAdapter(HTTPAdapter):
         call.rearm()
 
 
-class _SlowResponse(requests.exceptions.ReadTimeout):
-    """One attempt outlived its connect + read timeouts while bytes kept arriving."""
-
-
-def _self_inflicted(exc: BaseException, capped: tuple[bool, bool]) -> bool:
-    """A timeout that only happened because the socket timeout was cut to the time left."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return capped[0]
-    return isinstance(exc, requests.Timeout) and capped[1]
-
-
-def _walk(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    stack: list[BaseException] = [exc]
-    while stack and len(seen) < 16:
-        cur = stack.pop()
-        if cur in seen:
-            continue
-        seen.append(cur)
-        for nxt in (*[a for a in getattr(cur, "args", ()) if isinstance(a, BaseException)],
-                    getattr(cur, "reason", None), cur.__cause__, cur.__context__):
-            if isinstance(nxt, BaseException):
-                stack.append(nxt)
-    return seen
-
-
-def _describe(exc: BaseException) -> str:
-    """A short human cause ("connection refused") instead of urllib3's nested reprs."""
-    if isinstance(exc, _SlowResponse):
-        return str(exc)
-    chain = _walk(exc)
-    for kinds, text in (
-        ((ConnectionRefusedError,), "connection refused"),
-        ((urllib3.exceptions.NameResolutionError,), "the host name does not resolve"),
-        ((requests.exceptions.ConnectTimeout, ConnectTimeoutError), "connecting timed out"),
-        ((requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError), "no answer within the read timeout"),
-        ((http.client.RemoteDisconnected,), "the server closed the connection without answering"),
-        ((ConnectionResetError,), "the connection was reset"),
-        ((requests.exceptions.ChunkedEncodingError, urllib3.exceptions.IncompleteRead),
-         "the body was cut short"),
-        ((requests.exceptions.ProxyError,), "the proxy failed"),
-    ):
-        if any(isinstance(x, kinds) for x in chain):
-            return text
-    return redact(f"{type(exc).__name__}: {exc}")[:200]
-
-
-def _never_delivered(exc: BaseException) -> bool:
-    """True when the request provably never reached the server (refused, DNS, connect timeout)."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    return any(isinstance(x, (ConnectTimeoutError, ConnectionRefusedError)) for x in _walk(exc))
-
-
-def _stale_connection(exc: BaseException) -> bool:
-    """The server closed a kept-alive connection before answering (no response bytes)."""
-    return any(isinstance(x, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
-               for x in _walk(exc)) and not isinstance(exc, requests.Timeout) and any(
-        isinstance(x, ProtocolError) for x in _walk(exc))
-
-
-def _looks_like_json(body: bytes | None) -> bool:
-    text = (body or b"").lstrip(b"\xef\xbb\xbf \t\r\n")
-    return bool(text) and text[:1] in b'{["-0123456789tfn'

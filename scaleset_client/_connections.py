@@ -1,0 +1,189 @@
+"""Connections the adapter can cut from another thread, and the call whose time they serve.
+
+A ``Call`` is one ``ResilienceAdapter.send``: its absolute expiry, an interrupt flag and the
+connection in flight. Pools built by ``tracked_pool`` bind every connection (even one still
+connecting: ``connect_socket`` hands the socket over before it connects) to the call sending
+on it, so the watchdog, a cancelled scope, ``close()`` or ``recover()`` can shut that socket and
+end a blocked read or connect at once.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from urllib3.connection import HTTPConnection
+from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util.connection import allowed_gai_family
+
+from .clock import Clock
+
+TERMINAL = ("deadline", "cancel", "close")
+
+
+sending = threading.local()  # the Call of the attempt this thread is sending, for connection binding
+
+
+class Call:
+    """One ``send``: the absolute expiry, the interrupt flag and the connection in flight.
+
+    ``interrupt`` may come from any thread (the watchdog at the deadline, a cancelled scope, a
+    closing client, ``recover()``): it wakes the call's waits and shuts its socket, so a blocked
+    read returns at once. "recover" and "slow" (one attempt outlived connect + read timeout
+    while the call still has time) are not terminal: the call retries on a fresh connection."""
+
+    __slots__ = ("__weakref__", "_conn", "_lock", "caller_bound", "clock", "event", "expiry", "interrupted")
+
+    def __init__(self, clock: Clock, expiry: float, caller_bound: bool) -> None:
+        self.clock = clock
+        self.expiry = expiry
+        self.caller_bound = caller_bound  # the caller's scope, not the call's own deadline, ends it
+        self.event = threading.Event()
+        self.interrupted = ""
+        self._lock = threading.Lock()
+        self._conn: HTTPConnection | None = None
+
+    def left(self) -> float:
+        return self.expiry - self.clock.monotonic()
+
+    def interrupt(self, why: str) -> None:
+        with self._lock:
+            if self.interrupted in TERMINAL or (why not in TERMINAL and self.interrupted):
+                return
+            self.interrupted = why
+            conn = self._conn
+            event = self.event
+        event.set()
+        if conn is not None:
+            shutdown(conn)
+
+    def wake(self) -> None:
+        """End a wait without aborting anything (the caller re-checks gate and breaker)."""
+        with self._lock:
+            event = self.event
+        event.set()
+
+    def rearm(self) -> None:
+        """A fresh event after a wake, unless a terminal interrupt is pending."""
+        with self._lock:
+            if self.event.is_set() and self.interrupted not in TERMINAL:
+                self.event = threading.Event()
+                self.interrupted = ""
+
+    def bind(self, conn: HTTPConnection | socket.socket) -> None:
+        """Track what to shut on interrupt: a connection, or a socket still connecting."""
+        with self._lock:
+            self._conn = conn  # type: ignore[assignment]
+            pending = bool(self.interrupted)
+        if pending:
+            shutdown(conn)
+
+    def unbind(self) -> None:
+        with self._lock:
+            self._conn = None
+
+
+def shutdown(conn: HTTPConnection | socket.socket) -> None:
+    sock = conn if isinstance(conn, socket.socket) else getattr(conn, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class LiveConnections:
+    """Sockets of connections in this adapter's pools, so ``close`` can cut every one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conns: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
+
+    def add(self, conn: HTTPConnection) -> None:
+        with self._lock:
+            self._conns.add(conn)
+
+    def abort_all(self) -> int:
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            shutdown(conn)
+        return len(conns)
+
+
+def tracked_pool(base: type[HTTPConnectionPool], conn_base: type[HTTPConnection],
+                  live: LiveConnections) -> type[HTTPConnectionPool]:
+    class TrackedConnection(conn_base):  # type: ignore[valid-type,misc]
+        def _new_conn(self) -> socket.socket:
+            call = getattr(sending, "call", None)
+            if call is None:
+                return super()._new_conn()  # type: ignore[no-any-return]
+            # As urllib3 does, but the socket is known before it connects, so a cancel or the
+            # deadline can abort a connect to a black-holed address (shutdown ends it on Linux).
+            try:
+                return connect_socket((self._dns_host, self.port), self.timeout, self.source_address,
+                                      self.socket_options, call.bind)
+            except socket.gaierror as exc:
+                raise NameResolutionError(self.host, self, exc) from exc
+            except TimeoutError as exc:
+                raise ConnectTimeoutError(self, f"Connection to {self.host} timed out. "
+                                                f"(connect timeout={self.timeout})") from exc
+            except OSError as exc:
+                raise NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
+
+        def connect(self) -> None:
+            super().connect()
+            live.add(self)
+            call = getattr(sending, "call", None)
+            if call is not None:
+                call.bind(self)
+
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            call = getattr(sending, "call", None)
+            if call is not None:
+                call.bind(self)  # a reused pooled connection: the watchdog can now cut it
+            super().request(*args, **kwargs)
+
+    class TrackedPool(base):  # type: ignore[valid-type,misc]
+        ConnectionCls = TrackedConnection
+
+    return TrackedPool
+
+
+def connect_socket(address: tuple[str, int], timeout: Any, source_address: Any,
+                   socket_options: Any, on_socket: Callable[[socket.socket], None]) -> socket.socket:
+    """Open a TCP connection like urllib3's ``create_connection``, handing each socket to
+    ``on_socket`` before it connects (so another thread can abort the connect)."""
+    host, port = address
+    host = host.strip("[]")
+    error: OSError | None = None
+    for family, kind, proto, _, where in socket.getaddrinfo(host, port, allowed_gai_family(), socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+            if isinstance(timeout, (int, float)):
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            on_socket(sock)
+            sock.connect(where)
+            return sock
+        except OSError as exc:
+            error = exc
+            sock.close()
+    raise error if error is not None else OSError("getaddrinfo returned no address")
+
+
+def keepalive_options() -> list[tuple[int, int, int]]:
+    """TCP keepalive on pooled sockets: a NAT that silently drops idle flows is noticed."""
+    opts: list[tuple[int, int, int]] = list(HTTPConnection.default_socket_options)
+    opts.append((socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1))
+    for name, value in (("TCP_KEEPIDLE", 45), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, name):
+            opts.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    return opts
