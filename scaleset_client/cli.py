@@ -10,20 +10,20 @@ import argparse
 import json
 import logging
 import os
-import platform
 import random
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
+from ._exec_scaler import ExecScaler, LogScaler
+from ._health_server import Metrics, serve_health
 from ._version import __version__
 from .auth import GitHubAppAuth
 from .client import Client
@@ -45,10 +45,7 @@ from .errors import (
     TransportError,
 )
 from .listener import Listener, ListenerConfig, RunSkippedError
-from .models import JobCompleted, JobStarted, Label, RunnerScaleSet, RunnerScaleSetStatistic, SystemInfo
-
-if TYPE_CHECKING:
-    from http.server import ThreadingHTTPServer
+from .models import Label, RunnerScaleSet, SystemInfo
 
 __all__ = ["OPTIONS", "ExecScaler", "LogScaler", "Metrics", "Option", "build_parser", "main", "options_markdown",
            "parse_args", "serve_health"]
@@ -286,309 +283,6 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def _jsonable(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {k: _jsonable(v) for k, v in asdict(value).items()}
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-class ScalerInterruptedError(RuntimeError):
-    """An ``--exec`` command was terminated because the listener is stopping."""
-
-
-class ExecScaler:
-    """Runs a command per event with the event as JSON on stdin; a failure raises (the message
-    is then retried, and set aside after repeated failures).
-
-    When ``stop`` is set while a command runs, it gets ``grace`` seconds to finish; then its
-    process group is terminated (SIGTERM, SIGKILL 2 s later) and ``ScalerInterruptedError`` is
-    raised, so the listener leaves the message unacknowledged."""
-
-    def __init__(self, command: str, timeout: float = 300.0, *, stop: threading.Event | None = None,
-                 grace: float = 10.0) -> None:
-        self.command = command
-        self.timeout = timeout
-        self.stop = stop
-        self.grace = grace
-        self.listener: Listener | None = None  # set by main(): events then carry message_id and event_index
-
-    def _run(self, event: dict[str, Any]) -> str:
-        ref = self.listener.current_event if self.listener is not None else None
-        if ref is not None:  # what a scaler needs to de-duplicate the one event a crash may repeat
-            event = {**event, "message_id": ref.message_id, "event_index": ref.index}
-        proc = subprocess.Popen(self.command, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
-        data: bytes | None = json.dumps(event).encode()
-        started = time.monotonic()
-        stop_seen: float | None = None
-        while True:
-            try:
-                out, err = proc.communicate(data, timeout=0.2)
-                break
-            except subprocess.TimeoutExpired:
-                data = None  # sent with the first call; a retry must not send it again
-            now = time.monotonic()
-            if self.stop is not None and self.stop.is_set():
-                stop_seen = stop_seen if stop_seen is not None else now
-                if now - stop_seen >= self.grace:
-                    _terminate(proc)
-                    raise ScalerInterruptedError(
-                        f"--exec command did not finish within the {self.grace:g}s shutdown grace; it was "
-                        "terminated and its message stays unacknowledged")
-            if now - started >= self.timeout:
-                _terminate(proc)
-                raise RuntimeError(f"--exec command did not finish within {self.timeout:g}s; terminated")
-        if proc.returncode != 0:
-            raise RuntimeError(f"--exec command exited {proc.returncode}: "
-                               f"{err.decode('utf-8', 'replace')[-300:].strip()}")
-        return out.decode("utf-8", "replace")
-
-    def handle_job_started(self, job: JobStarted) -> None:
-        """Run the command with ``{"event": "job_started", "job": {...}}``."""
-        self._run({"event": "job_started", "job": _jsonable(job)})
-
-    def handle_job_completed(self, job: JobCompleted) -> None:
-        """Run the command with ``{"event": "job_completed", "job": {...}}``."""
-        self._run({"event": "job_completed", "job": _jsonable(job)})
-
-    def handle_desired_runner_count(self, count: int) -> int:
-        """Run the command with the count; its last output line is the runner count it now has."""
-        out = self._run({"event": "desired_runner_count", "count": count}).strip().splitlines()
-        try:
-            return int(out[-1]) if out else count
-        except ValueError:
-            return count
-
-
-def _terminate(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the command's process group, SIGKILL if it is still there 2 s later."""
-    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            proc.communicate(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-class LogScaler:
-    """The default scaler: logs what a real one would do."""
-
-    def handle_job_started(self, job: JobStarted) -> None:
-        """Log it."""
-        log.info("job started: request %d on runner %s", job.runner_request_id, job.runner_name)
-
-    def handle_job_completed(self, job: JobCompleted) -> None:
-        """Log it."""
-        log.info("job completed: request %d (%s) on runner %s", job.runner_request_id, job.result, job.runner_name)
-
-    def handle_desired_runner_count(self, count: int) -> int:
-        """Log it and report having ``count`` runners."""
-        log.info("desired runners: %d", count)
-        return count
-
-
-_CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2, "forced_open": 3}
-
-
-class Metrics:
-    """Counters and gauges for /metrics, fed through the listener's MetricsRecorder hooks, in the
-    Prometheus text format: HELP and TYPE on every family, units in names, states as values."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.counters = {"jobs_started": 0, "jobs_completed": 0, "statistics_updates": 0, "scaler_failures": 0,
-                         "messages_poisoned": 0, "state_cursor_ahead": 0}
-        self.gauges: dict[str, float] = {"desired_runners": 0, "assigned_jobs": 0, "running_jobs": 0}
-        self.circuits: dict[str, str] = {}
-
-    def record_statistics(self, statistics: RunnerScaleSetStatistic) -> None:
-        """Statistics were applied."""
-        with self._lock:
-            self.counters["statistics_updates"] += 1
-            self.gauges["assigned_jobs"] = statistics.total_assigned_jobs
-            self.gauges["running_jobs"] = statistics.total_running_jobs
-
-    def record_job_started(self, job: JobStarted) -> None:
-        """A job-started event was handled."""
-        with self._lock:
-            self.counters["jobs_started"] += 1
-
-    def record_job_completed(self, job: JobCompleted) -> None:
-        """A job-completed event was handled."""
-        with self._lock:
-            self.counters["jobs_completed"] += 1
-
-    def record_desired_runners(self, count: int) -> None:
-        """The scaler reported ``count`` runners."""
-        with self._lock:
-            self.gauges["desired_runners"] = count
-
-    def record_circuit_state(self, origin: str, state: str) -> None:
-        """A breaker changed state."""
-        with self._lock:
-            self.circuits[origin] = state
-
-    def record_scaler_failure(self, message_id: int, error: BaseException) -> None:
-        """The scaler raised."""
-        with self._lock:
-            self.counters["scaler_failures"] += 1
-
-    def record_poisoned(self, message_id: int) -> None:
-        """A message was set aside."""
-        with self._lock:
-            self.counters["messages_poisoned"] += 1
-
-    def record_cursor_ahead(self, cursor: int, message_id: int) -> None:
-        """The state file's cursor was ahead of the service."""
-        with self._lock:
-            self.counters["state_cursor_ahead"] += 1
-
-    def render(self, listener: Listener | None, client: Client | None) -> str:
-        """The exposition text; before start-up finished, only what is known then."""
-        out: list[str] = []
-
-        def family(name: str, kind: str, help_text: str, samples: Sequence[tuple[str, float]]) -> None:
-            out.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"])
-            out.extend(f"{name}{labels} {value:.17g}" for labels, value in samples)
-
-        family("scaleset_build_info", "gauge", "Version of scaleset-listen and Python (always 1).",
-               [(f'{{version="{__version__}",python="{platform.python_version()}"}}', 1)])
-        with self._lock:
-            counters, gauges = dict(self.counters), dict(self.gauges)
-        helps = {
-            "jobs_started": "Job-started events handed to the scaler.",
-            "jobs_completed": "Job-completed events handed to the scaler.",
-            "statistics_updates": "Statistics applied (only newer ones are).",
-            "scaler_failures": "Times the scaler failed on a message (the message stays unacknowledged).",
-            "messages_poisoned": "Messages set aside (acknowledged unhandled) after repeated failures.",
-            "state_cursor_ahead": "Times the state file's cursor was ahead of the service and was reset.",
-        }
-        for name, value in counters.items():
-            family(f"scaleset_{name}_total", "counter", helps[name], [("", value)])
-        gauge_helps = {"desired_runners": "Runners the scaler reported after the last desired count.",
-                       "assigned_jobs": "Jobs assigned to the scale set (the scaling signal).",
-                       "running_jobs": "Jobs running on the scale set's runners."}
-        for name, gauge in gauges.items():
-            family(f"scaleset_{name}", "gauge", gauge_helps[name], [("", gauge)])
-        family("scaleset_http_retries_total", "counter", "HTTP attempts that were retries of a failed attempt.",
-               [("", client.retries_sent if client is not None else 0)])
-        if client is not None:
-            family("scaleset_http_requests_total", "counter", "HTTP attempts sent, retries included.",
-                   [("", client.attempts_sent)])
-        if listener is None:
-            family("scaleset_listener_live", "gauge", "1 while the loop makes progress (an outage never makes it 0).",
-                   [("", 1)])
-            family("scaleset_listener_ready", "gauge", "1 with an active session, a working broker and scaler.",
-                   [("", 0)])
-            return "\n".join(out) + "\n"
-        health = listener.health()
-        family("scaleset_listener_live", "gauge", "1 while the loop makes progress (an outage never makes it 0).",
-               [("", int(health.live))])
-        family("scaleset_listener_ready", "gauge", "1 with an active session, a working broker and scaler.",
-               [("", int(health.ready))])
-        family("scaleset_messages_handled_total", "counter", "Messages handled and acknowledged.",
-               [("", listener.handled_messages)])
-        family("scaleset_scaler_consecutive_failures", "gauge",
-               "Scaler failures in a row; at the poison threshold or above, /readyz is 503.",
-               [("", health.scaler_failures)])
-        family("scaleset_last_message_id", "gauge", "Id of the last message handled (the cursor).",
-               [("", health.last_message_id)])
-        family("scaleset_last_poll_timestamp_seconds", "gauge", "Unix time of the last answered poll.",
-               [("", health.last_poll_time or 0)])
-        if client is not None:
-            samples_state: list[tuple[str, float]] = []
-            samples_open: list[tuple[str, float]] = []
-            for breaker in client.circuit_breakers.all():
-                labels = f'{{origin="{breaker.origin}",operation_class="{breaker.operation_class}"}}'
-                state = breaker.state.value
-                samples_state.append((labels, _CIRCUIT_VALUES.get(state, -1)))
-                samples_open.append((labels, int(state in ("open", "forced_open"))))
-            family("scaleset_circuit_state", "gauge",
-                   "Circuit breaker state: 0 closed, 1 half_open, 2 open, 3 forced_open.", samples_state)
-            family("scaleset_circuit_open", "gauge", "1 while the circuit refuses calls (open or forced_open).",
-                   samples_open)
-        return "\n".join(out) + "\n"
-
-
-class _Probe:
-    """What the health server reports: nothing but "starting" until the listener exists."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        self.listener: Listener | None = None
-        self.client: Client | None = None
-
-    def answer(self, path: str) -> tuple[int, str]:
-        listener = self.listener
-        if path == "/metrics":
-            return 200, self.metrics.render(listener, self.client)
-        if path not in ("/livez", "/readyz"):
-            return 404, "not found"
-        if listener is None:
-            return (200, "ok (starting)") if path == "/livez" else (503, "starting: no session yet")
-        health = listener.health()
-        if path == "/livez":
-            return (200 if health.live else 503), ("ok" if health.live else health.reason)
-        return (200 if health.ready else 503), ("ok" if health.ready else health.reason)
-
-
-def serve_health(address: str, port: int, listener: Listener | None, client: Client | None, metrics: Metrics
-                 ) -> ThreadingHTTPServer:
-    """Serve /livez, /readyz and /metrics from a daemon thread; the returned server's ``probe``
-    attribute takes the listener and client once they exist. Raises OSError when the port is taken."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # only with --health-port
-
-    probe = _Probe(metrics)
-    probe.listener, probe.client = listener, client
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
-
-        def do_GET(self) -> None:
-            status, body = probe.answer(self.path)
-            data = (body + ("\n" if not body.endswith("\n") else "")).encode()
-            self.send_response(status)
-            ctype = "text/plain; version=0.0.4; charset=utf-8" if self.path == "/metrics" else "text/plain"
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer((address, port), Handler)
-    server.daemon_threads = True
-    server.probe = probe  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, name="scaleset-health", daemon=True).start()
-    return server
-
-
-def check_exec(command: str) -> None:
-    """Refuse, at start, an --exec whose program is missing or not executable (otherwise every
-    message would fail, be set aside and its events lost)."""
-    try:
-        words = shlex.split(command)
-    except ValueError as exc:
-        raise UsageError(f"--exec {command!r}: {exc}") from None
-    if not words:
-        raise UsageError("--exec is empty")
-    program = words[0]
-    if "/" in program:
-        if not os.path.isfile(program):
-            raise UsageError(f"--exec: {program} does not exist")
-        if not os.access(program, os.X_OK):
-            raise UsageError(f"--exec: {program} is not executable (chmod +x it)")
-    elif shutil.which(program) is None:
-        raise UsageError(f"--exec: {program} is not found on PATH")
-
-
 def _client(args: argparse.Namespace) -> Client:
     token = args.token
     info = SystemInfo(system="scaleset-listen", version=__version__, subsystem="listener")
@@ -662,6 +356,25 @@ def _start_up(client: Client, args: argparse.Namespace, stop: threading.Event, s
             log.warning("start-up call failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, wait)
             if stop.wait(max(0.0, min(wait, scope.remaining()))) or scope.cancelled or scope.expired:
                 raise _Stopped() from exc
+
+
+def check_exec(command: str) -> None:
+    """Refuse, at start, an --exec whose program is missing or not executable (otherwise every
+    message would fail, be set aside and its events lost)."""
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise UsageError(f"--exec {command!r}: {exc}") from None
+    if not words:
+        raise UsageError("--exec is empty")
+    program = words[0]
+    if "/" in program:
+        if not os.path.isfile(program):
+            raise UsageError(f"--exec: {program} does not exist")
+        if not os.access(program, os.X_OK):
+            raise UsageError(f"--exec: {program} is not executable (chmod +x it)")
+    elif shutil.which(program) is None:
+        raise UsageError(f"--exec: {program} is not found on PATH")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

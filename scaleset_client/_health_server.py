@@ -1,0 +1,196 @@
+"""The CLI's ``/livez``, ``/readyz`` and ``/metrics``: counters fed by the listener's hooks, and a
+small stdlib HTTP server started only with ``--health-port``.
+
+Metrics follow Prometheus' text format: HELP and TYPE on every family, units in names, states
+as values (a transition never starts a new series).
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .models import JobCompleted, JobStarted, RunnerScaleSetStatistic
+
+if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
+
+    from .client import Client
+    from .listener import Listener
+
+_CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2, "forced_open": 3}
+
+
+class Metrics:
+    """Counters and gauges for /metrics, fed through the listener's MetricsRecorder hooks, in the
+    Prometheus text format: HELP and TYPE on every family, units in names, states as values."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counters = {"jobs_started": 0, "jobs_completed": 0, "statistics_updates": 0, "scaler_failures": 0,
+                         "messages_poisoned": 0, "state_cursor_ahead": 0}
+        self.gauges: dict[str, float] = {"desired_runners": 0, "assigned_jobs": 0, "running_jobs": 0}
+        self.circuits: dict[str, str] = {}
+
+    def record_statistics(self, statistics: RunnerScaleSetStatistic) -> None:
+        """Statistics were applied."""
+        with self._lock:
+            self.counters["statistics_updates"] += 1
+            self.gauges["assigned_jobs"] = statistics.total_assigned_jobs
+            self.gauges["running_jobs"] = statistics.total_running_jobs
+
+    def record_job_started(self, job: JobStarted) -> None:
+        """A job-started event was handled."""
+        with self._lock:
+            self.counters["jobs_started"] += 1
+
+    def record_job_completed(self, job: JobCompleted) -> None:
+        """A job-completed event was handled."""
+        with self._lock:
+            self.counters["jobs_completed"] += 1
+
+    def record_desired_runners(self, count: int) -> None:
+        """The scaler reported ``count`` runners."""
+        with self._lock:
+            self.gauges["desired_runners"] = count
+
+    def record_circuit_state(self, origin: str, state: str) -> None:
+        """A breaker changed state."""
+        with self._lock:
+            self.circuits[origin] = state
+
+    def record_scaler_failure(self, message_id: int, error: BaseException) -> None:
+        """The scaler raised."""
+        with self._lock:
+            self.counters["scaler_failures"] += 1
+
+    def record_poisoned(self, message_id: int) -> None:
+        """A message was set aside."""
+        with self._lock:
+            self.counters["messages_poisoned"] += 1
+
+    def record_cursor_ahead(self, cursor: int, message_id: int) -> None:
+        """The state file's cursor was ahead of the service."""
+        with self._lock:
+            self.counters["state_cursor_ahead"] += 1
+
+    def render(self, listener: Listener | None, client: Client | None) -> str:
+        """The exposition text; before start-up finished, only what is known then."""
+        out: list[str] = []
+
+        def family(name: str, kind: str, help_text: str, samples: Sequence[tuple[str, float]]) -> None:
+            out.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"])
+            out.extend(f"{name}{labels} {value:.17g}" for labels, value in samples)
+
+        family("scaleset_build_info", "gauge", "Version of scaleset-listen and Python (always 1).",
+               [(f'{{version="{__version__}",python="{platform.python_version()}"}}', 1)])
+        with self._lock:
+            counters, gauges = dict(self.counters), dict(self.gauges)
+        helps = {
+            "jobs_started": "Job-started events handed to the scaler.",
+            "jobs_completed": "Job-completed events handed to the scaler.",
+            "statistics_updates": "Statistics applied (only newer ones are).",
+            "scaler_failures": "Times the scaler failed on a message (the message stays unacknowledged).",
+            "messages_poisoned": "Messages set aside (acknowledged unhandled) after repeated failures.",
+            "state_cursor_ahead": "Times the state file's cursor was ahead of the service and was reset.",
+        }
+        for name, value in counters.items():
+            family(f"scaleset_{name}_total", "counter", helps[name], [("", value)])
+        gauge_helps = {"desired_runners": "Runners the scaler reported after the last desired count.",
+                       "assigned_jobs": "Jobs assigned to the scale set (the scaling signal).",
+                       "running_jobs": "Jobs running on the scale set's runners."}
+        for name, gauge in gauges.items():
+            family(f"scaleset_{name}", "gauge", gauge_helps[name], [("", gauge)])
+        family("scaleset_http_retries_total", "counter", "HTTP attempts that were retries of a failed attempt.",
+               [("", client.retries_sent if client is not None else 0)])
+        if client is not None:
+            family("scaleset_http_requests_total", "counter", "HTTP attempts sent, retries included.",
+                   [("", client.attempts_sent)])
+        if listener is None:
+            family("scaleset_listener_live", "gauge", "1 while the loop makes progress (an outage never makes it 0).",
+                   [("", 1)])
+            family("scaleset_listener_ready", "gauge", "1 with an active session, a working broker and scaler.",
+                   [("", 0)])
+            return "\n".join(out) + "\n"
+        health = listener.health()
+        family("scaleset_listener_live", "gauge", "1 while the loop makes progress (an outage never makes it 0).",
+               [("", int(health.live))])
+        family("scaleset_listener_ready", "gauge", "1 with an active session, a working broker and scaler.",
+               [("", int(health.ready))])
+        family("scaleset_messages_handled_total", "counter", "Messages handled and acknowledged.",
+               [("", listener.handled_messages)])
+        family("scaleset_scaler_consecutive_failures", "gauge",
+               "Scaler failures in a row; at the poison threshold or above, /readyz is 503.",
+               [("", health.scaler_failures)])
+        family("scaleset_last_message_id", "gauge", "Id of the last message handled (the cursor).",
+               [("", health.last_message_id)])
+        family("scaleset_last_poll_timestamp_seconds", "gauge", "Unix time of the last answered poll.",
+               [("", health.last_poll_time or 0)])
+        if client is not None:
+            samples_state: list[tuple[str, float]] = []
+            samples_open: list[tuple[str, float]] = []
+            for breaker in client.circuit_breakers.all():
+                labels = f'{{origin="{breaker.origin}",operation_class="{breaker.operation_class}"}}'
+                state = breaker.state.value
+                samples_state.append((labels, _CIRCUIT_VALUES.get(state, -1)))
+                samples_open.append((labels, int(state in ("open", "forced_open"))))
+            family("scaleset_circuit_state", "gauge",
+                   "Circuit breaker state: 0 closed, 1 half_open, 2 open, 3 forced_open.", samples_state)
+            family("scaleset_circuit_open", "gauge", "1 while the circuit refuses calls (open or forced_open).",
+                   samples_open)
+        return "\n".join(out) + "\n"
+
+
+class _Probe:
+    """What the health server reports: nothing but "starting" until the listener exists."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.listener: Listener | None = None
+        self.client: Client | None = None
+
+    def answer(self, path: str) -> tuple[int, str]:
+        listener = self.listener
+        if path == "/metrics":
+            return 200, self.metrics.render(listener, self.client)
+        if path not in ("/livez", "/readyz"):
+            return 404, "not found"
+        if listener is None:
+            return (200, "ok (starting)") if path == "/livez" else (503, "starting: no session yet")
+        health = listener.health()
+        if path == "/livez":
+            return (200 if health.live else 503), ("ok" if health.live else health.reason)
+        return (200 if health.ready else 503), ("ok" if health.ready else health.reason)
+
+
+def serve_health(address: str, port: int, listener: Listener | None, client: Client | None, metrics: Metrics
+                 ) -> ThreadingHTTPServer:
+    """Serve /livez, /readyz and /metrics from a daemon thread; the returned server's ``probe``
+    attribute takes the listener and client once they exist. Raises OSError when the port is taken."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # only with --health-port
+
+    probe = _Probe(metrics)
+    probe.listener, probe.client = listener, client
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+        def do_GET(self) -> None:
+            status, body = probe.answer(self.path)
+            data = (body + ("\n" if not body.endswith("\n") else "")).encode()
+            self.send_response(status)
+            ctype = "text/plain; version=0.0.4; charset=utf-8" if self.path == "/metrics" else "text/plain"
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer((address, port), Handler)
+    server.daemon_threads = True
+    server.probe = probe  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, name="scaleset-health", daemon=True).start()
+    return server
