@@ -29,11 +29,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from ._validate import INT32_MAX, check_id
+from ._validate import INT32_MAX
 from .adapter import MIN_ATTEMPT_TIME
 from .breaker import State, Transition
 from .client import Client
@@ -54,7 +52,8 @@ from .errors import (
     SessionNotFoundError,
     StateFileError,
 )
-from .models import JobCompleted, JobStarted, RunnerScaleSetMessage, RunnerScaleSetStatistic
+from .listener_config import EventRef, ListenerConfig, ListenerHealth, MetricsRecorder, RunSkippedError, Scaler
+from .models import RunnerScaleSetMessage, RunnerScaleSetStatistic
 from .session import MessageSession
 from .state import CursorRecord, StateFile
 
@@ -69,140 +68,6 @@ MIN_POLL_INTERVAL = 1.0  # an empty or failed poll is followed by the next no so
 DESIRED_REFRESH = 30.0  # an unchanged desired count is re-applied at most this often
 CLEANUP_TIME = 1.5  # saving state and deleting the session after a run ends: bounded, never cancelled
 BACKLOG_WINDOW = 5.0  # after a session opens, messages until the first empty poll (at most this) are backlog
-
-
-class Scaler(Protocol):
-    """What the listener calls. Return the number of runners you now have from the last one.
-
-    Events come in message order; within a message, job-started events first, then job-completed,
-    then the desired count. A handler that raises leaves the message unacknowledged (it comes
-    again, without the events already handed over). After a crash the one event in flight may
-    come again: ``Listener.current_event`` names it (message id, kind, index) for de-duplication.
-    """
-
-    def handle_job_started(self, job: JobStarted) -> None:
-        """A job started on one of your runners (``job.runner_name``)."""
-
-    def handle_job_completed(self, job: JobCompleted) -> None:
-        """A job finished; its runner (ephemeral) goes away: clean up ``job.runner_name``."""
-
-    def handle_desired_runner_count(self, count: int) -> int:
-        """Have ``count`` runners (the jobs assigned to the scale set); return how many you have."""
-
-
-@dataclass(frozen=True)
-class EventRef:
-    """Which event the scaler is handling: ``kind`` is ``job_started``, ``job_completed`` or
-    ``desired_runner_count``; ``index`` counts events of that kind within the message. The pair
-    (``message_id``, ``kind``, ``index``) is unique, so a scaler can de-duplicate on it."""
-
-    message_id: int
-    kind: str
-    index: int
-
-
-class MetricsRecorder(Protocol):
-    """Optional hooks; implement any subset (missing ones are skipped, errors are logged)."""
-
-    def record_statistics(self, statistics: RunnerScaleSetStatistic) -> None:
-        """Statistics were applied (only newer ones are)."""
-
-    def record_job_started(self, job: JobStarted) -> None:
-        """The scaler handled a job-started event."""
-
-    def record_job_completed(self, job: JobCompleted) -> None:
-        """The scaler handled a job-completed event."""
-
-    def record_desired_runners(self, count: int) -> None:
-        """The scaler applied a desired count and reported ``count`` runners."""
-
-    def record_circuit_state(self, origin: str, state: str) -> None:
-        """A circuit breaker for ``origin`` changed state."""
-
-    def record_scaler_failure(self, message_id: int, error: BaseException) -> None:
-        """The scaler raised on a message (it stays unacknowledged, or is set aside)."""
-
-    def record_poisoned(self, message_id: int) -> None:
-        """A message failed ``poison_after`` times and was set aside (acknowledged)."""
-
-    def record_cursor_ahead(self, cursor: int, message_id: int) -> None:
-        """The state file's cursor was ahead of what the service delivers; it was reset."""
-
-
-class RunSkippedError(ScalesetError):
-    """A bounded run did not start: the service is known down past the run's end (``retry_at``)."""
-
-    def __init__(self, message: str, *, retry_at: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_at = retry_at
-
-
-@dataclass(frozen=True)
-class ListenerConfig:
-    """How a listener runs.
-
-    scale_set_id, max_runners
-        The scale set, and the capacity advertised on every poll (0 to 2**31-1; change it while
-        running with ``Listener.set_max_runners``).
-    state_file
-        Where the cursor, the session id and the breaker states survive the process (None:
-        memory only). One file per listener; a second process using it gets ``StateFileError``.
-    standby_interval, standby_timeout
-        While another listener owns the scale set's session, try to take over every
-        ``standby_interval`` seconds (±20 %), for at most ``standby_timeout`` seconds (None: for
-        ever, which makes two replicas an active/standby pair).
-    error_backoff, error_backoff_max
-        The pause after a failed poll or a scaler error, doubling per failure in a row up to the
-        maximum (1 s, 60 s).
-    poison_after, on_poison
-        A message that fails this many times (the scaler raises, or it cannot be read) is set
-        aside: ``on_poison(message_id, error)`` is called (default: an ERROR log line), it is
-        acked and the listener goes on (3).
-    owner
-        The session owner name (default: the host name).
-    scale_set_name
-        Written to the state file with the configuration URL and ``scale_set_id``; a state file
-        saved for another URL, id or name is ignored with a warning (None: the name is not checked).
-    """
-
-    scale_set_id: int
-    max_runners: int
-    state_file: str | os.PathLike[str] | None = None
-    standby_interval: float = 30.0
-    standby_timeout: float | None = None
-    error_backoff: float = 1.0
-    error_backoff_max: float = 60.0
-    poison_after: int = 3
-    on_poison: Callable[[int, BaseException], None] | None = field(default=None, compare=False)
-    owner: str | None = None
-    scale_set_name: str | None = None
-
-    def __post_init__(self) -> None:
-        check_id("scale_set_id", self.scale_set_id)
-        _check("max_runners", self.max_runners, 0, INT32_MAX, integer=True)
-        _check("standby_interval", self.standby_interval, 0.001)
-        if self.standby_timeout is not None:
-            _check("standby_timeout", self.standby_timeout, 0.0)
-        _check("error_backoff", self.error_backoff, 0.001)
-        _check("error_backoff_max", self.error_backoff_max, self.error_backoff)
-        _check("poison_after", self.poison_after, 1, integer=True)
-
-
-@dataclass(frozen=True)
-class ListenerHealth:
-    """``live``: the loop is making progress (an outage never makes it false, so a supervisor does
-    not restart us into a crash loop). ``ready``: a session is active and the broker's breaker is
-    not open, and the scaler is not failing on every message (``scaler_failures``: scaler
-    errors in a row; at ``poison_after`` or more, ``ready`` is false until a message succeeds)."""
-
-    live: bool
-    ready: bool
-    reason: str
-    last_message_id: int = 0
-    last_poll_time: float | None = None
-    session_id: str = ""
-    standby: bool = False
-    scaler_failures: int = 0
 
 
 class Listener:
