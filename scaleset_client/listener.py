@@ -659,7 +659,8 @@ class Listener:
                 return self._ending(end)
             if self._wait(min(left, _BEAT_CHUNK), end):
                 return True
-            if until - self._clock.monotonic() > 0 and self._client.check_reachable(origin, when_due=True):
+            # A look cannot be cancelled mid-connect: 1 s at most, so a stop still ends this wait soon.
+            if until - self._clock.monotonic() > 0 and self._client.check_reachable(origin, 1.0, when_due=True):
                 return False
 
     def _standby_pause(self) -> float:
