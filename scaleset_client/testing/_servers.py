@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import struct
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -237,3 +239,23 @@ def write_fault(handler: BaseHTTPRequestHandler, fault: Fault, release: threadin
         sock.shutdown(socket.SHUT_RDWR)
     else:
         raise ValueError(f"unknown fault kind {fault.kind!r}")
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """What reached a fake server; ``time`` is the service clock's monotonic time of arrival and
+    ``fault`` the kind of fault that answered it ("" for a normal answer)."""
+
+    server: str
+    operation: str
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    time: float
+    fault: str = ""
+
+    def json(self) -> Any:
+        """The body parsed as JSON (None when empty)."""
+        return json.loads(self.body.decode()) if self.body else None

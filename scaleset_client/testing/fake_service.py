@@ -28,16 +28,16 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ..clock import Clock, SystemClock
+from ._admin_side import ACTIONS_TYPE, AdminSide
 from ._faults import Fault, FaultBook
-from ._github_side import GitHubSide, b64
+from ._github_side import GitHubSide
 from ._jobs_side import JobsSide, _Job, _Message, _Session
-from ._servers import LoopbackServer, write_fault, write_response
+from ._servers import LoggedRequest, LoopbackServer, write_fault, write_response
 from ._strict import form_problem
 from ._wire_in import BodyError, Headers, accepts_gzip, compress, read_body
 
@@ -45,31 +45,9 @@ __all__ = ["FakeActionsService", "Fault", "LoggedRequest"]
 
 BOM = b"\xef\xbb\xbf"
 _SESSION_GONE = "GitHub.Actions.Runtime.WebApi.RunnerAdminException, GitHub.Actions.Runtime.WebApi"
-_T = "GitHub.Actions.Runtime.WebApi.{}, GitHub.Actions.Runtime.WebApi"
-_DT = "GitHub.DistributedTask.WebApi.{}, GitHub.DistributedTask.WebApi"
 
 
-@dataclass(frozen=True)
-class LoggedRequest:
-    """What reached a fake server; ``time`` is the service clock's monotonic time of arrival and
-    ``fault`` the kind of fault that answered it ("" for a normal answer)."""
-
-    server: str
-    operation: str
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-    time: float
-    fault: str = ""
-
-    def json(self) -> Any:
-        """The body parsed as JSON (None when empty)."""
-        return json.loads(self.body.decode()) if self.body else None
-
-
-class FakeActionsService(GitHubSide, JobsSide):
+class FakeActionsService(GitHubSide, JobsSide, AdminSide):
     """A fake of GitHub's REST API, the Actions service and the message broker on loopback.
 
     ``long_poll_hold`` is how long an empty poll is held before 202 (real: ~50 s);
@@ -400,117 +378,6 @@ class FakeActionsService(GitHubSide, JobsSide):
             exp = self._admin_tokens.get(self._bearer(req))
             return exp is not None and exp > self.clock.wall()
 
-    @staticmethod
-    def _error(status: int, type_name: str, message: str) -> tuple[int, Any]:
-        return status, {"$id": "1", "innerException": None, "message": message, "typeName": type_name,
-                        "typeKey": type_name.split(",")[0].rsplit(".", 1)[-1], "errorCode": 0, "eventId": 3000}
-
-    # -- scale sets --------------------------------------------------------------------------
-    def _op_get_runner_scale_set(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
-        name, group = req.query.get("name"), req.query.get("runnerGroupId")
-        with self._lock:
-            found = [s for s in self._scale_sets.values() if s["name"] == name
-                     and str(s["runnerGroupId"]) == str(group)]
-        return 200, {"count": len(found), "value": found}
-
-    def _op_create_runner_scale_set(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
-        body = req.json()  # its form was checked by _strict.form_problem
-        with self._lock:
-            group_id = body.get("runnerGroupId") or 1
-            if any(s["name"] == body["name"] and s["runnerGroupId"] == group_id for s in self._scale_sets.values()):
-                return self._error(409, _T.format("RunnerScaleSetExistsException"),
-                                   f"A runner scale set named {body['name']} already exists.")
-            scale_set_id = next(self._ids)
-            group = next((g for g in self._groups.values() if g["id"] == group_id), None)
-            # ASSUMPTION: labels are stored as sent (the reference client always sends at least
-            # the name as a label; what the service does with none is unknown).
-            stored = {"id": scale_set_id, "name": body["name"], "runnerGroupId": group_id,
-                      "runnerGroupName": group["name"] if group else "", "labels": body.get("labels", []),
-                      "RunnerSetting": body.get("RunnerSetting", {}), "createdOn": "2026-05-05T16:27:43.517Z",
-                      "runnerJitConfigUrl": f"{self.actions_url}_apis/runtime/runnerscalesets/{scale_set_id}"
-                                            "/generatejitconfig",
-                      "statistics": self.statistics(scale_set_id)}
-            self._scale_sets[scale_set_id] = stored
-            return 200, dict(stored)
-
-    def _scale_set_or_404(self, sid: str) -> dict[str, Any] | None:
-        with self._lock:
-            return self._scale_sets.get(int(sid))
-
-    def _op_get_runner_scale_set_by_id(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
-        found = self._scale_set_or_404(params["id"])
-        if found is None:
-            return self._error(404, _T.format("RunnerScaleSetNotFoundException"),
-                               f"Runner scale set {params['id']} not found.")
-        return 200, found
-
-    def _op_update_runner_scale_set(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
-        body = req.json() or {}
-        with self._lock:
-            found = self._scale_sets.get(int(params["id"]))
-            if found is None:
-                return self._error(404, _T.format("RunnerScaleSetNotFoundException"), "not found")
-            # A field the body leaves out keeps its value (the reference client omits unset
-            # fields, so the service must); a field sent as empty is set empty.
-            for key in ("name", "runnerGroupId", "labels", "RunnerSetting"):
-                if key in body:
-                    found[key] = body[key]
-            if "runnerGroupId" in body:
-                group = next((g for g in self._groups.values() if g["id"] == body["runnerGroupId"]), None)
-                found["runnerGroupName"] = group["name"] if group else ""
-            return 200, dict(found)
-
-    def _op_delete_runner_scale_set(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
-        with self._lock:
-            if int(params["id"]) not in self._scale_sets:
-                # ASSUMPTION: 400 with a JSON message is the error shape the reference's test double
-                # uses for this endpoint; whether the real service answers 400 or 404 is unknown.
-                return 400, {"message": f"Runner scale set {params['id']} does not exist"}
-            self.delete_scale_set(int(params["id"]))
-        return 204, None
-
-    def _op_get_runner_group_by_name(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
-        with self._lock:
-            group = self._groups.get((req.query.get("groupName") or "").lower())
-        return 200, {"count": 1 if group else 0, "value": [group] if group else []}
-
-    # -- runners -----------------------------------------------------------------------------
-    def _op_generate_jit_runner_config(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
-        body = req.json() or {}
-        name = body.get("name", "")
-        with self._lock:
-            if int(params["id"]) not in self._scale_sets:
-                return self._error(404, _T.format("RunnerScaleSetNotFoundException"), "scale set not found")
-            if any(r["name"] == name for r in self._runners.values()):
-                return self._error(409, _DT.format("AgentExistsException"),
-                                   f"Pool 0 already contains an agent with name {name}.")
-            runner = {"id": next(self._runner_ids), "name": name, "runnerScaleSetId": int(params["id"])}
-            self._runners[runner["id"]] = runner
-        secret = b64(json.dumps({"runner": runner["id"], ".credentials": secrets.token_hex(16)}).encode())
-        return 200, {"runner": runner, "encodedJITConfig": secret}
-
-    def _op_get_runner(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
-        with self._lock:
-            runner = self._runners.get(int(params["rid"]))
-        if runner is None:
-            return self._error(404, _DT.format("AgentNotFoundException"), f"Agent {params['rid']} not found")
-        return 200, runner
-
-    def _op_get_runner_by_name(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
-        with self._lock:
-            found = [r for r in self._runners.values() if r["name"] == req.query.get("agentName")]
-        return 200, {"count": len(found), "value": found}
-
-    def _op_remove_runner(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
-        rid = int(params["rid"])
-        with self._lock:
-            if rid not in self._runners:
-                return self._error(404, _DT.format("AgentNotFoundException"), f"Agent {rid} not found")
-            if any(j.runner_id == rid and j.state == "running" for j in self._jobs.values()):
-                return self._error(400, _DT.format("JobStillRunningException"), "The agent is running a job")
-            del self._runners[rid]
-        return 204, None
-
     # -- sessions ----------------------------------------------------------------------------
     def _session_json(self, session: _Session) -> dict[str, Any]:
         return {"sessionId": session.session_id, "ownerName": session.owner,
@@ -540,10 +407,10 @@ class FakeActionsService(GitHubSide, JobsSide):
         self._expire_idle_sessions()
         with self._lock:
             if sid not in self._scale_sets:
-                return self._error(404, _T.format("RunnerScaleSetNotFoundException"),
+                return self._error(404, ACTIONS_TYPE.format("RunnerScaleSetNotFoundException"),
                                    f"Runner scale set {sid} not found.")
             if sid in self._sessions:
-                return self._error(409, _T.format("RunnerScaleSetSessionConflictException"),
+                return self._error(409, ACTIONS_TYPE.format("RunnerScaleSetSessionConflictException"),
                                    f"The actions runner scaleset {self._scale_sets[sid]['name']} already has an "
                                    "active session.")
             session = _Session(str(uuid.uuid4()), str(body.get("ownerName", "")), sid, "", 0.0,
@@ -568,7 +435,7 @@ class FakeActionsService(GitHubSide, JobsSide):
         with self._lock:
             session = self._sessions.get(int(params["id"]))
             if session is None or session.session_id != params["sid"]:
-                return self._error(400, _T.format("RunnerScaleSetSessionExpiredException"),
+                return self._error(400, ACTIONS_TYPE.format("RunnerScaleSetSessionExpiredException"),
                                    f"The session identifier {params['sid']} is not valid.")
             self.evict_session(int(params["id"]))
         return 204, None
