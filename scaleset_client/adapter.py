@@ -50,6 +50,7 @@ from ._classify import (
 )
 from ._connections import Call, LiveConnections, keepalive_options, sending, tracked_pool
 from ._http import error_from_response, origin_of
+from ._policy import CallPolicy, PolicyRequest, policy_of, with_policy
 from .breaker import BreakerRegistry, Outcome
 from .clock import Clock
 from .config import ResilienceConfig
@@ -67,54 +68,11 @@ from .errors import (
 from .retry import RateGate, RetryBudget, hint_seconds, is_throttle
 from .secrets import redact, redact_url
 
-__all__ = ["MIN_ATTEMPT_TIME", "CallPolicy", "ResilienceAdapter", "attach_policy"]
+__all__ = ["MIN_ATTEMPT_TIME", "ResilienceAdapter"]
 
 log = logging.getLogger(__name__)
 
-RecoverHook = Callable[[requests.PreparedRequest, requests.Response], "requests.PreparedRequest | None"]
-_POLICY_ATTR = "_scaleset_policy"
-_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 MIN_ATTEMPT_TIME = 0.25  # seconds: with less left, an attempt could only time out, so none is sent
-
-
-@dataclass(frozen=True, slots=True)
-class CallPolicy:
-    """How one call may be repeated and recovered.
-
-    ``operation_class`` is the breaker partition within the origin: ``long_poll``, ``session``,
-    ``queue_ops``, ``admin`` or ``github_api``. ``json_body`` says a 200/201 must carry JSON (an
-    empty or non-JSON 200 is then a retryable failure). ``retry_unauthorized`` retries 401/403
-    without counting them against the breaker (runner registration right after a token is
-    minted). ``read_timeout`` overrides the client's (the long poll). ``max_body`` overrides
-    ``ResilienceConfig.max_response_bytes`` (the long poll's message cap).
-    """
-
-    operation: str
-    operation_class: str
-    idempotent: bool
-    json_body: bool = True
-    recover: RecoverHook | None = None
-    retry_unauthorized: bool = False
-    read_timeout: float | None = None
-    queue_operation: bool = False
-    github_api: bool = False
-    max_body: int | None = None
-
-
-def attach_policy(request: requests.PreparedRequest, policy: CallPolicy) -> requests.PreparedRequest:
-    """Attach the call's retry and breaker policy to a prepared request (read by the adapter)."""
-    setattr(request, _POLICY_ATTR, policy)
-    return request
-
-
-def policy_of(request: requests.PreparedRequest) -> CallPolicy:
-    """The policy attached to a prepared request, or None for a plain request."""
-    policy = getattr(request, _POLICY_ATTR, None)
-    if isinstance(policy, CallPolicy):
-        return policy
-    method = (request.method or "GET").upper()
-    return CallPolicy(operation=f"{method} request", operation_class="admin",
-                      idempotent=method in _IDEMPOTENT, json_body=False)
 
 
 @dataclass(slots=True)
@@ -487,16 +445,19 @@ class ResilienceAdapter(HTTPAdapter):
                 self.budget.earn(origin)
             self.gate.clear_strikes(origin)
             return response
-        if status == 401 and policy.recover is not None and not state.recovered:
+        if status == 401 and policy.recovery is not None and not state.recovered:
             breaker.record(permit, Outcome.NEUTRAL)
             state.recovered = True
-            # The hook's own calls (a token or session renewal) run inside this call's time.
+            recovery = policy.recovery
+            log.info("%s: answered 401; renewing the %s", policy.operation, recovery.renews)
+            # The recovery's own calls (a token or session renewal) run inside this call's time.
             with Deadline(max(0.0, call.left()), clock=self._clock, reason="recovery"):
-                renewed = policy.recover(request, response)
+                recovery.renew()
+                renewed = recovery.resign()
             if renewed is None:
                 return response
             state.number -= 1  # the recovery's retry does not use up an attempt
-            return attach_policy(renewed, getattr(renewed, _POLICY_ATTR, policy))
+            return renewed if isinstance(renewed, PolicyRequest) else with_policy(renewed, policy)
         if is_throttle(response):
             breaker.record(permit, Outcome.NEUTRAL)
             self._throttled(response, request, policy, state, call)

@@ -133,7 +133,8 @@ class AdminAPI:
             raise ConfigError("update_runner_scale_set: the RunnerScaleSet sets no field to change "
                               "(pass name=, runner_group_id=, labels= or runner_setting=)")
         response = self._actions_call("update_runner_scale_set", "PATCH",
-                                      f"_apis/runtime/runnerscalesets/{scale_set_id}", body=body)
+                                      f"_apis/runtime/runnerscalesets/{scale_set_id}", body=body,
+                                      idempotent=True)  # sets absolute values: repeating it changes nothing
         return parse(RunnerScaleSet, self._json(response, "update_runner_scale_set"), "update_runner_scale_set")
 
     def delete_runner_scale_set(self, scale_set_id: int) -> None:

@@ -24,8 +24,9 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
 
 from ._http import error_from_response, origin_of
+from ._policy import CallPolicy, Recovery, is_idempotent, policy_of, with_policy
 from ._validate import resolve_verify, timeout_pair
-from .adapter import CallPolicy, ResilienceAdapter, attach_policy, policy_of
+from .adapter import ResilienceAdapter
 from .admin_api import AdminAPI
 from .auth import AdminCredentials, GitHubAppAuth, SingleFlight
 from .breaker import BreakerRegistry
@@ -323,27 +324,20 @@ class Client(AdminAPI):
         user_agent: str | None = None,
     ) -> requests.Response:
         """One Actions-service call (§3.1): tenant URL, api-version, admin bearer, exact status."""
-        is_idempotent = method in ("GET", "DELETE", "PATCH") if idempotent is None else idempotent
+        may_repeat = is_idempotent(method) if idempotent is None else idempotent
 
         def build() -> requests.PreparedRequest:
             admin = self._admin.get()
             url = join_url(admin.service_url, path, {**(params or {}), "api-version": API_VERSION})
             token = bearer() if bearer is not None else admin.token.reveal()
-
-            def hook(request: requests.PreparedRequest, response: requests.Response) -> requests.PreparedRequest:
-                # 401: renew what this call's token depends on (once), then re-sign the request.
-                if renew is not None:
-                    renew()
-                else:
-                    self._log.info("Actions service answered 401; renewing the admin token")
-                    self._admin.renew(admin.generation)
-                return build()
-
-            policy = CallPolicy(operation=operation, operation_class=operation_class, idempotent=is_idempotent,
-                                json_body=200 in expected, recover=hook, queue_operation=queue_operation)
+            # 401: renew what this call's token depends on (once), then sign the request again.
+            recovery = Recovery("session token", renew, build) if renew is not None else \
+                Recovery("admin token", lambda: self._admin.renew(admin.generation), build)
+            policy = CallPolicy(operation=operation, operation_class=operation_class, idempotent=may_repeat,
+                                json_body=200 in expected, recovery=recovery, queue_operation=queue_operation)
             prepared = self._prepare(method, url, authorization=f"Bearer {token}", body=body,
                                      user_agent=user_agent)
-            return attach_policy(prepared, policy)
+            return with_policy(prepared, policy)
 
         prepared = build()
         response = self._send(prepared)

@@ -20,7 +20,7 @@ import requests
 
 from . import _wire
 from ._http import error_from_response
-from .adapter import CallPolicy, attach_policy
+from ._policy import CallPolicy, with_policy
 from .auth import make_app_jwt
 from .errors import APIError, AuthenticationError, ResponseError
 from .secrets import Secret, redact_url
@@ -77,7 +77,7 @@ class Registration:
         if body is not None:
             options.update(body=body, trailing_newline=True)  # JSON followed by a newline, as GitHub expects
         prepared = client._prepare("POST", url, authorization=authorization, **options)
-        response = client._send(attach_policy(prepared, policy))
+        response = client._send(with_policy(prepared, policy))
         self.observe_date(response)
         if response.status_code not in expected:
             error = error_from_response(response, github_api=True)

@@ -18,8 +18,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import requests
 
 from . import _wire
+from ._policy import CallPolicy, Recovery, with_policy
 from ._validate import INT32_MAX, check_id
-from .adapter import CallPolicy, attach_policy
 from .auth import SingleFlight
 from .errors import (
     APIError,
@@ -172,7 +172,7 @@ class MessageSession:
         session_id = self.session.session_id
         try:
             response = client._actions_call("refresh_session", "PATCH", self._path(f"/{session_id}"),
-                                            operation_class="session", user_agent=self._user_agent)
+                                            operation_class="session", idempotent=True, user_agent=self._user_agent)
         except APIError as exc:
             if exc.status == 404 or any(t in exc.type_name for t in _GONE_TYPES):
                 gone = SessionNotFoundError(
@@ -200,14 +200,9 @@ class MessageSession:
         """Bring the session back: refresh it, or create a new one when the service lost it."""
         return self.refresh()
 
-    def _recover_401(self, seen_generation: int, build: Callable[[], requests.PreparedRequest]
-                     ) -> Callable[[requests.PreparedRequest, requests.Response], requests.PreparedRequest]:
+    def _recover_401(self, seen_generation: int, build: Callable[[], requests.PreparedRequest]) -> Recovery:
         """401 from the queue: refresh the session once (unless another thread did), re-sign."""
-
-        def hook(request: requests.PreparedRequest, response: requests.Response) -> requests.PreparedRequest:
-            self._refresh(seen_generation)
-            return build()
-        return hook
+        return Recovery("session", lambda: self._refresh(seen_generation), build)
 
     # -- queue calls (protocol §4) -----------------------------------------------------------
     def get_message(self, last_message_id: int = 0, max_capacity: int = 0) -> RunnerScaleSetMessage | None:
@@ -233,10 +228,10 @@ class MessageSession:
                                        extra={"Accept": "application/json; api-version=6.0-preview",
                                               "X-ScaleSetMaxCapacity": str(max_capacity)})
             policy = CallPolicy(operation="get_message", operation_class="long_poll", idempotent=True,
-                                recover=self._recover_401(generation, build), queue_operation=True,
+                                recovery=self._recover_401(generation, build), queue_operation=True,
                                 read_timeout=client.long_poll_timeout,
                                 max_body=client.resilience.max_message_bytes)
-            return attach_policy(prepared, policy)
+            return with_policy(prepared, policy)
 
         prepared = build()
         response = client._send(prepared)
@@ -266,8 +261,8 @@ class MessageSession:
             prepared = client._prepare("DELETE", url, authorization=f"Bearer {current.message_queue_access_token}",
                                        user_agent=self._user_agent)
             policy = CallPolicy(operation="delete_message", operation_class="queue_ops", idempotent=True,
-                                json_body=False, recover=self._recover_401(generation, build), queue_operation=True)
-            return attach_policy(prepared, policy)
+                                json_body=False, recovery=self._recover_401(generation, build), queue_operation=True)
+            return with_policy(prepared, policy)
 
         prepared = build()
         response = client._send(prepared)

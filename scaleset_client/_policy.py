@@ -1,0 +1,92 @@
+"""What one call may do: its policy, its recovery, and the request type that carries both.
+
+The adapter is a requests transport adapter, so a call reaches it as a ``PreparedRequest``. The
+policy rides on the request in a typed place (``PolicyRequest.policy``, like httpx's
+``request.extensions``) instead of a hidden attribute, and a request without one (a foreign
+request sent through the client's session) gets the policy its method implies.
+
+One idempotency rule (``is_idempotent``): RFC 9110's idempotent methods. A call site that knows
+better (a session refresh PATCH, an update that sets absolute values) says so in its policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import requests
+
+__all__ = ["CallPolicy", "PolicyRequest", "Recovery", "is_idempotent", "policy_of", "with_policy"]
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
+def is_idempotent(method: str) -> bool:
+    """The package's one rule for a method's default: may the call be repeated after it reached
+    the server? (RFC 9110 §9.2.2; TRACE is never sent.)"""
+    return method.upper() in IDEMPOTENT_METHODS
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """How a call recovers from a 401: what it ``renews`` (for logs: "admin token", "session"),
+    ``renew()`` to do it, and ``resign()`` to build the request again with what was renewed.
+
+    The adapter runs it at most once per call, from its retry path, inside the call's remaining
+    time, and never counts the 401 as a breaker failure. ``resign`` may return None to give the
+    401 back to the caller instead (nothing could be renewed).
+    """
+
+    renews: str
+    renew: Callable[[], object]
+    resign: Callable[[], requests.PreparedRequest | None]
+
+
+@dataclass(frozen=True, slots=True)
+class CallPolicy:
+    """How one call may be repeated and recovered.
+
+    ``operation_class`` is the breaker partition within the origin: ``long_poll``, ``session``,
+    ``queue_ops``, ``admin`` or ``github_api``. ``json_body`` says a 200/201 must carry JSON (an
+    empty or non-JSON 200 is then a retryable failure). ``retry_unauthorized`` retries 401/403
+    without counting them against the breaker (runner registration right after a token is
+    minted). ``read_timeout`` overrides the client's (the long poll). ``max_body`` overrides
+    ``ResilienceConfig.max_response_bytes`` (the long poll's message cap). ``queue_operation`` and
+    ``github_api`` choose how an error answer is read (``error_from_response``).
+    """
+
+    operation: str
+    operation_class: str
+    idempotent: bool
+    json_body: bool = True
+    recovery: Recovery | None = None
+    retry_unauthorized: bool = False
+    read_timeout: float | None = None
+    queue_operation: bool = False
+    github_api: bool = False
+    max_body: int | None = None
+
+
+class PolicyRequest(requests.PreparedRequest):
+    """A prepared request with its ``CallPolicy``: the one way a policy reaches the adapter."""
+
+    policy: CallPolicy
+
+
+def with_policy(request: requests.PreparedRequest, policy: CallPolicy) -> PolicyRequest:
+    """``request`` as a ``PolicyRequest`` carrying ``policy`` (the same object when it already is one)."""
+    if not isinstance(request, PolicyRequest):
+        carried = PolicyRequest()
+        carried.__dict__.update(request.__dict__)
+        request = carried
+    request.policy = policy
+    return request
+
+
+def policy_of(request: requests.PreparedRequest) -> CallPolicy:
+    """The policy a request carries, or the one its method implies for a plain request."""
+    if isinstance(request, PolicyRequest):
+        return request.policy
+    method = (request.method or "GET").upper()
+    return CallPolicy(operation=f"{method} request", operation_class="admin",
+                      idempotent=is_idempotent(method), json_body=False)
