@@ -25,6 +25,7 @@ from requests.utils import requote_uri
 
 from ._http import error_from_response, origin_of
 from ._policy import CallPolicy, Recovery, is_idempotent, policy_of, with_policy
+from ._resilience_store import ResilienceStore
 from ._validate import resolve_verify, timeout_pair
 from .adapter import ResilienceAdapter
 from .admin_api import AdminAPI
@@ -86,6 +87,17 @@ class Client(AdminAPI):
     ``pool_maxsize`` is how many idle connections are kept per origin (256): keep it above the
     number of listeners sharing the client, or long polls that end together discard connections
     and the next polls open new ones. An unused slot costs nothing.
+
+    ``state_file`` (a path) makes breaker states, rate-limit gates and retry budgets survive the
+    process, so a cron script's next run does not hammer a service this run found down. Read at
+    construction (missing: fresh start; unreadable: a warning and a fresh start; bound to another
+    configuration URL: a warning, and the file is never read or written); written by a
+    background thread when a breaker changes state or a rate limit arms a gate (at most once a
+    second, the first change at once) and on ``close()``. Writes are atomic and take the file's
+    lock only for the write, without waiting: while a ``Listener`` holds the same file, it
+    writes the resilience state and this client leaves the file to it. Only the ``resilience``
+    key of the file is this client's; a listener's cursor in the same file is kept as it is.
+    See ``scaleset_client._resilience_store`` for the design.
     """
 
     def __init__(
@@ -103,6 +115,7 @@ class Client(AdminAPI):
         logger: logging.Logger | None = None,
         clock: Clock | None = None,
         pool_maxsize: int = 256,
+        state_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self._github: GitHubConfig = parse_config_url(config_url)
         if (token is None) == (app is None):
@@ -161,6 +174,12 @@ class Client(AdminAPI):
         self._sessions_lock = threading.Lock()
         self._recovery: SingleFlight[RecoveryReport] = SingleFlight()
         self.recoveries = 0
+        self._store = ResilienceStore(state_file, self._github.config_url, self.export_resilience_state,
+                                      self.import_resilience_state, self._log)
+        if self._store.path is not None:
+            self._breakers.add_listener(self._store.changed)
+            self._adapter.gate.add_listener(self._store.changed)
+            self._store.load()
 
     # -- public state ------------------------------------------------------------------------
     @property
@@ -181,6 +200,12 @@ class Client(AdminAPI):
         with self._info_lock:
             self._system_info = info
             self._user_agent = info.user_agent()
+
+    @property
+    def resilience_store(self) -> ResilienceStore:
+        """Where this client's resilience state is saved (``path`` None without a state file);
+        a ``Listener`` saves and restores the resilience part of its own state file through it."""
+        return self._store
 
     @property
     def circuit_breakers(self) -> BreakerRegistry:
@@ -499,6 +524,7 @@ class Client(AdminAPI):
         self._closing.set()
         self._adapter.abort_in_flight()
         self._session.close()
+        self._store.close()  # the final resilience state, after the last call ended
 
     def __enter__(self) -> Client:
         return self

@@ -728,7 +728,13 @@ class Listener:
 
     def _load(self) -> dict[str, Any]:
         """Restore the cursor, pending acks, progress within a message and breaker states; a state
-        file for another configuration, or with values of the wrong type, is a warning and a fresh start."""
+        file for another configuration, or with values of the wrong type, is a warning and a fresh start.
+
+        Resilience state and the client's ``state_file``: with no ``ListenerConfig.state_file``
+        the client's file (if any) is the only one, written by the client. When both name the
+        same file it is one file: the listener holds its lock for the run and its saves carry the
+        client's ``resilience`` section; the client writes it again at ``close()``. When they
+        differ, both files get the same section, and each restore keeps whichever was saved last."""
         if self._state is None:
             return {}
         saved = self._state.load()
@@ -760,13 +766,9 @@ class Listener:
                                       and 0 < m <= self._cursor)
         self._saved_pending = frozenset(self._pending_acks)
         self._check_cursor = self._cursor > 0
-        resilience = saved.get("resilience")
-        if isinstance(resilience, dict):
-            try:
-                self._client.import_resilience_state(resilience)
-            except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-                log.warning("state file %s: the saved breaker states do not fit (%s: %s); starting with closed "
-                            "breakers", self._state.path, type(exc).__name__, exc)
+        # The resilience part goes through the client's store, the one path for it: a section
+        # the client already restored from this same file (or a newer one) is not applied twice.
+        self._client.resilience_store.restore(saved.get("resilience"), source=self._state.path)
         return saved
 
     def _save(self) -> None:
@@ -781,7 +783,7 @@ class Listener:
             "cursor": self._cursor,
             "pending_acks": sorted(self._pending_acks),
             "session_id": session.session.session_id if session is not None and not session.closed else "",
-            "resilience": self._client.export_resilience_state(),
+            "resilience": self._client.resilience_store.section(),
             "writer_pid": os.getpid(),
         })
         self._saved_pending = frozenset(self._pending_acks)

@@ -8,7 +8,9 @@ A hint arms a per-origin gate that every thread honours before sending.
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -109,14 +111,29 @@ class RateGate:
         self._lock = threading.Lock()
         self._until: dict[str, float] = {}
         self._strikes: dict[str, int] = {}
+        self._listeners: list[Callable[[str, float], None]] = []
+
+    def add_listener(self, listener: Callable[[str, float], None]) -> None:
+        """Call ``listener(origin, seconds)`` when a hold is set or extended (outside the lock):
+        the client's state file saves on it."""
+        with self._lock:
+            self._listeners = [*self._listeners, listener]
 
     def arm(self, origin: str, seconds: float) -> float:
         """Hold ``origin`` for ``seconds`` from now (never shortens an existing hold)."""
         with self._lock:
             until = self._clock.monotonic() + seconds
-            if until > self._until.get(origin, 0.0):
+            extended = until > self._until.get(origin, 0.0)
+            if extended:
                 self._until[origin] = until
-            return self._until[origin]
+            held, listeners = self._until[origin], self._listeners
+        if extended:
+            for listener in listeners:
+                try:
+                    listener(origin, seconds)
+                except Exception:  # a broken listener must not break the call that armed the gate
+                    logging.getLogger(__name__).exception("rate gate listener %r failed", listener)
+        return held
 
     def strike(self, origin: str) -> int:
         """Count a secondary-limit hit; returns how many came before it."""

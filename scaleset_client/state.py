@@ -12,6 +12,12 @@ when the name is a symlink) for as long as a listener runs, so two processes nev
   writes never touch the slot holding the last synced record, and a torn slot fails its checksum,
   so after a power loss the last synced record is read.
 
+A plain ``Client(state_file=...)`` shares the JSON document (its ``resilience`` key only) under
+the same lock, taken with ``try_lock`` just for the length of one read-modify-write (no wait, a
+few milliseconds): a listener's ``acquire`` retries for up to ``ACQUIRE_PATIENCE`` seconds so such
+a write never makes it fail, and a client that finds a listener holding the lock leaves the
+writing to it.
+
 Neither holds a token: only ids, counters and times. Every storage fault is a ``StateFileError``
 with the path and the reason; content that does not fit (bad JSON, wrong types) is a warning and
 a fresh start, never a crash.
@@ -23,6 +29,8 @@ import contextlib
 import json
 import logging
 import os
+import threading
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +43,51 @@ try:  # POSIX advisory locks; elsewhere the file is used without a lock
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["CursorRecord", "StateFile"]
+__all__ = ["CursorRecord", "StateFile", "try_lock", "unlock"]
 
 log = logging.getLogger(__name__)
 SCHEMA = 1
 SLOT = 512  # bytes per cursor slot: one sector, so a slot write is (almost always) atomic
 _FDATASYNC = getattr(os, "fdatasync", os.fsync)
+ACQUIRE_PATIENCE = 1.0  # seconds a listener waits for a client's brief write to finish before "in use"
+_LOCK_PAUSE = 0.02
+
+
+def _lock_path(real_path: Path) -> Path:
+    return real_path.with_name(real_path.name + ".lock")
+
+
+def try_lock(path: str | os.PathLike[str], patience: float = 0.1) -> int | None:
+    """Take the state file's lock for one short write: an fd to pass to ``unlock``, or None when
+    someone else (a running listener, another process's write) holds it for longer than
+    ``patience`` seconds. Never blocks longer than that; the holder's pid is not recorded."""
+    real = Path(os.path.realpath(path))
+    try:
+        real.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(_lock_path(real), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
+    if fcntl is None:  # pragma: no cover - Windows: no advisory locks
+        return fd
+    give_up = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= give_up:
+                os.close(fd)
+                return None
+            time.sleep(_LOCK_PAUSE)
+        except OSError:
+            os.close(fd)
+            return None
+
+
+def unlock(fd: int) -> None:
+    """Release a ``try_lock`` (closing the fd drops the flock)."""
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -123,21 +170,18 @@ class StateFile:
         """Take the lock or raise ``StateFileLockedError`` naming the process that holds it."""
         if self._lock_fd is not None:
             return
-        lock_path = self.real_path.with_name(self.real_path.name + ".lock")
+        lock_path = _lock_path(self.real_path)
         try:
             self.real_path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise StateFileError(f"cannot open the state file lock {lock_path}: {exc.strerror}") from exc
         try:
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    holder = os.read(fd, 32).decode("ascii", "ignore").strip() or "unknown"
-                    raise StateFileLockedError(
-                        f"state file {self.path} is in use by another process (pid {holder}): another run of "
-                        "this listener is still active (each listener needs its own state file)") from None
+            if fcntl is not None and not self._flock_patiently(fd):
+                holder = os.read(fd, 32).decode("ascii", "ignore").strip() or "unknown"
+                raise StateFileLockedError(
+                    f"state file {self.path} is in use by another process (pid {holder}): another run of "
+                    "this listener is still active (each listener needs its own state file)") from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
         except StateFileLockedError:
@@ -147,6 +191,21 @@ class StateFile:
             os.close(fd)
             raise StateFileError(f"cannot lock the state file {self.path} ({lock_path}): {exc.strerror}") from exc
         self._lock_fd = fd
+
+    @staticmethod
+    def _flock_patiently(fd: int) -> bool:
+        """The exclusive lock, waiting up to ``ACQUIRE_PATIENCE`` s: a client's one-write hold ends
+        within milliseconds, a running listener's does not."""
+        assert fcntl is not None
+        give_up = time.monotonic() + ACQUIRE_PATIENCE
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= give_up:
+                    return False
+                time.sleep(_LOCK_PAUSE)
 
     def release(self) -> None:
         """Drop the lock and close the cursor record (idempotent)."""
@@ -183,7 +242,8 @@ class StateFile:
         key = json.dumps(_without_stamps(data), sort_keys=True).encode()
         if key == self._last_payload and not force:
             return False
-        tmp = self.real_path.with_name(f".{self.real_path.name}.{os.getpid()}.tmp")
+        # Per process and thread: a client's writer thread and a listener never share a temp file.
+        tmp = self.real_path.with_name(f".{self.real_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
