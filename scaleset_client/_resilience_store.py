@@ -14,8 +14,9 @@ The design, and why:
   ``close()``. The request path only sets a flag and an event; a writer thread (started on the
   first change) does the I/O, at most once per ``MIN_INTERVAL`` seconds of real time: the first
   change of a quiet spell is written at once (a process killed right after a breaker opens still
-  leaves it on disk), a storm of transitions becomes one trailing write. An ``atexit`` hook writes
-  what a script that never called ``close()`` left pending. No lock of the client is held while
+  leaves it on disk), a storm of transitions becomes one trailing write. For a script that never
+  calls ``close()``, an ``atexit`` hook does it (the writer thread is a daemon and would be cut
+  off mid-write at exit). No lock of the client is held while
   the file is read or written.
 - Each write is a read-modify-write under the state file's own lock (``state.try_lock``), held
   for milliseconds and never waited on for long: when a listener holds it (it does for its whole
@@ -208,12 +209,6 @@ class ResilienceStore:
         self.flush()
         _live.discard(self)
 
-    def _exit_flush(self) -> None:
-        """At interpreter exit: write what is still pending (a script that never closed)."""
-        with self._lock:
-            pending = self._dirty and not self._closed
-        if pending:
-            self._write_if_dirty()
 
     # -- the write ---------------------------------------------------------------------------
     def _write(self) -> bool:
@@ -259,6 +254,6 @@ class ResilienceStore:
 def _flush_at_exit() -> None:
     for store in list(_live):
         try:
-            store._exit_flush()
+            store.close()  # a script that never closed its client: wait for the writer, save the end state
         except Exception:  # exiting: never turn a clean exit into a traceback
             log.debug("saving the resilience state at exit failed", exc_info=True)

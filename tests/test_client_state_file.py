@@ -1,0 +1,336 @@
+"""``Client(state_file=...)``: resilience state that survives the process, as a cron job needs it.
+
+Seen from outside: what a new process sends to the fake service after the last one found it
+down, what lands on disk, and what a second writer (another client, a listener) leaves there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import scaleset_client as sc
+from scaleset_client import _resilience_store
+from scaleset_client._http import origin_of
+from scaleset_client.testing import FakeActionsService, FakeClock, Fault
+
+from .conftest import make_client, wait_until
+from .test_listener import RecordingScaler, job, stats
+
+# One cron run: a fresh process, a Client with a state file, calls until the service says stop.
+CRON_RUN = """
+import json, sys
+import scaleset_client as sc
+
+url, token, state, shift, close = sys.argv[1:6]
+
+class Later(sc.SystemClock):
+    # This run happens ``shift`` seconds after the previous one (as far as the wall clock says).
+    def wall(self):
+        return super().wall() + float(shift)
+
+resilience = sc.ResilienceConfig(
+    retry=sc.RetryConfig(max_attempts=1),
+    circuit_breaker=sc.CircuitBreakerConfig(failure_threshold=3, open_duration=300.0, max_open_duration=600.0))
+client = sc.Client(url, token=token, state_file=state, resilience=resilience, clock=Later(),
+                   timeout=(2.0, 5.0))
+outcomes = []
+for _ in range(8):
+    try:
+        client.get_runner_group_by_name("default")
+        outcomes.append("ok")
+        break
+    except sc.CircuitOpenError:
+        outcomes.append("open")
+        break
+    except sc.RateLimitedError:
+        outcomes.append("limited")
+        break
+    except sc.ScalesetError as exc:
+        outcomes.append(type(exc).__name__)
+if close == "close":
+    client.close()
+print(json.dumps(outcomes))
+"""
+
+
+def cron_run(tmp_path: Path, fake: FakeActionsService, state: Path, *, shift: float = 0.0,
+             close: bool = True) -> list[str]:
+    """One run of the cron script in its own process; returns what its calls ended with."""
+    script = tmp_path / "cron_run.py"
+    script.write_text(CRON_RUN)
+    run = subprocess.run([sys.executable, str(script), fake.config_url, fake.token, str(state), str(shift),
+                          "close" if close else "exit"], capture_output=True, timeout=60)
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    outcomes: list[str] = json.loads(run.stdout.decode().strip().splitlines()[-1])
+    return outcomes
+
+
+def actions_requests(fake: FakeActionsService) -> int:
+    return fake.count(server="actions")
+
+
+def saved(state: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(state.read_text())
+    return data
+
+
+def breaker_states(state: Path) -> dict[tuple[str, str], str]:
+    section = saved(state).get("resilience", {})
+    return {(b["origin"], b["operation_class"]): b["state"] for b in section.get("breakers", [])}
+
+
+def origin(url: str) -> str:
+    return origin_of(url)
+
+
+# -- across processes, like cron ---------------------------------------------------------------
+def test_a_cron_run_that_opened_the_breaker_keeps_the_next_run_off_the_service(tmp_path: Path) -> None:
+    state = tmp_path / "cron.json"
+    with FakeActionsService(long_poll_hold=0.05) as fake:
+        fake.inject_always("actions", Fault.error(503))
+        first = cron_run(tmp_path, fake, state)
+        sent_by_first = actions_requests(fake)
+        assert first[-1] == "open" and len(first) == 4, first  # three 503s opened the breaker
+        assert sent_by_first == 3
+        assert breaker_states(state)[(origin(fake.actions_url), "admin")] == "open"
+
+        second = cron_run(tmp_path, fake, state)
+        assert second == ["open"]
+        assert actions_requests(fake) == sent_by_first  # not one request while the restored break lasts
+
+        fake.clear_faults()
+        an_hour_later = cron_run(tmp_path, fake, state, shift=3600.0)
+        assert an_hour_later == ["ok"]  # the break was restored with its time left, not for ever
+        assert actions_requests(fake) > sent_by_first
+        assert breaker_states(state)[(origin(fake.actions_url), "admin")] == "closed"
+
+
+def test_a_cron_run_told_to_wait_by_a_429_keeps_the_next_run_waiting_too(tmp_path: Path) -> None:
+    state = tmp_path / "cron.json"
+    with FakeActionsService(long_poll_hold=0.05) as fake:
+        fake.inject("actions", Fault.error(429, headers={"Retry-After": "600"}))
+        # This run exits without close(): the gate still reaches the file.
+        assert cron_run(tmp_path, fake, state, close=False) == ["limited"]
+        sent_by_first = actions_requests(fake)
+        assert sent_by_first == 1
+        gates = saved(state)["resilience"]["gates"]
+        assert origin(fake.actions_url) in gates
+
+        assert cron_run(tmp_path, fake, state) == ["limited"]
+        assert actions_requests(fake) == sent_by_first  # the restored Retry-After is honoured
+
+        assert cron_run(tmp_path, fake, state, shift=3600.0) == ["ok"]
+        assert actions_requests(fake) > sent_by_first
+
+
+def test_overlapping_cron_runs_on_one_file_neither_block_nor_corrupt_it(tmp_path: Path) -> None:
+    state = tmp_path / "shared.json"
+    storm = tmp_path / "storm.py"
+    storm.write_text(
+        "import sys\nimport scaleset_client as sc\n"
+        "url, token, state = sys.argv[1:4]\n"
+        "client = sc.Client(url, token=token, state_file=state)\n"
+        "for i in range(300):\n"
+        "    client.circuit_breakers.get('https://api.example:443', 'admin')\n"
+        "    client.circuit_breakers.force_open('https://api.example:443')\n"
+        "    client.circuit_breakers.reset('https://api.example:443')\n"
+        "client.circuit_breakers.force_open('https://api.example:443')\n"
+        "client.close()\n")
+    with FakeActionsService(long_poll_hold=0.05) as fake:
+        runs = [subprocess.Popen([sys.executable, str(storm), fake.config_url, fake.token, str(state)],
+                                 stderr=subprocess.PIPE) for _ in range(2)]
+        errors = [p.communicate(timeout=60)[1].decode() for p in runs]
+    assert [p.returncode for p in runs] == [0, 0], errors
+    assert not any("Traceback" in e or "state file" in e for e in errors), errors
+    assert breaker_states(state)[("https://api.example:443", "admin")] == "forced_open"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.json", "shared.json.lock", "storm.py"]
+
+
+# -- what a constructor does with what it finds ------------------------------------------------
+def test_a_corrupt_state_file_is_a_warning_and_a_fresh_start_then_replaced(
+        fake: FakeActionsService, clock: FakeClock, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    state = tmp_path / "state.json"
+    state.write_bytes(b"\x00\xffnot json{")
+    with caplog.at_level(logging.WARNING):
+        client = make_client(fake, clock, state_file=state)
+    assert any("not valid JSON" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert client.get_runner_group_by_name("default").name == "Default"
+    client.close()
+    section = saved(state)["resilience"]
+    assert section["config_url"] == fake.config_url
+    assert (origin(fake.actions_url), "admin") in breaker_states(state)
+
+
+def test_a_state_file_of_another_configuration_is_neither_used_nor_overwritten(
+        fake: FakeActionsService, clock: FakeClock, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    state = tmp_path / "state.json"
+    theirs = {"origin": origin(fake.actions_url), "operation_class": "admin", "state": "forced_open",
+              "open_remaining": None, "saved_wall": clock.wall()}
+    state.write_text(json.dumps({
+        "version": 1, "binding": {"config_url": "https://github.com/another-org", "scale_set_id": 7},
+        "cursor": 42, "resilience": {"version": 1, "saved_wall": clock.wall(), "breakers": [theirs],
+                                     "config_url": "https://github.com/another-org"}}))
+    before = state.read_bytes()
+    with caplog.at_level(logging.WARNING):
+        client = make_client(fake, clock, state_file=state)
+    assert any("another-org" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert client.get_runner_group_by_name("default").name == "Default"  # their open breaker is not ours
+    assert actions_requests(fake) >= 1
+    client.circuit_breakers.force_open(origin(fake.actions_url))
+    client.close()
+    assert state.read_bytes() == before
+
+
+def test_a_missing_directory_and_a_bad_path_type(fake: FakeActionsService, clock: FakeClock,
+                                                 tmp_path: Path) -> None:
+    state = tmp_path / "new" / "dir" / "state.json"
+    client = make_client(fake, clock, state_file=str(state))
+    client.circuit_breakers.get("https://api.example:443", "admin")
+    client.circuit_breakers.force_open("https://api.example:443")
+    client.close()
+    assert breaker_states(state)[("https://api.example:443", "admin")] == "forced_open"
+    with pytest.raises(sc.ConfigError, match="state_file"):
+        make_client(fake, clock, state_file=42)
+
+
+# -- when it writes ----------------------------------------------------------------------------
+def test_a_breaker_opening_reaches_the_file_before_close(fake: FakeActionsService, clock: FakeClock,
+                                                         tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    client = make_client(fake, clock, state_file=state)
+    client.circuit_breakers.get("https://api.example:443", "admin")
+    client.circuit_breakers.force_open("https://api.example:443")
+    wait_until(lambda: state.exists() and breaker_states(state).get(("https://api.example:443", "admin"))
+               == "forced_open")
+    client.close()
+
+
+def test_a_storm_of_transitions_is_not_a_storm_of_writes(fake: FakeActionsService, clock: FakeClock,
+                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tmp_path / "state.json"
+    monkeypatch.setattr(_resilience_store, "MIN_INTERVAL", 3600.0)
+    replaced: list[str] = []
+    real_replace = os.replace
+
+    def counting_replace(src: Any, dst: Any) -> None:
+        if os.fspath(dst) == os.path.realpath(state):
+            replaced.append(os.fspath(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", counting_replace)
+    client = make_client(fake, clock, state_file=state)
+    breakers = client.circuit_breakers
+    breakers.get("https://api.example:443", "admin")
+    for _ in range(200):
+        breakers.force_open("https://api.example:443")
+        breakers.reset("https://api.example:443")
+    breakers.force_open("https://api.example:443")
+    client.close()
+    assert 1 <= len(replaced) <= 2  # the first change at once, then the final state at close
+    assert breaker_states(state)[("https://api.example:443", "admin")] == "forced_open"
+
+
+# -- two clients, and a listener, on one file --------------------------------------------------
+def test_two_clients_on_one_file_the_last_to_close_wins_and_each_restores_it(
+        fake: FakeActionsService, clock: FakeClock, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    first = make_client(fake, clock, state_file=state)
+    second = make_client(fake, clock, state_file=state)
+    first.circuit_breakers.get("https://one.example:443", "admin")
+    first.circuit_breakers.force_open("https://one.example:443")
+    second.circuit_breakers.get("https://two.example:443", "admin")
+    second.circuit_breakers.force_open("https://two.example:443")
+    first.close()
+    second.close()
+    assert set(breaker_states(state)) == {("https://two.example:443", "admin")}
+    third = make_client(fake, clock, state_file=state)
+    assert third.circuit_breakers.states() == {"https://two.example:443 admin": "forced_open"}
+    third.close()
+
+
+def test_a_client_on_a_running_listeners_file_neither_blocks_nor_clobbers_it(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    mid = fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
+    listener_client = make_client(fake, clock)
+    stop = threading.Event()
+    scaler = RecordingScaler()
+    listener = sc.Listener(listener_client, sc.ListenerConfig(scale_set.id, 3, state_file=state))
+    runner = threading.Thread(target=listener.run, args=(scaler,), kwargs={"stop": stop}, daemon=True)
+    runner.start()
+    wait_until(lambda: listener.cursor == mid and state.exists())
+    cron = make_client(fake, clock, state_file=state)  # reads the listener's file; never waits for its lock
+    cron.circuit_breakers.get("https://api.example:443", "admin")
+    cron.circuit_breakers.force_open("https://api.example:443")
+    cron.close()  # its write is skipped: the listener holds the file
+    assert ("https://api.example:443", "admin") not in breaker_states(state)
+    stop.set()
+    runner.join(30)
+    assert not runner.is_alive()
+    document = saved(state)
+    assert document["cursor"] == mid and document["binding"]["scale_set_id"] == scale_set.id
+    assert ("https://api.example:443", "admin") not in breaker_states(state)
+    listener_client.close()
+
+
+class _StopWhenOpen:
+    """A metrics recorder that stops the listener once the broker's long-poll breaker opens."""
+
+    def __init__(self, client: sc.Client, broker: str) -> None:
+        self.listener: sc.Listener | None = None
+        self.client = client
+        self.key = f"{broker} long_poll"
+
+    def record_circuit_state(self, origin: str, state: str) -> None:
+        if self.listener is not None and self.client.circuit_breakers.states().get(self.key) == "open":
+            self.listener.stop()
+
+
+def _run_into_a_broker_outage(fake: FakeActionsService, client: sc.Client, scale_set: sc.RunnerScaleSet,
+                              listener_file: Path | None) -> int:
+    mid = fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
+    metrics = _StopWhenOpen(client, origin(fake.queue_url))
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=listener_file), metrics=metrics)
+    metrics.listener = listener
+    scaler = RecordingScaler(hook=lambda *_: fake.inject_always("broker", Fault.error(503)))
+    listener.run(scaler)
+    assert scaler.started == [1]
+    return mid
+
+
+def test_a_listener_without_a_state_file_leaves_resilience_to_the_clients_file(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    state = tmp_path / "client.json"
+    client = make_client(fake, clock, state_file=state)
+    _run_into_a_broker_outage(fake, client, scale_set, None)
+    client.close()
+    assert breaker_states(state)[(origin(fake.queue_url), "long_poll")] == "open"
+    assert "cursor" not in saved(state)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["client.json", "client.json.lock"]
+
+
+def test_a_listener_and_its_client_on_the_same_path_share_one_file(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    client = make_client(fake, clock, state_file=state)
+    mid = _run_into_a_broker_outage(fake, client, scale_set, state)
+    # The listener saved the breaker with its cursor, through the client's section.
+    document = saved(state)
+    assert document["cursor"] == mid and document["resilience"]["config_url"] == fake.config_url
+    assert breaker_states(state)[(origin(fake.queue_url), "long_poll")] == "open"
+    client.close()
+    document = saved(state)
+    assert document["cursor"] == mid and document["binding"]["scale_set_id"] == scale_set.id
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.json.cursor", "state.json.lock"]
+    fresh = make_client(fake, clock, state_file=state)
+    assert fresh.circuit_breakers.states()[f"{origin(fake.queue_url)} long_poll"] == "open"
+    fresh.close()
