@@ -334,3 +334,37 @@ def test_a_listener_and_its_client_on_the_same_path_share_one_file(
     fresh = make_client(fake, clock, state_file=state)
     assert fresh.circuit_breakers.states()[f"{origin(fake.queue_url)} long_poll"] == "open"
     fresh.close()
+
+
+def test_a_listener_with_its_own_file_and_a_client_file_both_keep_the_state(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    client_file, listener_file = tmp_path / "client.json", tmp_path / "listener.json"
+    client = make_client(fake, clock, state_file=client_file)
+    _run_into_a_broker_outage(fake, client, scale_set, listener_file)
+    client.close()
+    key = (origin(fake.queue_url), "long_poll")
+    assert breaker_states(client_file)[key] == "open" and breaker_states(listener_file)[key] == "open"
+    assert "cursor" in saved(listener_file) and "cursor" not in saved(client_file)
+
+
+def test_a_listener_restores_its_files_state_only_when_newer_than_the_clients(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    client_file, listener_file = tmp_path / "client.json", tmp_path / "listener.json"
+
+    def write(path: Path, state: str, saved_wall: float) -> None:
+        breaker = {"origin": "https://api.example:443", "operation_class": "admin", "state": state,
+                   "open_remaining": None, "saved_wall": saved_wall}
+        path.write_text(json.dumps({"version": 1, "resilience": {
+            "version": 1, "saved_wall": saved_wall, "breakers": [breaker], "config_url": fake.config_url}}))
+
+    write(client_file, "closed", clock.wall() - 10)
+    write(listener_file, "forced_open", clock.wall() - 20)  # older than the client's: not applied
+    client = make_client(fake, clock, state_file=client_file)
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=listener_file))
+    listener.run(RecordingScaler(), until_idle=True)
+    assert client.circuit_breakers.states()["https://api.example:443 admin"] == "closed"
+    write(listener_file, "forced_open", clock.wall() - 5)  # newer: applied
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=listener_file)).run(
+        RecordingScaler(), until_idle=True)
+    assert client.circuit_breakers.states()["https://api.example:443 admin"] == "forced_open"
+    client.close()
