@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 MIN_INTERVAL = 1.0  # seconds of real time between two writes by one client
 LOCK_PATIENCE = 0.1  # seconds a write waits for another process's write to finish
 CLOSE_JOIN = 5.0  # seconds close() waits for a write in progress
+IDLE_EXIT = 60.0  # seconds without a change after which the writer thread ends
 
 _live: weakref.WeakSet[ResilienceStore] = weakref.WeakSet()
 
@@ -158,14 +159,20 @@ class ResilienceStore:
             if self._closed:
                 return
             self._dirty = True
-            if self._thread is None or not self._thread.is_alive():  # not started yet, or lost in a fork
+            if self._thread is None or not self._thread.is_alive():  # not started, idle-ended, or lost in a fork
                 self._thread = threading.Thread(target=self._writer, name="scaleset-state-writer", daemon=True)
                 self._thread.start()
-        self._wake.set()
+            self._wake.set()  # under the lock: the writer's idle exit cannot miss it
 
     def _writer(self) -> None:
         while True:
-            self._wake.wait()
+            if not self._wake.wait(IDLE_EXIT):
+                with self._lock:
+                    if not self._wake.is_set():
+                        # Quiet for a while: end, so an unclosed client is not kept alive by its
+                        # writer; the next change starts a new one.
+                        self._thread = None
+                        return
             pause = self._last_write + MIN_INTERVAL - time.monotonic()
             if pause > 0 and self._stop.wait(pause):
                 return  # close() writes the final state itself

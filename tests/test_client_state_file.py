@@ -368,3 +368,39 @@ def test_a_listener_restores_its_files_state_only_when_newer_than_the_clients(
         RecordingScaler(), until_idle=True)
     assert client.circuit_breakers.states()["https://api.example:443 admin"] == "forced_open"
     client.close()
+
+
+def test_the_writer_thread_ends_when_quiet_and_comes_back_on_the_next_change(
+        fake: FakeActionsService, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tmp_path / "state.json"
+    monkeypatch.setattr(_resilience_store, "IDLE_EXIT", 0.05)
+    monkeypatch.setattr(_resilience_store, "MIN_INTERVAL", 0.0)
+
+    def writers() -> int:
+        return sum(t.name == "scaleset-state-writer" and t.is_alive() for t in threading.enumerate())
+
+    before = writers()
+    client = make_client(fake, clock, state_file=state)
+    breakers = client.circuit_breakers
+    breakers.get("https://api.example:443", "admin")
+    breakers.force_open("https://api.example:443")
+    wait_until(lambda: state.exists() and breaker_states(state)[("https://api.example:443", "admin")] == "forced_open")
+    wait_until(lambda: writers() == before)  # quiet: no thread keeps an unclosed client alive
+    breakers.reset("https://api.example:443")
+    wait_until(lambda: breaker_states(state)[("https://api.example:443", "admin")] == "closed")
+    client.close()
+
+
+def test_saved_values_of_the_wrong_type_are_a_warning_and_closed_breakers(
+        fake: FakeActionsService, clock: FakeClock, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    state = tmp_path / "state.json"
+    breaker = {"origin": origin(fake.actions_url), "operation_class": "admin", "state": "open",
+               "reopen_count": "many", "open_remaining": "soon", "saved_wall": clock.wall()}
+    state.write_text(json.dumps({"version": 1, "resilience": {
+        "version": 1, "saved_wall": clock.wall(), "breakers": [breaker], "gates": {"x": "y"}, "budget": [1]}}))
+    with caplog.at_level(logging.WARNING):
+        client = make_client(fake, clock, state_file=state)
+    assert any("do not fit" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert client.get_runner_group_by_name("default").name == "Default"
+    assert actions_requests(fake) >= 1
+    client.close()
