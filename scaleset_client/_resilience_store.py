@@ -264,3 +264,15 @@ def _flush_at_exit() -> None:
             store.close()  # a script that never closed its client: wait for the writer, save the end state
         except Exception:  # exiting: never turn a clean exit into a traceback
             log.debug("saving the resilience state at exit failed", exc_info=True)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (cron wrappers, multiprocessing) has no writer thread and may have copied a
+    held lock: give each store a fresh lock; the next change starts a writer of its own."""
+    for store in list(_live):
+        store._lock = threading.Lock()
+        store._thread = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
