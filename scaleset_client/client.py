@@ -94,8 +94,8 @@ class Client(AdminAPI):
     configuration URL: a warning, and the file is never read or written); written by a
     background thread when a breaker changes state or a rate limit arms a gate (at most once a
     second, the first change at once) and on ``close()``. Writes are atomic and take the file's
-    lock only for the write, without waiting: while a ``Listener`` holds the same file, it
-    writes the resilience state and this client leaves the file to it. Only the ``resilience``
+    lock only for the write, waiting at most 0.1 s for it: while a ``Listener`` holds the same
+    file, it writes the resilience state and this client leaves the file to it. Only the ``resilience``
     key of the file is this client's; a listener's cursor in the same file is kept as it is.
     See ``scaleset_client._resilience_store`` for the design.
     """
