@@ -15,10 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from ._validate import check_instance
 from .errors import ConfigError, ResponseError
 from .secrets import Secret
 
-__all__ = ["AdminCredentials", "GitHubAppAuth", "SingleFlight", "jwt_expiry", "make_app_jwt"]
+__all__ = ["AdminCredentials", "AdminToken", "GitHubAppAuth", "GitHubCredentials", "SingleFlight", "jwt_expiry",
+           "make_app_jwt"]
 
 REFRESH_MARGIN = 60.0
 _T = TypeVar("_T")
@@ -66,6 +68,30 @@ class GitHubAppAuth:
         if not isinstance(key, rsa.RSAPrivateKey):
             raise ConfigError("GitHubAppAuth.private_key must be an RSA key (GitHub Apps sign with RS256)")
         return key
+
+
+@dataclass(frozen=True, slots=True)
+class GitHubCredentials:
+    """What the registration chain signs with: a PAT, or a GitHub App and its parsed key.
+
+    Handed to ``Registration`` on its own, so the chain gets its credentials and nothing else of
+    the client. Never shows a secret in ``repr``."""
+
+    pat: Secret | None = field(default=None, repr=False)
+    app: GitHubAppAuth | None = None
+    app_key: Any = field(default=None, repr=False)
+
+    @classmethod
+    def from_arguments(cls, token: object, app: object) -> GitHubCredentials:
+        """Exactly one of ``token`` (a PAT) or ``app`` (``GitHubAppAuth``, key parsed now)."""
+        if (token is None) == (app is None):
+            raise ConfigError("pass exactly one of token= (a personal access token) or app= (GitHubAppAuth)")
+        if token is not None:
+            if not isinstance(token, str) or not token.strip() or any(c in token for c in "\r\n "):
+                raise ConfigError("token must be a non-empty personal access token string without whitespace")
+            return cls(pat=Secret(token.strip()))
+        checked = check_instance("app", app, GitHubAppAuth)
+        return cls(app=checked, app_key=checked.load_key())
 
 
 def _b64url(data: bytes) -> str:
