@@ -71,13 +71,16 @@ class SessionOwner(Protocol):
     long_poll_timeout: float
 
     @property
-    def config(self) -> GitHubConfig: ...
+    def config(self) -> GitHubConfig:
+        """The parsed configuration URL: a queue URL must keep its scheme."""
 
     @property
-    def system_info(self) -> SystemInfo: ...
+    def system_info(self) -> SystemInfo:
+        """The User-Agent information, extended with the scale set id."""
 
     @property
-    def resilience(self) -> ResilienceConfig: ...
+    def resilience(self) -> ResilienceConfig:
+        """Whether a lost session is re-created, and the long poll's message cap."""
 
 
 class MessageSession:
