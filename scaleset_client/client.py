@@ -1,10 +1,13 @@
 """``Client``: the admin API of the Actions service, tokens, and the resilience around them.
 
-One Client per process is normal and it is thread-safe: it owns one ``requests.Session`` whose
-single ``ResilienceAdapter`` is mounted at construction and never changed. Everything that
-varies per request (tokens, URLs, policy) travels on the prepared request, never on the shared
-Session. ``verify`` is passed on every request so ``REQUESTS_CA_BUNDLE`` cannot override an
-explicit CA bundle, cookies are refused, and ``.netrc`` is never consulted.
+One Client per process is normal and it is thread-safe. It composes the parts and sends
+nothing itself: its call seam (``_calls.Calls``) owns the one ``requests.Session``, whose single
+``ResilienceAdapter`` is mounted at construction and never changed; ``ActionsCalls`` signs the
+Actions-service calls of the admin API and of every message session with the admin token that
+the registration chain (``Registration``, sending through the same seam) fetches. Everything
+that varies per request (tokens, URLs, policy) travels on the prepared request, never on the
+shared Session. ``verify`` is passed on every request so ``REQUESTS_CA_BUNDLE`` cannot override
+an explicit CA bundle, cookies are refused, and ``.netrc`` is never consulted.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class Client(AdminAPI):
         self.long_poll_timeout = check_positive_number("long_poll_timeout", long_poll_timeout)
         pool_maxsize = check_positive_int("pool_maxsize", pool_maxsize)
         self._timeout = timeout_pair(timeout)
+        verify = resolve_verify(verify)
         self._log = logger or log
         self._clock: Clock = clock or SystemClock()
         self._info_lock = threading.Lock()
@@ -88,7 +92,7 @@ class Client(AdminAPI):
                                           server_time=lambda: self.server_time())
         # The call seam first; the registration chain sends through it to fetch the admin token
         # that the Actions-service calls are then signed with.
-        self._calls = Calls(adapter=self._adapter, timeout=self._timeout, verify=resolve_verify(verify),
+        self._calls = Calls(adapter=self._adapter, timeout=self._timeout, verify=verify,
                             proxies=proxies, closing=self._closing, user_agent=self._system_info.user_agent(),
                             log=self._log)
         self._registration = Registration(self._calls, self._github, self._credentials, self._clock)
