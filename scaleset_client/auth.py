@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from ._validate import check_instance
+from ._validate import check_id, check_instance
 from .errors import ConfigError, ResponseError
 from .secrets import Secret
 
@@ -41,9 +41,7 @@ class GitHubAppAuth:
     def __post_init__(self) -> None:
         if isinstance(self.client_id, bool) or not str(self.client_id).strip():
             raise ConfigError("GitHubAppAuth.client_id is empty: pass the App's client ID (Iv1...) or app ID")
-        if isinstance(self.installation_id, bool) or not isinstance(self.installation_id, int) \
-                or not 0 < self.installation_id < 2**63:
-            raise ConfigError(f"GitHubAppAuth.installation_id must be a positive integer, got {self.installation_id!r}")
+        check_id("GitHubAppAuth.installation_id", self.installation_id)
         if not self.private_key or not isinstance(self.private_key, (str, bytes)):
             raise ConfigError("GitHubAppAuth.private_key is empty: pass the App's PEM private key (str or bytes)")
         Secret(self.private_key.decode("ascii", "ignore") if isinstance(self.private_key, bytes)

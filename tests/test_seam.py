@@ -133,3 +133,11 @@ def test_closing_a_session_takes_it_off_the_clients_books(client: sc.Client, sca
     report = client.recover()
     assert "no message session is open" in report.skipped
     assert fake.count("refresh_session") == 0  # the closed session was not renewed
+
+
+@pytest.mark.parametrize("installation_id", [0, True, 2**63, "7"])
+def test_app_installation_id_is_checked_like_every_id(installation_id: object) -> None:
+    with pytest.raises(sc.ConfigError,
+                       match=re.escape(f"GitHubAppAuth.installation_id must be a positive integer, got "
+                                       f"{installation_id!r}")):
+        sc.GitHubAppAuth(client_id="Iv1.x", installation_id=installation_id, private_key="pem")  # type: ignore[arg-type]
