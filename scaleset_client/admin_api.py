@@ -63,7 +63,7 @@ class AdminAPI:
         check_id("runner_group_id", runner_group_id)
         check_name("name", name)
         response = self._service.actions_call("get_runner_scale_set", "GET", "_apis/runtime/runnerscalesets",
-                                      params={"runnerGroupId": runner_group_id, "name": name})
+                                              params={"runnerGroupId": runner_group_id, "name": name})
         item = self._single(response, "get_runner_scale_set", f"runner scale sets named {name!r}")
         return None if item is None else parse(RunnerScaleSet, item, "get_runner_scale_set")
 
@@ -72,7 +72,7 @@ class AdminAPI:
         check_id("scale_set_id", scale_set_id)
         try:
             response = self._service.actions_call("get_runner_scale_set_by_id", "GET",
-                                          f"_apis/runtime/runnerscalesets/{scale_set_id}")
+                                                  f"_apis/runtime/runnerscalesets/{scale_set_id}")
         except APIError as exc:
             if exc.status == 404 and not isinstance(exc, ScaleSetNotFoundError):
                 raise _as(ScaleSetNotFoundError, exc) from exc
@@ -103,7 +103,7 @@ class AdminAPI:
             check_name("scale set name", scale_set.name)
         try:
             response = self._service.actions_call("create_runner_scale_set", "POST", "_apis/runtime/runnerscalesets",
-                                          body=body, idempotent=False)
+                                                  body=body, idempotent=False)
         except APIError as exc:
             if exc.status == 409 and "RunnerScaleSetExistsException" in exc.type_name:
                 raise _as(ScaleSetExistsError, exc) from exc
@@ -130,21 +130,21 @@ class AdminAPI:
             raise ConfigError("update_runner_scale_set: the RunnerScaleSet sets no field to change "
                               "(pass name=, runner_group_id=, labels= or runner_setting=)")
         response = self._service.actions_call("update_runner_scale_set", "PATCH",
-                                      f"_apis/runtime/runnerscalesets/{scale_set_id}", body=body,
-                                      idempotent=True)  # sets absolute values: repeating it changes nothing
+                                              f"_apis/runtime/runnerscalesets/{scale_set_id}", body=body,
+                                              idempotent=True)  # sets absolute values: repeating it changes nothing
         return parse(RunnerScaleSet, self._service.json(response, "update_runner_scale_set"), "update_runner_scale_set")
 
     def delete_runner_scale_set(self, scale_set_id: int) -> None:
         """Delete a scale set; its runners and sessions go with it."""
         check_id("scale_set_id", scale_set_id)
         self._service.actions_call("delete_runner_scale_set", "DELETE", f"_apis/runtime/runnerscalesets/{scale_set_id}",
-                           expected=(204,))
+                                   expected=(204,))
 
     def get_runner_group_by_name(self, name: str) -> RunnerGroup:
         """The runner group named ``name``; ``RunnerGroupNotFoundError`` when there is none."""
         check_name("name", name)
         response = self._service.actions_call("get_runner_group_by_name", "GET", "_apis/runtime/runnergroups/",
-                                      params={"groupName": name})
+                                              params={"groupName": name})
         item = self._single(response, "get_runner_group_by_name", f"runner groups named {name!r}")
         if item is None:
             raise RunnerGroupNotFoundError(
@@ -170,8 +170,8 @@ class AdminAPI:
         for attempt in (1, 2):
             try:
                 response = self._service.actions_call("generate_jit_runner_config", "POST",
-                                              f"_apis/runtime/runnerscalesets/{scale_set_id}/generatejitconfig",
-                                              body=setting.to_wire(), idempotent=False)
+                                                      f"_apis/runtime/runnerscalesets/{scale_set_id}/generatejitconfig",
+                                                      body=setting.to_wire(), idempotent=False)
                 break
             except RunnerExistsError as exc:
                 if not replace_existing or attempt == 2:
@@ -204,7 +204,7 @@ class AdminAPI:
         """The runner with this name, or None when there is none."""
         check_name("name", name)
         response = self._service.actions_call("get_runner_by_name", "GET", "_apis/distributedtask/pools/0/agents",
-                                      params={"agentName": name})
+                                              params={"agentName": name})
         item = self._single(response, "get_runner_by_name", f"runners named {name!r}")
         return None if item is None else parse(RunnerReference, item, "get_runner_by_name")
 
@@ -212,7 +212,7 @@ class AdminAPI:
         """Remove a runner; ``JobStillRunningError`` means "later", ``RunnerNotFoundError`` "done"."""
         check_id("runner_id", runner_id)
         self._service.actions_call("remove_runner", "DELETE", f"_apis/distributedtask/pools/0/agents/{runner_id}",
-                           expected=(204,))
+                                   expected=(204,))
 
 
 

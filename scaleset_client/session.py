@@ -157,8 +157,8 @@ class MessageSession:
         for attempt in (1, 2):
             try:
                 response = calls.actions_call("create_session", "POST", self._path(), body=body,
-                                                idempotent=False, operation_class="session",
-                                                user_agent=self._user_agent)
+                                              idempotent=False, operation_class="session",
+                                              user_agent=self._user_agent)
             except SessionConflictError:
                 stale, self._stale_session_id = self._stale_session_id, None
                 if stale is None or attempt == 2:
@@ -197,7 +197,7 @@ class MessageSession:
         session_id = self.session.session_id
         try:
             response = calls.actions_call("refresh_session", "PATCH", self._path(f"/{session_id}"),
-                                            operation_class="session", idempotent=True, user_agent=self._user_agent)
+                                          operation_class="session", idempotent=True, user_agent=self._user_agent)
         except APIError as exc:
             if exc.status == 404 or any(t in exc.type_name for t in _GONE_TYPES):
                 gone = SessionNotFoundError(
@@ -247,9 +247,9 @@ class MessageSession:
             if last_message_id > 0:
                 url = with_query(url, lastMessageId=last_message_id)
             prepared = calls.prepare("GET", url, authorization=f"Bearer {current.message_queue_access_token}",
-                                       content_type=None, user_agent=self._user_agent,
-                                       extra={"Accept": "application/json; api-version=6.0-preview",
-                                              "X-ScaleSetMaxCapacity": str(max_capacity)})
+                                     content_type=None, user_agent=self._user_agent,
+                                     extra={"Accept": "application/json; api-version=6.0-preview",
+                                            "X-ScaleSetMaxCapacity": str(max_capacity)})
             policy = CallPolicy(operation="get_message", operation_class="long_poll", idempotent=True,
                                 recovery=self._recover_401(generation, build), queue_operation=True,
                                 read_timeout=client.long_poll_timeout,
@@ -282,7 +282,7 @@ class MessageSession:
                 current, generation = self._current, self._generation
             url = with_path_suffix(current.message_queue_url, str(message_id))
             prepared = calls.prepare("DELETE", url, authorization=f"Bearer {current.message_queue_access_token}",
-                                       user_agent=self._user_agent)
+                                     user_agent=self._user_agent)
             policy = CallPolicy(operation="delete_message", operation_class="queue_ops", idempotent=True,
                                 json_body=False, recovery=self._recover_401(generation, build), queue_operation=True)
             return with_policy(prepared, policy)
@@ -307,10 +307,10 @@ class MessageSession:
                 return self._current.message_queue_access_token
 
         response = calls.actions_call("acquire_jobs", "POST",
-                                        f"_apis/runtime/runnerscalesets/{self.scale_set_id}/acquirejobs",
-                                        body=ids, idempotent=False, operation_class="queue_ops", bearer=token,
-                                        renew=lambda: self._refresh(generation), queue_operation=True,
-                                        user_agent=self._user_agent)
+                                      f"_apis/runtime/runnerscalesets/{self.scale_set_id}/acquirejobs",
+                                      body=ids, idempotent=False, operation_class="queue_ops", bearer=token,
+                                      renew=lambda: self._refresh(generation), queue_operation=True,
+                                      user_agent=self._user_agent)
         data = _wire.lower_keys(calls.json(response, "acquire_jobs"), "acquire_jobs")
         values = data.get("value") or []
         if not isinstance(values, list):
