@@ -70,7 +70,7 @@ class Registration:
         skew = offset if abs(offset) > SKEW_THRESHOLD else 0.0
         if skew and abs(skew - self.skew) > SKEW_THRESHOLD:
             self._log.warning("this machine's clock is %+.0fs off GitHub's (Date header); compensating. "
-                                      "Fix NTP.", -skew)
+                              "Fix NTP.", -skew)
         self.skew = skew
 
     def _call(self, operation: str, url: str, authorization: str, *, body: Any = None, content_type: str,

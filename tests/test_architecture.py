@@ -125,9 +125,9 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def _private_reads(module: str, path: Path) -> list[str]:
-    """Each ``<expr>._name`` where ``<expr>`` is not ``self``, ``cls`` or ``super()``."""
-    found = []
+def _private_reads(module: str, path: Path, root: Path = PACKAGE.parent) -> list[str]:
+    """Each ``<expr>._name`` where ``<expr>`` is not ``self``, ``cls`` or ``super()``, in line order."""
+    found: list[tuple[int, str]] = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if not isinstance(node, ast.Attribute):
             continue
@@ -141,26 +141,32 @@ def _private_reads(module: str, path: Path) -> list[str]:
             continue
         if (module, attr) in ALLOWED_PRIVATE:
             continue
-        found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {ast.unparse(node)}")
-    return found
+        found.append((node.lineno, f"{path.relative_to(root)}:{node.lineno}: {ast.unparse(node)}"))
+    return [text for _, text in sorted(found)]
 
 
-def test_the_import_graph_sees_every_kind_of_import() -> None:
-    """The checker itself: a TYPE_CHECKING import and a function-local import are edges."""
-    source = (
+def test_the_import_graph_sees_every_kind_of_import(tmp_path: Path) -> None:
+    """The checker itself: a TYPE_CHECKING import and function-local imports are edges, and a
+    cycle is reported as its path."""
+    probe = tmp_path / "a.py"
+    probe.write_text(
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n    from .b import B\n"
-        "def f():\n    from . import c\n    import scaleset_client.d.e\n"
-    )
-    tmp = PACKAGE.parent / "tests" / "_arch_probe.py"
+        "def f():\n    from . import c\n    import scaleset_client.d.e\n    import os\n",
+        encoding="utf-8")
     known = {f"{NAME}.a", f"{NAME}.b", f"{NAME}.c", f"{NAME}.d"}
-    try:
-        tmp.write_text(source, encoding="utf-8")
-        assert _imports(f"{NAME}.a", tmp, known) == {f"{NAME}.b", f"{NAME}.c", f"{NAME}.d"}
-    finally:
-        tmp.unlink()
+    assert _imports(f"{NAME}.a", probe, known) == {f"{NAME}.b", f"{NAME}.c", f"{NAME}.d"}
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_private_check_sees_a_chain_through_self(tmp_path: Path) -> None:
+    """``self._client._log`` is another object's private; ``self._log`` and ``super()._x`` are not."""
+    probe = tmp_path / "m.py"
+    probe.write_text("class A(B):\n    def f(self):\n        self._log\n        super()._x\n"
+                     "        self._client._log\n        other._value\n        obj.__class__\n", encoding="utf-8")
+    found = _private_reads(f"{NAME}.m", probe, root=tmp_path)
+    assert found == ["m.py:5: self._client._log", "m.py:6: other._value"]
 
 
 def test_the_package_has_no_import_cycle() -> None:
