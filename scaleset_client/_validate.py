@@ -1,30 +1,76 @@
-"""Checks at the edges: ids, names, TLS and timeout settings; each failure is a ConfigError
-that names the argument and shows the offending value."""
+"""Checks at the edges: ids, names, numbers, types, TLS and timeout settings.
+
+One style for every argument the package validates: ``check_*(name, value)`` returns the value
+(narrowed) or raises a ConfigError that names the argument and shows the offending value, so a
+caller's constructor reads as a list of checks rather than a thicket of conditions."""
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import TypeVar
 
 from .errors import ConfigError
 
-__all__ = ["INT32_MAX", "check_id", "check_name", "resolve_verify", "timeout_pair"]
+__all__ = ["INT32_MAX", "check_id", "check_instance", "check_int", "check_name", "check_optional",
+           "check_positive_int", "check_positive_number", "check_text", "resolve_verify", "timeout_pair"]
 
 log = logging.getLogger("scaleset_client.client")
 
 INT32_MAX = 2**31 - 1
+_T = TypeVar("_T")
 
 
 def check_id(name: str, value: object) -> int:
     """A positive int64 id, or ``ConfigError`` naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+    return check_positive_int(name, value, below=2**63)
+
+
+def check_positive_int(name: str, value: object, *, below: int | None = None) -> int:
+    """An int >= 1 (and under ``below`` when given): counts and sizes."""
+    # bool is an int to Python, never to us (True would be a count of one)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (below is not None and value >= below):
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     return value
 
 
-def check_name(name: str, value: object) -> str:
+def check_int(name: str, value: object, *, low: int = 0, high: int | None = None) -> int:
+    """An int from ``low`` to ``high`` inclusive (no upper bound when None): cursors and capacities."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"from {low} to {high}"
+        raise ConfigError(f"{name} must be an integer {bound}, got {value!r}")
+    return value
+
+
+def check_positive_number(name: str, value: object) -> float:
+    """An int or float > 0 (never a bool), as a float: durations and timeouts."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def check_instance(name: str, value: object, cls: type[_T]) -> _T:
+    """``value`` when it is a ``cls``: settings objects passed where a dict or a string could slip in."""
+    if not isinstance(value, cls):
+        raise ConfigError(f"{name} must be a {cls.__name__}, not {type(value).__name__}")
+    return value
+
+
+def check_optional(name: str, value: object, cls: type[_T]) -> _T | None:
+    """None, or ``value`` when it is a ``cls`` (an optional setting left to its default)."""
+    return None if value is None else check_instance(name, value, cls)
+
+
+def check_text(name: str, value: object) -> str:
+    """A string with something in it besides whitespace."""
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def check_name(name: str, value: object) -> str:
+    """A non-empty string without control characters: names that go into URLs and JSON bodies."""
+    value = check_text(name, value)
     if any(ord(c) < 32 for c in value):
         raise ConfigError(f"{name} must not contain control characters, got {value!r}")
     return value
@@ -46,6 +92,7 @@ def resolve_verify(verify: bool | str) -> bool | str:
 
 
 def timeout_pair(value: float | tuple[float, float]) -> tuple[float, float]:
+    """``(connect, read)`` seconds from one number or a pair, each positive."""
     pair = value if isinstance(value, tuple) else (value, value)
     if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 for v in pair):
         raise ConfigError(f"timeout must be a positive number or a (connect, read) pair, got {value!r}")

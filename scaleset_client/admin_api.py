@@ -1,16 +1,17 @@
 """The Actions-service admin operations (protocol §3.2, rows 1-10): scale sets, runner groups,
-JIT runner configurations and runners. A mixin of ``Client``, which supplies ``_actions_call``
-(tenant URL, ``api-version``, admin bearer, exact success status, resilience)."""
+JIT runner configurations and runners. A mixin of ``Client``, which supplies ``_service``, the
+call seam's ``ActionsCalls`` (tenant URL, ``api-version``, admin bearer, exact success status,
+resilience)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import requests
 
 from . import _wire
+from ._calls import ActionsCalls
 from ._validate import check_id, check_name
 from .errors import (
     APIError,
@@ -39,15 +40,11 @@ __all__ = ["AdminAPI"]
 class AdminAPI:
     """Scale sets, runner groups, JIT configs and runners."""
 
-    _actions_call: Callable[..., requests.Response]
+    _service: ActionsCalls
     _log: logging.Logger
 
-    @staticmethod
-    def _json(response: requests.Response, operation: str) -> Any:
-        return _wire.loads(response.content, operation=operation)
-
     def _single(self, response: requests.Response, operation: str, what: str) -> Any:
-        data = _wire.lower_keys(self._json(response, operation), operation)
+        data = _wire.lower_keys(self._service.json(response, operation), operation)
         count = _wire.get_int(data, "count", operation)
         values = data.get("value") or []
         if count == 0:
@@ -65,8 +62,8 @@ class AdminAPI:
         """The scale set named ``name`` in the runner group, or None when there is none."""
         check_id("runner_group_id", runner_group_id)
         check_name("name", name)
-        response = self._actions_call("get_runner_scale_set", "GET", "_apis/runtime/runnerscalesets",
-                                      params={"runnerGroupId": runner_group_id, "name": name})
+        response = self._service.actions_call("get_runner_scale_set", "GET", "_apis/runtime/runnerscalesets",
+                                              params={"runnerGroupId": runner_group_id, "name": name})
         item = self._single(response, "get_runner_scale_set", f"runner scale sets named {name!r}")
         return None if item is None else parse(RunnerScaleSet, item, "get_runner_scale_set")
 
@@ -74,13 +71,13 @@ class AdminAPI:
         """The scale set, or None when the service answers ``null``; 404 raises ScaleSetNotFoundError."""
         check_id("scale_set_id", scale_set_id)
         try:
-            response = self._actions_call("get_runner_scale_set_by_id", "GET",
-                                          f"_apis/runtime/runnerscalesets/{scale_set_id}")
+            response = self._service.actions_call("get_runner_scale_set_by_id", "GET",
+                                                  f"_apis/runtime/runnerscalesets/{scale_set_id}")
         except APIError as exc:
             if exc.status == 404 and not isinstance(exc, ScaleSetNotFoundError):
                 raise _as(ScaleSetNotFoundError, exc) from exc
             raise
-        data = self._json(response, "get_runner_scale_set_by_id")
+        data = self._service.json(response, "get_runner_scale_set_by_id")
         return None if data is None else parse(RunnerScaleSet, data, "get_runner_scale_set_by_id")
 
     @staticmethod
@@ -105,13 +102,13 @@ class AdminAPI:
         if scale_set.name:
             check_name("scale set name", scale_set.name)
         try:
-            response = self._actions_call("create_runner_scale_set", "POST", "_apis/runtime/runnerscalesets",
-                                          body=body, idempotent=False)
+            response = self._service.actions_call("create_runner_scale_set", "POST", "_apis/runtime/runnerscalesets",
+                                                  body=body, idempotent=False)
         except APIError as exc:
             if exc.status == 409 and "RunnerScaleSetExistsException" in exc.type_name:
                 raise _as(ScaleSetExistsError, exc) from exc
             raise
-        return parse(RunnerScaleSet, self._json(response, "create_runner_scale_set"), "create_runner_scale_set")
+        return parse(RunnerScaleSet, self._service.json(response, "create_runner_scale_set"), "create_runner_scale_set")
 
     def update_runner_scale_set(self, scale_set_id: int, scale_set: RunnerScaleSet) -> RunnerScaleSet:
         """Update a scale set (PATCH) with only the fields ``scale_set`` sets.
@@ -132,22 +129,22 @@ class AdminAPI:
         if not body:
             raise ConfigError("update_runner_scale_set: the RunnerScaleSet sets no field to change "
                               "(pass name=, runner_group_id=, labels= or runner_setting=)")
-        response = self._actions_call("update_runner_scale_set", "PATCH",
-                                      f"_apis/runtime/runnerscalesets/{scale_set_id}", body=body,
-                                      idempotent=True)  # sets absolute values: repeating it changes nothing
-        return parse(RunnerScaleSet, self._json(response, "update_runner_scale_set"), "update_runner_scale_set")
+        response = self._service.actions_call("update_runner_scale_set", "PATCH",
+                                              f"_apis/runtime/runnerscalesets/{scale_set_id}", body=body,
+                                              idempotent=True)  # sets absolute values: repeating it changes nothing
+        return parse(RunnerScaleSet, self._service.json(response, "update_runner_scale_set"), "update_runner_scale_set")
 
     def delete_runner_scale_set(self, scale_set_id: int) -> None:
         """Delete a scale set; its runners and sessions go with it."""
         check_id("scale_set_id", scale_set_id)
-        self._actions_call("delete_runner_scale_set", "DELETE", f"_apis/runtime/runnerscalesets/{scale_set_id}",
-                           expected=(204,))
+        self._service.actions_call("delete_runner_scale_set", "DELETE", f"_apis/runtime/runnerscalesets/{scale_set_id}",
+                                   expected=(204,))
 
     def get_runner_group_by_name(self, name: str) -> RunnerGroup:
         """The runner group named ``name``; ``RunnerGroupNotFoundError`` when there is none."""
         check_name("name", name)
-        response = self._actions_call("get_runner_group_by_name", "GET", "_apis/runtime/runnergroups/",
-                                      params={"groupName": name})
+        response = self._service.actions_call("get_runner_group_by_name", "GET", "_apis/runtime/runnergroups/",
+                                              params={"groupName": name})
         item = self._single(response, "get_runner_group_by_name", f"runner groups named {name!r}")
         if item is None:
             raise RunnerGroupNotFoundError(
@@ -172,9 +169,9 @@ class AdminAPI:
         check_id("scale_set_id", scale_set_id)
         for attempt in (1, 2):
             try:
-                response = self._actions_call("generate_jit_runner_config", "POST",
-                                              f"_apis/runtime/runnerscalesets/{scale_set_id}/generatejitconfig",
-                                              body=setting.to_wire(), idempotent=False)
+                response = self._service.actions_call("generate_jit_runner_config", "POST",
+                                                      f"_apis/runtime/runnerscalesets/{scale_set_id}/generatejitconfig",
+                                                      body=setting.to_wire(), idempotent=False)
                 break
             except RunnerExistsError as exc:
                 if not replace_existing or attempt == 2:
@@ -191,7 +188,7 @@ class AdminAPI:
                         self.remove_runner(existing.id)
                     except RunnerNotFoundError:
                         pass
-        config = parse(JitRunnerConfig, self._json(response, "generate_jit_runner_config"),
+        config = parse(JitRunnerConfig, self._service.json(response, "generate_jit_runner_config"),
                        "generate_jit_runner_config")
         if config.encoded_jit_config:
             Secret(config.encoded_jit_config)
@@ -200,22 +197,22 @@ class AdminAPI:
     def get_runner(self, runner_id: int) -> RunnerReference:
         """The runner with this id; ``RunnerNotFoundError`` when there is none."""
         check_id("runner_id", runner_id)
-        response = self._actions_call("get_runner", "GET", f"_apis/distributedtask/pools/0/agents/{runner_id}")
-        return parse(RunnerReference, self._json(response, "get_runner"), "get_runner")
+        response = self._service.actions_call("get_runner", "GET", f"_apis/distributedtask/pools/0/agents/{runner_id}")
+        return parse(RunnerReference, self._service.json(response, "get_runner"), "get_runner")
 
     def get_runner_by_name(self, name: str) -> RunnerReference | None:
         """The runner with this name, or None when there is none."""
         check_name("name", name)
-        response = self._actions_call("get_runner_by_name", "GET", "_apis/distributedtask/pools/0/agents",
-                                      params={"agentName": name})
+        response = self._service.actions_call("get_runner_by_name", "GET", "_apis/distributedtask/pools/0/agents",
+                                              params={"agentName": name})
         item = self._single(response, "get_runner_by_name", f"runners named {name!r}")
         return None if item is None else parse(RunnerReference, item, "get_runner_by_name")
 
     def remove_runner(self, runner_id: int) -> None:
         """Remove a runner; ``JobStillRunningError`` means "later", ``RunnerNotFoundError`` "done"."""
         check_id("runner_id", runner_id)
-        self._actions_call("remove_runner", "DELETE", f"_apis/distributedtask/pools/0/agents/{runner_id}",
-                           expected=(204,))
+        self._service.actions_call("remove_runner", "DELETE", f"_apis/distributedtask/pools/0/agents/{runner_id}",
+                                   expected=(204,))
 
 
 

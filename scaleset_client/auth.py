@@ -15,10 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from ._validate import check_id, check_instance
 from .errors import ConfigError, ResponseError
 from .secrets import Secret
 
-__all__ = ["AdminCredentials", "GitHubAppAuth", "SingleFlight", "jwt_expiry", "make_app_jwt"]
+__all__ = ["AdminCredentials", "AdminToken", "GitHubAppAuth", "GitHubCredentials", "SingleFlight", "jwt_expiry",
+           "make_app_jwt"]
 
 REFRESH_MARGIN = 60.0
 _T = TypeVar("_T")
@@ -39,9 +41,7 @@ class GitHubAppAuth:
     def __post_init__(self) -> None:
         if isinstance(self.client_id, bool) or not str(self.client_id).strip():
             raise ConfigError("GitHubAppAuth.client_id is empty: pass the App's client ID (Iv1...) or app ID")
-        if isinstance(self.installation_id, bool) or not isinstance(self.installation_id, int) \
-                or not 0 < self.installation_id < 2**63:
-            raise ConfigError(f"GitHubAppAuth.installation_id must be a positive integer, got {self.installation_id!r}")
+        check_id("GitHubAppAuth.installation_id", self.installation_id)
         if not self.private_key or not isinstance(self.private_key, (str, bytes)):
             raise ConfigError("GitHubAppAuth.private_key is empty: pass the App's PEM private key (str or bytes)")
         Secret(self.private_key.decode("ascii", "ignore") if isinstance(self.private_key, bytes)
@@ -66,6 +66,30 @@ class GitHubAppAuth:
         if not isinstance(key, rsa.RSAPrivateKey):
             raise ConfigError("GitHubAppAuth.private_key must be an RSA key (GitHub Apps sign with RS256)")
         return key
+
+
+@dataclass(frozen=True, slots=True)
+class GitHubCredentials:
+    """What the registration chain signs with: a PAT, or a GitHub App and its parsed key.
+
+    Handed to ``Registration`` on its own, so the chain gets its credentials and nothing else of
+    the client. Never shows a secret in ``repr``."""
+
+    pat: Secret | None = field(default=None, repr=False)
+    app: GitHubAppAuth | None = None
+    app_key: Any = field(default=None, repr=False)
+
+    @classmethod
+    def from_arguments(cls, token: object, app: object) -> GitHubCredentials:
+        """Exactly one of ``token`` (a PAT) or ``app`` (``GitHubAppAuth``, key parsed now)."""
+        if (token is None) == (app is None):
+            raise ConfigError("pass exactly one of token= (a personal access token) or app= (GitHubAppAuth)")
+        if token is not None:
+            if not isinstance(token, str) or not token.strip() or any(c in token for c in "\r\n "):
+                raise ConfigError("token must be a non-empty personal access token string without whitespace")
+            return cls(pat=Secret(token.strip()))
+        checked = check_instance("app", app, GitHubAppAuth)
+        return cls(app=checked, app_key=checked.load_key())
 
 
 def _b64url(data: bytes) -> str:

@@ -1,80 +1,51 @@
 """``Client``: the admin API of the Actions service, tokens, and the resilience around them.
 
-One Client per process is normal and it is thread-safe: it owns one ``requests.Session`` whose
-single ``ResilienceAdapter`` is mounted at construction and never changed. Everything that
-varies per request (tokens, URLs, policy) travels on the prepared request, never on the shared
-Session. ``verify`` is passed on every request so ``REQUESTS_CA_BUNDLE`` cannot override an
-explicit CA bundle, cookies are refused, and ``.netrc`` is never consulted.
+One Client per process is normal and it is thread-safe. It composes the parts and sends
+nothing itself: its call seam (``_calls.Calls``) owns the one ``requests.Session``, whose single
+``ResilienceAdapter`` is mounted at construction and never changed; ``ActionsCalls`` signs the
+Actions-service calls of the admin API and of every message session with the admin token that
+the registration chain (``Registration``, sending through the same seam) fetches. Everything
+that varies per request (tokens, URLs, policy) travels on the prepared request, never on the
+shared Session. ``verify`` is passed on every request so ``REQUESTS_CA_BUNDLE`` cannot override
+an explicit CA bundle, cookies are refused, and ``.netrc`` is never consulted.
 """
 
 from __future__ import annotations
 
-import http.cookiejar
-import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from collections.abc import Mapping
+from typing import Any
 
-import requests
-from requests.cookies import RequestsCookieJar
-from requests.structures import CaseInsensitiveDict
-from requests.utils import requote_uri
-
-from ._http import error_from_response, origin_of
-from ._policy import CallPolicy, Recovery, is_idempotent, policy_of, with_policy
+from ._calls import ActionsCalls, Calls
+from ._http import origin_of
 from ._resilience_store import ResilienceStore
-from ._validate import resolve_verify, timeout_pair
+from ._validate import (
+    check_instance,
+    check_optional,
+    check_positive_int,
+    check_positive_number,
+    resolve_verify,
+    timeout_pair,
+)
 from .adapter import ResilienceAdapter
 from .admin_api import AdminAPI
-from .auth import AdminCredentials, GitHubAppAuth, SingleFlight
+from .auth import AdminCredentials, GitHubAppAuth, GitHubCredentials, SingleFlight
 from .breaker import BreakerRegistry
 from .clock import Clock, SystemClock
 from .config import ResilienceConfig
 from .deadline import Deadline, detached
-from .errors import (
-    APIError,
-    CallCancelledError,
-    ConfigError,
-    RecoveryError,
-    ScalesetError,
-)
-from .models import (
-    SystemInfo,
-)
+from .errors import RecoveryError, ScalesetError
+from .health import HealthReport, RecoveryReport, build_health_report
+from .models import SystemInfo
 from .registration import Registration
-from .secrets import Secret, redact_url
-from .urls import GitHubConfig, join_url, parse_config_url
-
-if TYPE_CHECKING:
-    from .health import HealthReport, RecoveryReport
-    from .session import MessageSession
+from .session import MessageSession
+from .urls import GitHubConfig, parse_config_url
 
 __all__ = ["Client"]
 
 log = logging.getLogger(__name__)
-
-API_VERSION = "6.0-preview"
-_NO_BODY = object()
-
-
-class _RefuseCookies(http.cookiejar.DefaultCookiePolicy):
-    """Keep the shared Session's cookie jar empty: no state leaks between threads or calls."""
-
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
-
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
-
-
-class _NoNetrc(requests.auth.AuthBase):
-    """Setting any Session.auth stops requests from reading ``.netrc`` over our headers."""
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        return r
 
 
 class Client(AdminAPI):
@@ -118,58 +89,29 @@ class Client(AdminAPI):
         state_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self._github: GitHubConfig = parse_config_url(config_url)
-        if (token is None) == (app is None):
-            raise ConfigError("pass exactly one of token= (a personal access token) or app= (GitHubAppAuth)")
-        self._pat: Secret | None = None
-        self._app = app
-        self._app_key: Any = None
-        if token is not None:
-            if not isinstance(token, str) or not token.strip() or any(c in token for c in "\r\n "):
-                raise ConfigError("token must be a non-empty personal access token string without whitespace")
-            self._pat = Secret(token.strip())
-        else:
-            if not isinstance(app, GitHubAppAuth):
-                raise ConfigError(f"app must be a GitHubAppAuth, not {type(app).__name__}")
-            self._app_key = app.load_key()
-        if system_info is not None and not isinstance(system_info, SystemInfo):
-            raise ConfigError("system_info must be a SystemInfo")
-        if resilience is not None and not isinstance(resilience, ResilienceConfig):
-            raise ConfigError("resilience must be a ResilienceConfig")
-        if isinstance(long_poll_timeout, bool) or not isinstance(long_poll_timeout, (int, float)) \
-                or long_poll_timeout <= 0:
-            raise ConfigError(f"long_poll_timeout must be a positive number, got {long_poll_timeout!r}")
-        if isinstance(pool_maxsize, bool) or not isinstance(pool_maxsize, int) or pool_maxsize < 1:
-            raise ConfigError(f"pool_maxsize must be a positive integer, got {pool_maxsize!r}")
+        self._credentials = GitHubCredentials.from_arguments(token, app)
+        self._system_info = check_optional("system_info", system_info, SystemInfo) or SystemInfo()
+        self._resilience = check_optional("resilience", resilience, ResilienceConfig) or ResilienceConfig()
+        self.long_poll_timeout = check_positive_number("long_poll_timeout", long_poll_timeout)
+        pool_maxsize = check_positive_int("pool_maxsize", pool_maxsize)
+        self._timeout = timeout_pair(timeout)
+        verify = resolve_verify(verify)
         self._log = logger or log
         self._clock: Clock = clock or SystemClock()
-        self._resilience = resilience or ResilienceConfig()
-        self._timeout = timeout_pair(timeout)
-        self.long_poll_timeout = float(long_poll_timeout)
-        self._verify = resolve_verify(verify)
-        self._system_info = system_info or SystemInfo()
-        self._user_agent = self._system_info.user_agent()
         self._info_lock = threading.Lock()
         self._closing = threading.Event()
         self._breakers = BreakerRegistry(self._resilience.circuit_breaker, self._clock)
         self._adapter = ResilienceAdapter(config=self._resilience, clock=self._clock, breakers=self._breakers,
                                           timeout=self._timeout, pool_maxsize=pool_maxsize, closing=self._closing,
                                           server_time=lambda: self.server_time())
-        session = requests.Session()
-        session.mount("https://", self._adapter)
-        session.mount("http://", self._adapter)
-        session.cookies.set_policy(_RefuseCookies())
-        session.auth = _NoNetrc()
-        if proxies is not None:
-            session.proxies.update(dict(proxies))
-            for proxy_url in proxies.values():  # a proxy password is a secret like any token
-                password = urlsplit(proxy_url).password if isinstance(proxy_url, str) else None
-                if password:
-                    Secret(password)
-        self._session = session
-        self._pid = os.getpid()
-        self._proxy_cache: dict[str, dict[str, str]] = {}
-        self._registration = Registration(self)
+        # The call seam first; the registration chain sends through it to fetch the admin token
+        # that the Actions-service calls are then signed with.
+        self._calls = Calls(adapter=self._adapter, timeout=self._timeout, verify=verify,
+                            proxies=proxies, closing=self._closing, user_agent=self._system_info.user_agent(),
+                            log=self._log)
+        self._registration = Registration(self._calls, self._github, self._credentials, self._clock)
         self._admin = AdminCredentials(self._registration.fetch_admin_token, self._registration.server_time)
+        self._service = ActionsCalls(self._calls, self._admin)
         self._sessions: list[MessageSession] = []
         self._sessions_lock = threading.Lock()
         self._recovery: SingleFlight[RecoveryReport] = SingleFlight()
@@ -195,11 +137,10 @@ class Client(AdminAPI):
 
     def set_system_info(self, info: SystemInfo) -> None:
         """Replace the User-Agent information (thread-safe; applies to the next request)."""
-        if not isinstance(info, SystemInfo):
-            raise ConfigError("set_system_info takes a SystemInfo")
+        check_instance("info", info, SystemInfo)
         with self._info_lock:
             self._system_info = info
-            self._user_agent = info.user_agent()
+            self._calls.user_agent = info.user_agent()
 
     @property
     def resilience_store(self) -> ResilienceStore:
@@ -251,42 +192,7 @@ class Client(AdminAPI):
         """HTTP attempts that repeated a failed or throttled one (a subset of ``attempts_sent``)."""
         return self._adapter.retries_sent
 
-    # -- plumbing ----------------------------------------------------------------------------
-    def _prepare(self, method: str, url: str, *, authorization: str | None, body: Any = _NO_BODY,
-                 content_type: str | None = "application/json", extra: Mapping[str, str] | None = None,
-                 user_agent: str | None = None, trailing_newline: bool = False) -> requests.PreparedRequest:
-        # Built without the Session's defaults, so ask for compression here: a long poll can carry
-        # thousands of jobs, and urllib3 would otherwise send "Accept-Encoding: identity".
-        headers = {"User-Agent": user_agent or self._user_agent, "Accept-Encoding": "gzip"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        if authorization:
-            headers["Authorization"] = authorization
-        if extra:
-            headers.update(extra)
-        data: bytes | None = None
-        if body is not _NO_BODY:
-            data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-            if trailing_newline:
-                data += b"\n"
-        if not url.isascii() or not url.startswith(("https://", "http://")) or "/." in url:
-            # Not a plain URL like those we build: requests' full preparation (IDNA, dot segments).
-            return requests.Request(method, url, headers=headers, data=data).prepare()
-        # The same request requests would prepare, at a twentieth of the cost (its per-call URL
-        # parsing, hook and cookie set-up dominate a loopback call): the URL is requoted, the
-        # body framed; header values are still checked by http.client before they are sent.
-        if data is not None:
-            headers["Content-Length"] = str(len(data))
-        elif method not in ("GET", "HEAD"):
-            headers["Content-Length"] = "0"
-        prepared = requests.PreparedRequest()
-        prepared.method = method
-        prepared.url = requote_uri(url)
-        prepared.headers = CaseInsensitiveDict(headers)
-        prepared.body = data
-        prepared._cookies = RequestsCookieJar()  # read by requests when a redirect is seen
-        return prepared
-
+    # -- scopes ------------------------------------------------------------------------------
     def deadline(self, seconds: float | None = None, *, cancel_on: threading.Event | None = None) -> Deadline:
         """A scope bounding every call this thread makes inside ``with``: by ``seconds`` (None: no
         limit of its own), and by ``cancel()`` or the ``cancel_on`` event from any thread.
@@ -296,78 +202,6 @@ class Client(AdminAPI):
         and only ever shorten the time an outer scope allows. See ``scaleset_client.deadline``."""
         return Deadline(seconds, cancel_on=cancel_on, clock=self._clock)
 
-    def _send(self, prepared: requests.PreparedRequest) -> requests.Response:
-        if self._closing.is_set():
-            raise CallCancelledError("the client is closed", method=prepared.method or "",
-                                     url=redact_url(prepared.url or ""), delivered=False)
-        if os.getpid() != self._pid:
-            # Forked (cron wrappers, multiprocessing): never share the parent's sockets.
-            self._pid = os.getpid()
-            self._adapter.close()
-        return self._session.send(prepared, timeout=self._timeout, verify=self._verify, allow_redirects=False,
-                                  proxies=self._proxies_for(prepared.url or ""))
-
-    def _proxies_for(self, url: str) -> dict[str, str]:
-        """Proxies for ``url``'s origin: ``proxies=`` first, then HTTPS_PROXY/NO_PROXY, read once per
-        origin (requests would re-read the environment on every call, about a third of its cost)."""
-        origin = origin_of(url)
-        found = self._proxy_cache.get(origin)
-        if found is None:
-            found = requests.utils.resolve_proxies(prepared_for(url), self._session.proxies, True)
-            self._proxy_cache[origin] = found
-        return found
-
-    @staticmethod
-    def _expect(response: requests.Response, expected: tuple[int, ...]) -> requests.Response:
-        if 300 <= response.status_code < 400 and response.status_code not in expected:
-            # Never followed: a redirect would carry credentials to wherever it points.
-            location = redact_url(response.headers.get("Location", "") or "(no Location)")
-            raise APIError(f"the service answered with a redirect to {location}; redirects are not followed so "
-                           "credentials never leave their origin (check the configuration URL)",
-                           status=response.status_code, reason=response.reason or "",
-                           method=response.request.method or "", url=redact_url(response.request.url or ""))
-        if response.status_code not in expected:
-            policy = policy_of(response.request)
-            raise error_from_response(response, queue_operation=policy.queue_operation,
-                                      github_api=policy.github_api)
-        return response
-
-    def _actions_call(
-        self,
-        operation: str,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, object] | None = None,
-        body: Any = _NO_BODY,
-        expected: tuple[int, ...] = (200,),
-        idempotent: bool | None = None,
-        operation_class: str = "admin",
-        bearer: Callable[[], str] | None = None,
-        renew: Callable[[], object] | None = None,
-        queue_operation: bool = False,
-        user_agent: str | None = None,
-    ) -> requests.Response:
-        """One Actions-service call (§3.1): tenant URL, api-version, admin bearer, exact status."""
-        may_repeat = is_idempotent(method) if idempotent is None else idempotent
-
-        def build() -> requests.PreparedRequest:
-            admin = self._admin.get()
-            url = join_url(admin.service_url, path, {**(params or {}), "api-version": API_VERSION})
-            token = bearer() if bearer is not None else admin.token.reveal()
-            # 401: renew what this call's token depends on (once), then sign the request again.
-            recovery = Recovery("session token", renew, build) if renew is not None else \
-                Recovery("admin token", lambda: self._admin.renew(admin.generation), build)
-            policy = CallPolicy(operation=operation, operation_class=operation_class, idempotent=may_repeat,
-                                json_body=200 in expected, recovery=recovery, queue_operation=queue_operation)
-            prepared = self._prepare(method, url, authorization=f"Bearer {token}", body=body,
-                                     user_agent=user_agent)
-            return with_policy(prepared, policy)
-
-        prepared = build()
-        response = self._send(prepared)
-        return self._expect(response, expected)
-
     # -- sessions ----------------------------------------------------------------------------
     def message_session(self, scale_set_id: int, owner: str | None = None, *,
                         stale_session_id: str | None = None) -> MessageSession:
@@ -376,9 +210,8 @@ class Client(AdminAPI):
         ``stale_session_id``: a session this application owned before (from its state file); on a
         conflict it is deleted and the session created again.
         """
-        from .session import MessageSession
-
-        session = MessageSession(self, scale_set_id, owner, stale_session_id=stale_session_id)
+        session = MessageSession(self, scale_set_id, owner, calls=self._service, stale_session_id=stale_session_id,
+                                 on_close=self._forget_session)
         with self._sessions_lock:
             self._sessions.append(session)
         return session
@@ -396,9 +229,9 @@ class Client(AdminAPI):
     def health(self) -> HealthReport:
         """Per-component health from local state at the moment of the call (sends nothing, so it
         is never cached and never stale: right after a breaker opens, it says so)."""
-        from .health import build_health_report  # health's imports are only paid when asked
-
-        return build_health_report(self)
+        return build_health_report(wall=self._clock.wall(), breakers=self._breakers.all(),
+                                   github_api_base=self._github.api_base, admin=self._admin.peek(),
+                                   sessions=self._open_sessions())
 
     def is_healthy(self) -> bool:
         """True when no component is down (an open breaker, no admin token after a failure)."""
@@ -419,8 +252,6 @@ class Client(AdminAPI):
         return self._recovery.do(self._recover_now)
 
     def _recover_now(self) -> RecoveryReport:
-        from .health import RecoveryReport
-
         self.recoveries += 1
         done: list[str] = []
         interrupted = self._adapter.interrupt_in_flight("recover")
@@ -465,7 +296,7 @@ class Client(AdminAPI):
         says when the next look is due; ``when_due=True`` keeps to that schedule (a listener
         backing off does), otherwise the look goes now.
         """
-        if self._proxies_for(origin):
+        if self._calls.proxies_for(origin):
             return False
         return self._adapter.look(origin, timeout, force=not when_due)
 
@@ -523,7 +354,7 @@ class Client(AdminAPI):
                     self._log.debug("closing a message session failed", exc_info=True)
         self._closing.set()
         self._adapter.abort_in_flight()
-        self._session.close()
+        self._calls.close()
         self._store.close()  # the final resilience state, after the last call ended
 
     def __enter__(self) -> Client:
@@ -533,12 +364,6 @@ class Client(AdminAPI):
         self.close()
 
     def __repr__(self) -> str:
-        auth = "app" if self._app is not None else "token"
+        auth = "app" if self._credentials.app is not None else "token"
         return f"Client({self._github.config_url!r}, auth={auth})"
 
-
-def prepared_for(url: str) -> requests.PreparedRequest:
-    """A bare prepared GET for ``url`` (for building policies in tests and tools)."""
-    probe = requests.PreparedRequest()
-    probe.url = url
-    return probe

@@ -8,14 +8,14 @@ message sessions). Each is "ok", "degraded" (half-open, recovering), "down" (an 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._http import origin_of
+from .auth import AdminToken
 from .breaker import CircuitBreaker, State
-
-if TYPE_CHECKING:
-    from .client import Client
+from .session import MessageSession
 
 __all__ = ["ComponentHealth", "HealthReport", "RecoveryReport", "build_health_report"]
 
@@ -97,15 +97,13 @@ def _from_breakers(name: str, breakers: list[CircuitBreaker], wall: float) -> Co
                            max(successes) if successes else None, max(failures) if failures else None)
 
 
-def build_health_report(client: Client) -> HealthReport:
-    """Assemble a HealthReport from local state (no request is sent)."""
-    wall = client.clock.wall()
-    registry = client.circuit_breakers
-    all_breakers = registry.all()
-    github_origin = origin_of(client.config.api_base)
-    admin = client._admin.peek()
+def build_health_report(*, wall: float, breakers: Sequence[CircuitBreaker], github_api_base: str,
+                        admin: AdminToken | None, sessions: Sequence[MessageSession]) -> HealthReport:
+    """Assemble a HealthReport from local state (no request is sent): the wall time now, every
+    breaker, the GitHub API base URL, the admin token held (None: none yet) and the open sessions."""
+    all_breakers = list(breakers)
+    github_origin = origin_of(github_api_base)
     service_origin = origin_of(admin.service_url) if admin else None
-    sessions = client._open_sessions()
     broker_origins = {origin_of(s.session.message_queue_url) for s in sessions if s.session.message_queue_url}
     components = {
         "github_api": _from_breakers("github_api", [b for b in all_breakers if b.origin == github_origin], wall),

@@ -81,7 +81,9 @@ class Listener:
             raise ConfigError("config must be a ListenerConfig")
         self._session: MessageSession | None
         if isinstance(session, MessageSession):
-            self._client, self._session = session._client, session
+            if not isinstance(session.client, Client):
+                raise ConfigError("Listener takes a MessageSession opened by a Client (client.message_session)")
+            self._client, self._session = session.client, session
             if session.scale_set_id != config.scale_set_id:
                 raise ConfigError(f"the session is for scale set {session.scale_set_id}, the config for "
                                   f"{config.scale_set_id}")

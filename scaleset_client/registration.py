@@ -3,7 +3,8 @@
 The chain: an installation token (App only, cached until 5 minutes before it expires), a
 registration token for the configured org, repo or enterprise, then runner registration with
 ``RemoteAuth``, which names the Actions service URL and issues the admin JWT. Every call goes
-through the client's resilience adapter as the ``github_api`` operation class.
+through the call seam (``_calls.Calls``, the client's resilience adapter) as the ``github_api``
+operation class. The chain is given the seam, the credentials and the clock, nothing else.
 
 GitHub judges JWT claims and token lifetimes by its own clock, so ours is corrected with the
 offset read from its ``Date`` header: a JWT rejected for its time claims is signed again
@@ -13,20 +14,21 @@ once with GitHub's time, and a skew that cannot be fixed is reported as the caus
 from __future__ import annotations
 
 import email.utils
+import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 
 from . import _wire
+from ._calls import Calls
 from ._http import error_from_response
 from ._policy import CallPolicy, with_policy
-from .auth import make_app_jwt
+from .auth import GitHubCredentials, make_app_jwt
+from .clock import Clock
 from .errors import APIError, AuthenticationError, ResponseError
 from .secrets import Secret, redact_url
-
-if TYPE_CHECKING:
-    from .client import Client
+from .urls import GitHubConfig
 
 __all__ = ["Registration"]
 
@@ -41,16 +43,19 @@ def _time_claim_rejected(error: APIError) -> bool:
 class Registration:
     """The registration chain of one client, and what it learns about GitHub's clock."""
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
-        self._github = client.config
+    def __init__(self, calls: Calls, github: GitHubConfig, credentials: GitHubCredentials, clock: Clock) -> None:
+        self._calls = calls
+        self._github = github
+        self._credentials = credentials
+        self._clock = clock
+        self._log: logging.Logger = calls.log
         self.skew = 0.0  # GitHub's clock minus ours
         self._installation_token: tuple[Secret, float] | None = None
         self._lock = threading.Lock()
 
     def server_time(self) -> float:
         """The service's clock, estimated from its Date headers."""
-        return self._client.clock.wall() + self.skew
+        return self._clock.wall() + self.skew
 
     def observe_date(self, response: requests.Response) -> None:
         """Learn GitHub's clock from its Date header."""
@@ -61,23 +66,22 @@ class Registration:
             server = email.utils.parsedate_to_datetime(header).timestamp()
         except (TypeError, ValueError, IndexError, OverflowError):
             return
-        offset = server - self._client.clock.wall()
+        offset = server - self._clock.wall()
         skew = offset if abs(offset) > SKEW_THRESHOLD else 0.0
         if skew and abs(skew - self.skew) > SKEW_THRESHOLD:
-            self._client._log.warning("this machine's clock is %+.0fs off GitHub's (Date header); compensating. "
-                                      "Fix NTP.", -skew)
+            self._log.warning("this machine's clock is %+.0fs off GitHub's (Date header); compensating. "
+                              "Fix NTP.", -skew)
         self.skew = skew
 
     def _call(self, operation: str, url: str, authorization: str, *, body: Any = None, content_type: str,
               expected: tuple[int, ...], retry_unauthorized: bool = False) -> dict[str, Any]:
-        client = self._client
         policy = CallPolicy(operation=operation, operation_class="github_api", idempotent=True,
                             retry_unauthorized=retry_unauthorized, github_api=True)
         options: dict[str, Any] = {"content_type": content_type, "extra": {"Accept": "application/vnd.github+json"}}
         if body is not None:
             options.update(body=body, trailing_newline=True)  # JSON followed by a newline, as GitHub expects
-        prepared = client._prepare("POST", url, authorization=authorization, **options)
-        response = client._send(with_policy(prepared, policy))
+        prepared = self._calls.prepare("POST", url, authorization=authorization, **options)
+        response = self._calls.send(with_policy(prepared, policy))
         self.observe_date(response)
         if response.status_code not in expected:
             error = error_from_response(response, github_api=True)
@@ -95,10 +99,10 @@ class Registration:
 
     def bearer_token(self) -> str:
         """The PAT, or an installation token for the App (cached)."""
-        client = self._client
-        if client._pat is not None:
-            return client._pat.reveal()
-        app = client._app
+        credentials = self._credentials
+        if credentials.pat is not None:
+            return credentials.pat.reveal()
+        app = credentials.app
         assert app is not None
         with self._lock:
             cached = self._installation_token
@@ -108,7 +112,7 @@ class Registration:
         data: dict[str, Any] = {}
         for attempt in (1, 2):
             skew_before = self.skew
-            jwt = make_app_jwt(app.client_id, client._app_key, self.server_time())
+            jwt = make_app_jwt(app.client_id, credentials.app_key, self.server_time())
             try:
                 data = self._call("installation_token", url, f"Bearer {jwt}",
                                   content_type="application/vnd.github+json", expected=(201,))
@@ -160,5 +164,5 @@ class Registration:
             raise ResponseError("runner registration pointed the admin API at plain http; refusing to send "
                                 "credentials without TLS", operation="runner_registration")
         Secret(token)
-        self._client._log.info("admin connection established to %s", redact_url(url))
+        self._log.info("admin connection established to %s", redact_url(url))
         return url, token

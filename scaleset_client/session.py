@@ -12,29 +12,28 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 
 from . import _wire
+from ._calls import ActionsCalls
 from ._policy import CallPolicy, Recovery, with_policy
-from ._validate import INT32_MAX, check_id
+from ._validate import INT32_MAX, check_id, check_int, check_text
 from .auth import SingleFlight
+from .config import ResilienceConfig
 from .errors import (
     APIError,
-    ConfigError,
     ResponseError,
     SessionConflictError,
     SessionNotFoundError,
 )
-from .models import NIL_UUID, RunnerScaleSetMessage, RunnerScaleSetSession, parse
+from .models import NIL_UUID, RunnerScaleSetMessage, RunnerScaleSetSession, SystemInfo, parse
 from .secrets import Secret
+from .urls import GitHubConfig
 
-if TYPE_CHECKING:
-    from .client import Client
-
-__all__ = ["MessageSession"]
+__all__ = ["MessageSession", "SessionOwner"]
 
 _GONE_TYPES = ("RunnerAdminException", "RunnerScaleSetSessionExpiredException")
 
@@ -63,16 +62,42 @@ def with_path_suffix(url: str, suffix: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/" + suffix, parts.query, ""))
 
 
-class MessageSession:
-    """A message session for one scale set. Thread-safe; a context manager that deletes the session."""
+class SessionOwner(Protocol):
+    """What a session reads from the client that opened it: public settings only.
 
-    def __init__(self, client: Client, scale_set_id: int, owner: str | None = None, *,
-                 stale_session_id: str | None = None) -> None:
-        self._client = client
+    A Protocol, so this module does not import ``client`` (the Client imports it); the listener
+    narrows ``MessageSession.client`` back to a ``Client`` with ``isinstance``."""
+
+    long_poll_timeout: float
+
+    @property
+    def config(self) -> GitHubConfig:
+        """The parsed configuration URL: a queue URL must keep its scheme."""
+
+    @property
+    def system_info(self) -> SystemInfo:
+        """The User-Agent information, extended with the scale set id."""
+
+    @property
+    def resilience(self) -> ResilienceConfig:
+        """Whether a lost session is re-created, and the long poll's message cap."""
+
+
+class MessageSession:
+    """A message session for one scale set. Thread-safe; a context manager that deletes the session.
+
+    Opened by ``Client.message_session``, which hands it the call seam (``calls``) and
+    ``on_close``, called once with the session when it is closed."""
+
+    def __init__(self, client: SessionOwner, scale_set_id: int, owner: str | None = None, *,
+                 calls: ActionsCalls, stale_session_id: str | None = None,
+                 on_close: Callable[[MessageSession], None] | None = None) -> None:
+        self.client = client
+        self._calls = calls
+        self._log = calls.log
+        self._on_close = on_close
         self.scale_set_id = check_id("scale_set_id", scale_set_id)
-        if owner is not None and (not isinstance(owner, str) or not owner.strip()):
-            raise ConfigError(f"owner must be a non-empty string, got {owner!r}")
-        self.owner_name = owner or default_owner()
+        self.owner_name = default_owner() if owner is None else check_text("owner", owner)
         self._lock = threading.Lock()
         self._generation = 0
         self._flight: SingleFlight[RunnerScaleSetSession] = SingleFlight()
@@ -81,20 +106,20 @@ class MessageSession:
         self.recreations = 0
         self._user_agent = client.system_info.with_scale_set(scale_set_id).user_agent()
         self._stale_session_id = stale_session_id
-        self._session = self._create()
+        self._current = self._create()
 
     # -- state -------------------------------------------------------------------------------
     @property
     def session(self) -> RunnerScaleSetSession:
         """The current session (replaced whole on every refresh)."""
         with self._lock:
-            return self._session
+            return self._current
 
     @property
     def active(self) -> bool:
         """True while the session is open and not closed."""
         with self._lock:
-            return not self._closed and not self._session.problems()
+            return not self._closed and not self._current.problems()
 
     @property
     def closed(self) -> bool:
@@ -110,7 +135,7 @@ class MessageSession:
 
     def _problems(self, session: RunnerScaleSetSession) -> list[str]:
         found = session.problems()
-        if self._client.config.scheme == "https" and session.message_queue_url.startswith("http://"):
+        if self.client.config.scheme == "https" and session.message_queue_url.startswith("http://"):
             found.append("messageQueueUrl is plain http while the client uses https (token would leak)")
         return found
 
@@ -118,7 +143,7 @@ class MessageSession:
         if session.message_queue_access_token:
             Secret(session.message_queue_access_token)
         with self._lock:
-            self._session = session
+            self._current = session
             self._generation += 1
             return session
 
@@ -127,28 +152,28 @@ class MessageSession:
 
     # -- session calls (protocol §3.9) -------------------------------------------------------
     def _create(self) -> RunnerScaleSetSession:
-        client = self._client
+        calls = self._calls
         body = {"sessionId": NIL_UUID, "ownerName": self.owner_name}
         for attempt in (1, 2):
             try:
-                response = client._actions_call("create_session", "POST", self._path(), body=body,
-                                                idempotent=False, operation_class="session",
-                                                user_agent=self._user_agent)
+                response = calls.actions_call("create_session", "POST", self._path(), body=body,
+                                              idempotent=False, operation_class="session",
+                                              user_agent=self._user_agent)
             except SessionConflictError:
                 stale, self._stale_session_id = self._stale_session_id, None
                 if stale is None or attempt == 2:
                     raise
                 # Our own session, left by a process that died: delete it and take over.
-                client._log.warning("scale set %d still has our previous session %s; deleting it",
+                self._log.warning("scale set %d still has our previous session %s; deleting it",
                                     self.scale_set_id, stale)
                 self._delete_quietly(stale)
                 continue
-            session = parse(RunnerScaleSetSession, client._json(response, "create_session"), "create_session")
+            session = parse(RunnerScaleSetSession, calls.json(response, "create_session"), "create_session")
             problems = self._problems(session)
             if not problems:
                 return self._install(session)
             # The service handed back an unusable session. Drop it and ask once more.
-            client._log.warning("session for scale set %d is unusable (%s); re-creating", self.scale_set_id,
+            self._log.warning("session for scale set %d is unusable (%s); re-creating", self.scale_set_id,
                                 ", ".join(problems))
             if session.session_id and session.session_id != NIL_UUID:
                 self._delete_quietly(session.session_id)
@@ -164,32 +189,32 @@ class MessageSession:
     def _refresh(self, seen_generation: int) -> RunnerScaleSetSession:
         with self._lock:
             if self._generation > seen_generation:
-                return self._session
+                return self._current
         return self._flight.do(self._refresh_now)
 
     def _refresh_now(self) -> RunnerScaleSetSession:
-        client = self._client
+        calls = self._calls
         session_id = self.session.session_id
         try:
-            response = client._actions_call("refresh_session", "PATCH", self._path(f"/{session_id}"),
-                                            operation_class="session", idempotent=True, user_agent=self._user_agent)
+            response = calls.actions_call("refresh_session", "PATCH", self._path(f"/{session_id}"),
+                                          operation_class="session", idempotent=True, user_agent=self._user_agent)
         except APIError as exc:
             if exc.status == 404 or any(t in exc.type_name for t in _GONE_TYPES):
                 gone = SessionNotFoundError(
                     f"session {session_id} of scale set {self.scale_set_id} is gone on the server: {exc.message}",
                     status=exc.status, reason=exc.reason, type_name=exc.type_name, activity_id=exc.activity_id,
                     github_request_id=exc.github_request_id, method=exc.method, url=exc.url)
-                if client.resilience.auto_recover_session:
-                    client._log.warning("session %s of scale set %d is gone on the server (%s); creating a new "
+                if self.client.resilience.auto_recover_session:
+                    self._log.warning("session %s of scale set %d is gone on the server (%s); creating a new "
                                         "session", session_id, self.scale_set_id, exc.type_name or exc.status)
                     self.recreations += 1
                     return self._create()
                 raise gone from exc
             raise
-        session = parse(RunnerScaleSetSession, client._json(response, "refresh_session"), "refresh_session")
+        session = parse(RunnerScaleSetSession, calls.json(response, "refresh_session"), "refresh_session")
         self.refreshes += 1
         if self._problems(session):
-            client._log.warning("refreshed session is unusable (%s); re-creating", ", ".join(self._problems(session)))
+            self._log.warning("refreshed session is unusable (%s); re-creating", ", ".join(self._problems(session)))
             self.recreations += 1
             # The session is still active on the server: without deleting it, the create is a 409 conflict.
             self._delete_quietly(session_id)
@@ -211,22 +236,20 @@ class MessageSession:
         ``max_capacity`` (0 to 2**31-1) is sent as ``X-ScaleSetMaxCapacity`` so the service does
         not assign more jobs than the scale set can run.
         """
-        if isinstance(last_message_id, bool) or not isinstance(last_message_id, int) or last_message_id < 0:
-            raise ConfigError(f"last_message_id must be an integer >= 0, got {last_message_id!r}")
-        if isinstance(max_capacity, bool) or not isinstance(max_capacity, int) or not 0 <= max_capacity <= INT32_MAX:
-            raise ConfigError(f"max_capacity must be an integer from 0 to {INT32_MAX}, got {max_capacity!r}")
-        client = self._client
+        check_int("last_message_id", last_message_id)
+        check_int("max_capacity", max_capacity, high=INT32_MAX)
+        calls, client = self._calls, self.client
 
         def build() -> requests.PreparedRequest:
             with self._lock:
-                current, generation = self._session, self._generation
+                current, generation = self._current, self._generation
             url = current.message_queue_url
             if last_message_id > 0:
                 url = with_query(url, lastMessageId=last_message_id)
-            prepared = client._prepare("GET", url, authorization=f"Bearer {current.message_queue_access_token}",
-                                       content_type=None, user_agent=self._user_agent,
-                                       extra={"Accept": "application/json; api-version=6.0-preview",
-                                              "X-ScaleSetMaxCapacity": str(max_capacity)})
+            prepared = calls.prepare("GET", url, authorization=f"Bearer {current.message_queue_access_token}",
+                                     content_type=None, user_agent=self._user_agent,
+                                     extra={"Accept": "application/json; api-version=6.0-preview",
+                                            "X-ScaleSetMaxCapacity": str(max_capacity)})
             policy = CallPolicy(operation="get_message", operation_class="long_poll", idempotent=True,
                                 recovery=self._recover_401(generation, build), queue_operation=True,
                                 read_timeout=client.long_poll_timeout,
@@ -234,10 +257,10 @@ class MessageSession:
             return with_policy(prepared, policy)
 
         prepared = build()
-        response = client._send(prepared)
+        response = calls.send(prepared)
         if response.status_code == 202:
             return None
-        client._expect(response, (200,))
+        calls.expect(response, (200,))
         data = _wire.loads(response.content, operation="get_message")
         try:
             return parse(RunnerScaleSetMessage, data, "get_message")
@@ -252,43 +275,43 @@ class MessageSession:
     def delete_message(self, message_id: int) -> None:
         """Acknowledge a message. A 404 (already deleted) counts as done."""
         check_id("message_id", message_id)
-        client = self._client
+        calls = self._calls
 
         def build() -> requests.PreparedRequest:
             with self._lock:
-                current, generation = self._session, self._generation
+                current, generation = self._current, self._generation
             url = with_path_suffix(current.message_queue_url, str(message_id))
-            prepared = client._prepare("DELETE", url, authorization=f"Bearer {current.message_queue_access_token}",
-                                       user_agent=self._user_agent)
+            prepared = calls.prepare("DELETE", url, authorization=f"Bearer {current.message_queue_access_token}",
+                                     user_agent=self._user_agent)
             policy = CallPolicy(operation="delete_message", operation_class="queue_ops", idempotent=True,
                                 json_body=False, recovery=self._recover_401(generation, build), queue_operation=True)
             return with_policy(prepared, policy)
 
         prepared = build()
-        response = client._send(prepared)
+        response = calls.send(prepared)
         if response.status_code in (204, 404):
             return
-        client._expect(response, (204,))
+        calls.expect(response, (204,))
 
     def acquire_jobs(self, request_ids: list[int]) -> list[int]:
         """Acquire jobs by ``runner_request_id``; returns the ids actually acquired (maybe fewer)."""
         ids = [check_id("request id", i) for i in request_ids]
         if not ids:
             return []
-        client = self._client
+        calls = self._calls
         with self._lock:
             generation = self._generation
 
         def token() -> str:
             with self._lock:
-                return self._session.message_queue_access_token
+                return self._current.message_queue_access_token
 
-        response = client._actions_call("acquire_jobs", "POST",
-                                        f"_apis/runtime/runnerscalesets/{self.scale_set_id}/acquirejobs",
-                                        body=ids, idempotent=False, operation_class="queue_ops", bearer=token,
-                                        renew=lambda: self._refresh(generation), queue_operation=True,
-                                        user_agent=self._user_agent)
-        data = _wire.lower_keys(client._json(response, "acquire_jobs"), "acquire_jobs")
+        response = calls.actions_call("acquire_jobs", "POST",
+                                      f"_apis/runtime/runnerscalesets/{self.scale_set_id}/acquirejobs",
+                                      body=ids, idempotent=False, operation_class="queue_ops", bearer=token,
+                                      renew=lambda: self._refresh(generation), queue_operation=True,
+                                      user_agent=self._user_agent)
+        data = _wire.lower_keys(calls.json(response, "acquire_jobs"), "acquire_jobs")
         values = data.get("value") or []
         if not isinstance(values, list):
             raise ResponseError("acquire_jobs: value is not a list", operation="acquire_jobs")
@@ -297,16 +320,16 @@ class MessageSession:
     # -- lifecycle ---------------------------------------------------------------------------
     def _delete_quietly(self, session_id: str) -> bool:
         try:
-            self._client._actions_call("delete_session", "DELETE", self._path(f"/{session_id}"), expected=(204,),
-                                       operation_class="session", user_agent=self._user_agent)
+            self._calls.actions_call("delete_session", "DELETE", self._path(f"/{session_id}"), expected=(204,),
+                                     operation_class="session", user_agent=self._user_agent)
             return True
         except APIError as exc:
             if exc.status in (400, 404) or "SessionExpired" in exc.type_name:
                 return True  # already gone
-            self._client._log.warning("could not delete session %s: %s", session_id, exc)
+            self._log.warning("could not delete session %s: %s", session_id, exc)
             return False
         except Exception as exc:  # best effort: a close must never raise
-            self._client._log.warning("could not delete session %s: %s", session_id, exc)
+            self._log.warning("could not delete session %s: %s", session_id, exc)
             return False
 
     def close(self) -> None:
@@ -315,9 +338,10 @@ class MessageSession:
             if self._closed:
                 return
             self._closed = True
-            session_id = self._session.session_id
+            session_id = self._current.session_id
         self._delete_quietly(session_id)
-        self._client._forget_session(self)
+        if self._on_close is not None:
+            self._on_close(self)
 
     def __enter__(self) -> MessageSession:
         return self

@@ -1,4 +1,4 @@
-"""The client prepares requests itself (a twentieth of requests' cost): the result must be what
+"""The call seam (``_calls.Calls``) prepares requests itself (a twentieth of requests' cost): the result must be what
 requests would have prepared, byte for byte on the wire."""
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ URLS = [
 def test_prepared_like_requests(url: str, method: str, body: object) -> None:
     client = sc.Client("https://github.com/org", token="ghp_x")
     kwargs = {} if body is None else {"body": body}
-    ours = client._prepare(method, url, authorization="Bearer t", extra={"X-ScaleSetMaxCapacity": "3"},
-                           **kwargs)  # type: ignore[arg-type]
+    ours = client._calls.prepare(method, url, authorization="Bearer t", extra={"X-ScaleSetMaxCapacity": "3"},
+                                 **kwargs)  # type: ignore[arg-type]
     theirs = requests.Request(method, url, headers=dict(ours.headers), data=ours.body).prepare()
     assert (ours.method, ours.url, ours.body) == (theirs.method, theirs.url, theirs.body)
     assert dict(ours.headers) == dict(theirs.headers)
