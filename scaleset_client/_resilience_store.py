@@ -253,6 +253,11 @@ class ResilienceStore:
         self._warned.add(key)
         self._log.warning(message, *args)
 
+    def reset_after_fork(self) -> None:
+        """In a forked child: a fresh lock (the parent's may have been copied held) and no writer."""
+        self._lock = threading.Lock()
+        self._thread = None
+
     def __repr__(self) -> str:
         return f"ResilienceStore({str(self.path) if self.path else None!r})"
 
@@ -270,8 +275,7 @@ def _after_fork_in_child() -> None:
     """A forked child (cron wrappers, multiprocessing) has no writer thread and may have copied a
     held lock: give each store a fresh lock; the next change starts a writer of its own."""
     for store in list(_live):
-        store._lock = threading.Lock()
-        store._thread = None
+        store.reset_after_fork()
 
 
 if hasattr(os, "register_at_fork"):
