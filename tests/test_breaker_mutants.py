@@ -242,6 +242,7 @@ def test_an_expired_lease_reopens_from_the_moment_it_expired() -> None:
     breaker.acquire(lease=3)
     clock.advance(3)  # exactly the lease
     assert breaker.state is State.OPEN
+    assert refusal(breaker).retry_after == 10.0  # reading moved nothing; the next caller re-opens it
     assert events[-1].reason == "probe lease expired (the probe hung)"
     assert events[-1].retry_after == 10.0  # a hung probe grows the next break like a failed one
     assert breaker.last_failure_wall == clock.wall() and breaker.last_failure_reason == events[-1].reason
