@@ -3,7 +3,12 @@
 It is a ``requests.adapters.HTTPAdapter`` with urllib3's own retries off. For every attempt:
 
     cancelled or out of time? -> not-before gate -> breaker admission -> send -> read the body
-    -> classify -> record on the breaker -> return | recover (re-sign) | back off and retry
+    -> classify -> apply the decision: record on the breaker, then return | raise | recover
+       (re-sign) | arm the gate | back off and retry
+
+Deciding and doing are apart: ``_classify.classify`` is a pure function from the call's policy,
+the attempt's response or exception and what the attempt knows to a ``Decision``; ``_apply``
+here carries it out (breaker, gate, budget, sleeps, the recovery hook).
 
 Each prepared request carries a ``CallPolicy`` (operation, operation class, idempotent?,
 recover hook). A recovery hook renews what expired (admin token, session) and hands back a
@@ -65,6 +70,17 @@ __all__ = ["MIN_ATTEMPT_TIME", "ResilienceAdapter"]
 log = logging.getLogger(__name__)
 
 MIN_ATTEMPT_TIME = 0.25  # seconds: with less left, an attempt could only time out, so none is sent
+
+
+def _hand_over(response: requests.Response, body: bytes) -> None:
+    """Give ``response`` the body ``_read_body`` read, as if requests had read it.
+
+    requests has no public way to do this: ``Response.content`` reads ``raw`` itself, unbounded
+    and blind to the deadline and to interrupts. The body is read here in bounded chunks and
+    stored where ``content`` looks, so ``.content``, ``.text`` and ``.json()`` work as usual.
+    These two private attributes are this package's whole reliance on requests' internals."""
+    response._content = body
+    response._content_consumed = True
 
 
 @dataclass(slots=True)
@@ -209,8 +225,24 @@ class ResilienceAdapter(HTTPAdapter):
         """Send with breakers and retries; returns a response with its body read, or raises
         a ``ScalesetError`` (``CircuitOpenError``, ``RateLimitedError``, ``TransportError`` and its
         ``DeadlineExceededError`` / ``CallCancelledError``, ``RetryExhaustedError``,
-        ``ResponseError``). ``timeout`` and ``stream`` are ignored: timeouts come from the client
-        and the call's deadline, and the body is always read here."""
+        ``ResponseError``).
+
+        Where this departs from ``HTTPAdapter.send``, and why:
+
+        - ``timeout`` is ignored: each attempt's connect/read timeouts come from the client (the
+          call's ``CallPolicy.read_timeout`` for the long poll) and are cut to the call's time
+          left, so a caller's ``Deadline`` bounds the whole call, retries and backoffs included.
+          A per-request timeout would bound one attempt only.
+        - ``stream`` is ignored: the body is always read here, bounded in size and by the
+          deadline, so a body cut short or oversized is classified (and retried or recorded on
+          the breaker) like any other failure, instead of surfacing later from ``.content``.
+        - Errors are ours, raised through requests unchanged (``Session.send`` does not wrap an
+          adapter's exceptions): a ``CircuitOpenError`` or ``RateLimitedError`` carries what a
+          caller needs (``retry_at``, ``origin``, the service's diagnostics), and the public
+          errors do not depend on requests (its exceptions are kept as ``__cause__``). So code
+          that sends through this adapter catches ``ScalesetError`` (``TransientError`` for what
+          is worth waiting out), not ``requests.RequestException``.
+        """
         policy = policy_of(request)
         read_t = policy.read_timeout if policy.read_timeout is not None else self._timeout[1]
         own = self._config.retry.deadline + (read_t if policy.read_timeout else 0.0)
@@ -366,8 +398,7 @@ class ResilienceAdapter(HTTPAdapter):
             response.close()
             raise
         call.unbind()  # before the connection goes back to the pool: no later interrupt may cut it
-        response._content = b"".join(chunks)
-        response._content_consumed = True
+        _hand_over(response, b"".join(chunks))
         response.raw.release_conn()
 
     @staticmethod
