@@ -265,8 +265,9 @@ class RateLimitedError(APIError, TransientError):
 
 
 class ServerError(APIError, TransientError):
-    """The service failed (a 5xx other than 501) and the call was not repeated: a call that is
-    not idempotent, or a status without retries. ``retry_at`` is set when it sent ``Retry-After``."""
+    """The service failed (a 5xx other than 501) and the call was not repeated (not idempotent,
+    or no retry left). ``retry_at`` is set when the adapter read a 503's ``Retry-After`` while
+    deciding on a retry; otherwise None (back off as you see fit)."""
 
 
 class RunnerNotFoundError(APIError):
