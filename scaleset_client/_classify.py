@@ -189,7 +189,7 @@ def _response(policy: CallPolicy, response: requests.Response, attempt: Attempt)
         error = error_from_response(response, queue_operation=policy.queue_operation, github_api=policy.github_api,
                                     retry_at=attempt.wall + (hint or 0.0))
         if isinstance(error, TransientError):  # a RateLimitedError, given a retry_at
-            error._retry(retry_at=attempt.wall + (hint or 0.0), retry_after=hint or 0.0, now=attempt.wall)
+            error.set_retry(retry_at=attempt.wall + (hint or 0.0), retry_after=hint or 0.0, now=attempt.wall)
         return Decision(Action.THROTTLED, Outcome.NEUTRAL, hint=hint, error=error, status=status)
     if policy.retry_unauthorized and status in (401, 403):
         return Decision(Action.RETRY, Outcome.NEUTRAL, error=_error(policy, response), status=status)
@@ -199,7 +199,7 @@ def _response(policy: CallPolicy, response: requests.Response, attempt: Attempt)
         hint = hint_seconds(response, attempt.wall, server_time=attempt.server_time) if status == 503 else None
         failed = _error(policy, response)
         if hint is not None and isinstance(failed, TransientError):  # raised as is when no retry is left
-            failed._retry(retry_at=attempt.wall + hint, retry_after=hint, now=attempt.wall)
+            failed.set_retry(retry_at=attempt.wall + hint, retry_after=hint, now=attempt.wall)
         return Decision(Action.RETRY, Outcome.FAILURE, f"HTTP {status}", hint=hint, error=failed,
                         status=status, reached=True)
     return Decision(Action.RETURN, Outcome.NEUTRAL, status=status)

@@ -96,7 +96,7 @@ def error_from_response(
     if retry_at is not None:
         error = make(e.RateLimitedError)
         assert isinstance(error, e.RateLimitedError)
-        error._retry(retry_at=retry_at)
+        error.set_retry(retry_at=retry_at)
         return error
     for needle, cls in _TYPE_NAMES:
         if needle in type_name:

@@ -288,7 +288,7 @@ class ResilienceAdapter(HTTPAdapter):
                     if self.look(origin, timeout=min(2.0, max(left, 0.0))):
                         continue
                     if exc.retry_after is not None:
-                        exc._retry(retry_after=min(exc.retry_after, self.next_look(origin)), now=clock.wall())
+                        exc.set_retry(retry_after=min(exc.retry_after, self.next_look(origin)), now=clock.wall())
                 wait = exc.retry_after
                 if (state.number > 0 and wait is not None and wait <= retry_cfg.max_hint_wait
                         and wait + MIN_ATTEMPT_TIME < left):
@@ -487,7 +487,7 @@ class ResilienceAdapter(HTTPAdapter):
         error = decision.error
         assert isinstance(error, RateLimitedError)
         now_wall = self._clock.wall()
-        error._retry(retry_at=now_wall + wait, retry_after=wait, now=now_wall)
+        error.set_retry(retry_at=now_wall + wait, retry_after=wait, now=now_wall)
         too_long = wait > self._config.retry.max_hint_wait or wait + MIN_ATTEMPT_TIME >= call.left()
         if too_long or state.number >= self._config.retry.max_attempts:
             raise error

@@ -112,10 +112,11 @@ class TransientError(ScalesetError):
     retry_at: float | None = None
     retry_after: float | None = None
 
-    def _retry(self, *, retry_at: float | None = None, retry_after: float | None = None,
-               now: float | None = None) -> None:
-        """Set both halves of the convention from either one; ``now`` is the raiser's wall clock
-        (the fake clock in tests), ``time.time()`` when it has none."""
+    def set_retry(self, *, retry_at: float | None = None, retry_after: float | None = None,
+                  now: float | None = None) -> None:
+        """Set both halves of the convention from either one (for code that raises or narrows a
+        hint); ``now`` is the raiser's wall clock (a fake clock in tests), ``time.time()`` when
+        not given. Neither: no hint."""
         if retry_at is None and retry_after is None:
             self.retry_at = self.retry_after = None
             return
@@ -238,7 +239,7 @@ class APIError(ScalesetError):
         fields = {name: getattr(self, name) for name in _API_FIELDS}
         out = cls(self.message if message is None else message, **fields)
         if isinstance(self, TransientError) and isinstance(out, TransientError):
-            out._retry(retry_at=self.retry_at, retry_after=self.retry_after)
+            out.set_retry(retry_at=self.retry_at, retry_after=self.retry_after)
         return out
 
 
@@ -260,7 +261,7 @@ class RateLimitedError(APIError, TransientError):
 
     def __init__(self, message: str = "rate limited", *, retry_at: float | None = None,
                  retry_after: float | None = None, **kw: Any) -> None:
-        self._retry(retry_at=retry_at, retry_after=retry_after)
+        self.set_retry(retry_at=retry_at, retry_after=retry_after)
         super().__init__(message, **kw)
 
 
@@ -316,7 +317,7 @@ class CircuitOpenError(TransientError):
         super().__init__(message)
         self.origin = origin
         self.operation_class = operation_class
-        self._retry(retry_at=retry_at, retry_after=retry_after)
+        self.set_retry(retry_at=retry_at, retry_after=retry_after)
 
 
 class RetryExhaustedError(TransientError):
@@ -340,7 +341,7 @@ class RetryExhaustedError(TransientError):
         self.attempts = attempts
         self.status = status
         self.last_error = last_error
-        self._retry(retry_at=retry_at, retry_after=retry_after)
+        self.set_retry(retry_at=retry_at, retry_after=retry_after)
 
 
 class RunSkippedError(TransientError):
@@ -349,7 +350,7 @@ class RunSkippedError(TransientError):
 
     def __init__(self, message: str, *, retry_at: float | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self._retry(retry_at=retry_at, retry_after=retry_after)
+        self.set_retry(retry_at=retry_at, retry_after=retry_after)
 
 
 class RecoveryError(ScalesetError):
