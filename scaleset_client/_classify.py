@@ -1,9 +1,10 @@
 """Classifying what an attempt produced: one pure function from what happened to what to do.
 
 ``classify(policy, outcome, attempt)`` takes the call's ``CallPolicy``, the response or the
-exception one attempt produced, and what the attempt knows (``Attempt``: its number, whether
-the call already recovered or used its stale-connection retry, whether the caller's end or
-``recover()`` cut it, the clocks a server hint is read against) and returns a frozen
+exception one attempt produced, and what the attempt knows (``Attempt``: whether the call
+already recovered or used its stale-connection retry, whether the caller's end or ``recover()``
+cut it, whether its socket timeouts were cut to the time left, the clocks a server hint is read
+against, the origin's rate-limit strikes) and returns a frozen
 ``Decision``: the ``Action`` (return, raise, retry, recover, throttled, retry on a fresh
 connection, resend, ended), the breaker ``Outcome`` with its reason, the server's hint in
 seconds, the error to raise or remember, and whether the request reached the origin.
@@ -119,7 +120,8 @@ class Action(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """What one attempt knows besides its outcome.
+    """What one attempt knows besides its outcome. (How many attempts were made is the adapter's
+    business: a RETRY decision goes ahead only while attempts, time and budget allow.)
 
     ``interrupted`` is why another thread cut the attempt ("" when none did: "recover",
     "deadline", "cancel", "close"); ``capped`` whether the (connect, read) socket timeouts were cut
@@ -127,16 +129,15 @@ class Attempt:
     the client knows it) to read server hints against; ``strikes`` the origin's secondary
     rate-limit hits before this answer."""
 
-    method: str = ""
-    url: str = ""  # redacted
-    number: int = 1
-    recovered: bool = False
-    stale_retry_used: bool = False
-    interrupted: str = ""
-    capped: tuple[bool, bool] = (False, False)
-    wall: float = 0.0
-    server_time: float | None = None
-    strikes: int = 0
+    method: str
+    url: str  # redacted
+    recovered: bool
+    stale_retry_used: bool
+    interrupted: str
+    capped: tuple[bool, bool]
+    wall: float
+    server_time: float | None
+    strikes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,11 +186,12 @@ def _response(policy: CallPolicy, response: requests.Response, attempt: Attempt)
         return Decision(Action.RECOVER, Outcome.NEUTRAL, status=status)
     if is_throttle(response):
         hint = hint_seconds(response, attempt.wall, attempt.strikes, server_time=attempt.server_time)
-        # retry_at is the server's instant here; the adapter sets the one it will honour (plus jitter).
+        # The server's instant here; the adapter sets the one it will honour (plus jitter, or a backoff).
+        wait = hint or 0.0
         error = error_from_response(response, queue_operation=policy.queue_operation, github_api=policy.github_api,
-                                    retry_at=attempt.wall + (hint or 0.0))
-        if isinstance(error, TransientError):  # a RateLimitedError, given a retry_at
-            error.set_retry(retry_at=attempt.wall + (hint or 0.0), retry_after=hint or 0.0, now=attempt.wall)
+                                    retry_at=attempt.wall + wait)  # a retry_at makes it a RateLimitedError
+        if isinstance(error, TransientError):
+            error.set_retry(retry_at=attempt.wall + wait, retry_after=wait, now=attempt.wall)
         return Decision(Action.THROTTLED, Outcome.NEUTRAL, hint=hint, error=error, status=status)
     if policy.retry_unauthorized and status in (401, 403):
         return Decision(Action.RETRY, Outcome.NEUTRAL, error=_error(policy, response), status=status)

@@ -342,7 +342,7 @@ class ResilienceAdapter(HTTPAdapter):
     def _attempt(self, request: requests.PreparedRequest, state: _Progress, interrupted: str,
                  capped: tuple[bool, bool]) -> Attempt:
         """What this attempt knows, frozen for ``classify``."""
-        return Attempt(method=request.method or "", url=redact_url(request.url or ""), number=state.number,
+        return Attempt(method=request.method or "", url=redact_url(request.url or ""),
                        recovered=state.recovered, stale_retry_used=state.stale_retry_used, interrupted=interrupted,
                        capped=capped, wall=self._clock.wall(),
                        server_time=self._server_time() if self._server_time is not None else None,

@@ -541,23 +541,20 @@ class Listener:
             return self._wait(self._backoff(failures), end)
         if isinstance(exc, (MessageQueueTokenExpiredError, SessionNotFoundError, SessionConflictError)):
             return self._renew_session(exc, end)
-        if isinstance(exc, TransientError):
-            return self._wait_out(exc, errors, end)
-        log.warning("poll failed (%d in a row): %s", errors, exc)
-        return self._wait_out_break(self._client.origin(session.session.message_queue_url),
-                                    self._backoff(errors), end)
+        return self._wait_out(exc, errors, end)
 
-    def _wait_out(self, exc: TransientError, errors: int, end: float | None) -> bool:
-        """Wait out an error time may cure: until its ``retry_at`` when it has one, else back off.
-        A refused circuit names its origin, which is watched for an early return (plus up to 0.5 s
-        so a fleet does not return at once); one held open by an operator (no ``retry_at``) is
-        asked again every ``standby_interval``."""
+    def _wait_out(self, exc: ScalesetError, errors: int, end: float | None) -> bool:
+        """Wait out what is neither permanent nor the session's: a ``TransientError`` until its
+        ``retry_at`` when it has one, anything else by the backoff. A refused circuit names its
+        origin, which is watched for an early return (plus up to 0.5 s so a fleet does not return
+        at once); one held open by an operator (no ``retry_at``) is asked again every
+        ``standby_interval``."""
         now = self._clock.wall()
         if isinstance(exc, CircuitOpenError):
             wait = self.config.standby_interval if exc.retry_at is None else exc.retry_at - now
             log.info("%s; waiting %.1fs", exc, wait)
             return self._wait_out_break(exc.origin, max(wait, 0.05) + self._clock.random() * 0.5, end)
-        if exc.retry_at is not None:
+        if isinstance(exc, TransientError) and exc.retry_at is not None:
             return self._wait(max(0.05, exc.retry_at - now), end)
         session = self._session
         assert session is not None

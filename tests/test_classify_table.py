@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
-from urllib3.exceptions import ProtocolError
+from urllib3.exceptions import NameResolutionError, ProtocolError
 
 import scaleset_client as sc
-from scaleset_client._classify import Action, Attempt, Decision, classify
+from scaleset_client._classify import Action, Attempt, Decision, classify, describe, never_delivered
 from scaleset_client._policy import CallPolicy, Recovery
 from scaleset_client.breaker import Outcome
 
@@ -58,7 +58,8 @@ def stale() -> requests.exceptions.ConnectionError:
 OVERSIZED = sc.ResponseError("get_message: response exceeds the 1024-byte limit", operation="get_message")
 
 
-BASE = Attempt(method="GET", url=URL, wall=WALL)
+BASE = Attempt(method="GET", url=URL, recovered=False, stale_retry_used=False, interrupted="",
+               capped=(False, False), wall=WALL, server_time=None, strikes=0)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,10 @@ def knew(**kw: Any) -> Attempt:
 A, OUT = Action, Outcome
 ROWS: dict[str, Row] = {
     "2xx returns and counts a success": Row(
-        GET, answer(200, b'{"id": 1}'), dict(action=A.RETURN, outcome=OUT.SUCCESS, reached=True, error=None)),
+        GET, answer(200, b'{"id": 1}'), dict(action=A.RETURN, outcome=OUT.SUCCESS, reason="", reached=True,
+                                             error=None, hint=None)),
+    "300 is no success (redirects are not followed)": Row(
+        GET, answer(300), dict(action=A.RETURN, outcome=OUT.NEUTRAL, reason="")),
     "202 after a long poll is a success": Row(
         LONG_POLL, answer(202), dict(action=A.RETURN, outcome=OUT.SUCCESS, reached=True)),
     "200 with an empty body on a json_body call is retried as a failure": Row(
@@ -171,7 +175,10 @@ ROWS: dict[str, Row] = {
         dict(action=A.RAISE, outcome=OUT.NEUTRAL, error=sc.TransportError, delivered=False)),
     "a proxy asking for credentials is raised, neutral": Row(
         GET, requests.exceptions.ProxyError("Tunnel connection failed: 407 Proxy Authentication Required"),
-        dict(action=A.RAISE, outcome=OUT.NEUTRAL, error=sc.TransportError)),
+        dict(action=A.RAISE, outcome=OUT.NEUTRAL, error=sc.TransportError, delivered=False)),
+    "a refused connection to a port with 407 in it is no proxy answer": Row(
+        GET, requests.exceptions.ConnectionError("127.0.0.1:4070: Connection refused"),
+        dict(action=A.RETRY, outcome=OUT.FAILURE)),
 }
 
 
@@ -204,3 +211,71 @@ def test_a_network_error_keeps_the_cause_and_names_no_secret() -> None:
     decision = classify(GET, refused(), knew(url=url))
     assert decision.error is not None and isinstance(decision.error.__cause__, requests.exceptions.ConnectionError)
     assert str(decision.error) == f"GET {url} failed: connection refused"
+
+
+def test_a_throttle_without_a_hint_leaves_the_wait_to_the_adapter() -> None:
+    decision = classify(GET, answer(429), knew())
+    assert decision.hint is None and isinstance(decision.error, sc.RateLimitedError)
+    assert (decision.error.retry_at, decision.error.retry_after) == (WALL, 0.0)
+
+
+def test_a_503_error_says_when_the_service_asked_to_come_back() -> None:
+    decision = classify(GET, answer(503, headers={"Retry-After": "5"}), knew())
+    assert isinstance(decision.error, sc.ServerError)
+    assert (decision.error.retry_at, decision.error.retry_after) == (WALL + 5.0, 5.0)
+    plain = classify(GET, answer(500), knew()).error
+    assert isinstance(plain, sc.ServerError) and (plain.retry_at, plain.retry_after) == (None, None)
+
+
+def test_the_call_end_error_names_the_operation_and_keeps_the_cause() -> None:
+    cut = requests.exceptions.ReadTimeout("read timed out")
+    decision = classify(GET, cut, knew(capped=(False, True)))
+    assert str(decision.error) == "get_runner: the call's time ran out while the request was in flight"
+    assert decision.error is not None and decision.error.__cause__ is cut
+
+
+def test_tls_and_proxy_failures_say_what_to_do() -> None:
+    detail = "certificate verify failed: " + "x" * 400
+    tls = classify(GET, requests.exceptions.SSLError(detail), knew()).error
+    assert str(tls) == (f"TLS failed for {URL}: {detail[:300]}. If the server uses a private CA, pass "
+                        "verify='/path/to/ca-bundle.pem' to Client")
+    proxy = classify(GET, requests.exceptions.ProxyError("407 Proxy Authentication Required"), knew()).error
+    assert str(proxy) == (f"the proxy for {URL} requires authentication (407): put the credentials in the "
+                          "proxy URL (http://user:password@proxy:port)")
+
+
+def _chain(depth: int, bottom: BaseException) -> BaseException:
+    """``depth`` exceptions, each the cause of the one above, ``bottom`` last."""
+    top = bottom
+    for n in range(depth - 1):
+        above = RuntimeError(f"layer {n}")
+        above.__cause__ = top
+        top = above
+    return top
+
+
+def test_what_never_left_is_found_through_causes_reasons_and_repeats() -> None:
+    from urllib3.exceptions import MaxRetryError
+
+    retries = MaxRetryError(None, "/", reason=ConnectionRefusedError())  # type: ignore[arg-type]
+    assert never_delivered(requests.exceptions.ConnectionError(retries))
+    other = OSError("unrelated")
+    assert never_delivered(requests.exceptions.ConnectionError(ConnectionRefusedError(), other, other))
+    assert never_delivered(_chain(16, ConnectionRefusedError()))
+    assert not never_delivered(_chain(17, ConnectionRefusedError()))  # the walk is bounded (cycles, huge chains)
+
+
+@pytest.mark.parametrize(("exc", "words"), [
+    (requests.exceptions.ConnectionError(ConnectionRefusedError()), "connection refused"),
+    (requests.exceptions.ConnectionError(NameResolutionError("h", None, OSError("nx"))),  # type: ignore[arg-type]
+     "the host name does not resolve"),
+    (requests.exceptions.ConnectTimeout("timed out"), "connecting timed out"),
+    (requests.exceptions.ReadTimeout("timed out"), "no answer within the read timeout"),
+    (stale(), "the server closed the connection without answering"),
+    (requests.exceptions.ConnectionError(ConnectionResetError()), "the connection was reset"),
+    (requests.exceptions.ChunkedEncodingError("cut"), "the body was cut short"),
+    (requests.exceptions.ProxyError("bad gateway"), "the proxy failed"),
+    (ValueError("odd: " + "y" * 300), "ValueError: odd: " + "y" * 183),
+], ids=lambda v: v if isinstance(v, str) else type(v).__name__)
+def test_a_failure_is_described_in_words(exc: BaseException, words: str) -> None:
+    assert describe(exc) == words
