@@ -188,10 +188,11 @@ def _response(policy: CallPolicy, response: requests.Response, attempt: Attempt)
         hint = hint_seconds(response, attempt.wall, attempt.strikes, server_time=attempt.server_time)
         # The server's instant here; the adapter sets the one it will honour (plus jitter, or a backoff).
         wait = hint or 0.0
+        at = attempt.wall + wait
         error = error_from_response(response, queue_operation=policy.queue_operation, github_api=policy.github_api,
-                                    retry_at=attempt.wall + wait)  # a retry_at makes it a RateLimitedError
+                                    retry_at=at)  # a retry_at makes it a RateLimitedError
         if isinstance(error, TransientError):
-            error.set_retry(retry_at=attempt.wall + wait, retry_after=wait, now=attempt.wall)
+            error.set_retry(retry_at=at, retry_after=wait, now=attempt.wall)
         return Decision(Action.THROTTLED, Outcome.NEUTRAL, hint=hint, error=error, status=status)
     if policy.retry_unauthorized and status in (401, 403):
         return Decision(Action.RETRY, Outcome.NEUTRAL, error=_error(policy, response), status=status)

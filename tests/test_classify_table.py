@@ -7,6 +7,7 @@ test_adapter_observed) prove the adapter applies these decisions; this table pin
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import io
 from dataclasses import dataclass, replace
@@ -260,7 +261,9 @@ def test_what_never_left_is_found_through_causes_reasons_and_repeats() -> None:
     retries = MaxRetryError(None, "/", reason=ConnectionRefusedError())  # type: ignore[arg-type]
     assert never_delivered(requests.exceptions.ConnectionError(retries))
     other = OSError("unrelated")
-    assert never_delivered(requests.exceptions.ConnectionError(ConnectionRefusedError(), other, other))
+    twice = requests.exceptions.ConnectionError(ConnectionRefusedError(), other)
+    twice.__cause__ = other  # met twice on the way: the second meeting is skipped, the walk goes on
+    assert never_delivered(twice)
     assert never_delivered(_chain(16, ConnectionRefusedError()))
     assert not never_delivered(_chain(17, ConnectionRefusedError()))  # the walk is bounded (cycles, huge chains)
 
@@ -279,3 +282,12 @@ def test_what_never_left_is_found_through_causes_reasons_and_repeats() -> None:
 ], ids=lambda v: v if isinstance(v, str) else type(v).__name__)
 def test_a_failure_is_described_in_words(exc: BaseException, words: str) -> None:
     assert describe(exc) == words
+
+
+def test_attempts_and_decisions_are_frozen_values() -> None:
+    decision, attempt = classify(GET, answer(200, b"{}"), knew()), knew()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decision.reason = "changed"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        attempt.interrupted = "cancel"  # type: ignore[misc]
+    assert not hasattr(decision, "__dict__") and not hasattr(attempt, "__dict__")  # slotted: nothing rides along
