@@ -1,19 +1,38 @@
-"""Classifying what an attempt produced: pure reads of exceptions and bodies.
+"""Classifying what an attempt produced: one pure function from what happened to what to do.
 
-Which failures never reached the server (so even a POST may be repeated), which are a stale
-pooled connection, which timeouts the call inflicted on itself, a short human cause for a
-log line, and whether a 200's body can be JSON at all.
+``classify(policy, outcome, attempt)`` takes the call's ``CallPolicy``, the response or the
+exception one attempt produced, and what the attempt knows (``Attempt``: whether the call
+already recovered or used its stale-connection retry, whether the caller's end or ``recover()``
+cut it, whether its socket timeouts were cut to the time left, the clocks a server hint is read
+against, the origin's rate-limit strikes) and returns a frozen
+``Decision``: the ``Action`` (return, raise, retry, recover, throttled, retry on a fresh
+connection, resend, ended), the breaker ``Outcome`` with its reason, the server's hint in
+seconds, the error to raise or remember, and whether the request reached the origin.
+
+It reads and builds values only: no breaker, gate, budget, clock or sleep. ``ResilienceAdapter``
+applies the decision (records on the breaker, arms the gate, spends or earns budget, sleeps,
+runs the recovery), so the whole policy can be read, and tested as a table, in one place
+(``tests/test_classify_table.py``). Small helpers below read exceptions and bodies: which
+failures never reached the server, a stale pooled connection, a timeout the call inflicted on
+itself, a short human cause for a log line, whether a 200's body can be JSON at all.
 """
 
 from __future__ import annotations
 
+import enum
 import http.client
 import re
+from dataclasses import dataclass
 
 import requests
 import urllib3
 from urllib3.exceptions import ConnectTimeoutError, ProtocolError
 
+from ._http import error_from_response
+from ._policy import CallPolicy
+from .breaker import Outcome
+from .errors import DeadlineExceededError, ResponseError, ScalesetError, TransientError, TransportError
+from .retry import hint_seconds, is_throttle
 from .secrets import redact
 
 MESSAGE_ID = re.compile(rb'"messageid"\s*:\s*(\d{1,18})', re.IGNORECASE)
@@ -83,3 +102,144 @@ def stale_connection(exc: BaseException) -> bool:
 def looks_like_json(body: bytes | None) -> bool:
     text = (body or b"").lstrip(b"\xef\xbb\xbf \t\r\n")
     return bool(text) and text[:1] in b'{["-0123456789tfn'
+
+
+# -- the decision -----------------------------------------------------------------------------
+class Action(enum.Enum):
+    """What the adapter does next."""
+
+    RETURN = "return"  # hand the response to the caller (success, or an answer it reads as an error)
+    RAISE = "raise"  # raise ``Decision.error`` now
+    RETRY = "retry"  # back off (at least ``hint``) and send again, if attempts, time and budget allow
+    RECOVER = "recover"  # run the call's ``Recovery``, then send the re-signed request (no attempt used)
+    THROTTLED = "throttled"  # arm the origin's gate for ``hint`` (or a backoff) and send after it
+    RETRY_FRESH = "retry_on_fresh_connection"  # once, at once: the pooled connection was stale
+    RESEND = "resend"  # ``recover()`` cut the attempt: send again at once, no attempt used
+    ENDED = "ended"  # the caller's end (deadline, cancel, close) cut it: raise what ended it
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one attempt knows besides its outcome. (How many attempts were made is the adapter's
+    business: a RETRY decision goes ahead only while attempts, time and budget allow.)
+
+    ``interrupted`` is why another thread cut the attempt ("" when none did: "recover",
+    "deadline", "cancel", "close"); ``capped`` whether the (connect, read) socket timeouts were cut
+    to the call's time left; ``wall`` this machine's wall clock and ``server_time`` GitHub's (as
+    the client knows it) to read server hints against; ``strikes`` the origin's secondary
+    rate-limit hits before this answer."""
+
+    method: str
+    url: str  # redacted
+    recovered: bool
+    stale_retry_used: bool
+    interrupted: str
+    capped: tuple[bool, bool]
+    wall: float
+    server_time: float | None
+    strikes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with one attempt's outcome (see ``Action``).
+
+    ``outcome`` and ``reason`` go to the breaker; ``hint`` is the server's wait in seconds
+    (``Retry-After``, a rate-limit reset) or None; ``error`` is raised (RAISE, ENDED: the fallback
+    when nothing more specific ended the call) or remembered as the last error (RETRY, THROTTLED);
+    ``status`` the HTTP status (0 for a network failure); ``reached`` True when the request got
+    through to the origin (it answered, or failed after connecting), False when it provably never
+    did, None when this outcome says nothing new about it; ``cost`` the
+    retry-budget tokens a retry takes."""
+
+    action: Action
+    outcome: Outcome
+    reason: str = ""
+    hint: float | None = None
+    error: ScalesetError | None = None
+    status: int = 0
+    reached: bool | None = None
+    cost: float = 1.0
+
+
+def classify(policy: CallPolicy, outcome: requests.Response | BaseException, attempt: Attempt) -> Decision:
+    """The decision for one attempt's response or exception (pure: it only reads and builds)."""
+    if isinstance(outcome, requests.Response):
+        return _response(policy, outcome, attempt)
+    return _exception(policy, outcome, attempt)
+
+
+def _error(policy: CallPolicy, response: requests.Response) -> ScalesetError:
+    return error_from_response(response, queue_operation=policy.queue_operation, github_api=policy.github_api)
+
+
+def _response(policy: CallPolicy, response: requests.Response, attempt: Attempt) -> Decision:
+    status = response.status_code
+    may_repeat = policy.idempotent or policy.retry_unauthorized
+    if 200 <= status < 300:
+        if policy.json_body and status in (200, 201) and not looks_like_json(response.content):
+            return Decision(Action.RETRY if may_repeat else Action.RETURN, Outcome.FAILURE,
+                            f"HTTP {status} with an empty or non-JSON body", error=_error(policy, response),
+                            status=status)
+        return Decision(Action.RETURN, Outcome.SUCCESS, status=status, reached=True)
+    if status == 401 and policy.recovery is not None and not attempt.recovered:
+        return Decision(Action.RECOVER, Outcome.NEUTRAL, status=status)
+    if is_throttle(response):
+        hint = hint_seconds(response, attempt.wall, attempt.strikes, server_time=attempt.server_time)
+        # The server's instant here; the adapter sets the one it will honour (plus jitter, or a backoff).
+        wait = hint or 0.0
+        at = attempt.wall + wait
+        error = error_from_response(response, queue_operation=policy.queue_operation, github_api=policy.github_api,
+                                    retry_at=at)  # a retry_at makes it a RateLimitedError
+        if isinstance(error, TransientError):
+            error.set_retry(retry_at=at, retry_after=wait, now=attempt.wall)
+        return Decision(Action.THROTTLED, Outcome.NEUTRAL, hint=hint, error=error, status=status)
+    if policy.retry_unauthorized and status in (401, 403):
+        return Decision(Action.RETRY, Outcome.NEUTRAL, error=_error(policy, response), status=status)
+    if status >= 500 and status != 501:
+        if not policy.idempotent:
+            return Decision(Action.RETURN, Outcome.FAILURE, f"HTTP {status}", status=status, reached=True)
+        hint = hint_seconds(response, attempt.wall, server_time=attempt.server_time) if status == 503 else None
+        failed = _error(policy, response)
+        if hint is not None and isinstance(failed, TransientError):  # raised as is when no retry is left
+            failed.set_retry(retry_at=attempt.wall + hint, retry_after=hint, now=attempt.wall)
+        return Decision(Action.RETRY, Outcome.FAILURE, f"HTTP {status}", hint=hint, error=failed,
+                        status=status, reached=True)
+    return Decision(Action.RETURN, Outcome.NEUTRAL, status=status)
+
+
+def _exception(policy: CallPolicy, exc: BaseException, attempt: Attempt) -> Decision:
+    method, url = attempt.method, attempt.url
+    if isinstance(exc, ResponseError):  # an oversized body: says nothing about the service's health
+        return Decision(Action.RAISE, Outcome.NEUTRAL, error=exc)
+    delivered = not never_delivered(exc)
+    if attempt.interrupted or self_inflicted(exc, attempt.capped):
+        # Our own doing (the caller's deadline or cancel, a close, a recover): the service is not to blame.
+        if attempt.interrupted == "recover" and (policy.idempotent or not delivered):
+            return Decision(Action.RESEND, Outcome.NEUTRAL)
+        ended = DeadlineExceededError(f"{policy.operation}: the call's time ran out while the request was in flight",
+                                      method=method, url=url, delivered=None)
+        ended.__cause__ = exc
+        return Decision(Action.ENDED, Outcome.NEUTRAL, error=ended)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return Decision(Action.RAISE, Outcome.NEUTRAL, error=_caused(TransportError(
+            f"TLS failed for {url}: {redact(str(exc))[:300]}. If the server uses a private CA, pass "
+            "verify='/path/to/ca-bundle.pem' to Client", method=method, url=url, delivered=False), exc))
+    if isinstance(exc, requests.exceptions.ProxyError) and "407" in str(exc):
+        return Decision(Action.RAISE, Outcome.NEUTRAL, error=_caused(TransportError(
+            f"the proxy for {url} requires authentication (407): put the credentials in the proxy URL "
+            "(http://user:password@proxy:port)", method=method, url=url, delivered=False), exc))
+    if stale_connection(exc) and not attempt.stale_retry_used and policy.idempotent:
+        return Decision(Action.RETRY_FRESH, Outcome.NEUTRAL)
+    reason = describe(exc)
+    error = _caused(TransportError(f"{method} {url} failed: {reason}", method=method, url=url,
+                                   delivered=None if delivered else False), exc)
+    # A call that is not idempotent is repeated only when it provably never left.
+    action = Action.RETRY if policy.idempotent or not delivered else Action.RAISE
+    cost = 2.0 if isinstance(exc, requests.Timeout) else 1.0
+    return Decision(action, Outcome.FAILURE, reason, error=error, reached=delivered, cost=cost)
+
+
+def _caused(error: TransportError, cause: BaseException) -> TransportError:
+    error.__cause__ = cause  # as ``raise error from cause`` would
+    return error

@@ -96,11 +96,13 @@ def error_from_response(
     if retry_at is not None:
         error = make(e.RateLimitedError)
         assert isinstance(error, e.RateLimitedError)
-        error.retry_at = retry_at
+        error.set_retry(retry_at=retry_at)
         return error
     for needle, cls in _TYPE_NAMES:
         if needle in type_name:
             return make(cls)
+    if status >= 500 and status != 501:  # the service failed, not the request: worth waiting out
+        return make(e.ServerError)
     if status == 401 and queue_operation:
         return make(e.MessageQueueTokenExpiredError)
     if github_api and status in (401, 403):

@@ -3,7 +3,12 @@
 It is a ``requests.adapters.HTTPAdapter`` with urllib3's own retries off. For every attempt:
 
     cancelled or out of time? -> not-before gate -> breaker admission -> send -> read the body
-    -> classify -> record on the breaker -> return | recover (re-sign) | back off and retry
+    -> classify -> apply the decision: record on the breaker, then return | raise | recover
+       (re-sign) | arm the gate | back off and retry
+
+Deciding and doing are apart: ``_classify.classify`` is a pure function from the call's policy,
+the attempt's response or exception and what the attempt knows to a ``Decision``; ``_apply``
+here carries it out (breaker, gate, budget, sleeps, the recovery hook).
 
 Each prepared request carries a ``CallPolicy`` (operation, operation class, idempotent?,
 recover hook). A recovery hook renews what expired (admin token, session) and hands back a
@@ -39,17 +44,9 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from ._classify import (
-    MESSAGE_ID,
-    SlowResponse,
-    describe,
-    looks_like_json,
-    never_delivered,
-    self_inflicted,
-    stale_connection,
-)
+from ._classify import MESSAGE_ID, Action, Attempt, Decision, SlowResponse, classify
 from ._connections import Call, LiveConnections, keepalive_options, sending, tracked_pool
-from ._http import error_from_response, origin_of
+from ._http import origin_of
 from ._policy import CallPolicy, PolicyRequest, policy_of, with_policy
 from .breaker import BreakerRegistry, Outcome
 from .clock import Clock
@@ -65,8 +62,8 @@ from .errors import (
     ScalesetError,
     TransportError,
 )
-from .retry import RateGate, RetryBudget, hint_seconds, is_throttle
-from .secrets import redact, redact_url
+from .retry import RateGate, RetryBudget
+from .secrets import redact_url
 
 __all__ = ["MIN_ATTEMPT_TIME", "ResilienceAdapter"]
 
@@ -75,9 +72,21 @@ log = logging.getLogger(__name__)
 MIN_ATTEMPT_TIME = 0.25  # seconds: with less left, an attempt could only time out, so none is sent
 
 
+def _hand_over(response: requests.Response, body: bytes) -> None:
+    """Give ``response`` the body ``_read_body`` read, as if requests had read it.
+
+    requests has no public way to do this: ``Response.content`` reads ``raw`` itself, unbounded
+    and blind to the deadline and to interrupts. The body is read here in bounded chunks and
+    stored where ``content`` looks, so ``.content``, ``.text`` and ``.json()`` work as usual.
+    These two private attributes are this package's whole reliance on requests' internals."""
+    response._content = body
+    response._content_consumed = True
+
+
 @dataclass(slots=True)
-class _Attempt:
-    """What the loop remembers between attempts."""
+class _Progress:
+    """What the loop remembers between attempts (``Attempt`` is the frozen view one attempt's
+    classification reads)."""
 
     number: int = 0
     recovered: bool = False
@@ -216,8 +225,24 @@ class ResilienceAdapter(HTTPAdapter):
         """Send with breakers and retries; returns a response with its body read, or raises
         a ``ScalesetError`` (``CircuitOpenError``, ``RateLimitedError``, ``TransportError`` and its
         ``DeadlineExceededError`` / ``CallCancelledError``, ``RetryExhaustedError``,
-        ``ResponseError``). ``timeout`` and ``stream`` are ignored: timeouts come from the client
-        and the call's deadline, and the body is always read here."""
+        ``ResponseError``).
+
+        Where this departs from ``HTTPAdapter.send``, and why:
+
+        - ``timeout`` is ignored: each attempt's connect/read timeouts come from the client (the
+          call's ``CallPolicy.read_timeout`` for the long poll) and are cut to the call's time
+          left, so a caller's ``Deadline`` bounds the whole call, retries and backoffs included.
+          A per-request timeout would bound one attempt only.
+        - ``stream`` is ignored: the body is always read here, bounded in size and by the
+          deadline, so a body cut short or oversized is classified (and retried or recorded on
+          the breaker) like any other failure, instead of surfacing later from ``.content``.
+        - Errors are ours, raised through requests unchanged (``Session.send`` does not wrap an
+          adapter's exceptions): a ``CircuitOpenError`` or ``RateLimitedError`` carries what a
+          caller needs (``retry_at``, ``origin``, the service's diagnostics), and the public
+          errors do not depend on requests (its exceptions are kept as ``__cause__``). So code
+          that sends through this adapter catches ``ScalesetError`` (``TransientError`` for what
+          is worth waiting out), not ``requests.RequestException``.
+        """
         policy = policy_of(request)
         read_t = policy.read_timeout if policy.read_timeout is not None else self._timeout[1]
         own = self._config.retry.deadline + (read_t if policy.read_timeout else 0.0)
@@ -244,7 +269,7 @@ class ResilienceAdapter(HTTPAdapter):
         clock = self._clock
         retry_cfg = self._config.retry
         connect_t = self._timeout[0]
-        state = _Attempt()
+        state = _Progress()
         while True:
             self._check(call, scope, request, state)
             origin = origin_of(request.url or "")
@@ -263,7 +288,7 @@ class ResilienceAdapter(HTTPAdapter):
                     if self.look(origin, timeout=min(2.0, max(left, 0.0))):
                         continue
                     if exc.retry_after is not None:
-                        exc.retry_after = min(exc.retry_after, self.next_look(origin))
+                        exc.set_retry(retry_after=min(exc.retry_after, self.next_look(origin)), now=clock.wall())
                 wait = exc.retry_after
                 if (state.number > 0 and wait is not None and wait <= retry_cfg.max_hint_wait
                         and wait + MIN_ATTEMPT_TIME < left):
@@ -287,48 +312,43 @@ class ResilienceAdapter(HTTPAdapter):
             reason = "slow" if slow else "deadline"
             timer = WATCHDOG.schedule(min(left, connect_t + read_t), lambda: call.interrupt(reason))  # noqa: B023
             sending.call = call
+            outcome: requests.Response | BaseException
+            why = ""
             try:
-                response = super().send(request, stream=True, timeout=(min(connect_t, left), min(read_t, left)),
-                                        verify=verify, cert=cert, proxies=proxies)
-                self._read_body(response, policy, call)
-            except ResponseError:
-                breaker.record(permit, Outcome.NEUTRAL)  # a big answer says nothing about health
-                raise
-            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as raised:
-                why = call.interrupted
-                failure: BaseException = raised
-                if why == "slow":
+                outcome = super().send(request, stream=True, timeout=(min(connect_t, left), min(read_t, left)),
+                                       verify=verify, cert=cert, proxies=proxies)
+                self._read_body(outcome, policy, call)
+            except (ResponseError, requests.RequestException, urllib3.exceptions.HTTPError, OSError) as raised:
+                outcome, why = raised, call.interrupted
+                if why == "slow":  # not the caller's doing: one attempt outlived its timeouts
                     call.rearm()
-                    why, failure = "", SlowResponse(f"the response was still arriving at the attempt deadline "
-                                                 f"({connect_t + read_t:g}s: connect + read timeout)")
-                    failure.__cause__ = raised
-                if why or self_inflicted(failure, capped):
-                    # Our own doing (the caller's deadline or cancel, a close, a recover): the
-                    # service is not to blame.
-                    breaker.record(permit, Outcome.NEUTRAL)
-                    if why == "recover" and (policy.idempotent or never_delivered(failure)):
-                        call.rearm()
-                        state.number -= 1
-                        log.info("%s: interrupted by recover(); retrying on a fresh connection", policy.operation)
-                        continue
-                    self._check(call, scope, request, state, cause=failure, in_flight=True)
-                    raise DeadlineExceededError(
-                        f"{policy.operation}: the call's time ran out while the request was in flight",
-                        method=request.method or "", url=redact_url(request.url or ""),
-                        delivered=None) from failure
-                self._on_exception(failure, request, policy, breaker, permit, state, call, scope)
-                continue
+                    why, outcome = "", SlowResponse(f"the response was still arriving at the attempt deadline "
+                                                    f"({connect_t + read_t:g}s: connect + read timeout)")
+                    outcome.__cause__ = raised
             finally:
                 sending.call = None
                 call.unbind()
                 WATCHDOG.cancel(timer)
-            done = self._on_response(response, request, policy, breaker, permit, state, call, scope)
+            if isinstance(outcome, requests.Response) and log.isEnabledFor(logging.DEBUG):
+                log.debug("%s %s -> %s (attempt %d, %s)", request.method, redact_url(request.url or ""),
+                          outcome.status_code, state.number, policy.operation)
+            decision = classify(policy, outcome, self._attempt(request, state, why, capped))
+            done = self._apply(decision, outcome, request, policy, breaker, permit, state, call, scope)
             if isinstance(done, requests.Response):
                 return done
             if isinstance(done, requests.PreparedRequest):
                 request = done
 
-    def _check(self, call: Call, scope: Deadline | None, request: requests.PreparedRequest, state: _Attempt, *,
+    def _attempt(self, request: requests.PreparedRequest, state: _Progress, interrupted: str,
+                 capped: tuple[bool, bool]) -> Attempt:
+        """What this attempt knows, frozen for ``classify``."""
+        return Attempt(method=request.method or "", url=redact_url(request.url or ""),
+                       recovered=state.recovered, stale_retry_used=state.stale_retry_used, interrupted=interrupted,
+                       capped=capped, wall=self._clock.wall(),
+                       server_time=self._server_time() if self._server_time is not None else None,
+                       strikes=self.gate.strikes(origin_of(request.url or "")))
+
+    def _check(self, call: Call, scope: Deadline | None, request: requests.PreparedRequest, state: _Progress, *,
                too_little: bool = False, cause: BaseException | None = None, in_flight: bool = False) -> None:
         """Raise when the call may not go on: closed, cancelled, or out of time."""
         method, url = request.method or "", redact_url(request.url or "")
@@ -378,8 +398,7 @@ class ResilienceAdapter(HTTPAdapter):
             response.close()
             raise
         call.unbind()  # before the connection goes back to the pool: no later interrupt may cut it
-        response._content = b"".join(chunks)
-        response._content_consumed = True
+        _hand_over(response, b"".join(chunks))
         response.raw.release_conn()
 
     @staticmethod
@@ -390,137 +409,102 @@ class ResilienceAdapter(HTTPAdapter):
         return ResponseError(f"{policy.operation}: {what} exceeds the {limit}-byte limit", operation=policy.operation,
                              message_id=int(found.group(1)) if found else None)
 
-    def _on_exception(self, exc: BaseException, request: requests.PreparedRequest, policy: CallPolicy,
-                      breaker: Any, permit: Any, state: _Attempt, call: Call, scope: Deadline | None) -> None:
-        method = request.method or ""
-        url = redact_url(request.url or "")
-        delivered = not never_delivered(exc)
-        if isinstance(exc, requests.exceptions.SSLError):
-            breaker.record(permit, Outcome.NEUTRAL)
-            raise TransportError(
-                f"TLS failed for {url}: {redact(str(exc))[:300]}. If the server uses a private CA, pass "
-                "verify='/path/to/ca-bundle.pem' to Client", method=method, url=url, delivered=False) from exc
-        if isinstance(exc, requests.exceptions.ProxyError) and "407" in str(exc):
-            breaker.record(permit, Outcome.NEUTRAL)
-            raise TransportError(
-                f"the proxy for {url} requires authentication (407): put the credentials in the proxy URL "
-                "(http://user:password@proxy:port)", method=method, url=url, delivered=False) from exc
-        if stale_connection(exc) and not state.stale_retry_used and policy.idempotent:
-            # A kept-alive connection the server had closed: retry once on a fresh one.
-            state.stale_retry_used = True
-            breaker.record(permit, Outcome.NEUTRAL)
-            log.debug("%s %s: stale pooled connection, retrying on a new one", method, url)
-            return
-        timeout = isinstance(exc, requests.Timeout)
-        reason = describe(exc)
-        breaker.record(permit, Outcome.FAILURE, reason)
+    def _apply(self, decision: Decision, outcome: requests.Response | BaseException,
+               request: requests.PreparedRequest, policy: CallPolicy, breaker: Any, permit: Any,
+               state: _Progress, call: Call,
+               scope: Deadline | None) -> requests.Response | requests.PreparedRequest | None:
+        """Carry out ``decision``: record it on the breaker, note whether the origin was reached,
+        earn budget on a first-try success, then return, raise, recover, or wait and go round again
+        (None: send ``request`` again; a request: send that one)."""
+        breaker.record(permit, decision.outcome, decision.reason)
         origin = origin_of(request.url or "")
-        if delivered:
+        if decision.reached is True:
             self._unreachable.discard(origin)
-        else:
+        elif decision.reached is False:
             self._unreachable.add(origin)
-        state.last_status = 0
-        state.last_error = TransportError(
-            f"{method} {url} failed: {reason}", method=method, url=url, delivered=False if not delivered else None)
-        state.last_error.__cause__ = exc
-        if not (policy.idempotent or not delivered):
-            raise state.last_error
-        self._backoff_or_raise(request, policy, state, call, scope, cost=2.0 if timeout else 1.0)
-
-    def _on_response(self, response: requests.Response, request: requests.PreparedRequest, policy: CallPolicy,
-                     breaker: Any, permit: Any, state: _Attempt, call: Call,
-                     scope: Deadline | None) -> requests.Response | requests.PreparedRequest | None:
-        status = response.status_code
-        origin = origin_of(request.url or "")
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s -> %s (attempt %d, %s)", request.method, redact_url(request.url or ""), status,
-                      state.number, policy.operation)
-        if 200 <= status < 300:
-            if policy.json_body and status in (200, 201) and not looks_like_json(response.content):
-                breaker.record(permit, Outcome.FAILURE, f"HTTP {status} with an empty or non-JSON body")
-                return self._retry_status(response, request, policy, state, call, scope, hint=None)
-            breaker.record(permit, Outcome.SUCCESS)
-            self._unreachable.discard(origin)
+        if decision.outcome is Outcome.SUCCESS:
             if state.number == 1:
                 self.budget.earn(origin)
             self.gate.clear_strikes(origin)
-            return response
-        if status == 401 and policy.recovery is not None and not state.recovered:
-            breaker.record(permit, Outcome.NEUTRAL)
-            state.recovered = True
-            recovery = policy.recovery
-            log.info("%s: answered 401; renewing the %s", policy.operation, recovery.renews)
-            # The recovery's own calls (a token or session renewal) run inside this call's time.
-            with Deadline(max(0.0, call.left()), clock=self._clock, reason="recovery"):
-                recovery.renew()
-                renewed = recovery.resign()
-            if renewed is None:
-                return response
-            state.number -= 1  # the recovery's retry does not use up an attempt
-            return renewed if isinstance(renewed, PolicyRequest) else with_policy(renewed, policy)
-        if is_throttle(response):
-            breaker.record(permit, Outcome.NEUTRAL)
-            self._throttled(response, request, policy, state, call)
+        action, error = decision.action, decision.error
+        if error is not None and action in (Action.RETRY, Action.THROTTLED, Action.RAISE):
+            state.last_error, state.last_status = error, decision.status
+        if action is Action.RETURN:
+            assert isinstance(outcome, requests.Response)
+            return outcome
+        if action is Action.RAISE:
+            assert error is not None
+            raise error
+        if action is Action.ENDED:
+            assert error is not None and isinstance(outcome, BaseException)
+            self._check(call, scope, request, state, cause=outcome, in_flight=True)  # cancelled or closed?
+            raise error
+        if action is Action.RESEND:
+            call.rearm()
+            state.number -= 1
+            log.info("%s: interrupted by recover(); retrying on a fresh connection", policy.operation)
             return None
-        if policy.retry_unauthorized and status in (401, 403):
-            breaker.record(permit, Outcome.NEUTRAL)
-            return self._retry_status(response, request, policy, state, call, scope, hint=None)
-        if status >= 500 and status != 501:
-            breaker.record(permit, Outcome.FAILURE, f"HTTP {status}")
-            self._unreachable.discard(origin)
-            if not policy.idempotent:
-                return response
-            hint = self._hint(response) if status == 503 else None
-            return self._retry_status(response, request, policy, state, call, scope, hint=hint)
-        breaker.record(permit, Outcome.NEUTRAL)
-        return response
-
-    def _hint(self, response: requests.Response, strikes: int = 0) -> float | None:
-        server = self._server_time() if self._server_time is not None else None
-        return hint_seconds(response, self._clock.wall(), strikes, server_time=server)
-
-    def _retry_status(self, response: requests.Response, request: requests.PreparedRequest, policy: CallPolicy,
-                      state: _Attempt, call: Call, scope: Deadline | None,
-                      hint: float | None) -> requests.Response | None:
-        state.last_status = response.status_code
-        state.last_error = error_from_response(response, queue_operation=policy.queue_operation,
-                                               github_api=policy.github_api)
-        if not policy.idempotent and not policy.retry_unauthorized:
-            return response
-        self._backoff_or_raise(request, policy, state, call, scope, hint=hint)
+        if action is Action.RETRY_FRESH:
+            state.stale_retry_used = True
+            log.debug("%s %s: stale pooled connection, retrying on a new one", request.method,
+                      redact_url(request.url or ""))
+            return None
+        if action is Action.RECOVER:
+            assert isinstance(outcome, requests.Response)
+            return self._recover(outcome, policy, state, call)
+        if action is Action.THROTTLED:
+            self._throttled(decision, origin, state, call)  # the gate check at the top of the loop waits
+            return None
+        self._backoff_or_raise(request, policy, state, call, scope, hint=decision.hint, cost=decision.cost)
         return None
 
-    def _throttled(self, response: requests.Response, request: requests.PreparedRequest, policy: CallPolicy,
-                   state: _Attempt, call: Call) -> None:
-        origin = origin_of(request.url or "")
-        now_wall = self._clock.wall()
-        strikes = self.gate.strike(origin) if response.status_code in (403, 429) else 0
-        hint = self._hint(response, strikes)
+    def _recover(self, response: requests.Response, policy: CallPolicy, state: _Progress,
+                 call: Call) -> requests.Response | requests.PreparedRequest:
+        """Run the call's recovery once, inside the call's remaining time; the re-signed request,
+        or the 401 itself when nothing could be renewed."""
+        recovery = policy.recovery
+        assert recovery is not None
+        state.recovered = True
+        log.info("%s: answered 401; renewing the %s", policy.operation, recovery.renews)
+        # The recovery's own calls (a token or session renewal) run inside this call's time.
+        with Deadline(max(0.0, call.left()), clock=self._clock, reason="recovery"):
+            recovery.renew()
+            renewed = recovery.resign()
+        if renewed is None:
+            return response
+        state.number -= 1  # the recovery's retry does not use up an attempt
+        return renewed if isinstance(renewed, PolicyRequest) else with_policy(renewed, policy)
+
+    def _throttled(self, decision: Decision, origin: str, state: _Progress, call: Call) -> None:
+        """Arm the origin's gate for the server's hint (or a backoff) plus up to 1 s, so a fleet does
+        not return on the same second; raise when that is longer than this call may wait."""
+        self.gate.strike(origin)
+        hint = decision.hint
         if hint is None:
             hint = self._config.retry.backoff(state.number, 0.5 + 0.5 * self._clock.random())
-        wait = hint + self._clock.random()  # up to 1 s so a fleet does not return on the same second
+        wait = hint + self._clock.random()
         self.gate.arm(origin, wait)
-        state.last_status = response.status_code
-        retry_at = now_wall + wait
-        state.last_error = error_from_response(response, queue_operation=policy.queue_operation,
-                                               github_api=policy.github_api, retry_at=retry_at)
+        error = decision.error
+        assert isinstance(error, RateLimitedError)
+        now_wall = self._clock.wall()
+        error.set_retry(retry_at=now_wall + wait, retry_after=wait, now=now_wall)
         too_long = wait > self._config.retry.max_hint_wait or wait + MIN_ATTEMPT_TIME >= call.left()
         if too_long or state.number >= self._config.retry.max_attempts:
-            raise state.last_error
-        # The gate check at the top of the loop does the waiting.
+            raise error
 
     def _wait_hint(self, wait: float, call: Call, scope: Deadline | None, origin: str,
-                   request: requests.PreparedRequest, state: _Attempt) -> None:
+                   request: requests.PreparedRequest, state: _Progress) -> None:
         if wait > self._config.retry.max_hint_wait or wait + MIN_ATTEMPT_TIME >= call.left():
-            retry_at = self._clock.wall() + wait
+            now_wall = self._clock.wall()
             if isinstance(state.last_error, RateLimitedError):
                 raise state.last_error
             raise RateLimitedError(
                 f"{origin} asked us to wait {wait:.0f}s, more than this call may wait; retry after that",
-                retry_at=retry_at, method=request.method or "", url=redact_url(request.url or ""))
+                retry_at=now_wall + wait, retry_after=wait, method=request.method or "",
+                url=redact_url(request.url or ""))
         self._sleep(wait, call, scope, request, state)
 
-    def _backoff_or_raise(self, request: requests.PreparedRequest, policy: CallPolicy, state: _Attempt,
+    def _backoff_or_raise(self, request: requests.PreparedRequest, policy: CallPolicy, state: _Progress,
                           call: Call, scope: Deadline | None, hint: float | None = None, cost: float = 1.0) -> None:
         cfg = self._config.retry
         origin = origin_of(request.url or "")
@@ -547,7 +531,7 @@ class ResilienceAdapter(HTTPAdapter):
         self._sleep(wait, call, scope, request, state)
 
     def _sleep(self, seconds: float, call: Call, scope: Deadline | None, request: requests.PreparedRequest,
-               state: _Attempt) -> None:
+               state: _Progress) -> None:
         """Wait up to ``seconds`` (never past the deadline); a wake ends it early, a cancel raises."""
         self._check(call, scope, request, state)
         self._clock.sleep(max(0.0, min(seconds, call.left())), call.event)

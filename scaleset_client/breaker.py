@@ -120,17 +120,13 @@ class CircuitBreaker:
     # -- reading ---------------------------------------------------------------------------
     @property
     def state(self) -> State:
-        """The state now; an OPEN whose break is over reads as HALF_OPEN (the next call probes)."""
-        events: list[Transition] = []
-        with self._lock:
-            now = self._clock.monotonic()
-            self._expire_leases(now, events)
-            state = self._state
-            if state is State.OPEN and now >= self._open_until:
-                state = State.HALF_OPEN
-        self._notify(events)
-        return state
+        """The state now, as the next call would find it; a pure read (no transition, no listener).
 
+        An OPEN whose break is over reads as HALF_OPEN (the next call probes); a HALF_OPEN whose
+        probe lease ran out reads as OPEN (the next call re-opens it). The transitions themselves
+        happen only in ``acquire``, ``record`` and the operator calls."""
+        with self._lock:
+            return self._seen(self._clock.monotonic())
     @property
     def generation(self) -> int:
         """Bumped on every transition, so a caller can tell its admission is stale."""
@@ -157,46 +153,58 @@ class CircuitBreaker:
     def acquire(self, lease: float) -> Permit:
         """Admit one attempt or raise ``CircuitOpenError``. ``lease`` bounds a probe's permit."""
         events: list[Transition] = []
-        error: CircuitOpenError | None = None
         with self._lock:
             now = self._clock.monotonic()
-            self._expire_leases(now, events)
-            state = self._state
-            if state is State.FORCED_OPEN and now >= self._open_until:
-                self._move(State.CLOSED, "forced open period over", events)
-                state = self._state
-            if state is State.OPEN and now >= self._open_until:
-                self._move(State.HALF_OPEN, "break over; probing", events)
-                state = self._state
-            if state in (State.CLOSED, State.DISABLED, State.METRICS_ONLY):
-                permit = Permit(self._generation)
-            elif state is State.HALF_OPEN and len(self._probes) < self._config.half_open_max_calls:
-                probe_id = self._next_probe_id
-                self._next_probe_id += 1
-                self._probes[probe_id] = now + max(lease, 0.001)
-                permit = Permit(self._generation, probe_id)
-            else:
-                self.rejected += 1
-                if state is State.HALF_OPEN:
-                    wait: float | None = max(0.0, min(self._probes.values()) - now)
-                    why = "a probe is in flight"
-                elif state is State.FORCED_OPEN:
-                    wait = None if self._open_until == float("inf") else self._open_until - now
-                    why = "forced open by an operator"
-                else:
-                    wait = self._open_until - now
-                    why = f"open after failures ({self.last_failure_reason or 'unknown'})"
-                error = CircuitOpenError(
-                    f"circuit for {self.origin} [{self.operation_class}] is {state}: {why}; "
-                    + ("reset it to retry" if wait is None else f"next attempt in {wait:.1f}s"),
-                    origin=self.origin,
-                    operation_class=self.operation_class,
-                    retry_after=wait,
-                )
+            self._advance(now, events)
+            permit = self._admit(now, lease)
+            error = self._refusal(now) if permit is None else None
         self._notify(events)
         if error is not None:
             raise error
+        assert permit is not None
         return permit
+
+    def _advance(self, now: float, events: list[Transition]) -> None:
+        """The transitions time alone makes: a hung probe re-opens, a forced break or a break ends."""
+        self._expire_leases(now, events)
+        if self._state is State.FORCED_OPEN and now >= self._open_until:
+            self._move(State.CLOSED, "forced open period over", events)
+        elif self._state is State.OPEN and now >= self._open_until:
+            self._move(State.HALF_OPEN, "break over; probing", events)
+
+    def _admit(self, now: float, lease: float) -> Permit | None:
+        """A permit (a probe's with its lease) when the state lets a call go, else None."""
+        if self._state in (State.CLOSED, State.DISABLED, State.METRICS_ONLY):
+            return Permit(self._generation)
+        if self._state is not State.HALF_OPEN or len(self._probes) >= self._config.half_open_max_calls:
+            return None
+        probe_id = self._next_probe_id
+        self._next_probe_id += 1
+        self._probes[probe_id] = now + max(lease, 0.001)
+        return Permit(self._generation, probe_id)
+
+    def _refusal(self, now: float) -> CircuitOpenError:
+        """The error for a refused call: why, and when the next one may go."""
+        self.rejected += 1
+        state = self._state
+        wait: float | None
+        if state is State.HALF_OPEN:
+            wait = max(0.0, min(self._probes.values()) - now)
+            why = "a probe is in flight"
+        elif state is State.FORCED_OPEN:
+            wait = None if self._open_until == float("inf") else self._open_until - now
+            why = "forced open by an operator"
+        else:
+            wait = self._open_until - now
+            why = f"open after failures ({self.last_failure_reason or 'unknown'})"
+        return CircuitOpenError(
+            f"circuit for {self.origin} [{self.operation_class}] is {state}: {why}; "
+            + ("reset it to retry" if wait is None else f"next attempt in {wait:.1f}s"),
+            origin=self.origin,
+            operation_class=self.operation_class,
+            retry_after=wait,
+            retry_at=None if wait is None else self._clock.wall() + wait,
+        )
 
     def record(self, permit: Permit, outcome: Outcome, reason: str = "") -> None:
         """Record an attempt's outcome; a permit from an earlier generation is ignored."""
@@ -329,6 +337,16 @@ class CircuitBreaker:
         self._notify(events)
 
     # -- internals (lock held) -------------------------------------------------------------
+    def _seen(self, now: float) -> State:
+        """What ``state`` reports: the state after the transitions time alone would make, without
+        making them (no counters change, no event is emitted)."""
+        state = self._state
+        if state is State.HALF_OPEN and self._probes and min(self._probes.values()) <= now:
+            return State.OPEN
+        if state is State.OPEN and now >= self._open_until:
+            return State.HALF_OPEN
+        return state
+
     def _trip_reason(self) -> str:
         cfg = self._config
         if self._consecutive_failures >= cfg.failure_threshold:

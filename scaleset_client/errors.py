@@ -5,12 +5,11 @@
     ├── ResponseError                  a body that is malformed, truncated or too large
     ├── StateFileError                 the state file cannot be read or written
     │   └── StateFileLockedError       another process holds the state file (a skip, not a fault)
-    ├── TransportError                 the network failed and the call was not repeated
-    │   ├── DeadlineExceededError      the caller's time ran out (``client.deadline``, ``duration``)
-    │   └── CallCancelledError         the caller cancelled (``Listener.stop``, a closed client)
+    ├── RecoveryError                  ``recover()`` could not restore a working state
     ├── APIError                       the service answered with an unexpected status
     │   ├── AuthenticationError        credentials rejected (PAT, App, registration)
-    │   ├── RateLimitedError           429 / GitHub rate limit; carries ``retry_at``
+    │   ├── RateLimitedError  (T)      429 / GitHub rate limit
+    │   ├── ServerError  (T)           5xx (but 501): the service failed, not the request
     │   ├── RunnerNotFoundError        AgentNotFoundException
     │   ├── RunnerExistsError          AgentExistsException
     │   ├── JobStillRunningError       JobStillRunningException ("try later", not a failure)
@@ -20,19 +19,39 @@
     │   ├── ScaleSetNotFoundError      RunnerScaleSetNotFoundException
     │   ├── ScaleSetExistsError        RunnerScaleSetExistsException: the name is taken (409)
     │   └── RunnerGroupNotFoundError   no runner group has the name asked for
-    ├── CircuitOpenError               the origin's breaker refuses calls; carries ``retry_after``
-    ├── RetryExhaustedError            every allowed attempt failed; keeps the last error
-    └── RecoveryError                  ``recover()`` could not restore a working state
+    └── TransientError                 worth waiting out; ``retry_at`` / ``retry_after`` say how long
+        ├── TransportError             the network failed and the call was not repeated
+        │   ├── DeadlineExceededError  the caller's time ran out (``client.deadline``, ``duration``)
+        │   └── CallCancelledError     the caller cancelled (``Listener.stop``, a closed client)
+        ├── CircuitOpenError           the origin's breaker refuses calls
+        ├── RetryExhaustedError        every allowed attempt failed; keeps the last error
+        ├── RunSkippedError            a bounded run did not start: the service is known down
+        ├── RateLimitedError           (also an APIError, above)
+        └── ServerError                (also an APIError, above)
+
+When to retry, one convention on every ``TransientError``: ``retry_at`` is an absolute wall-clock
+time (seconds since the epoch, as ``time.time()``) and ``retry_after`` the same wait in seconds
+counted from when the error was raised; both None when nothing is known (back off as you like).
+
+What is transient, and why: time alone can cure it (a network fault, a breaker's break, a rate
+limit, a 5xx, attempts that ran out during an outage). ``CallCancelledError`` and
+``DeadlineExceededError`` are transient too (they are ``TransportError`` s, and nothing is wrong
+with the service), so a loop that catches ``TransientError`` checks its own stop first, as the
+listener does. ``ResponseError`` is not: the same malformed or oversized body comes back however
+long one waits (the listener sets such a message aside after ``poison_after`` tries). 4xx answers,
+``ConfigError`` and ``StateFileError`` need someone to change something.
 
 Transport exceptions of requests/urllib3 are kept as ``__cause__``, never as base classes, so
 the public API does not depend on them. Every error pickles (threads and process pools pass them
 around), and no message contains a token: URLs are redacted and bodies are excerpts with known
-secrets removed.
+secrets removed. ``APIError.recast`` builds an error of another class from one already raised
+(a sharper class or message, the same diagnostics) instead of copying its fields by hand.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, TypeVar
 
 __all__ = [
     "APIError",
@@ -47,18 +66,23 @@ __all__ = [
     "RecoveryError",
     "ResponseError",
     "RetryExhaustedError",
+    "RunSkippedError",
     "RunnerExistsError",
     "RunnerGroupNotFoundError",
     "RunnerNotFoundError",
     "ScaleSetExistsError",
     "ScaleSetNotFoundError",
     "ScalesetError",
+    "ServerError",
     "SessionConflictError",
     "SessionNotFoundError",
     "StateFileError",
     "StateFileLockedError",
+    "TransientError",
     "TransportError",
 ]
+
+_E = TypeVar("_E", bound="APIError")
 
 
 def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
@@ -77,12 +101,44 @@ class ScalesetError(Exception):
         return (_rebuild, (type(self), self.args, dict(self.__dict__)))
 
 
+class TransientError(ScalesetError):
+    """Worth waiting out: time alone may cure it (see the module docstring for what is and is not).
+
+    ``retry_at`` is when a retry may go, as wall-clock seconds since the epoch; ``retry_after``
+    the same wait in seconds from when the error was raised. Both are None when the error carries
+    no hint (back off as you see fit); a ``CircuitOpenError`` held open by an operator has None too.
+    """
+
+    retry_at: float | None = None
+    retry_after: float | None = None
+
+    def set_retry(self, *, retry_at: float | None = None, retry_after: float | None = None,
+                  now: float | None = None) -> None:
+        """Set both halves of the convention from either one (for code that raises or narrows a
+        hint); ``now`` is the raiser's wall clock (a fake clock in tests), ``time.time()`` when
+        not given. Neither: no hint."""
+        if retry_at is None and retry_after is None:
+            self.retry_at = self.retry_after = None
+            return
+        wall = time.time() if now is None else now
+        if retry_at is None:
+            assert retry_after is not None
+            retry_at = wall + retry_after
+        elif retry_after is None:
+            retry_after = max(0.0, retry_at - wall)
+        self.retry_at = retry_at
+        self.retry_after = retry_after
+
+
 class ConfigError(ScalesetError, ValueError):
     """A configuration value is wrong; the message names it and says what is accepted."""
 
 
 class ResponseError(ScalesetError):
-    """The service sent a body that cannot be used (malformed, truncated or too large)."""
+    """The service sent a body that cannot be used (malformed, truncated or too large).
+
+    Not a ``TransientError``: waiting does not change a body (the listener sets a message it
+    cannot read aside after ``poison_after`` tries)."""
 
     def __init__(self, message: str, *, operation: str = "", body_excerpt: str = "",
                  message_id: int | None = None) -> None:
@@ -101,7 +157,7 @@ class StateFileLockedError(StateFileError):
     A cron wrapper treats this as "skipped", not as a configuration error."""
 
 
-class TransportError(ScalesetError):
+class TransportError(TransientError):
     """The request failed on the network and was not repeated (or could not be).
 
     ``delivered`` is False when the request provably never reached the server (refused,
@@ -125,6 +181,10 @@ class DeadlineExceededError(TransportError):
 class CallCancelledError(TransportError):
     """The call was cancelled by its caller (``Deadline.cancel``, ``Listener.stop``, a signal, or
     ``Client.close``) while waiting or in flight. Never a breaker failure."""
+
+
+_API_FIELDS = ("status", "reason", "type_name", "activity_id", "github_request_id", "method", "url",
+               "body_excerpt", "headers")
 
 
 class APIError(ScalesetError):
@@ -172,6 +232,16 @@ class APIError(ScalesetError):
         detail = f"{self.type_name}: {self.message}" if self.type_name else self.message
         return f"{head}: {detail}"
 
+    def recast(self, cls: type[_E], message: str | None = None) -> _E:
+        """This error as ``cls`` (a sharper class, or a message that says what to do), with the
+        same diagnostics: status, reason, type name, ids, method, URL, body excerpt and headers.
+        Raise it ``from`` this one. The one way an error is rebuilt from another."""
+        fields = {name: getattr(self, name) for name in _API_FIELDS}
+        out = cls(self.message if message is None else message, **fields)
+        if isinstance(self, TransientError) and isinstance(out, TransientError):
+            out.set_retry(retry_at=self.retry_at, retry_after=self.retry_after)
+        return out
+
 
 class AuthenticationError(APIError):
     """GitHub rejected the credentials (PAT, App key, installation or registration token).
@@ -182,15 +252,23 @@ class AuthenticationError(APIError):
     """
 
 
-class RateLimitedError(APIError):
+class RateLimitedError(APIError, TransientError):
     """GitHub or the Actions service asked us to wait longer than we are allowed to sleep.
 
-    ``retry_at`` is the wall-clock time (seconds since the epoch) after which a request may go.
+    ``retry_at`` is the wall-clock time (seconds since the epoch) after which a request may go;
+    ``retry_after`` the same as seconds from when it was raised.
     """
 
-    def __init__(self, message: str = "rate limited", *, retry_at: float | None = None, **kw: Any) -> None:
-        self.retry_at = retry_at
+    def __init__(self, message: str = "rate limited", *, retry_at: float | None = None,
+                 retry_after: float | None = None, **kw: Any) -> None:
+        self.set_retry(retry_at=retry_at, retry_after=retry_after)
         super().__init__(message, **kw)
+
+
+class ServerError(APIError, TransientError):
+    """The service failed (a 5xx other than 501) and the call was not repeated (not idempotent,
+    or no retry left). ``retry_at`` is set when the adapter read a 503's ``Retry-After`` while
+    deciding on a retry; otherwise None (back off as you see fit)."""
 
 
 class RunnerNotFoundError(APIError):
@@ -225,23 +303,24 @@ class ScaleSetNotFoundError(APIError):
     """The runner scale set does not exist (deleted, removed for inactivity, or a wrong id)."""
 
 
-class CircuitOpenError(ScalesetError):
+class CircuitOpenError(TransientError):
     """The circuit breaker for ``origin`` is open: the call was refused without being sent.
 
-    ``retry_after`` is the number of seconds until a probe may go (None: held open by an
-    operator until reset).
+    ``retry_after`` is the number of seconds until a probe may go and ``retry_at`` the same
+    instant on the wall clock (both None: held open by an operator until reset).
     """
 
     def __init__(
-        self, message: str, *, origin: str = "", operation_class: str = "", retry_after: float | None = None
+        self, message: str, *, origin: str = "", operation_class: str = "", retry_after: float | None = None,
+        retry_at: float | None = None,
     ) -> None:
         super().__init__(message)
         self.origin = origin
         self.operation_class = operation_class
-        self.retry_after = retry_after
+        self.set_retry(retry_at=retry_at, retry_after=retry_after)
 
 
-class RetryExhaustedError(ScalesetError):
+class RetryExhaustedError(TransientError):
     """Every allowed attempt failed. ``last_error`` is what the last attempt produced.
 
     ``status`` is the last HTTP status (0 when the last attempt failed on the network), so a
@@ -256,12 +335,22 @@ class RetryExhaustedError(ScalesetError):
         status: int = 0,
         last_error: ScalesetError | None = None,
         retry_at: float | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.attempts = attempts
         self.status = status
         self.last_error = last_error
-        self.retry_at = retry_at
+        self.set_retry(retry_at=retry_at, retry_after=retry_after)
+
+
+class RunSkippedError(TransientError):
+    """A bounded run did not start: the service is known down past the run's end (``retry_at``;
+    None: held open by an operator). ``scaleset-listen`` exits with "skipped", not a failure."""
+
+    def __init__(self, message: str, *, retry_at: float | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.set_retry(retry_at=retry_at, retry_after=retry_after)
 
 
 class RecoveryError(ScalesetError):

@@ -44,15 +44,16 @@ from .errors import (
     ConfigError,
     DeadlineExceededError,
     MessageQueueTokenExpiredError,
-    RateLimitedError,
     ResponseError,
+    RunSkippedError,
     ScalesetError,
     ScaleSetNotFoundError,
     SessionConflictError,
     SessionNotFoundError,
     StateFileError,
+    TransientError,
 )
-from .listener_config import EventRef, ListenerConfig, ListenerHealth, MetricsRecorder, RunSkippedError, Scaler
+from .listener_config import EventRef, ListenerConfig, ListenerHealth, MetricsRecorder, Scaler
 from .models import RunnerScaleSetMessage, RunnerScaleSetStatistic
 from .session import MessageSession
 from .state import CursorRecord, StateFile
@@ -542,12 +543,23 @@ class Listener:
             return self._wait(self._backoff(failures), end)
         if isinstance(exc, (MessageQueueTokenExpiredError, SessionNotFoundError, SessionConflictError)):
             return self._renew_session(exc, end)
+        return self._wait_out(exc, errors, end)
+
+    def _wait_out(self, exc: ScalesetError, errors: int, end: float | None) -> bool:
+        """Wait out what is neither permanent nor the session's: a ``TransientError`` until its
+        ``retry_at`` when it has one, anything else by the backoff. A refused circuit names its
+        origin, which is watched for an early return (plus up to 0.5 s so a fleet does not return
+        at once); one held open by an operator (no ``retry_at``) is asked again every
+        ``standby_interval``."""
+        now = self._clock.wall()
         if isinstance(exc, CircuitOpenError):
-            wait = exc.retry_after if exc.retry_after is not None else self.config.standby_interval
+            wait = self.config.standby_interval if exc.retry_at is None else exc.retry_at - now
             log.info("%s; waiting %.1fs", exc, wait)
             return self._wait_out_break(exc.origin, max(wait, 0.05) + self._clock.random() * 0.5, end)
-        if isinstance(exc, RateLimitedError) and exc.retry_at is not None:
-            return self._wait(max(0.05, exc.retry_at - self._clock.wall()), end)
+        if isinstance(exc, TransientError) and exc.retry_at is not None:
+            return self._wait(max(0.05, exc.retry_at - now), end)
+        session = self._session
+        assert session is not None
         log.warning("poll failed (%d in a row): %s", errors, exc)
         return self._wait_out_break(self._client.origin(session.session.message_queue_url),
                                     self._backoff(errors), end)
@@ -561,11 +573,9 @@ class Listener:
         except ScalesetError:
             return  # cannot tell now; try again after the pause
         if found is None:
-            raise ScaleSetNotFoundError(
+            raise exc.recast(ScaleSetNotFoundError,
                 f"scale set {self.config.scale_set_id} no longer exists (deleted, or removed by GitHub after "
-                f"being offline): create it again or fix the id; the listener stops. ({exc.message})",
-                status=exc.status, type_name=exc.type_name, activity_id=exc.activity_id, method=exc.method,
-                url=exc.url) from exc
+                f"being offline): create it again or fix the id; the listener stops. ({exc.message})") from exc
 
     def _renew_session(self, exc: ScalesetError, end: float | None) -> bool:
         session = self._session
@@ -613,9 +623,9 @@ class Listener:
                 self._standby = True
                 timeout = self.config.standby_timeout
                 if timeout is not None and self._clock.monotonic() - started >= timeout:
-                    raise SessionConflictError(
+                    raise exc.recast(SessionConflictError,
                         f"scale set {self.config.scale_set_id} stayed owned by another listener for "
-                        f"{timeout:.0f}s: {exc.message}", status=exc.status, type_name=exc.type_name) from exc
+                        f"{timeout:.0f}s: {exc.message}") from exc
                 log.info("scale set %d has an active session elsewhere; standing by", self.config.scale_set_id)
                 if self._wait(self._standby_pause(), end):
                     return None
@@ -643,7 +653,7 @@ class Listener:
                     f"({breaker.last_failure_reason or 'held open'}); next attempt at "
                     + ("operator reset" if retry_at is None else
                        time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(retry_at)) + f" (in {wait:.0f}s)"),
-                    retry_at=retry_at)
+                    retry_at=retry_at, retry_after=wait)
 
     # -- waiting -----------------------------------------------------------------------------
     def _backoff(self, failures: int) -> float:

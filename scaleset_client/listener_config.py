@@ -1,6 +1,7 @@
 """What a listener is given and what it reports: the ``Scaler`` and ``MetricsRecorder`` protocols
 your code implements, ``ListenerConfig``, ``ListenerHealth``, ``EventRef`` (which event is being
-handled, for de-duplication) and ``RunSkippedError``. The loop itself is in ``listener.py``.
+handled, for de-duplication); ``RunSkippedError`` (defined in ``errors.py``) is importable from here
+too. The loop itself is in ``listener.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Protocol
 
 from ._validate import INT32_MAX, check_id
 from .config import _check
-from .errors import ScalesetError
+from .errors import RunSkippedError as RunSkippedError  # its home before errors.py held every error
 from .models import JobCompleted, JobStarted, RunnerScaleSetStatistic
 
 
@@ -72,14 +73,6 @@ class MetricsRecorder(Protocol):
 
     def record_cursor_ahead(self, cursor: int, message_id: int) -> None:
         """The state file's cursor was ahead of what the service delivers; it was reset."""
-
-
-class RunSkippedError(ScalesetError):
-    """A bounded run did not start: the service is known down past the run's end (``retry_at``)."""
-
-    def __init__(self, message: str, *, retry_at: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_at = retry_at
 
 
 @dataclass(frozen=True)

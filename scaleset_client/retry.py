@@ -142,6 +142,11 @@ class RateGate:
             self._strikes[origin] = n + 1
             return n
 
+    def strikes(self, origin: str) -> int:
+        """How many secondary-limit hits ``origin`` has had since its last success (a pure read)."""
+        with self._lock:
+            return self._strikes.get(origin, 0)
+
     def clear_strikes(self, origin: str) -> None:
         """Forget the secondary-rate-limit strikes of ``origin`` after a success."""
         with self._lock:

@@ -125,7 +125,10 @@ def test_an_expired_probe_lease_reopens_and_a_late_result_is_discarded() -> None
     clock.advance(5)
     hung = breaker.acquire(lease=3)
     clock.advance(3.5)
-    assert breaker.state is State.OPEN and "lease expired" in events[-1].reason
+    assert breaker.state is State.OPEN and events[-1].new is State.HALF_OPEN  # a read moves nothing
+    with pytest.raises(sc.CircuitOpenError):
+        breaker.acquire(lease=3)  # the next caller finds the hung probe and re-opens
+    assert "lease expired" in events[-1].reason and events[-1].new is State.OPEN
     generation = breaker.generation
     breaker.record(hung, Outcome.SUCCESS)  # the hung call finally returns: too late to count
     assert breaker.state is State.OPEN and breaker.generation == generation
@@ -248,3 +251,31 @@ def test_random_outcomes_across_threads_keep_the_invariants(seed: int, max_calls
     assert violations == []
     clock.advance(10.0)  # every lease is over by now
     breaker.acquire(lease=1)  # the breaker is never wedged: a call is admitted once time passes
+
+
+@pytest.mark.parametrize("moment", ["break over", "lease expired", "forced period over"])
+def test_reading_a_breaker_fires_no_transition_and_calls_no_listener(moment: str) -> None:
+    breaker, clock, events = make()
+    registry_events: list[Transition] = []
+    registry = BreakerRegistry(CFG, clock)
+    registry.add_listener(registry_events.append)
+    for b in (breaker, registry.get("https://h:443", "admin")):
+        if moment == "forced period over":
+            b.force_open(duration=2.0)
+        else:
+            fail(b, 3)
+            clock.advance(5)
+            if moment == "lease expired":
+                b.acquire(lease=1)
+                clock.advance(1)
+    clock.advance(3)
+    before, generation, registry_before = list(events), breaker.generation, list(registry_events)
+    for _ in range(2):  # health and metrics read these, any number of times
+        breaker.state, breaker.retry_after(), breaker.probes_in_flight(), breaker.snapshot()
+        registry.states(), registry.snapshot()
+    assert events == before and registry_events == registry_before and breaker.generation == generation
+    try:
+        breaker.acquire(lease=10)  # the call path makes the transition the reads did not
+    except sc.CircuitOpenError:
+        assert moment == "lease expired"  # a hung probe re-opens the circuit: this call is refused
+    assert len(events) == len(before) + 1 and breaker.generation != generation

@@ -223,6 +223,7 @@ def test_probes_are_limited_and_each_returns_its_own_permit() -> None:
     assert first.probe_id != second.probe_id and breaker.probes_in_flight() == 2
     refused = refusal(breaker)
     assert refused.retry_after == 10.0 and breaker.retry_after() == 10.0
+    assert refused.retry_at == clock.wall() + 10.0  # the same instant on the wall clock
     assert str(refused) == (f"circuit for {ORIGIN} [admin] is half_open: a probe is in flight; "
                             "next attempt in 10.0s")
     breaker.record(first, Outcome.SUCCESS)
@@ -242,6 +243,7 @@ def test_an_expired_lease_reopens_from_the_moment_it_expired() -> None:
     breaker.acquire(lease=3)
     clock.advance(3)  # exactly the lease
     assert breaker.state is State.OPEN
+    assert refusal(breaker).retry_after == 10.0  # reading moved nothing; the next caller re-opens it
     assert events[-1].reason == "probe lease expired (the probe hung)"
     assert events[-1].retry_after == 10.0  # a hung probe grows the next break like a failed one
     assert breaker.last_failure_wall == clock.wall() and breaker.last_failure_reason == events[-1].reason
@@ -250,13 +252,15 @@ def test_an_expired_lease_reopens_from_the_moment_it_expired() -> None:
 
 
 def test_the_earliest_lease_expires_first() -> None:
-    breaker, clock, _ = make(sc.CircuitBreakerConfig(failure_threshold=1, half_open_max_calls=2, jitter=0.0))
+    breaker, clock, events = make(sc.CircuitBreakerConfig(failure_threshold=1, half_open_max_calls=2, jitter=0.0))
     fail(breaker)
     clock.advance(5)
     breaker.acquire(lease=1)
     breaker.acquire(lease=10)
     clock.advance(1.5)
     assert breaker.state is State.OPEN
+    refusal(breaker)  # the call path re-opens it (a read does not)
+    assert events[-1].new is State.OPEN and events[-1].reason == "probe lease expired (the probe hung)"
 
 
 def test_a_short_lease_is_honoured() -> None:

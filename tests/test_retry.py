@@ -285,3 +285,36 @@ def test_repeated_secondary_limits_wait_longer_and_a_success_forgives_them(fake:
         client.get_runner_by_name("x")  # the second strike in a row asks for 120 s, more than max_hint_wait
     assert info.value.retry_at is not None and 120 <= info.value.retry_at - clock.wall() < 121
     client.close()
+
+
+# -- whose clock an absolute hint is read on -------------------------------------------------------
+def _answer(status: int, headers: dict[str, str]) -> requests.Response:
+    """A response built by hand, so its Date header is exactly what the test says (or absent)."""
+    import io
+
+    from requests.structures import CaseInsensitiveDict
+
+    response = requests.Response()
+    response.status_code = status
+    response.headers = CaseInsensitiveDict(headers)
+    response.raw = io.BytesIO(b"")
+    return response
+
+
+SLOW = NOW - 3600.0  # this machine's wall clock, an hour behind GitHub's
+
+
+@pytest.mark.parametrize("hint", [
+    {"Retry-After": email.utils.formatdate(NOW + 30, usegmt=True)},
+    {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) + 30)},
+], ids=["retry-after-date", "ratelimit-reset"])
+def test_absolute_hints_are_read_on_githubs_clock_not_this_machines(hint: dict[str, str]) -> None:
+    dated = _answer(429, {**hint, "Date": email.utils.formatdate(NOW, usegmt=True)})
+    assert hint_seconds(dated, SLOW) == 30.0  # the answer's own Date says when "now" is for GitHub
+    undated = _answer(429, hint)
+    assert hint_seconds(undated, SLOW, server_time=NOW) == 30.0  # else the client's estimate of it
+    assert hint_seconds(undated, NOW) == 30.0  # else this machine's clock
+    garbled = _answer(429, {**hint, "Date": "yesterday-ish"})
+    assert hint_seconds(garbled, SLOW, server_time=NOW) == 30.0  # an unreadable Date is no Date
+    naive = _answer(429, {**hint, "Date": "Fri, 15 Jan 2027 08:00:00 -0000"})  # no zone: not trusted
+    assert hint_seconds(naive, SLOW, server_time=NOW) == 30.0
