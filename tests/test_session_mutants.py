@@ -150,7 +150,7 @@ def test_acquire_errors_name_acquire_jobs(client: sc.Client, fake: FakeActionsSe
             session.acquire_jobs([1])
         assert info.value.operation == "acquire_jobs"
         fake.inject("acquire_jobs", Fault.respond(200, json_body=[1, 2]))
-        with pytest.raises(sc.ResponseError, match="^acquire_jobs"):
+        with pytest.raises(sc.ResponseError, match=r"^acquire_jobs: "):
             session.acquire_jobs([1])
         fake.inject("acquire_jobs", Fault.respond(200, json_body={"count": 1, "value": "1"}))
         with pytest.raises(sc.ResponseError) as info:
@@ -186,7 +186,7 @@ def test_acquire_ids_are_checked_before_sending(client: sc.Client, fake: FakeAct
                                                 scale_set: sc.RunnerScaleSet) -> None:
     with client.message_session(scale_set.id) as session:
         for bad in (0, -1, True, "5"):
-            with pytest.raises(sc.ConfigError, match="^request id must be a positive integer"):
+            with pytest.raises(sc.ConfigError, match=r"^request id must be a positive integer"):
                 session.acquire_jobs([7, bad])  # type: ignore[list-item]
         assert session.acquire_jobs([]) == []
         assert fake.count("acquire_jobs") == 0
@@ -263,7 +263,7 @@ def test_an_ack_id_is_checked_before_sending(client: sc.Client, fake: FakeAction
                                              scale_set: sc.RunnerScaleSet) -> None:
     with client.message_session(scale_set.id) as session:
         for bad in (0, -1, True):
-            with pytest.raises(sc.ConfigError, match="^message_id must be a positive integer"):
+            with pytest.raises(sc.ConfigError, match=r"^message_id must be a positive integer"):
                 session.delete_message(bad)
         assert fake.count("delete_message") == 0
 

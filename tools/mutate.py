@@ -63,16 +63,19 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                  ["tests/test_transport.py", "tests/test_resilience.py", "tests/test_adapter_observed.py",
                   "tests/test_large_messages.py"]),
     "listener": ("scaleset_client/listener.py",
-                 ["tests/test_listener_mutants.py", "tests/test_listener_observed.py", "tests/test_listener_paths.py", "tests/test_listener.py",
+                 ["tests/test_listener_mutants.py", "tests/test_listener_observed.py", "tests/test_listener_paths.py",
+                  "tests/test_listener.py",
                   "tests/test_listener_renewal.py",
                   "tests/test_recovery.py",
                   "tests/test_large_messages.py",
                   "tests/test_state_file.py", "tests/test_deadlines.py"]),
     "session": ("scaleset_client/session.py",
-                ["tests/test_session_mutants.py", "tests/test_session_edges.py", "tests/test_session.py", "tests/test_recovery.py",
+                ["tests/test_session_mutants.py", "tests/test_session_edges.py", "tests/test_session.py",
+                 "tests/test_recovery.py",
                  "tests/test_listener.py"]),
     "state": ("scaleset_client/state.py",
-              ["tests/test_state_mutants.py", "tests/test_state_unit.py", "tests/test_state_file.py", "tests/test_listener.py"]),
+              ["tests/test_state_mutants.py", "tests/test_state_unit.py", "tests/test_state_file.py",
+               "tests/test_listener.py"]),
 }
 # The CLI's tests (tests/test_cli*.py) start subprocesses, which never see the mutant: not mapped.
 
