@@ -337,3 +337,114 @@ def test_a_poll_replaces_last_message_id_and_keeps_the_other_query_parameters(
         polls = fake.requests("get_message")
         assert [r.query for r in polls] == [{"code": "abc", "lastMessageId": "7"},
                                             {"code": "abc", "lastMessageId": "5"}]
+
+
+def test_a_session_for_a_bad_scale_set_id_is_refused_before_sending(client: sc.Client,
+                                                                     fake: FakeActionsService) -> None:
+    for bad in (0, -2, True):
+        with pytest.raises(sc.ConfigError, match=r"^scale_set_id must be a positive integer"):
+            client.message_session(bad)
+    assert fake.count("create_session") == 0
+
+
+def test_max_capacity_outside_int32_is_refused_before_sending(client: sc.Client, fake: FakeActionsService,
+                                                              scale_set: sc.RunnerScaleSet) -> None:
+    with client.message_session(scale_set.id) as session:
+        for bad in (-1, 2**31, True, 1.0):
+            with pytest.raises(sc.ConfigError, match=r"^max_capacity must be an integer from 0 to 2147483647"):
+                session.get_message(0, bad)  # type: ignore[arg-type]
+        assert fake.count("get_message") == 0
+        assert session.get_message(0, 0) is None
+        assert fake.requests("get_message")[-1].headers.get("X-ScaleSetMaxCapacity") == "0"
+
+
+def test_repr_names_the_scale_set_and_session_but_no_token(client: sc.Client, scale_set: sc.RunnerScaleSet) -> None:
+    with client.message_session(scale_set.id) as session:
+        current = session.session
+        assert repr(session) == f"MessageSession(scale_set_id={scale_set.id}, session_id={current.session_id!r})"
+        assert current.message_queue_access_token not in repr(session)
+
+
+def test_an_unreadable_create_answer_names_create_session(fake: FakeActionsService, clock: object) -> None:
+    from .conftest import make_client
+    client = make_client(fake, clock, resilience=sc.ResilienceConfig(max_response_bytes=4096))
+    try:
+        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="x"))
+        fake.inject("create_session", Fault.huge(8000))
+        with pytest.raises(sc.ResponseError) as info:
+            client.message_session(scale_set.id)
+        assert info.value.operation == "create_session" and str(info.value).startswith("create_session: ")
+    finally:
+        client.close()
+
+
+def test_a_queue_token_echoed_in_an_error_is_redacted(client: sc.Client, fake: FakeActionsService,
+                                                      scale_set: sc.RunnerScaleSet) -> None:
+    with client.message_session(scale_set.id) as session:
+        token = session.session.message_queue_access_token
+        fake.inject("get_message", Fault.respond(400, json_body={"message": f"bad token {token}"}))
+        with pytest.raises(sc.APIError) as info:
+            session.get_message(0, 1)
+        assert token not in str(info.value) and token not in repr(info.value)
+        assert "bad token ***" in str(info.value)
+
+
+def test_a_plain_http_queue_url_under_an_https_client_is_never_used(tmp_path: object) -> None:
+    """The queue token must not travel in clear text: the session is dropped and asked for again;
+    twice unusable is a ResponseError saying why."""
+    import ssl
+    from pathlib import Path
+
+    import trustme
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    bundle = Path(str(tmp_path)) / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    plain = {"sessionId": "11111111-1111-1111-1111-111111111111", "ownerName": "x",
+             "messageQueueUrl": "http://127.0.0.1:9/scalesets/message", "messageQueueAccessToken": "tok-abcdef",
+             "statistics": {}}
+    with FakeActionsService(long_poll_hold=0.05, ssl_context=context) as tls_fake, sc.Client(
+            tls_fake.config_url, token=tls_fake.token, verify=str(bundle)) as client:
+        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="tls"))
+        tls_fake.inject("create_session", Fault.respond(200, json_body=plain))
+        with client.message_session(scale_set.id) as session:
+            assert session.session.message_queue_url.startswith("https://")
+        assert tls_fake.count("create_session") == 2
+        tls_fake.inject("create_session", Fault.respond(200, json_body=plain), times=2)
+        with pytest.raises(sc.ResponseError) as info:
+            client.message_session(scale_set.id)
+        assert "messageQueueUrl is plain http while the client uses https (token would leak)" in str(info.value)
+
+
+def test_each_session_call_is_judged_by_its_own_circuit(client: sc.Client, fake: FakeActionsService,
+                                                        scale_set: sc.RunnerScaleSet) -> None:
+    """Design: breakers are partitioned by origin and operation class (session calls, the long
+    poll, queue operations), so a failing long poll never blocks an ack. Seen in states()."""
+    from urllib.parse import urlsplit
+
+    def origin(url: str) -> str:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    actions, broker = origin(fake.actions_url), origin(fake.queue_url)
+    before = set(client.circuit_breakers.states())
+
+    def added() -> set[str]:
+        return set(client.circuit_breakers.states()) - before
+
+    session = client.message_session(scale_set.id)
+    assert added() == {f"{actions} session"}
+    session.refresh()
+    assert added() == {f"{actions} session"}
+    fake.queue_job(scale_set.id)
+    message = session.get_message(0, 1)
+    assert message is not None
+    assert added() == {f"{actions} session", f"{broker} long_poll"}
+    session.delete_message(message.message_id)
+    assert added() == {f"{actions} session", f"{broker} long_poll", f"{broker} queue_ops"}
+    session.acquire_jobs([1])
+    every = {f"{actions} session", f"{broker} long_poll", f"{broker} queue_ops", f"{actions} queue_ops"}
+    assert added() == every
+    session.close()
+    assert fake.count("delete_session") == 1 and added() == every
