@@ -123,6 +123,16 @@ def test_an_unreadable_message_names_get_message(client: sc.Client, fake: FakeAc
         assert info.value.operation == "get_message" and info.value.message_id == 42
 
 
+@pytest.mark.parametrize("ident", [1, 2**40])
+def test_an_unreadable_message_keeps_any_positive_id(client: sc.Client, fake: FakeActionsService,
+                                                     scale_set: sc.RunnerScaleSet, ident: int) -> None:
+    with client.message_session(scale_set.id) as session:
+        fake.inject("get_message", Fault.respond(200, json_body={"messageId": ident, "messageType": 7}))
+        with pytest.raises(sc.ResponseError) as info:
+            session.get_message(0, 1)
+        assert info.value.message_id == ident
+
+
 @pytest.mark.parametrize("ident", [0, -3, True, "9"])
 def test_an_unreadable_message_without_a_usable_id_keeps_none(
         client: sc.Client, fake: FakeActionsService, scale_set: sc.RunnerScaleSet, ident: object) -> None:
@@ -448,3 +458,39 @@ def test_each_session_call_is_judged_by_its_own_circuit(client: sc.Client, fake:
     assert added() == every
     session.close()
     assert fake.count("delete_session") == 1 and added() == every
+
+
+def test_a_bad_last_message_id_is_named_with_its_value(client: sc.Client, fake: FakeActionsService,
+                                                       scale_set: sc.RunnerScaleSet) -> None:
+    with client.message_session(scale_set.id) as session:
+        with pytest.raises(sc.ConfigError, match=r"^last_message_id must be an integer >= 0, got -1$"):
+            session.get_message(-1, 1)
+        assert fake.count("get_message") == 0
+
+
+def test_an_ack_is_repeated_after_a_503(client: sc.Client, fake: FakeActionsService,
+                                         scale_set: sc.RunnerScaleSet) -> None:
+    """Deleting a message is idempotent (a repeat is a 404, which counts as done): a 503 is retried."""
+    with client.message_session(scale_set.id) as session:
+        mid = _queued_message(fake, session, scale_set.id)
+        fake.inject("delete_message", Fault.error(503, message="busy"))
+        session.delete_message(mid)
+        assert fake.count("delete_message") == 2 and fake.unacked(scale_set.id) == []
+
+
+@pytest.mark.parametrize("operation", ["get_message", "delete_message", "acquire_jobs"])
+def test_a_queue_call_refused_401_after_renewal_is_a_queue_token_error(
+        client: sc.Client, fake: FakeActionsService, scale_set: sc.RunnerScaleSet, operation: str) -> None:
+    """Protocol §4.4: a repeated 401 on a queue call keeps the "message queue token expired" kind."""
+    with client.message_session(scale_set.id) as session:
+        mid = _queued_message(fake, session, scale_set.id)
+        fake.inject(operation, Fault.respond(401), times=2)
+        with pytest.raises(sc.MessageQueueTokenExpiredError):
+            if operation == "get_message":
+                session.get_message(0, 1)
+            elif operation == "delete_message":
+                session.delete_message(mid)
+            else:
+                session.acquire_jobs([1])
+        assert fake.count(operation) == (3 if operation == "get_message" else 2)
+        assert fake.count("refresh_session") == 1
