@@ -494,3 +494,13 @@ def test_a_queue_call_refused_401_after_renewal_is_a_queue_token_error(
                 session.acquire_jobs([1])
         assert fake.count(operation) == (3 if operation == "get_message" else 2)
         assert fake.count("refresh_session") == 1
+
+
+def test_an_unusable_create_answer_names_create_session(client: sc.Client, fake: FakeActionsService,
+                                                         scale_set: sc.RunnerScaleSet) -> None:
+    for answer in (Fault.respond(200, b"<html>", content_type="application/json"),
+                   Fault.respond(200, json_body={"sessionId": {}})):
+        fake.inject("create_session", answer)
+        with pytest.raises(sc.ResponseError) as info:
+            client.message_session(scale_set.id)
+        assert info.value.operation == "create_session"

@@ -20,8 +20,8 @@ list of equivalent mutants survives edits elsewhere in the file. Tests that star
 subprocess do not see the mutant (the hook lives in the child only); the mapped test files are
 in-process ones.
 
-What is not mutated: docstrings, annotations, ``__all__``, and the arguments of ``log.*`` calls
-(log wording is not a promise; whether something is logged at all is covered by dropping calls
+What is not mutated: docstrings, annotations, ``__all__``, and the arguments of ``log.*`` calls,
+also through a logger attribute such as ``client._log.warning`` (log wording is not a promise; whether something is logged at all is covered by dropping calls
 elsewhere). Mutants are deterministic: hypothesis runs derandomized without its example database.
 """
 
@@ -88,6 +88,7 @@ _BIN_SWAP: dict[type[ast.operator], type[ast.operator]] = {
     ast.Mod: ast.Mult, ast.Pow: ast.Mult,
 }
 _LOG_NAMES = {"log", "logger", "logging"}
+_LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical", "log"}
 
 
 @dataclass
@@ -114,8 +115,13 @@ def _is_docstring(parents: list[ast.AST], node: ast.AST) -> bool:
 
 
 def _is_log_call(node: ast.AST) -> bool:
-    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and isinstance(node.func.value, ast.Name) and node.func.value.id in _LOG_NAMES)
+    """``log.warning(...)``, and a logger held as an attribute (``client._log.warning(...)``)."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return False
+    owner = node.func.value
+    return ((isinstance(owner, ast.Name) and owner.id in _LOG_NAMES)
+            or (isinstance(owner, ast.Attribute) and owner.attr.lstrip("_") in _LOG_NAMES
+                and node.func.attr in _LOG_METHODS))
 
 
 class _Mutator(ast.NodeTransformer):
