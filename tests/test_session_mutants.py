@@ -424,7 +424,8 @@ def test_a_plain_http_queue_url_under_an_https_client_is_never_used(tmp_path: ob
         tls_fake.inject("create_session", Fault.respond(200, json_body=plain), times=2)
         with pytest.raises(sc.ResponseError) as info:
             client.message_session(scale_set.id)
-        assert "messageQueueUrl is plain http while the client uses https (token would leak)" in str(info.value)
+        assert str(info.value) == ("create_session: the service returned an unusable session (messageQueueUrl is "
+                                   "plain http while the client uses https (token would leak))")
 
 
 def test_each_session_call_is_judged_by_its_own_circuit(client: sc.Client, fake: FakeActionsService,
