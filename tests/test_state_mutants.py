@@ -141,3 +141,11 @@ def test_a_save_that_cannot_replace_the_file_leaves_no_temporary_file(tmp_path: 
         state.save({"cursor": 1})
     assert str(info.value) == f"cannot write state file {tmp_path / 's.json'}: {os.strerror(errno.EISDIR)}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json", "s.json.lock"]
+
+
+def test_a_cursor_record_that_cannot_be_opened_names_it_and_why(tmp_path: Path) -> None:
+    (tmp_path / "s.json.cursor").mkdir()
+    with StateFile(tmp_path / "s.json") as state, pytest.raises(sc.StateFileError) as info:
+        state.load_cursor()
+    assert str(info.value) == (f"cannot open the cursor record {tmp_path / 's.json.cursor'}: "
+                               f"{os.strerror(errno.EISDIR)}")
