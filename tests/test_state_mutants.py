@@ -149,3 +149,23 @@ def test_a_cursor_record_that_cannot_be_opened_names_it_and_why(tmp_path: Path) 
         state.load_cursor()
     assert str(info.value) == (f"cannot open the cursor record {tmp_path / 's.json.cursor'}: "
                                f"{os.strerror(errno.EISDIR)}")
+
+
+def test_a_second_sync_does_not_hand_the_synced_slot_to_the_next_write(tmp_path: Path) -> None:
+    with StateFile(tmp_path / "s.json") as state:
+        state.write_cursor(CursorRecord(5), durable=True)
+        state.sync_cursor()  # nothing new since: a no-op
+        state.write_cursor(CursorRecord(6), durable=False)
+        state.write_cursor(CursorRecord(7), durable=False)
+    assert sorted(s[1].cursor for s in _slots(tmp_path / "s.json.cursor") if s) == [5, 7]
+
+
+def test_a_cursor_record_that_cannot_be_synced_names_it_and_why(tmp_path: Path) -> None:
+    """/dev/null takes writes but refuses fdatasync (EINVAL): the error an operator would read."""
+    if not os.path.exists("/dev/null"):
+        pytest.skip("needs /dev/null")
+    (tmp_path / "s.json.cursor").symlink_to("/dev/null")
+    with StateFile(tmp_path / "s.json") as state, pytest.raises(sc.StateFileError) as info:
+        state.write_cursor(CursorRecord(1), durable=True)
+    assert str(info.value) == (f"cannot write the cursor record {tmp_path / 's.json.cursor'}: "
+                               f"{os.strerror(errno.EINVAL)}")
