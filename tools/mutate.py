@@ -21,8 +21,9 @@ subprocess do not see the mutant (the hook lives in the child only); the mapped 
 in-process ones.
 
 What is not mutated: docstrings, annotations, ``__all__``, and the arguments of ``log.*`` calls,
-also through a logger attribute such as ``client._log.warning`` (log wording is not a promise; whether something is logged at all is covered by dropping calls
-elsewhere). Mutants are deterministic: hypothesis runs derandomized without its example database.
+also through a logger attribute such as ``client._log.warning`` (log wording is not a promise;
+whether something is logged at all is covered by dropping calls elsewhere). Mutants are
+deterministic: hypothesis runs derandomized without its example database.
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "retry": ("scaleset_client/retry.py",
               ["tests/test_retry.py", "tests/test_transport.py", "tests/test_resilience.py"]),
     "adapter": ("scaleset_client/adapter.py",
-                ["tests/test_adapter_observed.py", "tests/test_retry.py", "tests/test_resilience.py",
-                 "tests/test_transport.py", "tests/test_deadlines.py", "tests/test_large_messages.py"]),
+                ["tests/test_adapter_mutants.py", "tests/test_adapter_observed.py", "tests/test_retry.py",
+                 "tests/test_resilience.py",
+                 "tests/test_transport.py", "tests/test_deadlines.py", "tests/test_large_messages.py",
+                 "tests/test_tls_chain.py"]),
     "connections": ("scaleset_client/_connections.py",
                     ["tests/test_deadlines.py", "tests/test_transport.py", "tests/test_resilience.py"]),
     "classify": ("scaleset_client/_classify.py",

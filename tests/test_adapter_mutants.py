@@ -1,0 +1,59 @@
+"""Adapter promises the mutation run showed no test pinned, seen by the caller (error kind and
+text), at the fake (requests counted) and in the breakers' public state. Time is a FakeClock."""
+
+from __future__ import annotations
+
+import pytest
+
+import scaleset_client as sc
+from scaleset_client.testing import FakeActionsService, FakeClock, Fault
+
+from .conftest import make_client
+
+
+def test_a_call_whose_caller_deadline_passed_sends_nothing_and_says_so(
+        client: sc.Client, fake: FakeActionsService, scale_set: sc.RunnerScaleSet) -> None:
+    fake.clear_log()  # the admin token is held already (the scale set was created)
+    with client.deadline(0), pytest.raises(sc.DeadlineExceededError) as info:
+        client.get_runner_scale_set_by_id(scale_set.id)
+    assert str(info.value).startswith("GET http") and str(info.value).endswith(": the caller's deadline passed")
+    assert info.value.delivered is False and fake.count() == 0
+
+
+def test_a_scope_cancelled_without_a_reason_says_cancelled(client: sc.Client, fake: FakeActionsService,
+                                                           scale_set: sc.RunnerScaleSet) -> None:
+    fake.clear_log()
+    with client.deadline(None) as scope:
+        scope.cancel("")
+        with pytest.raises(sc.CallCancelledError) as info:
+            client.get_runner_scale_set_by_id(scale_set.id)
+    assert " was cancelled (cancelled)" in str(info.value) and fake.count() == 0
+
+
+def test_a_200_without_json_is_a_breaker_failure_named_as_such(client: sc.Client, fake: FakeActionsService,
+                                                               scale_set: sc.RunnerScaleSet) -> None:
+    fake.inject("get_runner_scale_set_by_id", Fault.respond(200, b"", content_type="application/json"))
+    assert client.get_runner_scale_set_by_id(scale_set.id) is not None  # retried, then answered
+    assert fake.count("get_runner_scale_set_by_id") == 2
+    reasons = {b.operation_class: b.last_failure_reason for b in client.circuit_breakers.all()}
+    assert reasons["admin"] == "HTTP 200 with an empty or non-JSON body"
+
+
+@pytest.mark.parametrize("size,oversized", [(4096, False), (4097, True)])
+def test_a_body_of_exactly_the_limit_is_read_and_one_byte_more_is_refused(
+        fake: FakeActionsService, clock: FakeClock, size: int, oversized: bool) -> None:
+    """The cap counts the bytes of a body with no Content-Length (chunked): at most the limit."""
+    client = make_client(fake, clock, resilience=sc.ResilienceConfig(max_response_bytes=4096))
+    try:
+        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="x"))
+        with client.message_session(scale_set.id) as session:
+            fake.queue_job(scale_set.id)
+            message = session.get_message(0, 1)
+            assert message is not None
+            # An ack answered 200 (not 204) with a body: refused for its status, or for its size.
+            fake.inject("delete_message", Fault.huge(size, chunked=True))
+            with pytest.raises(sc.APIError if not oversized else sc.ResponseError) as info:
+                session.delete_message(message.message_id)
+            assert ("exceeds the 4096-byte limit" in str(info.value)) is oversized
+    finally:
+        client.close()
