@@ -57,3 +57,32 @@ def test_a_body_of_exactly_the_limit_is_read_and_one_byte_more_is_refused(
             assert ("exceeds the 4096-byte limit" in str(info.value)) is oversized
     finally:
         client.close()
+
+
+def test_an_oversized_probe_answer_frees_its_probe_without_judging_the_service(
+        fake: FakeActionsService, clock: FakeClock) -> None:
+    """A body over the cap says nothing about the service's health: the half-open probe that got
+    it is released (neutral), so its lease never expires into a failed probe that re-opens the circuit."""
+    client = make_client(fake, clock, resilience=sc.ResilienceConfig(max_response_bytes=4096))
+    try:
+        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="x"))
+
+        def admin_state() -> tuple[str, str]:
+            [breaker] = [b for b in client.circuit_breakers.all() if b.operation_class == "admin"]
+            return breaker.state.value, breaker.last_failure_reason
+
+        fake.inject_always("get_runner_scale_set_by_id", Fault.error(503, message="down"))
+        with pytest.raises(sc.ScalesetError):
+            client.get_runner_scale_set_by_id(scale_set.id)
+        assert admin_state()[0] == "open"
+        fake.clear_faults("get_runner_scale_set_by_id")
+        clock.advance(120.0)  # the break is over: the next call is the probe
+        fake.inject("get_runner_scale_set_by_id", Fault.huge(8000))
+        with pytest.raises(sc.ResponseError, match="exceeds the 4096-byte limit"):
+            client.get_runner_scale_set_by_id(scale_set.id)
+        clock.advance(600.0)  # far past any probe lease
+        assert admin_state() == ("half_open", "HTTP 503")
+        assert client.get_runner_scale_set_by_id(scale_set.id) is not None  # the next probe goes out
+        assert admin_state()[0] == "closed"
+    finally:
+        client.close()
