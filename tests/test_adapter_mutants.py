@@ -86,3 +86,21 @@ def test_an_oversized_probe_answer_frees_its_probe_without_judging_the_service(
         assert admin_state()[0] == "closed"
     finally:
         client.close()
+
+
+def test_an_attempt_cut_by_the_calls_own_deadline_says_how_many_attempts_and_which_deadline() -> None:
+    """Real time (about 1 s): a hung attempt is cut by the call's own deadline, not the caller's."""
+    with FakeActionsService(long_poll_hold=0.05) as live:
+        client = sc.Client(live.config_url, token=live.token, timeout=(2.0, 5.0),
+                           resilience=sc.ResilienceConfig(retry=sc.RetryConfig(deadline=1.0)))
+        try:
+            client.get_runner_by_name("warm")
+            live.inject("get_runner_by_name", Fault.hang(60.0))
+            with pytest.raises(sc.RetryExhaustedError) as info:
+                client.get_runner_by_name("x")
+            assert str(info.value).startswith("get_runner_by_name gave up after 1 attempts: the call's 1s "
+                                              "deadline passed")
+            assert info.value.attempts == 1 and live.count("get_runner_by_name") == 2
+        finally:
+            live.release_hangs()
+            client.close()
