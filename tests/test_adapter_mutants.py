@@ -3,12 +3,15 @@ text), at the fake (requests counted) and in the breakers' public state. Time is
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 import pytest
 
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
-from .conftest import make_client
+from .conftest import make_client, wait_until
 
 
 def test_a_call_whose_caller_deadline_passed_sends_nothing_and_says_so(
@@ -104,3 +107,32 @@ def test_an_attempt_cut_by_the_calls_own_deadline_says_how_many_attempts_and_whi
         finally:
             live.release_hangs()
             client.close()
+
+
+def test_an_attempt_cut_by_recover_does_not_use_up_an_attempt() -> None:
+    """Real time (well under a second): recover() interrupts a black-holed attempt; the retry on a
+    fresh connection is not counted, so a later 503 still has its retry."""
+    with FakeActionsService(long_poll_hold=0.05) as live:
+        client = sc.Client(live.config_url, token=live.token, timeout=(2.0, 3600.0),
+                           resilience=sc.ResilienceConfig(retry=sc.RetryConfig(max_attempts=2, backoff_base=0.01)))
+        outcome: list[object] = []
+        try:
+            client.get_runner_by_name("warm")
+            live.inject("get_runner_by_name", Fault.hang(3600.0), Fault.error(503, message="busy"))
+            worker = threading.Thread(target=lambda: outcome.append(_catch(lambda: client.get_runner_by_name("x"))))
+            worker.start()
+            wait_until(lambda: live.count("get_runner_by_name") == 2)
+            client.recover()
+            worker.join(timeout=30)
+            assert outcome == [None]  # answered: no such runner
+            assert live.count("get_runner_by_name") == 4  # warm-up, the hung one, the 503, the answer
+        finally:
+            live.release_hangs()
+            client.close()
+
+
+def _catch(work: Callable[[], object]) -> object:
+    try:
+        return work()
+    except sc.ScalesetError as exc:
+        return exc
