@@ -136,3 +136,26 @@ def _catch(work: Callable[[], object]) -> object:
         return work()
     except sc.ScalesetError as exc:
         return exc
+
+
+def test_a_201_without_json_is_retried_like_a_200(client: sc.Client, fake: FakeActionsService,
+                                                  scale_set: sc.RunnerScaleSet) -> None:
+    fake.inject("get_runner_scale_set_by_id", Fault.respond(201, b"", content_type="application/json"))
+    assert client.get_runner_scale_set_by_id(scale_set.id) is not None
+    assert fake.count("get_runner_scale_set_by_id") == 2
+
+
+def test_a_rate_limit_longer_than_a_call_may_wait_says_when_to_come_back(
+        client: sc.Client, fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    """Retry-After 600 is more than max_hint_wait (120): raised at once with retry_at in the
+    future; a second call meets the held gate and sends nothing, with the same answer."""
+    fake.inject("get_runner_scale_set_by_id", Fault.respond(429, json_body={"message": "slow"},
+                                                            headers={"Retry-After": "600"}))
+    with pytest.raises(sc.RateLimitedError) as first:
+        client.get_runner_scale_set_by_id(scale_set.id)
+    assert first.value.retry_at is not None and 600.0 <= first.value.retry_at - clock.wall() <= 601.5
+    with pytest.raises(sc.RateLimitedError) as second:
+        client.get_runner_scale_set_by_id(scale_set.id)
+    assert second.value.retry_at is not None and 595.0 <= second.value.retry_at - clock.wall() <= 601.5
+    assert "more than this call may wait" in str(second.value)
+    assert fake.count("get_runner_scale_set_by_id") == 1
