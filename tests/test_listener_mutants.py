@@ -4,7 +4,9 @@ opening and renewing a session. Time is a FakeClock shared with the fake."""
 
 from __future__ import annotations
 
+import json
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +94,49 @@ def test_the_standby_timeout_error_names_the_request_it_gave_up_on(
         held.close()
         owner.close()
         client.close()
+
+
+def test_a_session_that_cannot_be_opened_before_a_bounded_run_ends_returns_quietly(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    fake.inject_always("create_session", Fault.error(400, "SomethingElseException", "try later"))
+    scaler = RecordingScaler()
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, error_backoff=4.0)).run(scaler, duration=20.0)
+    tries = [r.time for r in fake.requests("create_session")]
+    assert len(tries) >= 2 and tries[-1] - tries[0] <= 20.0
+    assert scaler.desired == [] and fake.count("get_message") == 0
+    client.close()
+
+
+def test_a_scaler_that_cannot_apply_the_count_keeps_the_run_bounded_and_polling(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    calls: list[int] = []
+
+    class Failing(RecordingScaler):
+        def handle_desired_runner_count(self, count: int) -> int:
+            calls.append(count)
+            raise RuntimeError("cannot scale now")
+
+    fake.push_message(scale_set.id, [job("JobStarted", 3)], statistics=stats(1))
+    scaler = Failing()
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, error_backoff=4.0)).run(scaler, duration=60.0)
+    assert scaler.started == [3] and len(calls) >= 2  # retried after a pause, not given up
+    assert fake.count("get_message") >= 1 and fake.session_of(scale_set.id) is None  # deleted on the way out
+    client.close()
+
+
+def test_an_ack_that_still_fails_on_the_way_out_stays_pending_in_the_state_file(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    client = make_client(fake, clock)
+    fake.push_message(scale_set.id, [job("JobStarted", 4)], statistics=stats(1))
+    fake.inject_always("delete_message", Fault.error(400, message="not now"))
+    scaler = RecordingScaler()
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=str(path))).run(scaler, until_idle=True)
+    unacked = fake.unacked(scale_set.id)
+    assert scaler.started == [4] and len(unacked) == 1
+    assert fake.count("delete_message") >= 2  # tried while running and once more on the way out
+    saved = json.loads(path.read_text())
+    assert saved["pending_acks"] == unacked and saved["cursor"] == unacked[0]
+    client.close()
