@@ -96,16 +96,36 @@ def test_the_standby_timeout_error_names_the_request_it_gave_up_on(
         client.close()
 
 
+def _run_bounded(listener: sc.Listener, scaler: RecordingScaler, duration: float) -> None:
+    """Run with a duration (fake time) in a thread; the join's real-time bound only stops a broken
+    run from holding the test for its whole timeout."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            listener.run(scaler, duration=duration)
+        except BaseException as exc:  # handed to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "the bounded run did not end"
+    assert errors == []
+
+
 def test_a_session_that_cannot_be_opened_before_a_bounded_run_ends_returns_quietly(
         fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
     client = make_client(fake, clock)
     fake.inject_always("create_session", Fault.error(400, "SomethingElseException", "try later"))
     scaler = RecordingScaler()
-    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, error_backoff=4.0)).run(scaler, duration=20.0)
+    try:
+        _run_bounded(sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, error_backoff=4.0)), scaler, 20.0)
+    finally:
+        client.close()
     tries = [r.time for r in fake.requests("create_session")]
     assert len(tries) >= 2 and tries[-1] - tries[0] <= 20.0
     assert scaler.desired == [] and fake.count("get_message") == 0
-    client.close()
 
 
 def test_a_scaler_that_cannot_apply_the_count_keeps_the_run_bounded_and_polling(
@@ -120,10 +140,12 @@ def test_a_scaler_that_cannot_apply_the_count_keeps_the_run_bounded_and_polling(
 
     fake.push_message(scale_set.id, [job("JobStarted", 3)], statistics=stats(1))
     scaler = Failing()
-    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, error_backoff=4.0)).run(scaler, duration=60.0)
+    try:
+        _run_bounded(sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, error_backoff=4.0)), scaler, 60.0)
+    finally:
+        client.close()
     assert scaler.started == [3] and len(calls) >= 2  # retried after a pause, not given up
     assert fake.count("get_message") >= 1 and fake.session_of(scale_set.id) is None  # deleted on the way out
-    client.close()
 
 
 def test_an_ack_that_still_fails_on_the_way_out_stays_pending_in_the_state_file(
