@@ -159,3 +159,14 @@ def test_a_rate_limit_longer_than_a_call_may_wait_says_when_to_come_back(
     assert second.value.retry_at is not None and 595.0 <= second.value.retry_at - clock.wall() <= 601.5
     assert "more than this call may wait" in str(second.value)
     assert fake.count("get_runner_scale_set_by_id") == 1
+
+
+def test_a_dropped_connection_names_the_method_and_url_it_failed_on(client: sc.Client, fake: FakeActionsService,
+                                                                     scale_set: sc.RunnerScaleSet) -> None:
+    fake.inject_always("get_runner_scale_set_by_id", Fault.drop())
+    with pytest.raises(sc.RetryExhaustedError) as info:
+        client.get_runner_scale_set_by_id(scale_set.id)
+    fake.clear_faults("get_runner_scale_set_by_id")
+    last = info.value.last_error
+    assert isinstance(last, sc.TransportError) and last.method == "GET"
+    assert str(last).startswith("GET http") and " failed: " in str(last)
