@@ -20,9 +20,10 @@ list of equivalent mutants survives edits elsewhere in the file. Tests that star
 subprocess do not see the mutant (the hook lives in the child only); the mapped test files are
 in-process ones.
 
-What is not mutated: docstrings, annotations, ``__all__``, and the arguments of ``log.*`` calls
-(log wording is not a promise; whether something is logged at all is covered by dropping calls
-elsewhere). Mutants are deterministic: hypothesis runs derandomized without its example database.
+What is not mutated: docstrings, annotations, ``__all__``, and the arguments of ``log.*`` calls,
+also through a logger attribute such as ``client._log.warning`` (log wording is not a promise;
+whether something is logged at all is covered by dropping calls elsewhere). Mutants are
+deterministic: hypothesis runs derandomized without its example database.
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "retry": ("scaleset_client/retry.py",
               ["tests/test_retry.py", "tests/test_transport.py", "tests/test_resilience.py"]),
     "adapter": ("scaleset_client/adapter.py",
-                ["tests/test_adapter_observed.py", "tests/test_retry.py", "tests/test_resilience.py",
-                 "tests/test_transport.py", "tests/test_deadlines.py", "tests/test_large_messages.py"]),
+                ["tests/test_adapter_mutants.py", "tests/test_adapter_observed.py", "tests/test_retry.py",
+                 "tests/test_resilience.py",
+                 "tests/test_transport.py", "tests/test_deadlines.py", "tests/test_large_messages.py",
+                 "tests/test_tls_chain.py"]),
     "connections": ("scaleset_client/_connections.py",
                     ["tests/test_deadlines.py", "tests/test_transport.py", "tests/test_resilience.py"]),
     "classify": ("scaleset_client/_classify.py",
@@ -64,16 +67,19 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                   "tests/test_adapter_observed.py",
                   "tests/test_large_messages.py"]),
     "listener": ("scaleset_client/listener.py",
-                 ["tests/test_listener_observed.py", "tests/test_listener_paths.py", "tests/test_listener.py",
+                 ["tests/test_listener_mutants.py", "tests/test_listener_observed.py", "tests/test_listener_paths.py",
+                  "tests/test_listener.py",
                   "tests/test_listener_renewal.py",
                   "tests/test_recovery.py",
                   "tests/test_large_messages.py",
                   "tests/test_state_file.py", "tests/test_deadlines.py"]),
     "session": ("scaleset_client/session.py",
-                ["tests/test_session_edges.py", "tests/test_session.py", "tests/test_recovery.py",
+                ["tests/test_session_mutants.py", "tests/test_session_edges.py", "tests/test_session.py",
+                 "tests/test_recovery.py",
                  "tests/test_listener.py"]),
     "state": ("scaleset_client/state.py",
-              ["tests/test_state_unit.py", "tests/test_state_file.py", "tests/test_listener.py"]),
+              ["tests/test_state_mutants.py", "tests/test_state_unit.py", "tests/test_state_file.py",
+               "tests/test_listener.py"]),
 }
 # The CLI's tests (tests/test_cli*.py) start subprocesses, which never see the mutant: not mapped.
 
@@ -86,6 +92,7 @@ _BIN_SWAP: dict[type[ast.operator], type[ast.operator]] = {
     ast.Mod: ast.Mult, ast.Pow: ast.Mult,
 }
 _LOG_NAMES = {"log", "logger", "logging"}
+_LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical", "log"}
 
 
 @dataclass
@@ -112,8 +119,13 @@ def _is_docstring(parents: list[ast.AST], node: ast.AST) -> bool:
 
 
 def _is_log_call(node: ast.AST) -> bool:
-    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and isinstance(node.func.value, ast.Name) and node.func.value.id in _LOG_NAMES)
+    """``log.warning(...)``, and a logger held as an attribute (``client._log.warning(...)``)."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return False
+    owner = node.func.value
+    return ((isinstance(owner, ast.Name) and owner.id in _LOG_NAMES)
+            or (isinstance(owner, ast.Attribute) and owner.attr.lstrip("_") in _LOG_NAMES
+                and node.func.attr in _LOG_METHODS))
 
 
 class _Mutator(ast.NodeTransformer):
