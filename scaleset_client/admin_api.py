@@ -75,7 +75,7 @@ class AdminAPI:
                                                   f"_apis/runtime/runnerscalesets/{scale_set_id}")
         except APIError as exc:
             if exc.status == 404 and not isinstance(exc, ScaleSetNotFoundError):
-                raise _as(ScaleSetNotFoundError, exc) from exc
+                raise exc.recast(ScaleSetNotFoundError) from exc
             raise
         data = self._service.json(response, "get_runner_scale_set_by_id")
         return None if data is None else parse(RunnerScaleSet, data, "get_runner_scale_set_by_id")
@@ -106,7 +106,7 @@ class AdminAPI:
                                                   body=body, idempotent=False)
         except APIError as exc:
             if exc.status == 409 and "RunnerScaleSetExistsException" in exc.type_name:
-                raise _as(ScaleSetExistsError, exc) from exc
+                raise exc.recast(ScaleSetExistsError) from exc
             raise
         return parse(RunnerScaleSet, self._service.json(response, "create_runner_scale_set"), "create_runner_scale_set")
 
@@ -178,10 +178,10 @@ class AdminAPI:
                     raise
                 existing = self.get_runner_by_name(setting.name)
                 if existing is not None and existing.runner_scale_set_id != scale_set_id:
-                    raise RunnerExistsError(
+                    raise exc.recast(
+                        RunnerExistsError,
                         f"runner {setting.name!r} exists and belongs to scale set {existing.runner_scale_set_id}, "
-                        f"not {scale_set_id}; choose another name", status=exc.status, type_name=exc.type_name,
-                        method=exc.method, url=exc.url, activity_id=exc.activity_id) from exc
+                        f"not {scale_set_id}; choose another name") from exc
                 if existing is not None:
                     self._log.info("runner %s exists from an earlier attempt; removing it", setting.name)
                     try:
@@ -213,10 +213,3 @@ class AdminAPI:
         check_id("runner_id", runner_id)
         self._service.actions_call("remove_runner", "DELETE", f"_apis/distributedtask/pools/0/agents/{runner_id}",
                                    expected=(204,))
-
-
-
-def _as(cls: type[APIError], exc: APIError) -> APIError:
-    return cls(exc.message, status=exc.status, reason=exc.reason, type_name=exc.type_name,
-               activity_id=exc.activity_id, github_request_id=exc.github_request_id, method=exc.method,
-               url=exc.url, body_excerpt=exc.body_excerpt, headers=exc.headers)

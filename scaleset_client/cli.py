@@ -32,17 +32,14 @@ from .errors import (
     APIError,
     AuthenticationError,
     CallCancelledError,
-    CircuitOpenError,
     ConfigError,
     DeadlineExceededError,
-    RateLimitedError,
     ResponseError,
-    RetryExhaustedError,
     ScalesetError,
     ScaleSetNotFoundError,
     StateFileError,
     StateFileLockedError,
-    TransportError,
+    TransientError,
 )
 from .listener import Listener, ListenerConfig, RunSkippedError
 from .models import Label, RunnerScaleSet, SystemInfo
@@ -325,9 +322,9 @@ def _scale_set_id(client: Client, args: argparse.Namespace) -> int:
 def _transient(exc: ScalesetError) -> bool:
     """Errors that an outage causes and time cures; everything else ends the run."""
     if isinstance(exc, (AuthenticationError, ScaleSetNotFoundError, CallCancelledError, DeadlineExceededError)):
-        return False
-    if isinstance(exc, (TransportError, CircuitOpenError, RetryExhaustedError, RateLimitedError, ResponseError)):
-        return True
+        return False  # wrong credentials or scale set, or the run's own stop or time: nothing to wait out
+    if isinstance(exc, (TransientError, ResponseError)):
+        return True  # a garbage body at start-up is a broken proxy or service more often than not
     return isinstance(exc, APIError) and (exc.status >= 500 or exc.status in (0, 408, 429))
 
 
@@ -349,9 +346,7 @@ def _start_up(client: Client, args: argparse.Namespace, stop: threading.Event, s
                 raise
             failures += 1
             wait = min(60.0, 2.0 ** (failures - 1)) * random.uniform(0.5, 1.0)
-            if isinstance(exc, CircuitOpenError) and exc.retry_after is not None:
-                wait = max(wait, exc.retry_after)
-            if isinstance(exc, RateLimitedError) and exc.retry_at is not None:
+            if isinstance(exc, TransientError) and exc.retry_at is not None:
                 wait = max(wait, exc.retry_at - time.time())
             log.warning("start-up call failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, wait)
             if stop.wait(max(0.0, min(wait, scope.remaining()))) or scope.cancelled or scope.expired:

@@ -122,10 +122,10 @@ class Registration:
                     raise
                 if attempt == 1 and self.skew != skew_before:
                     continue  # the rejection told us GitHub's time: sign again with it
-                raise AuthenticationError(
+                raise exc.recast(
+                    AuthenticationError,
                     f"GitHub rejected the App JWT's time claims ({exc.message}); this machine's clock is "
-                    f"{-self.skew:+.0f}s off GitHub's. Fix the clock (NTP).", status=exc.status, reason=exc.reason,
-                    method=exc.method, url=exc.url, github_request_id=exc.github_request_id) from exc
+                    f"{-self.skew:+.0f}s off GitHub's. Fix the clock (NTP).") from exc
         token = data.get("token")
         if not isinstance(token, str) or not token:
             raise ResponseError("installation token response has no token", operation="installation_token")

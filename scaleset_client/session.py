@@ -200,10 +200,8 @@ class MessageSession:
                                           operation_class="session", idempotent=True, user_agent=self._user_agent)
         except APIError as exc:
             if exc.status == 404 or any(t in exc.type_name for t in _GONE_TYPES):
-                gone = SessionNotFoundError(
-                    f"session {session_id} of scale set {self.scale_set_id} is gone on the server: {exc.message}",
-                    status=exc.status, reason=exc.reason, type_name=exc.type_name, activity_id=exc.activity_id,
-                    github_request_id=exc.github_request_id, method=exc.method, url=exc.url)
+                gone = exc.recast(SessionNotFoundError, f"session {session_id} of scale set {self.scale_set_id} "
+                                                        f"is gone on the server: {exc.message}")
                 if self.client.resilience.auto_recover_session:
                     self._log.warning("session %s of scale set %d is gone on the server (%s); creating a new "
                                         "session", session_id, self.scale_set_id, exc.type_name or exc.status)

@@ -78,8 +78,6 @@ def test_a_listener_that_stood_by_takes_over_once_the_owner_leaves(
     client.close()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the standby-timeout SessionConflictError is rebuilt without the "
-                   "request's method and URL, so its text reads 'request   failed(status=\"409\")' with blanks")
 def test_the_standby_timeout_error_names_the_request_it_gave_up_on(
         fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
     owner = make_client(fake, clock)
