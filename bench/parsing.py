@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from scaleset_client import _wire
-from scaleset_client.models import RunnerScaleSetMessage, parse
+from scaleset_client._models import RunnerScaleSetMessage, parse
 
 from ._util import Row, bench_main, median, spread
 

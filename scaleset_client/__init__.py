@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:  # the real imports, for type checkers; at run time each module loads on first use
-    from .auth import GitHubAppAuth
-    from .breaker import BreakerRegistry, State, Transition
-    from .client import Client
-    from .clock import Clock, SystemClock
-    from .config import CircuitBreakerConfig, ResilienceConfig, RetryConfig
-    from .deadline import Deadline
-    from .errors import (
+    from ._auth import GitHubAppAuth
+    from ._breaker import BreakerRegistry, State, Transition
+    from ._client import Client
+    from ._clock import Clock, SystemClock
+    from ._config import CircuitBreakerConfig, ResilienceConfig, RetryConfig
+    from ._deadline import Deadline
+    from ._errors import (
         APIError,
         AuthenticationError,
         CallCancelledError,
@@ -50,8 +50,8 @@ if TYPE_CHECKING:  # the real imports, for type checkers; at run time each modul
         TransientError,
         TransportError,
     )
-    from .health import ComponentHealth, HealthReport, RecoveryReport
-    from .listener import (
+    from ._health import ComponentHealth, HealthReport, RecoveryReport
+    from ._listener import (
         EventRef,
         Listener,
         ListenerConfig,
@@ -59,7 +59,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers; at run time each modul
         MetricsRecorder,
         Scaler,
     )
-    from .models import (
+    from ._models import (
         JitRunnerConfig,
         JitRunnerSetting,
         JobAssigned,
@@ -77,78 +77,78 @@ if TYPE_CHECKING:  # the real imports, for type checkers; at run time each modul
         RunnerSetting,
         SystemInfo,
     )
-    from .secrets import Secret
-    from .session import MessageSession
+    from ._secrets import Secret
+    from ._session import MessageSession
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # Public name -> private module (PEP 562): ``import scaleset_client`` stays cheap for cron jobs and
 # CLI start-up, and ``sc.Client`` or ``from scaleset_client import Client`` loads what it needs.
 _LAZY: dict[str, str] = {
-    "GitHubAppAuth": "auth",
-    "BreakerRegistry": "breaker",
-    "State": "breaker",
-    "Transition": "breaker",
-    "Client": "client",
-    "Clock": "clock",
-    "SystemClock": "clock",
-    "CircuitBreakerConfig": "config",
-    "ResilienceConfig": "config",
-    "RetryConfig": "config",
-    "APIError": "errors",
-    "AuthenticationError": "errors",
-    "CircuitOpenError": "errors",
-    "ConfigError": "errors",
-    "JobStillRunningError": "errors",
-    "MessageQueueTokenExpiredError": "errors",
-    "RateLimitedError": "errors",
-    "RecoveryError": "errors",
-    "ResponseError": "errors",
-    "RetryExhaustedError": "errors",
-    "RunnerExistsError": "errors",
-    "RunnerNotFoundError": "errors",
-    "ScalesetError": "errors",
-    "ScaleSetNotFoundError": "errors",
-    "SessionConflictError": "errors",
-    "SessionNotFoundError": "errors",
-    "RunSkippedError": "errors",
-    "ServerError": "errors",
-    "StateFileError": "errors",
-    "TransientError": "errors",
-    "TransportError": "errors",
-    "ComponentHealth": "health",
-    "HealthReport": "health",
-    "Listener": "listener",
-    "ListenerConfig": "listener",
-    "ListenerHealth": "listener",
-    "MetricsRecorder": "listener",
-    "Scaler": "listener",
-    "JitRunnerConfig": "models",
-    "JitRunnerSetting": "models",
-    "JobAssigned": "models",
-    "JobAvailable": "models",
-    "JobCompleted": "models",
-    "JobMessage": "models",
-    "JobStarted": "models",
-    "Label": "models",
-    "RunnerGroup": "models",
-    "RunnerReference": "models",
-    "RunnerScaleSet": "models",
-    "RunnerScaleSetMessage": "models",
-    "RunnerScaleSetSession": "models",
-    "RunnerScaleSetStatistic": "models",
-    "RunnerSetting": "models",
-    "SystemInfo": "models",
-    "Secret": "secrets",
-    "MessageSession": "session",
-    "CallCancelledError": "errors",
-    "DeadlineExceededError": "errors",
-    "StateFileLockedError": "errors",
-    "RunnerGroupNotFoundError": "errors",
-    "ScaleSetExistsError": "errors",
-    "Deadline": "deadline",
-    "RecoveryReport": "health",
-    "EventRef": "listener",
+    "GitHubAppAuth": "_auth",
+    "BreakerRegistry": "_breaker",
+    "State": "_breaker",
+    "Transition": "_breaker",
+    "Client": "_client",
+    "Clock": "_clock",
+    "SystemClock": "_clock",
+    "CircuitBreakerConfig": "_config",
+    "ResilienceConfig": "_config",
+    "RetryConfig": "_config",
+    "APIError": "_errors",
+    "AuthenticationError": "_errors",
+    "CircuitOpenError": "_errors",
+    "ConfigError": "_errors",
+    "JobStillRunningError": "_errors",
+    "MessageQueueTokenExpiredError": "_errors",
+    "RateLimitedError": "_errors",
+    "RecoveryError": "_errors",
+    "ResponseError": "_errors",
+    "RetryExhaustedError": "_errors",
+    "RunnerExistsError": "_errors",
+    "RunnerNotFoundError": "_errors",
+    "ScalesetError": "_errors",
+    "ScaleSetNotFoundError": "_errors",
+    "SessionConflictError": "_errors",
+    "SessionNotFoundError": "_errors",
+    "RunSkippedError": "_errors",
+    "ServerError": "_errors",
+    "StateFileError": "_errors",
+    "TransientError": "_errors",
+    "TransportError": "_errors",
+    "ComponentHealth": "_health",
+    "HealthReport": "_health",
+    "Listener": "_listener",
+    "ListenerConfig": "_listener",
+    "ListenerHealth": "_listener",
+    "MetricsRecorder": "_listener",
+    "Scaler": "_listener",
+    "JitRunnerConfig": "_models",
+    "JitRunnerSetting": "_models",
+    "JobAssigned": "_models",
+    "JobAvailable": "_models",
+    "JobCompleted": "_models",
+    "JobMessage": "_models",
+    "JobStarted": "_models",
+    "Label": "_models",
+    "RunnerGroup": "_models",
+    "RunnerReference": "_models",
+    "RunnerScaleSet": "_models",
+    "RunnerScaleSetMessage": "_models",
+    "RunnerScaleSetSession": "_models",
+    "RunnerScaleSetStatistic": "_models",
+    "RunnerSetting": "_models",
+    "SystemInfo": "_models",
+    "Secret": "_secrets",
+    "MessageSession": "_session",
+    "CallCancelledError": "_errors",
+    "DeadlineExceededError": "_errors",
+    "StateFileLockedError": "_errors",
+    "RunnerGroupNotFoundError": "_errors",
+    "ScaleSetExistsError": "_errors",
+    "Deadline": "_deadline",
+    "RecoveryReport": "_health",
+    "EventRef": "_listener",
 }
 
 
@@ -157,6 +157,10 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
+    if isinstance(value, type) and value.__module__.startswith(f"{__name__}._"):
+        # The implementation modules are private: a public class answers to its public name
+        # (reprs, docs, pickles: ``scaleset_client.Client``), as httpx's names do.
+        value.__module__ = __name__
     globals()[name] = value  # later lookups skip this function
     return value
 

@@ -32,13 +32,13 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
 
 from . import _wire
+from ._adapter import ResilienceAdapter
+from ._auth import AdminCredentials
+from ._errors import APIError, CallCancelledError
 from ._http import error_from_response, origin_of
 from ._policy import CallPolicy, Recovery, is_idempotent, policy_of, with_policy
-from .adapter import ResilienceAdapter
-from .auth import AdminCredentials
-from .errors import APIError, CallCancelledError
-from .secrets import Secret, redact_url
-from .urls import join_url
+from ._secrets import Secret, redact_url
+from ._urls import join_url
 
 __all__ = ["API_VERSION", "NO_BODY", "ActionsCalls", "Calls", "prepared_for"]
 

@@ -28,12 +28,12 @@ import requests
 import urllib3
 from urllib3.exceptions import ConnectTimeoutError, ProtocolError
 
+from ._breaker import Outcome
+from ._errors import DeadlineExceededError, ResponseError, ScalesetError, TransientError, TransportError
 from ._http import error_from_response
 from ._policy import CallPolicy
-from .breaker import Outcome
-from .errors import DeadlineExceededError, ResponseError, ScalesetError, TransientError, TransportError
-from .retry import hint_seconds, is_throttle
-from .secrets import redact
+from ._retry import hint_seconds, is_throttle
+from ._secrets import redact
 
 MESSAGE_ID = re.compile(rb'"messageid"\s*:\s*(\d{1,18})', re.IGNORECASE)
 

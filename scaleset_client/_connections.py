@@ -20,7 +20,7 @@ from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.connection import allowed_gai_family
 
-from .clock import Clock
+from ._clock import Clock
 
 TERMINAL = ("deadline", "cancel", "close")
 

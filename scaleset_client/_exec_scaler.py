@@ -18,12 +18,12 @@ from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .models import JobCompleted, JobStarted
+from ._models import JobCompleted, JobStarted
 
 if TYPE_CHECKING:
-    from .listener import Listener
+    from ._listener import Listener
 
-log = logging.getLogger("scaleset_client.cli")
+log = logging.getLogger("scaleset_client._cli")
 
 def _jsonable(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):

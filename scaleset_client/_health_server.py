@@ -12,14 +12,14 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._models import JobCompleted, JobStarted, RunnerScaleSetStatistic
 from ._version import __version__
-from .models import JobCompleted, JobStarted, RunnerScaleSetStatistic
 
 if TYPE_CHECKING:
     from http.server import ThreadingHTTPServer
 
-    from .client import Client
-    from .listener import Listener
+    from ._client import Client
+    from ._listener import Listener
 
 _CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2, "forced_open": 3}
 

@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from . import errors as e
+from . import _errors as e
+from ._secrets import redact_url
 from ._wire import BOM, excerpt
-from .secrets import redact_url
 
 __all__ = ["error_from_response", "origin_of"]
 

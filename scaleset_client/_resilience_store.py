@@ -41,8 +41,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, StateFileError
-from .state import StateFile, try_lock, unlock
+from ._errors import ConfigError, StateFileError
+from ._state import StateFile, try_lock, unlock
 
 __all__ = ["ResilienceStore"]
 

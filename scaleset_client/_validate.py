@@ -10,12 +10,12 @@ import logging
 import os
 from typing import TypeVar
 
-from .errors import ConfigError
+from ._errors import ConfigError
 
 __all__ = ["INT32_MAX", "check_id", "check_instance", "check_int", "check_name", "check_optional",
            "check_positive_int", "check_positive_number", "check_text", "resolve_verify", "timeout_pair"]
 
-log = logging.getLogger("scaleset_client.client")
+log = logging.getLogger("scaleset_client._client")
 
 INT32_MAX = 2**31 - 1
 _T = TypeVar("_T")

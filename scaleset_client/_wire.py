@@ -12,8 +12,8 @@ import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .errors import ResponseError
-from .secrets import redact
+from ._errors import ResponseError
+from ._secrets import redact
 
 __all__ = [
     "ZERO_TIME",

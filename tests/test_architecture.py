@@ -27,27 +27,22 @@ ALLOWED_PRIVATE: dict[tuple[str, str], str] = {
     ("scaleset_client._calls", "_cookies"):
         "requests reads PreparedRequest._cookies when it sees a redirect; a request prepared without "
         "requests' full preparation must carry an empty jar there",
-    ("scaleset_client.adapter", "_content"):
+    ("scaleset_client._adapter", "_content"):
         "requests.Response keeps its body in _content: the adapter reads the body itself, capped and "
         "interruptible, and stores it there so response.content works",
-    ("scaleset_client.adapter", "_content_consumed"):
+    ("scaleset_client._adapter", "_content_consumed"):
         "set with _content, so requests does not read the already drained stream again",
     # the same class reading another instance of itself
-    ("scaleset_client.secrets", "_value"): "Secret.__eq__ compares with another Secret (same class)",
-    ("scaleset_client.deadline", "_cancelled"): _DEADLINE_CHAIN,
-    ("scaleset_client.deadline", "_cancel_on"): _DEADLINE_CHAIN,
-    ("scaleset_client.deadline", "_detached"): _DEADLINE_CHAIN,
-    ("scaleset_client.deadline", "_parent"): _DEADLINE_CHAIN,
-    ("scaleset_client.deadline", "_lock"): _DEADLINE_CHAIN,
-    ("scaleset_client.deadline", "_ids"): _DEADLINE_CHAIN,
-    ("scaleset_client.deadline", "_callbacks"): _DEADLINE_CHAIN,
-    ("scaleset_client.deadline", "_reset"):
+    ("scaleset_client._secrets", "_value"): "Secret.__eq__ compares with another Secret (same class)",
+    ("scaleset_client._deadline", "_cancelled"): _DEADLINE_CHAIN,
+    ("scaleset_client._deadline", "_cancel_on"): _DEADLINE_CHAIN,
+    ("scaleset_client._deadline", "_detached"): _DEADLINE_CHAIN,
+    ("scaleset_client._deadline", "_parent"): _DEADLINE_CHAIN,
+    ("scaleset_client._deadline", "_lock"): _DEADLINE_CHAIN,
+    ("scaleset_client._deadline", "_ids"): _DEADLINE_CHAIN,
+    ("scaleset_client._deadline", "_callbacks"): _DEADLINE_CHAIN,
+    ("scaleset_client._deadline", "_reset"):
         "the module registers its own watchdog's fork hook (os.register_at_fork) at import",
-    # pending in a file another engineer owns (adapter.py): Deadline needs public subscribe/unsubscribe
-    ("scaleset_client.adapter", "_subscribe"):
-        "the adapter subscribes a call to its Deadline's cancellation; to become a public Deadline "
-        "method when adapter.py is next edited (issue #13, adapter part)",
-    ("scaleset_client.adapter", "_unsubscribe"): "the other half of _subscribe, same plan",
 }
 
 
@@ -171,7 +166,7 @@ def test_the_private_check_sees_a_chain_through_self(tmp_path: Path) -> None:
 
 def test_the_package_has_no_import_cycle() -> None:
     graph = _graph()
-    assert f"{NAME}.client" in graph and f"{NAME}.session" in graph  # the walk found the package
+    assert f"{NAME}._client" in graph and f"{NAME}._session" in graph  # the walk found the package
     cycle = _find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 

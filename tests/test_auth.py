@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import scaleset_client as sc
-from scaleset_client.auth import jwt_expiry, make_app_jwt
+from scaleset_client._auth import jwt_expiry, make_app_jwt
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
 from .conftest import make_client, run_together

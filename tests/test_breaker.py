@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import scaleset_client as sc
-from scaleset_client.breaker import BreakerRegistry, CircuitBreaker, Outcome, State, Transition
+from scaleset_client._breaker import BreakerRegistry, CircuitBreaker, Outcome, State, Transition
 from scaleset_client.testing import FakeClock
 
 CFG = sc.CircuitBreakerConfig(failure_threshold=3, window_size=10, minimum_calls=6, failure_ratio=0.5,

@@ -13,7 +13,7 @@ import logging
 import pytest
 
 import scaleset_client as sc
-from scaleset_client.breaker import BreakerRegistry, CircuitBreaker, Outcome, Permit, State, Transition
+from scaleset_client._breaker import BreakerRegistry, CircuitBreaker, Outcome, Permit, State, Transition
 from scaleset_client.testing import FakeClock
 
 ORIGIN = "https://h:443"
@@ -366,7 +366,7 @@ def test_operator_transitions_reach_the_listeners() -> None:
 def test_metrics_only_logs_what_would_have_opened(caplog: pytest.LogCaptureFixture) -> None:
     breaker, _, events = make()
     breaker.metrics_only()
-    with caplog.at_level(logging.INFO, logger="scaleset_client.breaker"):
+    with caplog.at_level(logging.INFO, logger="scaleset_client._breaker"):
         fail(breaker, 3)
     assert breaker.state is State.METRICS_ONLY and len(events) == 1
     assert any("would open (metrics only): 3 consecutive failures" in r.getMessage() for r in caplog.records)
@@ -597,7 +597,7 @@ def test_registry_logs_transitions_and_broken_listeners(caplog: pytest.LogCaptur
         raise RuntimeError("listener bug")
 
     registry.add_listener(broken)
-    with caplog.at_level(logging.INFO, logger="scaleset_client.breaker"):
+    with caplog.at_level(logging.INFO, logger="scaleset_client._breaker"):
         fail(registry.get("https://a:443", "admin"), 3)
         registry.reset()
     lines = [(r.levelno, r.getMessage()) for r in caplog.records]

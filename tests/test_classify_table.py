@@ -19,9 +19,9 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import NameResolutionError, ProtocolError
 
 import scaleset_client as sc
+from scaleset_client._breaker import Outcome
 from scaleset_client._classify import Action, Attempt, Decision, classify, describe, never_delivered
 from scaleset_client._policy import CallPolicy, Recovery
-from scaleset_client.breaker import Outcome
 
 WALL = 1_800_000_000.0
 URL = "https://pipelines.actions.example/_apis/x"

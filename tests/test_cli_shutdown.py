@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import scaleset_client as sc
-from scaleset_client.state import StateFile
+from scaleset_client._state import StateFile
 from scaleset_client.testing import FakeActionsService, Fault
 
 from .test_cli import cli, env

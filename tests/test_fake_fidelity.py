@@ -10,7 +10,7 @@ import pytest
 import requests
 
 import scaleset_client as sc
-from scaleset_client.retry import hint_seconds
+from scaleset_client._retry import hint_seconds
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 from tests.conftest import make_client
 

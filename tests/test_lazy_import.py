@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 
@@ -16,7 +17,16 @@ def test_every_public_name_resolves_and_from_import_works() -> None:
     from scaleset_client import Client, Listener, ScalesetError  # noqa: F401  (the from-import form)
 
     assert set(dir(sc)) >= set(sc.__all__)
-    assert sc.Client.__module__ == "scaleset_client.client"
+    # Private implementation modules behind a flat face: every public class answers to its
+    # public name, and pickles by it.
+    classes = [getattr(sc, name) for name in sc.__all__ if isinstance(getattr(sc, name), type)]
+    assert classes and all(cls.__module__ == "scaleset_client" for cls in classes)
+    assert all(not module.startswith(("scaleset_client.", "scaleset_client/")) or module.split(".")[-1]
+               .startswith("_") or module == "scaleset_client.testing"
+               for module in (m for m in sys.modules if m.startswith("scaleset_client.")
+                              and m.count(".") == 1))
+    error = pickle.loads(pickle.dumps(sc.SessionConflictError("taken", status=409)))
+    assert type(error) is sc.SessionConflictError and error.status == 409
 
 
 def test_unknown_names_raise_attribute_error() -> None:
@@ -32,8 +42,8 @@ def _modules_after(code: str) -> set[str]:
 
 def test_bare_import_loads_no_client_code_and_first_use_loads_it() -> None:
     bare = _modules_after("import scaleset_client")
-    assert not {"scaleset_client.client", "scaleset_client.listener", "scaleset_client.models",
+    assert not {"scaleset_client._client", "scaleset_client._listener", "scaleset_client._models",
                 "requests"} & bare
     used = _modules_after("import scaleset_client as sc; sc.Client")
-    assert {"scaleset_client.client", "scaleset_client.models", "requests"} <= used
-    assert "scaleset_client.listener" not in used
+    assert {"scaleset_client._client", "scaleset_client._models", "requests"} <= used
+    assert "scaleset_client._listener" not in used

@@ -280,7 +280,7 @@ def test_cursor_on_disk_means_a_handled_message_is_acked_not_handed_again(
 
 def test_a_second_process_cannot_share_the_state_file(fake: FakeActionsService, clock: FakeClock,
                                                       scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
-    from scaleset_client.state import StateFile
+    from scaleset_client._state import StateFile
 
     state = tmp_path / "state.json"
     holder = StateFile(state)

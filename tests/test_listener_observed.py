@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import scaleset_client as sc
-from scaleset_client.state import StateFile
+from scaleset_client._state import StateFile
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
 from .conftest import make_client
@@ -141,7 +141,7 @@ def test_a_cursor_record_newer_than_the_state_file_is_what_a_restart_goes_by(
 def test_a_foreign_cursor_record_is_named_in_a_warning(
         fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
-    from scaleset_client.state import CursorRecord
+    from scaleset_client._state import CursorRecord
 
     state = tmp_path / "state.json"
     other = StateFile(state)
@@ -149,7 +149,7 @@ def test_a_foreign_cursor_record_is_named_in_a_warning(
     other.write_cursor(CursorRecord(50, 0, 0, 0, "0123456789abcdef", 50), durable=True)
     other.release()
     client = make_client(fake, clock)
-    with caplog.at_level(logging.WARNING, logger="scaleset_client.listener"):
+    with caplog.at_level(logging.WARNING, logger="scaleset_client._listener"):
         sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state)).run(RecordingScaler(),
                                                                                       until_idle=True)
     assert any("belongs to another configuration" in r.getMessage() and str(other.cursor_path) in r.getMessage()

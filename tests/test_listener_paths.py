@@ -342,7 +342,7 @@ def test_a_state_file_of_another_configuration_is_ignored_and_the_run_starts_afr
 
 def test_a_cursor_record_of_another_configuration_is_ignored(
         fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
-    from scaleset_client.state import CursorRecord, StateFile
+    from scaleset_client._state import CursorRecord, StateFile
 
     state = tmp_path / "state.json"
     other = StateFile(state)

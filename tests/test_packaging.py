@@ -35,4 +35,4 @@ def test_wheel_metadata_declares_two_runtime_dependencies_and_the_app_extra(whee
     assert 'Requires-Dist: cryptography>=42; extra == "app"' in meta
     assert "License-Expression: MIT" in meta and "Requires-Python: >=3.10" in meta
     entry = wheel.read(meta_name.replace("METADATA", "entry_points.txt")).decode()
-    assert "scaleset-listen = scaleset_client.cli:main" in entry
+    assert "scaleset-listen = scaleset_client._cli:main" in entry

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import scaleset_client as sc
 from scaleset_client import _wire
-from scaleset_client.models import _parse_job
+from scaleset_client._models import _parse_job
 
 # -- the reference: the parser as it was before issue 14 -------------------------------------
 _OLD_TIME_RE = re.compile(

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 import scaleset_client as sc
-from scaleset_client.retry import (
+from scaleset_client._retry import (
     SECONDARY_MIN_WAIT,
     RateGate,
     RetryBudget,

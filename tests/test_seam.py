@@ -10,14 +10,14 @@ import threading
 import pytest
 
 import scaleset_client as sc
+from scaleset_client._adapter import ResilienceAdapter
+from scaleset_client._auth import AdminCredentials, GitHubCredentials
+from scaleset_client._breaker import BreakerRegistry
 from scaleset_client._calls import ActionsCalls, Calls
-from scaleset_client.adapter import ResilienceAdapter
-from scaleset_client.auth import AdminCredentials, GitHubCredentials
-from scaleset_client.breaker import BreakerRegistry
-from scaleset_client.registration import Registration
-from scaleset_client.session import MessageSession
+from scaleset_client._registration import Registration
+from scaleset_client._session import MessageSession
+from scaleset_client._urls import parse_config_url
 from scaleset_client.testing import FakeActionsService, FakeClock
-from scaleset_client.urls import parse_config_url
 
 from .conftest import make_client
 

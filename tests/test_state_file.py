@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import scaleset_client as sc
-from scaleset_client.state import SLOT, CursorRecord, StateFile
+from scaleset_client._state import SLOT, CursorRecord, StateFile
 from scaleset_client.testing import FakeActionsService, FakeClock
 
 from .conftest import make_client
@@ -48,7 +48,7 @@ def test_a_state_file_for_another_organization_is_ignored_with_a_warning(
                                              "scale_set_id": scale_set.id, "scale_set_name": ""}}))
     client = make_client(fake, clock)
     scaler = RecordingScaler()
-    with caplog.at_level(logging.WARNING, "scaleset_client.listener"):
+    with caplog.at_level(logging.WARNING, "scaleset_client._listener"):
         sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state)).run(scaler, until_idle=True)
     assert scaler.started == [1] and fake.unacked(scale_set.id) == []
     assert any("another-org" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
@@ -81,7 +81,7 @@ def test_a_cursor_ahead_of_the_service_is_a_warning_a_metric_and_a_fresh_start(
     state.write_text(json.dumps({"version": 1, "scale_set_id": scale_set.id, "cursor": mids[-1] + 500}))
     client = make_client(fake, clock)
     scaler, hooks = RecordingScaler(), Hooks()
-    with caplog.at_level(logging.WARNING, "scaleset_client.listener"):
+    with caplog.at_level(logging.WARNING, "scaleset_client._listener"):
         sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state), metrics=hooks).run(
             scaler, until_idle=True)
     assert scaler.started == [1, 2] and fake.unacked(scale_set.id) == []

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import scaleset_client as sc
-from scaleset_client.state import CursorRecord, StateFile
+from scaleset_client._state import CursorRecord, StateFile
 
 _SLOT = 512  # the on-disk slot size: a file written by one version must be read by the next
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import scaleset_client as sc
-from scaleset_client.state import SLOT, CursorRecord, StateFile
+from scaleset_client._state import SLOT, CursorRecord, StateFile
 
 
 def _mode(path: Path) -> int:
@@ -97,13 +97,13 @@ def test_an_unusable_state_file_loads_empty_with_a_warning(tmp_path: Path, caplo
                                                            content: bytes, why: str) -> None:
     path = tmp_path / "s.json"
     path.write_bytes(content)
-    with caplog.at_level(logging.WARNING, "scaleset_client.state"), StateFile(path) as state:
+    with caplog.at_level(logging.WARNING, "scaleset_client._state"), StateFile(path) as state:
         assert state.load() == {}
     assert [r.getMessage() for r in caplog.records] == [f"state file {path} {why}; starting afresh"]
 
 
 def test_a_missing_state_file_loads_empty_silently(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, "scaleset_client.state"), StateFile(tmp_path / "s.json") as state:
+    with caplog.at_level(logging.WARNING, "scaleset_client._state"), StateFile(tmp_path / "s.json") as state:
         assert state.load() == {}
         state.save({"cursor": 3})
         assert state.load() == {"cursor": 3, "version": 1}
@@ -163,13 +163,13 @@ def test_the_newest_of_the_two_slots_wins_and_writes_alternate(tmp_path: Path,
     with StateFile(path) as third:
         assert third.load_cursor() == CursorRecord(4)  # the newer sequence number, though in slot 1
     (tmp_path / "s.json.cursor").write_bytes(b"garbage" * 10)
-    with caplog.at_level(logging.WARNING, "scaleset_client.state"), StateFile(path) as damaged:
+    with caplog.at_level(logging.WARNING, "scaleset_client._state"), StateFile(path) as damaged:
         assert damaged.load_cursor() is None
     assert [r.getMessage() for r in caplog.records] == [
         f"cursor record {tmp_path / 's.json.cursor'} is damaged; using the state file's cursor"]
     (tmp_path / "s.json.cursor").write_bytes(b"\n" * SLOT)  # empty slots: no warning
     caplog.clear()
-    with caplog.at_level(logging.WARNING, "scaleset_client.state"), StateFile(path) as empty:
+    with caplog.at_level(logging.WARNING, "scaleset_client._state"), StateFile(path) as empty:
         assert empty.load_cursor() is None
     assert caplog.records == []
 

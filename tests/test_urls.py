@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 import scaleset_client as sc
-from scaleset_client.urls import join_url, parse_config_url
+from scaleset_client._urls import join_url, parse_config_url
 
 VALID = [
     # url, scope, hosted, registration token URL

@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any
 
-from ..clock import Clock
+from .._clock import Clock
 
 __all__ = ["GitHubSide", "b64", "unb64"]
 

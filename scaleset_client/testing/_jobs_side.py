@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..clock import Clock
+from .._clock import Clock
 from ._servers import LoopbackServer
 
 __all__ = ["JobsSide"]

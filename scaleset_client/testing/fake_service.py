@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ..clock import Clock, SystemClock
+from .._clock import Clock, SystemClock
 from ._admin_side import ACTIONS_TYPE, AdminSide
 from ._faults import Fault, FaultBook
 from ._github_side import GitHubSide

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ..client import Client
+from .._client import Client
 from .fake_service import FakeActionsService
 
 __all__ = ["scaleset_fake", "scaleset_fake_client"]

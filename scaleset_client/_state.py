@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import StateFileError, StateFileLockedError
+from ._errors import StateFileError, StateFileLockedError
 
 try:  # POSIX advisory locks; elsewhere the file is used without a lock
     import fcntl

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
+from ._errors import ConfigError
 
 __all__ = ["CircuitBreakerConfig", "ResilienceConfig", "RetryConfig"]
 

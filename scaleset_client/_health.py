@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._auth import AdminToken
+from ._breaker import CircuitBreaker, State
 from ._http import origin_of
-from .auth import AdminToken
-from .breaker import CircuitBreaker, State
-from .session import MessageSession
+from ._session import MessageSession
 
 __all__ = ["ComponentHealth", "HealthReport", "RecoveryReport", "build_health_report"]
 

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ._config import _check
+from ._errors import RunSkippedError as RunSkippedError  # its home before errors.py held every error
+from ._models import JobCompleted, JobStarted, RunnerScaleSetStatistic
 from ._validate import INT32_MAX, check_id
-from .config import _check
-from .errors import RunSkippedError as RunSkippedError  # its home before errors.py held every error
-from .models import JobCompleted, JobStarted, RunnerScaleSetStatistic
 
 
 class Scaler(Protocol):

@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from .clock import Clock
+from ._clock import Clock
 
 __all__ = ["RateGate", "RetryBudget", "hint_seconds", "is_throttle", "server_now"]
 

@@ -12,8 +12,7 @@ import requests
 
 from . import _wire
 from ._calls import ActionsCalls
-from ._validate import check_id, check_name
-from .errors import (
+from ._errors import (
     APIError,
     ConfigError,
     ResponseError,
@@ -23,7 +22,7 @@ from .errors import (
     ScaleSetExistsError,
     ScaleSetNotFoundError,
 )
-from .models import (
+from ._models import (
     JitRunnerConfig,
     JitRunnerSetting,
     Label,
@@ -32,7 +31,8 @@ from .models import (
     RunnerScaleSet,
     parse,
 )
-from .secrets import Secret, redact_url
+from ._secrets import Secret, redact_url
+from ._validate import check_id, check_name
 
 __all__ = ["AdminAPI"]
 

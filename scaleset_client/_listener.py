@@ -31,13 +31,12 @@ import threading
 import time
 from typing import Any
 
-from ._validate import INT32_MAX
-from .adapter import MIN_ATTEMPT_TIME
-from .breaker import State, Transition
-from .client import Client
-from .config import _check
-from .deadline import Deadline, detached
-from .errors import (
+from ._adapter import MIN_ATTEMPT_TIME
+from ._breaker import State, Transition
+from ._client import Client
+from ._config import _check
+from ._deadline import Deadline, detached
+from ._errors import (
     AuthenticationError,
     CallCancelledError,
     CircuitOpenError,
@@ -53,10 +52,11 @@ from .errors import (
     StateFileError,
     TransientError,
 )
-from .listener_config import EventRef, ListenerConfig, ListenerHealth, MetricsRecorder, Scaler
-from .models import RunnerScaleSetMessage, RunnerScaleSetStatistic
-from .session import MessageSession
-from .state import CursorRecord, StateFile
+from ._listener_config import EventRef, ListenerConfig, ListenerHealth, MetricsRecorder, Scaler
+from ._models import RunnerScaleSetMessage, RunnerScaleSetStatistic
+from ._session import MessageSession
+from ._state import CursorRecord, StateFile
+from ._validate import INT32_MAX
 
 __all__ = ["EventRef", "Listener", "ListenerConfig", "ListenerHealth", "MetricsRecorder", "RunSkippedError",
            "Scaler"]

@@ -22,13 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
 
-from ._exec_scaler import ExecScaler, LogScaler
-from ._health_server import Metrics, serve_health
-from ._version import __version__
-from .auth import GitHubAppAuth
-from .client import Client
-from .deadline import Deadline
-from .errors import (
+from ._auth import GitHubAppAuth
+from ._client import Client
+from ._deadline import Deadline
+from ._errors import (
     APIError,
     AuthenticationError,
     CallCancelledError,
@@ -41,8 +38,11 @@ from .errors import (
     StateFileLockedError,
     TransientError,
 )
-from .listener import Listener, ListenerConfig, RunSkippedError
-from .models import Label, RunnerScaleSet, SystemInfo
+from ._exec_scaler import ExecScaler, LogScaler
+from ._health_server import Metrics, serve_health
+from ._listener import Listener, ListenerConfig, RunSkippedError
+from ._models import Label, RunnerScaleSet, SystemInfo
+from ._version import __version__
 
 __all__ = ["OPTIONS", "ExecScaler", "LogScaler", "Metrics", "Option", "build_parser", "main", "options_markdown",
            "parse_args", "serve_health"]
@@ -65,7 +65,7 @@ grace period should exceed 5 s plus --exec-grace. --duration D (and --once, boun
 returns within D + 2 s whatever the service does. Start-up calls wait out transient errors
 like polling does; only permanent conditions end a run early."""
 
-log = logging.getLogger("scaleset_client.cli")
+log = logging.getLogger("scaleset_client._cli")
 
 EXIT_OK, EXIT_USAGE, EXIT_PERMANENT, EXIT_SKIPPED = 0, 2, 3, 4
 

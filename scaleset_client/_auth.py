@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from ._errors import ConfigError, ResponseError
+from ._secrets import Secret
 from ._validate import check_id, check_instance
-from .errors import ConfigError, ResponseError
-from .secrets import Secret
 
 __all__ = ["AdminCredentials", "AdminToken", "GitHubAppAuth", "GitHubCredentials", "SingleFlight", "jwt_expiry",
            "make_app_jwt"]

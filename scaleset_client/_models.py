@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 from . import _wire as w
+from ._errors import ResponseError
 from ._version import __version__
-from .errors import ResponseError
 
 __all__ = [
     "JitRunnerConfig",

@@ -43,7 +43,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .clock import Clock, SystemClock
+from ._clock import Clock, SystemClock
 
 __all__ = ["POLL_INTERVAL", "Deadline", "current_scopes"]
 
@@ -64,7 +64,7 @@ class Deadline:
                  clock: Clock | None = None, reason: str = "") -> None:
         if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
                                     or math.isnan(seconds) or seconds < 0):
-            from .errors import ConfigError
+            from ._errors import ConfigError
 
             raise ConfigError(f"a deadline must be a number of seconds >= 0 or None, got {seconds!r}")
         self._clock = clock or _DEFAULT_CLOCK
@@ -138,8 +138,10 @@ class Deadline:
         for callback in callbacks:
             callback(reason)
 
-    def _subscribe(self, callback: Callable[[str], None]) -> list[tuple[Deadline, int]]:
-        """Call ``callback(reason)`` when this scope or an enclosing one is cancelled."""
+    def subscribe(self, callback: Callable[[str], None]) -> list[tuple[Deadline, int]]:
+        """Call ``callback(reason)`` when this scope or an enclosing one is cancelled (at once if one
+        already is). For transports: the adapter cuts a call in flight this way. Returns the handles
+        to give ``unsubscribe`` when the call ends."""
         handles: list[tuple[Deadline, int]] = []
         scope: Deadline | None = self
         fire = ""
@@ -156,7 +158,8 @@ class Deadline:
         return handles
 
     @staticmethod
-    def _unsubscribe(handles: list[tuple[Deadline, int]]) -> None:
+    def unsubscribe(handles: list[tuple[Deadline, int]]) -> None:
+        """Forget callbacks registered by ``subscribe`` (a transport, once its call ended)."""
         for scope, ident in handles:
             with scope._lock:
                 scope._callbacks.pop(ident, None)

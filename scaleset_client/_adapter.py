@@ -44,15 +44,13 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from ._breaker import BreakerRegistry, Outcome
 from ._classify import MESSAGE_ID, Action, Attempt, Decision, SlowResponse, classify
+from ._clock import Clock
+from ._config import ResilienceConfig
 from ._connections import Call, LiveConnections, keepalive_options, sending, tracked_pool
-from ._http import origin_of
-from ._policy import CallPolicy, PolicyRequest, policy_of, with_policy
-from .breaker import BreakerRegistry, Outcome
-from .clock import Clock
-from .config import ResilienceConfig
-from .deadline import WATCHDOG, Deadline, current
-from .errors import (
+from ._deadline import WATCHDOG, Deadline, current
+from ._errors import (
     CallCancelledError,
     CircuitOpenError,
     DeadlineExceededError,
@@ -62,8 +60,10 @@ from .errors import (
     ScalesetError,
     TransportError,
 )
-from .retry import RateGate, RetryBudget
-from .secrets import redact_url
+from ._http import origin_of
+from ._policy import CallPolicy, PolicyRequest, policy_of, with_policy
+from ._retry import RateGate, RetryBudget
+from ._secrets import redact_url
 
 __all__ = ["MIN_ATTEMPT_TIME", "ResilienceAdapter"]
 
@@ -253,14 +253,14 @@ class ResilienceAdapter(HTTPAdapter):
         call = Call(self._clock, min(expiry, caller_expiry), caller_expiry < expiry)
         with self._calls_lock:
             self._calls.add(call)
-        handles = scope._subscribe(lambda reason: call.interrupt("cancel")) if scope is not None else []
+        handles = scope.subscribe(lambda reason: call.interrupt("cancel")) if scope is not None else []
         if self._closing.is_set():
             call.interrupt("close")
         try:
             return self._loop(request, policy, call, scope, read_t, verify, cert, proxies)
         finally:
             if handles:
-                Deadline._unsubscribe(handles)
+                Deadline.unsubscribe(handles)
             with self._calls_lock:
                 self._calls.discard(call)
 

@@ -18,20 +18,20 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import requests
 
 from . import _wire
+from ._auth import SingleFlight
 from ._calls import ActionsCalls
-from ._policy import CallPolicy, Recovery, with_policy
-from ._validate import INT32_MAX, check_id, check_int, check_text
-from .auth import SingleFlight
-from .config import ResilienceConfig
-from .errors import (
+from ._config import ResilienceConfig
+from ._errors import (
     APIError,
     ResponseError,
     SessionConflictError,
     SessionNotFoundError,
 )
-from .models import NIL_UUID, RunnerScaleSetMessage, RunnerScaleSetSession, SystemInfo, parse
-from .secrets import Secret
-from .urls import GitHubConfig
+from ._models import NIL_UUID, RunnerScaleSetMessage, RunnerScaleSetSession, SystemInfo, parse
+from ._policy import CallPolicy, Recovery, with_policy
+from ._secrets import Secret
+from ._urls import GitHubConfig
+from ._validate import INT32_MAX, check_id, check_int, check_text
 
 __all__ = ["MessageSession", "SessionOwner"]
 

@@ -21,14 +21,14 @@ from typing import Any
 import requests
 
 from . import _wire
+from ._auth import GitHubCredentials, make_app_jwt
 from ._calls import Calls
+from ._clock import Clock
+from ._errors import APIError, AuthenticationError, ResponseError
 from ._http import error_from_response
 from ._policy import CallPolicy, with_policy
-from .auth import GitHubCredentials, make_app_jwt
-from .clock import Clock
-from .errors import APIError, AuthenticationError, ResponseError
-from .secrets import Secret, redact_url
-from .urls import GitHubConfig
+from ._secrets import Secret, redact_url
+from ._urls import GitHubConfig
 
 __all__ = ["Registration"]
 

@@ -31,9 +31,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .clock import Clock
-from .config import CircuitBreakerConfig
-from .errors import CircuitOpenError
+from ._clock import Clock
+from ._config import CircuitBreakerConfig
+from ._errors import CircuitOpenError
 
 __all__ = ["BreakerRegistry", "CircuitBreaker", "Outcome", "Permit", "State", "Transition"]
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote, urlencode, urlsplit
 
-from .errors import ConfigError
+from ._errors import ConfigError
 
 __all__ = ["GitHubConfig", "join_url", "parse_config_url"]
 

@@ -18,9 +18,22 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from ._adapter import ResilienceAdapter
+from ._admin_api import AdminAPI
+from ._auth import AdminCredentials, GitHubAppAuth, GitHubCredentials, SingleFlight
+from ._breaker import BreakerRegistry
 from ._calls import ActionsCalls, Calls
+from ._clock import Clock, SystemClock
+from ._config import ResilienceConfig
+from ._deadline import Deadline, detached
+from ._errors import RecoveryError, ScalesetError
+from ._health import HealthReport, RecoveryReport, build_health_report
 from ._http import origin_of
+from ._models import SystemInfo
+from ._registration import Registration
 from ._resilience_store import ResilienceStore
+from ._session import MessageSession
+from ._urls import GitHubConfig, parse_config_url
 from ._validate import (
     check_instance,
     check_optional,
@@ -29,19 +42,6 @@ from ._validate import (
     resolve_verify,
     timeout_pair,
 )
-from .adapter import ResilienceAdapter
-from .admin_api import AdminAPI
-from .auth import AdminCredentials, GitHubAppAuth, GitHubCredentials, SingleFlight
-from .breaker import BreakerRegistry
-from .clock import Clock, SystemClock
-from .config import ResilienceConfig
-from .deadline import Deadline, detached
-from .errors import RecoveryError, ScalesetError
-from .health import HealthReport, RecoveryReport, build_health_report
-from .models import SystemInfo
-from .registration import Registration
-from .session import MessageSession
-from .urls import GitHubConfig, parse_config_url
 
 __all__ = ["Client"]
 
@@ -199,7 +199,7 @@ class Client(AdminAPI):
 
         ``with client.deadline(10): ...`` ends every wait and socket inside by then; calls raise
         ``DeadlineExceededError`` (time ran out) or ``CallCancelledError`` (cancelled). Scopes nest
-        and only ever shorten the time an outer scope allows. See ``scaleset_client.deadline``."""
+        and only ever shorten the time an outer scope allows. See ``scaleset_client._deadline``."""
         return Deadline(seconds, cancel_on=cancel_on, clock=self._clock)
 
     # -- sessions ----------------------------------------------------------------------------
