@@ -1,0 +1,210 @@
+"""Branch coverage of the cuttable connections (issue 12): real loopback sockets, no mocks.
+
+What is observed is what a peer or a caller sees: a socket that reaches EOF because the call
+shut it, a connect error of the type urllib3 callers expect, a request that still works when
+no call is bound.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from urllib3.connection import HTTPConnection
+from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+
+from scaleset_client._clock import SystemClock
+from scaleset_client._connections import (
+    Call,
+    LiveConnections,
+    connect_socket,
+    keepalive_options,
+    sending,
+    shutdown,
+    tracked_pool,
+)
+from scaleset_client.testing import FakeActionsService
+
+
+def _peer_sees_eof(peer: socket.socket) -> bool:
+    peer.settimeout(10)
+    return peer.recv(1) == b""
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def _call() -> Call:
+    return Call(SystemClock(), SystemClock().monotonic() + 60, caller_bound=False)
+
+
+def test_interrupt_before_bind_shuts_the_socket_once_it_is_bound(pair: tuple[socket.socket, socket.socket]) -> None:
+    call = _call()
+    call.interrupt("cancel")
+    assert call.event.is_set()
+    call.bind(pair[0])
+    assert _peer_sees_eof(pair[1])
+
+
+def test_a_terminal_interrupt_is_not_replaced(pair: tuple[socket.socket, socket.socket]) -> None:
+    call = _call()
+    call.interrupt("deadline")
+    call.interrupt("close")
+    call.interrupt("recover")
+    assert call.interrupted == "deadline"
+    call.rearm()  # a terminal interrupt stays pending through a rearm
+    assert call.event.is_set() and call.interrupted == "deadline"
+
+
+def test_a_soft_interrupt_yields_to_a_terminal_one_but_not_to_another_soft_one() -> None:
+    call = _call()
+    call.interrupt("slow")
+    call.interrupt("recover")
+    assert call.interrupted == "slow"
+    call.interrupt("cancel")
+    assert call.interrupted == "cancel"
+
+
+def test_rearm_after_a_soft_interrupt_gives_a_fresh_unset_event(pair: tuple[socket.socket, socket.socket]) -> None:
+    call = _call()
+    call.interrupt("recover")
+    call.rearm()
+    assert not call.event.is_set() and call.interrupted == ""
+    call.bind(pair[0])  # nothing pending: binding does not cut
+    pair[0].sendall(b"x")
+    pair[1].settimeout(10)
+    assert pair[1].recv(1) == b"x"
+    call.unbind()
+    call.interrupt("cancel")  # unbound: the socket is left alone
+    pair[0].sendall(b"y")
+    assert pair[1].recv(1) == b"y"
+
+
+def test_wake_sets_the_event_without_interrupting() -> None:
+    call = _call()
+    call.wake()
+    assert call.event.is_set() and call.interrupted == ""
+
+
+def test_shutdown_of_an_unconnected_socket_or_a_socketless_connection_is_quiet() -> None:
+    with socket.socket() as sock:
+        shutdown(sock)  # ENOTCONN is swallowed
+    shutdown(HTTPConnection("127.0.0.1", 1))  # no sock yet
+
+
+def test_connect_socket_hands_the_socket_over_before_connecting_and_binds_the_source() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        seen: list[socket.socket] = []
+        sock = connect_socket(("127.0.0.1", server.getsockname()[1]), None, ("127.0.0.1", 0),
+                              [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)], seen.append)
+        with sock:
+            assert seen == [sock]
+            assert sock.gettimeout() is None  # a non-numeric timeout leaves the socket blocking
+            peer, addr = server.accept()
+            with peer:
+                assert addr == sock.getsockname()
+
+
+def test_connect_socket_raises_the_last_error_when_every_address_fails() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, not listening: refused
+        with pytest.raises(ConnectionRefusedError):
+            connect_socket(("127.0.0.1", port), 5.0, None, None, lambda s: None)
+
+
+def _pool(host: str, port: int, live: LiveConnections, timeout: float = 5.0) -> HTTPConnectionPool:
+    cls = tracked_pool(HTTPConnectionPool, HTTPConnection, live)
+    return cls(host, port, timeout=timeout, retries=False)
+
+
+def test_a_tracked_pool_without_a_bound_call_works_and_close_cuts_its_connection() -> None:
+    with FakeActionsService() as fake:
+        host, port = fake.config_url.split("//")[1].split("/")[0].split(":")
+        live = LiveConnections()
+        pool = _pool(host, int(port), live)
+        response = pool.urlopen("GET", "/", preload_content=True)
+        assert response.status in (200, 404)
+        assert live.abort_all() == 1
+        pool.close()
+
+
+def test_a_tracked_pool_binds_the_connection_of_the_sending_call() -> None:
+    with FakeActionsService() as fake:
+        host, port = fake.config_url.split("//")[1].split("/")[0].split(":")
+        pool = _pool(host, int(port), LiveConnections(), timeout=5.0)
+        call = _call()
+        before = fake.count(server="github")
+        sending.call = call
+        try:
+            pool.urlopen("GET", "/", preload_content=True)
+            pool.urlopen("GET", "/", preload_content=True)  # the reused connection is bound again
+        finally:
+            sending.call = None
+        assert fake.count(server="github") == before + 2
+        pool.close()
+
+
+def test_a_name_that_does_not_resolve_raises_name_resolution_error() -> None:
+    pool = _pool("nonexistent.invalid", 80, LiveConnections())
+    sending.call = _call()
+    try:
+        with pytest.raises(NameResolutionError):
+            pool.urlopen("GET", "/")
+    finally:
+        sending.call = None
+
+
+def test_a_refused_connect_raises_new_connection_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        pool = _pool("127.0.0.1", probe.getsockname()[1], LiveConnections())
+        sending.call = _call()
+        try:
+            with pytest.raises(NewConnectionError, match="Failed to establish a new connection"):
+                pool.urlopen("GET", "/")
+        finally:
+            sending.call = None
+
+
+def test_a_connect_to_a_full_backlog_times_out_as_connect_timeout_error() -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    fillers: list[socket.socket] = []
+    try:
+        # Fill the accept queue (never accepted): further SYNs are dropped, so a connect hangs.
+        for _ in range(8):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(server.getsockname())
+            fillers.append(s)
+        pool = _pool("127.0.0.1", server.getsockname()[1], LiveConnections(), timeout=0.3)
+        sending.call = _call()
+        try:
+            with pytest.raises(ConnectTimeoutError, match="timed out"):
+                pool.urlopen("GET", "/")
+        finally:
+            sending.call = None
+    finally:
+        for s in fillers:
+            s.close()
+        server.close()
+
+
+def test_keepalive_options_turn_keepalive_on() -> None:
+    assert (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1) in keepalive_options()
+
+
+def test_an_interrupt_shuts_the_socket_already_bound(pair: tuple[socket.socket, socket.socket]) -> None:
+    call = _call()
+    call.bind(pair[0])
+    call.interrupt("deadline")
+    assert _peer_sees_eof(pair[1])
