@@ -80,3 +80,24 @@ def test_retries_stop_when_the_calls_own_deadline_would_pass(fake: FakeActionsSe
         assert 1 < info.value.attempts == fake.count(OP) < 50
     finally:
         client.close()
+
+
+def test_a_reachability_check_of_an_origin_back_without_an_open_breaker_probes_nothing(
+        fake: FakeActionsService, clock: FakeClock) -> None:
+    client = _resilient(fake, clock, max_attempts=1)
+    origin = fake.servers["actions"].url
+    try:
+        client.get_runner_scale_set(1, "absent")  # the admin token is fetched; the origin is known good
+        fake.stop("actions")
+        with pytest.raises(sc.TransportError) as info:
+            client.get_runner_scale_set(1, "absent")
+        assert info.value.delivered is False  # refused: the origin is now unreachable
+        assert client.check_reachable(origin, timeout=0) is False  # no time to look
+        assert client.check_reachable(origin) is False  # still down: the connect is refused
+        fake.start_server("actions")
+        before = fake.count()
+        assert client.check_reachable(origin) is False  # back, but no breaker was open to probe
+        assert fake.count() == before  # a bare TCP connect: no HTTP request reached the service
+        assert client.get_runner_scale_set(1, "absent") is None
+    finally:
+        client.close()
