@@ -101,3 +101,15 @@ def test_a_reachability_check_of_an_origin_back_without_an_open_breaker_probes_n
         assert client.get_runner_scale_set(1, "absent") is None
     finally:
         client.close()
+
+
+def test_a_call_behind_a_gate_armed_longer_than_it_may_wait_is_refused_without_sending(
+        client: sc.Client, fake: FakeActionsService) -> None:
+    fake.inject(OP, Fault.respond(429, json_body={"message": "slow down"}, headers={"Retry-After": "600"}))
+    with pytest.raises(sc.RateLimitedError):
+        client.get_runner_scale_set(1, "absent")
+    assert fake.count(OP) == 1
+    with pytest.raises(sc.RateLimitedError, match="asked us to wait") as info:
+        client.get_runner_scale_set(1, "absent")
+    assert info.value.retry_after is not None and info.value.retry_after >= 600
+    assert fake.count(OP) == 1  # the second call waited for nothing and sent nothing
