@@ -451,17 +451,16 @@ class ResilienceAdapter(HTTPAdapter):
             return None
         if action is Action.RECOVER:
             assert isinstance(outcome, requests.Response)
-            return self._recover(outcome, policy, state, call)
+            return self._recover(policy, state, call)
         if action is Action.THROTTLED:
             self._throttled(decision, origin, state, call)  # the gate check at the top of the loop waits
             return None
         self._backoff_or_raise(request, policy, state, call, scope, hint=decision.hint, cost=decision.cost)
         return None
 
-    def _recover(self, response: requests.Response, policy: CallPolicy, state: _Progress,
-                 call: Call) -> requests.Response | requests.PreparedRequest:
-        """Run the call's recovery once, inside the call's remaining time; the re-signed request,
-        or the 401 itself when nothing could be renewed."""
+    def _recover(self, policy: CallPolicy, state: _Progress, call: Call) -> requests.PreparedRequest:
+        """Run the call's recovery once, inside the call's remaining time; the re-signed request
+        (a renewal that fails raises its error, which ends the call)."""
         recovery = policy.recovery
         assert recovery is not None
         state.recovered = True
@@ -470,8 +469,6 @@ class ResilienceAdapter(HTTPAdapter):
         with Deadline(max(0.0, call.left()), clock=self._clock, reason="recovery"):
             recovery.renew()
             renewed = recovery.resign()
-        if renewed is None:
-            return response
         state.number -= 1  # the recovery's retry does not use up an attempt
         return renewed if isinstance(renewed, PolicyRequest) else with_policy(renewed, policy)
 

@@ -6,22 +6,12 @@ Derive a changed copy with ``dataclasses.replace(config, field=value)``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from ._errors import ConfigError
+from ._validate import check_range
 
 __all__ = ["CircuitBreakerConfig", "ResilienceConfig", "RetryConfig"]
-
-
-def _check(name: str, value: float, low: float, high: float = math.inf, *, integer: bool = False) -> None:
-    bad_type = isinstance(value, bool) or not isinstance(value, (int, float))
-    if integer and not bad_type and not float(value).is_integer():
-        bad_type = True
-    if bad_type or not (low <= value <= high) or (isinstance(value, float) and math.isnan(value)):
-        kind = "an integer" if integer else "a number"
-        upper = "" if high == math.inf else f" and at most {high}"
-        raise ConfigError(f"{name} must be {kind} of at least {low}{upper}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,17 +58,17 @@ class CircuitBreakerConfig:
     reachability_check: float = 10.0
 
     def __post_init__(self) -> None:
-        _check("failure_threshold", self.failure_threshold, 1, integer=True)
-        _check("reachability_check", self.reachability_check, 0.0)
-        _check("failure_ratio", self.failure_ratio, 0.0, 1.0)
-        _check("window_size", self.window_size, 1, 10_000, integer=True)
-        _check("minimum_calls", self.minimum_calls, 1, self.window_size, integer=True)
-        _check("open_duration", self.open_duration, 0.0)
-        _check("max_open_duration", self.max_open_duration, self.open_duration)
-        _check("half_open_max_calls", self.half_open_max_calls, 1, 10_000, integer=True)
-        _check("success_threshold", self.success_threshold, 1, 10_000, integer=True)
-        _check("jitter", self.jitter, 0.0, 1.0)
-        _check("reset_after", self.reset_after, 0.0)
+        check_range("failure_threshold", self.failure_threshold, 1, integer=True)
+        check_range("reachability_check", self.reachability_check, 0.0)
+        check_range("failure_ratio", self.failure_ratio, 0.0, 1.0)
+        check_range("window_size", self.window_size, 1, 10_000, integer=True)
+        check_range("minimum_calls", self.minimum_calls, 1, self.window_size, integer=True)
+        check_range("open_duration", self.open_duration, 0.0)
+        check_range("max_open_duration", self.max_open_duration, self.open_duration)
+        check_range("half_open_max_calls", self.half_open_max_calls, 1, 10_000, integer=True)
+        check_range("success_threshold", self.success_threshold, 1, 10_000, integer=True)
+        check_range("jitter", self.jitter, 0.0, 1.0)
+        check_range("reset_after", self.reset_after, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +104,12 @@ class RetryConfig:
     budget: float = 10.0
 
     def __post_init__(self) -> None:
-        _check("max_attempts", self.max_attempts, 1, 100, integer=True)
-        _check("backoff_base", self.backoff_base, 0.0)
-        _check("backoff_max", self.backoff_max, self.backoff_base)
-        _check("max_hint_wait", self.max_hint_wait, 0.0)
-        _check("deadline", self.deadline, 0.001)
-        _check("budget", self.budget, 0.0)
+        check_range("max_attempts", self.max_attempts, 1, 100, integer=True)
+        check_range("backoff_base", self.backoff_base, 0.0)
+        check_range("backoff_max", self.backoff_max, self.backoff_base)
+        check_range("max_hint_wait", self.max_hint_wait, 0.0)
+        check_range("deadline", self.deadline, 0.001)
+        check_range("budget", self.budget, 0.0)
 
     def backoff(self, retry_number: int, rand: float) -> float:
         """The wait before retry ``retry_number`` (1-based) given a uniform ``rand`` in [0, 1)."""
@@ -161,6 +151,6 @@ class ResilienceConfig:
             raise ConfigError("circuit_breaker must be a CircuitBreakerConfig")
         if not isinstance(self.retry, RetryConfig):
             raise ConfigError("retry must be a RetryConfig")
-        _check("health_check_interval", self.health_check_interval, 0.0)
-        _check("max_response_bytes", self.max_response_bytes, 1024, integer=True)
-        _check("max_message_bytes", self.max_message_bytes, 1024, integer=True)
+        check_range("health_check_interval", self.health_check_interval, 0.0)
+        check_range("max_response_bytes", self.max_response_bytes, 1024, integer=True)
+        check_range("max_message_bytes", self.max_message_bytes, 1024, integer=True)

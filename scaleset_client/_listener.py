@@ -34,7 +34,6 @@ from typing import Any
 from ._adapter import MIN_ATTEMPT_TIME
 from ._breaker import State, Transition
 from ._client import Client
-from ._config import _check
 from ._deadline import Deadline, detached
 from ._errors import (
     AuthenticationError,
@@ -56,7 +55,7 @@ from ._listener_config import EventRef, ListenerConfig, ListenerHealth, MetricsR
 from ._models import RunnerScaleSetMessage, RunnerScaleSetStatistic
 from ._session import MessageSession
 from ._state import CursorRecord, StateFile
-from ._validate import INT32_MAX
+from ._validate import INT32_MAX, check_range
 
 __all__ = ["EventRef", "Listener", "ListenerConfig", "ListenerHealth", "MetricsRecorder", "RunSkippedError",
            "Scaler"]
@@ -150,7 +149,7 @@ class Listener:
 
     def set_max_runners(self, count: int) -> None:
         """Change the advertised capacity; the next poll uses it. Safe from any thread."""
-        _check("max_runners", count, 0, INT32_MAX, integer=True)
+        check_range("max_runners", count, 0, INT32_MAX, integer=True)
         self._max_runners = int(count)
 
     @property

@@ -11,10 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ._config import _check
 from ._errors import RunSkippedError as RunSkippedError  # its home before errors.py held every error
 from ._models import JobCompleted, JobStarted, RunnerScaleSetStatistic
-from ._validate import INT32_MAX, check_id
+from ._validate import INT32_MAX, check_id, check_range
 
 
 class Scaler(Protocol):
@@ -117,13 +116,13 @@ class ListenerConfig:
 
     def __post_init__(self) -> None:
         check_id("scale_set_id", self.scale_set_id)
-        _check("max_runners", self.max_runners, 0, INT32_MAX, integer=True)
-        _check("standby_interval", self.standby_interval, 0.001)
+        check_range("max_runners", self.max_runners, 0, INT32_MAX, integer=True)
+        check_range("standby_interval", self.standby_interval, 0.001)
         if self.standby_timeout is not None:
-            _check("standby_timeout", self.standby_timeout, 0.0)
-        _check("error_backoff", self.error_backoff, 0.001)
-        _check("error_backoff_max", self.error_backoff_max, self.error_backoff)
-        _check("poison_after", self.poison_after, 1, integer=True)
+            check_range("standby_timeout", self.standby_timeout, 0.0)
+        check_range("error_backoff", self.error_backoff, 0.001)
+        check_range("error_backoff_max", self.error_backoff_max, self.error_backoff)
+        check_range("poison_after", self.poison_after, 1, integer=True)
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,13 @@ class Recovery:
     ``renew()`` to do it, and ``resign()`` to build the request again with what was renewed.
 
     The adapter runs it at most once per call, from its retry path, inside the call's remaining
-    time, and never counts the 401 as a breaker failure. ``resign`` may return None to give the
-    401 back to the caller instead (nothing could be renewed).
+    time, and never counts the 401 as a breaker failure. A ``renew`` that cannot renew raises
+    (its error is the call's); ``resign`` always builds the request again.
     """
 
     renews: str
     renew: Callable[[], object]
-    resign: Callable[[], requests.PreparedRequest | None]
+    resign: Callable[[], requests.PreparedRequest]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ caller's constructor reads as a list of checks rather than a thicket of conditio
 from __future__ import annotations
 
 import logging
+import math
 import os
 from typing import TypeVar
 
@@ -97,3 +98,14 @@ def timeout_pair(value: float | tuple[float, float]) -> tuple[float, float]:
     if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 for v in pair):
         raise ConfigError(f"timeout must be a positive number or a (connect, read) pair, got {value!r}")
     return float(pair[0]), float(pair[1])
+
+
+def check_range(name: str, value: float, low: float, high: float = math.inf, *, integer: bool = False) -> None:
+    """``value`` must be a number (an integer with ``integer``) from ``low`` to ``high``."""
+    bad_type = isinstance(value, bool) or not isinstance(value, (int, float))
+    if integer and not bad_type and not float(value).is_integer():
+        bad_type = True
+    if bad_type or not (low <= value <= high) or (isinstance(value, float) and math.isnan(value)):
+        kind = "an integer" if integer else "a number"
+        upper = "" if high == math.inf else f" and at most {high}"
+        raise ConfigError(f"{name} must be {kind} of at least {low}{upper}, got {value!r}")

@@ -124,6 +124,11 @@ def _private_reads(module: str, path: Path, root: Path = PACKAGE.parent) -> list
     """Each ``<expr>._name`` where ``<expr>`` is not ``self``, ``cls`` or ``super()``, in line order."""
     found: list[tuple[int, str]] = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level > 0 and node.module:  # not "from . import _mod"
+            # ``from ._config import _check`` reads another module's private name the same way
+            found += [(node.lineno, f"{path.relative_to(root)}:{node.lineno}: import {alias.name}")
+                      for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+            continue
         if not isinstance(node, ast.Attribute):
             continue
         attr = node.attr
@@ -159,9 +164,10 @@ def test_the_private_check_sees_a_chain_through_self(tmp_path: Path) -> None:
     """``self._client._log`` is another object's private; ``self._log`` and ``super()._x`` are not."""
     probe = tmp_path / "m.py"
     probe.write_text("class A(B):\n    def f(self):\n        self._log\n        super()._x\n"
-                     "        self._client._log\n        other._value\n        obj.__class__\n", encoding="utf-8")
+                     "        self._client._log\n        other._value\n        obj.__class__\n"
+                     "from ._config import _check, check\nfrom . import _wire\n", encoding="utf-8")
     found = _private_reads(f"{NAME}.m", probe, root=tmp_path)
-    assert found == ["m.py:5: self._client._log", "m.py:6: other._value"]
+    assert found == ["m.py:5: self._client._log", "m.py:6: other._value", "m.py:8: import _check"]
 
 
 def test_the_package_has_no_import_cycle() -> None:

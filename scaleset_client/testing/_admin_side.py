@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from ._github_side import b64
-from ._jobs_side import _Job
+from ._jobs_side import JobRecord
 from ._servers import LoggedRequest
 
 __all__ = ["ACTIONS_TYPE", "TASK_TYPE", "AdminSide"]
@@ -29,7 +29,7 @@ class AdminSide:
     _scale_sets: dict[int, dict[str, Any]]
     _groups: dict[str, dict[str, Any]]
     _runners: dict[int, dict[str, Any]]
-    _jobs: dict[int, _Job]
+    _jobs: dict[int, JobRecord]
     _ids: itertools.count[int]
     _runner_ids: itertools.count[int]
 

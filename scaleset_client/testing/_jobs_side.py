@@ -21,7 +21,7 @@ __all__ = ["JobsSide"]
 
 
 @dataclass
-class _Session:
+class SessionRecord:
     session_id: str
     owner: str
     scale_set_id: int
@@ -32,7 +32,7 @@ class _Session:
 
 
 @dataclass
-class _Message:
+class MessageRecord:
     message_id: int
     scale_set_id: int
     jobs: list[dict[str, Any]]
@@ -43,7 +43,7 @@ class _Message:
 
 
 @dataclass
-class _Job:
+class JobRecord:
     request_id: int
     scale_set_id: int
     job_id: str
@@ -61,9 +61,9 @@ class JobsSide:
     org: str
     _lock: threading.RLock
     _cond: threading.Condition
-    _jobs: dict[int, _Job]
+    _jobs: dict[int, JobRecord]
     _runners: dict[int, dict[str, Any]]
-    _messages: dict[int, list[_Message]]
+    _messages: dict[int, list[MessageRecord]]
     _message_ids: itertools.count[int]
     _request_ids: itertools.count[int]
     servers: dict[str, LoopbackServer]
@@ -89,14 +89,14 @@ class JobsSide:
         """Queue a message; ``statistics="auto"`` computes them from the fake's jobs."""
         with self._cond:
             stats = self.statistics(scale_set_id) if statistics == "auto" else statistics
-            message = _Message(next(self._message_ids), scale_set_id, list(jobs or []),
+            message = MessageRecord(next(self._message_ids), scale_set_id, list(jobs or []),
                                stats if isinstance(stats, dict) or stats is None else None,
                                message_type, raw_body=raw_body)
             self._messages.setdefault(scale_set_id, []).append(message)
             self._cond.notify_all()
             return message.message_id
 
-    def _job_fields(self, job: _Job, kind: str) -> dict[str, Any]:
+    def _job_fields(self, job: JobRecord, kind: str) -> dict[str, Any]:
         now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.clock.wall())) + ".1234567Z"
         return {"messageType": kind, "runnerRequestId": job.request_id, "repositoryName": "api",
                 "ownerName": self.org, "jobId": job.job_id,
@@ -109,7 +109,7 @@ class JobsSide:
     def queue_job(self, scale_set_id: int, labels: list[str] | None = None) -> int:
         """A new job for the scale set: a ``JobAvailable`` message. Returns its runner request id."""
         with self._lock:
-            job = _Job(next(self._request_ids), scale_set_id, str(uuid.uuid4()), labels or ["self-hosted"])
+            job = JobRecord(next(self._request_ids), scale_set_id, str(uuid.uuid4()), labels or ["self-hosted"])
             self._jobs[job.request_id] = job
             available = self._job_fields(job, "JobAvailable")
             available["acquireJobUrl"] = f"{self.servers['broker'].url}/acquirejob"

@@ -36,7 +36,7 @@ from .._clock import Clock, SystemClock
 from ._admin_side import ACTIONS_TYPE, AdminSide
 from ._faults import Fault, FaultBook
 from ._github_side import GitHubSide
-from ._jobs_side import JobsSide, _Job, _Message, _Session
+from ._jobs_side import JobRecord, JobsSide, MessageRecord, SessionRecord
 from ._servers import LoggedRequest, LoopbackServer, write_fault, write_response
 from ._strict import form_problem
 from ._wire_in import BodyError, Headers, accepts_gzip, compress, read_body
@@ -103,10 +103,10 @@ class FakeActionsService(GitHubSide, JobsSide, AdminSide):
         self._groups: dict[str, dict[str, Any]] = {"default": {"id": 1, "name": "Default", "size": 0,
                                                                "isDefaultGroup": True}}
         self._runners: dict[int, dict[str, Any]] = {}
-        self._sessions: dict[int, _Session] = {}
-        self._queue_tokens: dict[str, _Session] = {}
-        self._messages: dict[int, list[_Message]] = {}
-        self._jobs: dict[int, _Job] = {}
+        self._sessions: dict[int, SessionRecord] = {}
+        self._queue_tokens: dict[str, SessionRecord] = {}
+        self._messages: dict[int, list[MessageRecord]] = {}
+        self._jobs: dict[int, JobRecord] = {}
         self._ids = itertools.count(1)
         self._runner_ids = itertools.count(1001)
         self._message_ids = itertools.count(100_000_001)
@@ -239,7 +239,7 @@ class FakeActionsService(GitHubSide, JobsSide, AdminSide):
             data = self._scale_sets.get(scale_set_id)
             return dict(data) if data else None
 
-    def session_of(self, scale_set_id: int) -> _Session | None:
+    def session_of(self, scale_set_id: int) -> SessionRecord | None:
         """The scale set's current session, or None."""
         with self._lock:
             return self._sessions.get(scale_set_id)
@@ -379,13 +379,13 @@ class FakeActionsService(GitHubSide, JobsSide, AdminSide):
             return exp is not None and exp > self.clock.wall()
 
     # -- sessions ----------------------------------------------------------------------------
-    def _session_json(self, session: _Session) -> dict[str, Any]:
+    def _session_json(self, session: SessionRecord) -> dict[str, Any]:
         return {"sessionId": session.session_id, "ownerName": session.owner,
                 "runnerScaleSet": self._scale_sets.get(session.scale_set_id),
                 "messageQueueUrl": self.queue_url, "messageQueueAccessToken": session.token,
                 "statistics": self.statistics(session.scale_set_id)}
 
-    def _new_queue_token(self, session: _Session) -> None:
+    def _new_queue_token(self, session: SessionRecord) -> None:
         self._queue_tokens.pop(session.token, None)
         session.token = self._jwt({"sid": session.session_id, "n": uuid.uuid4().hex})
         session.token_expires = self.clock.wall() + self.queue_token_ttl
@@ -413,7 +413,7 @@ class FakeActionsService(GitHubSide, JobsSide, AdminSide):
                 return self._error(409, ACTIONS_TYPE.format("RunnerScaleSetSessionConflictException"),
                                    f"The actions runner scaleset {self._scale_sets[sid]['name']} already has an "
                                    "active session.")
-            session = _Session(str(uuid.uuid4()), str(body.get("ownerName", "")), sid, "", 0.0,
+            session = SessionRecord(str(uuid.uuid4()), str(body.get("ownerName", "")), sid, "", 0.0,
                                last_seen=self.clock.wall())
             self._new_queue_token(session)
             self._sessions[sid] = session
@@ -440,7 +440,7 @@ class FakeActionsService(GitHubSide, JobsSide, AdminSide):
             self.evict_session(int(params["id"]))
         return 204, None
 
-    def _queue_session(self, req: LoggedRequest) -> _Session | None:
+    def _queue_session(self, req: LoggedRequest) -> SessionRecord | None:
         self._expire_idle_sessions()
         with self._lock:
             session = self._queue_tokens.get(self._bearer(req))
@@ -483,7 +483,7 @@ class FakeActionsService(GitHubSide, JobsSide, AdminSide):
                 session.polling -= 1
                 session.last_seen = self.clock.wall()
 
-    def _hold_poll(self, session: _Session, last: int, deadline: float) -> tuple[int, Any]:
+    def _hold_poll(self, session: SessionRecord, last: int, deadline: float) -> tuple[int, Any]:
         with self._cond:
             while True:
                 pending = [m for m in self._messages.get(session.scale_set_id, [])
