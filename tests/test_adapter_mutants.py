@@ -170,3 +170,61 @@ def test_a_dropped_connection_names_the_method_and_url_it_failed_on(client: sc.C
     last = info.value.last_error
     assert isinstance(last, sc.TransportError) and last.method == "GET"
     assert str(last).startswith("GET http") and " failed: " in str(last)
+
+
+class _NoJitterClock(FakeClock):
+    """A fake clock whose jitter is always 0, so a wait lands exactly on a configured bound."""
+
+    def random(self) -> float:
+        return 0.0
+
+
+def test_a_throttle_hint_of_exactly_the_longest_allowed_wait_is_waited_out(
+        fake: FakeActionsService) -> None:
+    """``max_hint_wait`` is the longest wait allowed, inclusive: a 429 asking for exactly that is
+    slept out and the call goes through; it is not raised as RateLimitedError."""
+    clock = _NoJitterClock()
+    client = make_client(fake, clock, resilience=sc.ResilienceConfig(retry=sc.RetryConfig(max_hint_wait=2.0)))
+    try:
+        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="bound"))
+        fake.inject("get_runner_scale_set_by_id", Fault.respond(429, headers={"Retry-After": "2"}))
+        assert client.get_runner_scale_set_by_id(scale_set.id) is not None
+        assert fake.count("get_runner_scale_set_by_id") == 2
+    finally:
+        client.close()
+
+
+def test_a_short_backoff_fits_inside_a_short_caller_deadline(fake: FakeActionsService, clock: FakeClock) -> None:
+    """A backoff sleeps what it says (10 ms here), never a floor of its own: the retry still fits
+    inside the caller's 0.8 s and answers."""
+    retry = sc.RetryConfig(backoff_base=0.01, backoff_max=0.01)
+    client = make_client(fake, clock, resilience=sc.ResilienceConfig(retry=retry))
+    try:
+        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="short"))
+        fake.inject("get_runner_scale_set_by_id", Fault.respond(503))
+        with client.deadline(0.8):
+            assert client.get_runner_scale_set_by_id(scale_set.id) is not None
+        assert fake.count("get_runner_scale_set_by_id") == 2
+    finally:
+        client.close()
+
+
+def test_a_call_finding_a_refusing_origin_back_becomes_the_probe_before_the_break_ends(
+        fake: FakeActionsService, clock: FakeClock) -> None:
+    """The breaker opened on refused connects with a long break; once the origin accepts again, the
+    next call's TCP look (due within 1.5 x reachability_check) lets it through as the probe."""
+    breaker = sc.CircuitBreakerConfig(failure_threshold=1, open_duration=300.0, max_open_duration=600.0)
+    config = sc.ResilienceConfig(circuit_breaker=breaker, retry=sc.RetryConfig(max_attempts=1))
+    client = make_client(fake, clock, resilience=config)
+    try:
+        assert client.get_runner_scale_set(1, "absent") is None  # the admin token is held from here
+        fake.stop("actions")
+        with pytest.raises(sc.TransportError):
+            client.get_runner_scale_set(1, "absent")  # refused: the breaker opens for 300 s
+        fake.start_server("actions")
+        clock.advance(1.5 * breaker.reachability_check + 1)  # a look is due; the break is not over
+        before = fake.count("get_runner_scale_set")
+        assert client.get_runner_scale_set(1, "absent") is None
+        assert fake.count("get_runner_scale_set") == before + 1
+    finally:
+        client.close()
