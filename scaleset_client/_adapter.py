@@ -31,12 +31,10 @@ from __future__ import annotations
 
 import logging
 import math
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -62,6 +60,7 @@ from ._errors import (
 )
 from ._http import origin_of
 from ._policy import CallPolicy, PolicyRequest, policy_of, with_policy
+from ._reachability import Reachability
 from ._retry import RateGate, RetryBudget
 from ._secrets import redact_url
 
@@ -118,8 +117,7 @@ class ResilienceAdapter(HTTPAdapter):
         self._timeout = timeout
         self._closing = closing or threading.Event()
         self._live = LiveConnections()
-        self._unreachable: set[str] = set()  # origins whose last failure never reached them
-        self._next_look_at: dict[str, float] = {}  # origin -> when the next TCP look is due
+        self.reachability = Reachability(breakers, clock, config.circuit_breaker.reachability_check)
         self._calls: set[Call] = set()
         self._calls_lock = threading.Lock()
         self.attempts_sent = 0
@@ -156,43 +154,9 @@ class ResilienceAdapter(HTTPAdapter):
         return manager
 
     def look(self, origin: str, timeout: float = 2.0, *, force: bool = False) -> bool:
-        """For an origin whose last failure never got through: a TCP connect when the next look
-        is due (``CircuitBreakerConfig.reachability_check`` +-50 %), or now with ``force``. When it connects,
-        the origin's open breakers are put to a probe and True is returned. The service sees no
-        HTTP request until it is back."""
-        interval = self._config.circuit_breaker.reachability_check
-        if origin not in self._unreachable or (interval <= 0 and not force):
-            return False
-        now = self._clock.monotonic()
-        with self._count_lock:
-            if not force and now < self._next_look_at.get(origin, -math.inf):
-                return False
-            self._next_look_at[origin] = now + interval * (0.5 + self._clock.random())
-        parts = urlsplit(origin)
-        if not parts.hostname or not parts.port or timeout <= 0:
-            return False
-        try:
-            with socket.create_connection((parts.hostname.strip("[]"), parts.port), timeout=timeout):
-                pass
-        except OSError:
-            return False
-        opened = [b for b in self.breakers.all() if b.origin == origin and b.state.value == "open"]
-        for breaker in opened:
-            breaker.probe_now()
-        if opened:
-            log.info("%s accepts connections again; probing it now", origin)
-        return bool(opened)
-
-    def next_look(self, origin: str) -> float:
-        """Seconds until the next TCP look at ``origin`` is due (0: now)."""
-        with self._count_lock:
-            due = self._next_look_at.get(origin, -math.inf)
-        return max(0.0, due - self._clock.monotonic())
-
-    def unreachable(self, origin: str) -> bool:
-        """True when the origin's last failure was a connection that never got through (refused,
-        DNS, connect timeout): a TCP connect alone can then tell whether it is back."""
-        return origin in self._unreachable
+        """A TCP look at an origin that refused us (see ``_reachability``); True when it is back
+        and its open breakers were put to a probe."""
+        return self.reachability.look(origin, timeout, force=force)
 
     # -- interrupting calls from other threads ------------------------------------------------
     def _in_flight(self) -> list[Call]:
@@ -282,13 +246,14 @@ class ResilienceAdapter(HTTPAdapter):
             try:
                 permit = breaker.acquire(lease=min(connect_t + read_t, max(left, 0.0)) + 5.0)
             except CircuitOpenError as exc:
-                if self.unreachable(origin) and not proxies and self._config.circuit_breaker.reachability_check > 0:
+                reach = self.reachability
+                if reach.unreachable(origin) and not proxies and self._config.circuit_breaker.reachability_check > 0:
                     # The origin refused connections: a bare TCP connect (no HTTP request) tells
                     # whether it is back; if so, this call becomes the probe now.
                     if self.look(origin, timeout=min(2.0, max(left, 0.0))):
                         continue
                     if exc.retry_after is not None:
-                        exc.set_retry(retry_after=min(exc.retry_after, self.next_look(origin)), now=clock.wall())
+                        exc.set_retry(retry_after=min(exc.retry_after, reach.next_look(origin)), now=clock.wall())
                 wait = exc.retry_after
                 if (state.number > 0 and wait is not None and wait <= retry_cfg.max_hint_wait
                         and wait + MIN_ATTEMPT_TIME < left):
@@ -418,10 +383,7 @@ class ResilienceAdapter(HTTPAdapter):
         (None: send ``request`` again; a request: send that one)."""
         breaker.record(permit, decision.outcome, decision.reason)
         origin = origin_of(request.url or "")
-        if decision.reached is True:
-            self._unreachable.discard(origin)
-        elif decision.reached is False:
-            self._unreachable.add(origin)
+        self.reachability.note(origin, decision.reached)
         if decision.outcome is Outcome.SUCCESS:
             if state.number == 1:
                 self.budget.earn(origin)
