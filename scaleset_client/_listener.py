@@ -24,7 +24,6 @@ Promises (design §4):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -51,6 +50,7 @@ from ._errors import (
     StateFileError,
     TransientError,
 )
+from ._listener_binding import binding, binding_key, mismatch
 from ._listener_config import EventRef, ListenerConfig, ListenerHealth, MetricsRecorder, Scaler
 from ._models import RunnerScaleSetMessage, RunnerScaleSetStatistic
 from ._session import MessageSession
@@ -113,7 +113,7 @@ class Listener:
         self._dirty = False
         self._state: StateFile | None = None
         self._saved_pending: frozenset[int] = frozenset()
-        self._binding_digest: str | None = None
+        self._binding_digest = binding_key(self._client.config.config_url, config.scale_set_id)
         self._stats_mid = 0  # the message whose statistics were last applied (0: the session's)
         self._backlog_until: float | None = None  # the backlog window after a session opens
         self._backlog_candidate: tuple[int, RunnerScaleSetStatistic] | None = None
@@ -434,7 +434,7 @@ class Listener:
         done = self._partial.get(mid, set())
         started = sum(1 for kind, _ in done if kind == "started")
         completed = sum(1 for kind, _ in done if kind == "completed")
-        self._state.write_cursor(CursorRecord(self._cursor, mid, started, completed, self._binding_key(),
+        self._state.write_cursor(CursorRecord(self._cursor, mid, started, completed, self._binding_digest,
                                               self._stats_mid), durable=False)
 
     def _finish(self, session: MessageSession, mid: int, stats: RunnerScaleSetStatistic | None) -> None:
@@ -446,7 +446,7 @@ class Listener:
         if self._state is not None:
             # The cursor is written before the ack: a killed process cannot repeat the message. A
             # successful ack deletes it on the server, so only a failed ack needs the record synced.
-            self._state.write_cursor(CursorRecord(mid, 0, 0, 0, self._binding_key(), self._stats_mid),
+            self._state.write_cursor(CursorRecord(mid, 0, 0, 0, self._binding_digest, self._stats_mid),
                                      durable=False)
         self._ack(session, mid)
 
@@ -710,32 +710,7 @@ class Listener:
             log.exception("metrics hook %s failed", hook)
 
     def _binding(self) -> dict[str, Any]:
-        return {"config_url": self._client.config.config_url, "scale_set_id": self.config.scale_set_id,
-                "scale_set_name": self.config.scale_set_name or ""}
-
-    def _binding_key(self) -> str:
-        """A short digest of the configuration URL and scale set id, stamped on every cursor record."""
-        if self._binding_digest is None:
-            text = f"{self._client.config.config_url}|{self.config.scale_set_id}"
-            self._binding_digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-        return self._binding_digest
-
-    def _mismatch(self, saved: dict[str, Any]) -> str:
-        """Why ``saved`` belongs to another configuration ("" when it is ours)."""
-        if saved.get("scale_set_id") not in (None, self.config.scale_set_id):
-            return f"scale set id {saved.get('scale_set_id')!r}"
-        binding = saved.get("binding")
-        if binding is None:
-            return ""  # written before bindings existed: the scale set id is all there is to check
-        if not isinstance(binding, dict):
-            return "an unreadable binding"
-        ours = self._binding()
-        for key in ("config_url", "scale_set_id"):
-            if binding.get(key) != ours[key]:
-                return f"{key.replace('_', ' ')} {binding.get(key)!r}"
-        if ours["scale_set_name"] and binding.get("scale_set_name") not in ("", None, ours["scale_set_name"]):
-            return f"scale set name {binding.get('scale_set_name')!r}"
-        return ""
+        return binding(self._client.config.config_url, self.config.scale_set_id, self.config.scale_set_name)
 
     def _load(self) -> dict[str, Any]:
         """Restore the cursor, pending acks, progress within a message and breaker states; a state
@@ -749,7 +724,7 @@ class Listener:
         if self._state is None:
             return {}
         saved = self._state.load()
-        why = self._mismatch(saved)
+        why = mismatch(saved, self._binding())
         if why:
             ours = self._binding()
             log.warning("state file %s belongs to %s, not to %s scale set %d%s; ignoring it and starting afresh",
@@ -760,7 +735,7 @@ class Listener:
         if isinstance(cursor, int) and not isinstance(cursor, bool) and cursor >= 0:
             self._cursor = max(self._cursor, cursor)
         record = self._state.load_cursor()
-        if record is not None and record.binding != self._binding_key():
+        if record is not None and record.binding != self._binding_digest:
             log.warning("cursor record %s belongs to another configuration URL or scale set; ignoring it",
                         self._state.cursor_path)
             record = None
