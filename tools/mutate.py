@@ -12,6 +12,11 @@ one they pass on survived. A survivor either shows a promise no test pins, or is
 (no observer could tell it from the original): those are listed in ``tools/mutants-equivalent.txt``
 by id with the reason, and leave the score's denominator.
 
+Each mutant runs only the tests that execute a line of its statement: the baseline run records,
+under coverage.py with one context per test, which tests run each line (lines run at import run
+them all; a mutant no test reaches survives without a run). ``--every-test`` runs every mapped
+file instead; both gave the same results on breaker, retry and classify (see MUTATION.md).
+
 Why a script of our own: it runs each mutant in a forked child that already has pytest,
 requests and hypothesis imported and loads the mutant from memory through an import hook, so
 nothing is written to the worktree, a mutant costs a fraction of a second, and the ids are
@@ -34,14 +39,17 @@ import copy
 import hashlib
 import importlib.abc
 import importlib.util
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENT_FILE = ROOT / "tools" / "mutants-equivalent.txt"
@@ -110,6 +118,9 @@ class Mutant:
     ident: str = ""
     result: str = ""  # killed | survived | timeout | equivalent (survived, listed) | error
     seconds: float = 0.0
+    first_line: int = 0  # the lines the mutant's enclosing statement spans: the tests that run any of
+    last_line: int = 0  # them are the only ones that can tell the mutant apart
+    unreached: bool = False  # no test runs its lines, so it survived without a run
 
 
 def _is_docstring(parents: list[ast.AST], node: ast.AST) -> bool:
@@ -139,7 +150,7 @@ class _Mutator(ast.NodeTransformer):
         self.source = source
         self.target = target
         self.counter = 0
-        self.found: list[tuple[int, str, ast.AST, str, str]] = []
+        self.found: list[tuple[int, str, ast.AST, str, str, tuple[int, int]]] = []
         self.parents: list[ast.AST] = []
         self.applied = False
 
@@ -152,12 +163,19 @@ class _Mutator(ast.NodeTransformer):
             in_fstring = any(isinstance(p, ast.JoinedStr) for p in self.parents)
             before = ast.unparse(node) if in_fstring else (ast.get_source_segment(self.source, node)
                                                              or ast.unparse(node))
-            self.found.append((index, kind, node, before, ast.unparse(mutated)))
+            self.found.append((index, kind, node, before, ast.unparse(mutated), self._span(node)))
             return node
         if index == self.target:
             self.applied = True
             return ast.copy_location(build(), node)
         return node
+
+    def _span(self, node: ast.AST) -> tuple[int, int]:
+        """From the first line of the statement that holds ``node`` to the node's last line."""
+        holder = node if isinstance(node, ast.stmt) else next(
+            (p for p in reversed(self.parents) if isinstance(p, ast.stmt)), node)
+        first = min(getattr(holder, "lineno", 0), getattr(node, "lineno", 0))
+        return first, getattr(node, "end_lineno", None) or getattr(node, "lineno", 0)
 
     def visit(self, node: ast.AST) -> ast.AST:  # type: ignore[override]
         skip = (_is_log_call(node)
@@ -259,14 +277,15 @@ def _collect(module: str, path: Path) -> list[Mutant]:
     mutator.visit(tree)
     mutants: list[Mutant] = []
     seen: dict[str, int] = {}
-    for index, kind, node, before, after in mutator.found:
+    for index, kind, node, before, after, (first, last) in mutator.found:
         where = qual.get(id(node), "<module>")
         key = f"{module}|{where}|{kind}|{before}|{after}"
         n = seen.get(key, 0)
         seen[key] = n + 1
         ident = hashlib.sha1(f"{key}|{n}".encode()).hexdigest()[:8]
         mutants.append(Mutant(module, index, kind, getattr(node, "lineno", 0), where,
-                              " ".join(before.split()), " ".join(after.split()), ident))
+                              " ".join(before.split()), " ".join(after.split()), ident,
+                              first_line=first, last_line=last))
     return mutants
 
 
@@ -324,8 +343,10 @@ def _pytest_args(tests: list[str]) -> list[str]:
             "-W", "ignore::pytest.PytestUnraisableExceptionWarning"]
 
 
-def _child(module_path: Path, index: int | None, tests: list[str], verbose: bool) -> None:
-    """In the forked child: install the mutant (if any), run pytest, exit with its code."""
+def _child(module_path: Path, index: int | None, tests: list[str], verbose: bool,
+           map_file: Path | None = None) -> None:
+    """In the forked child: install the mutant (if any), run pytest, exit with its code. With
+    ``map_file`` (the baseline run), also record which tests run each line of the module."""
     os.setpgid(0, 0)
     if not verbose:
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -340,10 +361,52 @@ def _child(module_path: Path, index: int | None, tests: list[str], verbose: bool
         hypothesis.settings.register_profile("mutate", database=None, derandomize=True)
         hypothesis.settings.load_profile("mutate")
         import pytest
-        code = int(pytest.main(_pytest_args(tests)))
+        code = int(pytest.main(_pytest_args(tests))) if map_file is None else _run_mapping(
+            module_path, tests, map_file)
     finally:
         sys.stdout.flush()
         os._exit(code)
+
+
+def _run_mapping(module_path: Path, tests: list[str], map_file: Path) -> int:
+    """Run the tests under coverage.py with one dynamic context per test (switched for every thread
+    at once, so a line a listener's thread runs is charged to the test that started it), and write
+    ``{"order": [test ids in run order], "lines": {line: [test ids]}}``. Lines run while no test
+    was running (the import) are charged to "", which makes a mutant there run every test."""
+    import coverage
+    import pytest
+
+    cov = coverage.Coverage(data_file=None, include=[str(module_path)], branch=False, config_file=False)
+    order: list[str] = []
+
+    class _PerTest:
+        def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
+            order.append(nodeid)
+            cov.switch_context(nodeid)
+
+    cov.start()
+    try:
+        code = int(pytest.main(_pytest_args(tests), plugins=[_PerTest()]))
+    finally:
+        cov.stop()
+    lines = cov.get_data().contexts_by_lineno(str(module_path))
+    map_file.write_text(json.dumps({"order": order, "lines": {str(k): v for k, v in lines.items()}}))
+    return code
+
+
+def _select(mutant: Mutant, coverage_map: dict[str, Any] | None, tests: list[str]) -> list[str] | None:
+    """The tests that run any line of the mutant's statement, in their run order; ``tests`` (all of
+    the module's files) when one of those lines runs at import; None when no test runs them."""
+    if coverage_map is None:
+        return tests
+    reached: set[str] = set()
+    for line in range(mutant.first_line, mutant.last_line + 1):
+        reached.update(coverage_map["lines"].get(str(line), ()))
+    if "" in reached:
+        return tests
+    if not reached:
+        return None
+    return [t for t in coverage_map["order"] if t in reached]
 
 
 @dataclass
@@ -360,10 +423,11 @@ class _Pool:
     verbose: bool
     running: list[_Running] = field(default_factory=list)
 
-    def start(self, path: Path, mutant: Mutant | None, tests: list[str], limit: float) -> None:
+    def start(self, path: Path, mutant: Mutant | None, tests: list[str], limit: float,
+              map_file: Path | None = None) -> None:
         pid = os.fork()
         if pid == 0:
-            _child(path, None if mutant is None else mutant.index, tests, self.verbose)
+            _child(path, None if mutant is None else mutant.index, tests, self.verbose, map_file)
         self.running.append(_Running(mutant, pid, time.monotonic(), limit))
 
     def reap(self) -> Iterator[tuple[_Running, int | None]]:
@@ -410,17 +474,23 @@ def sample(mutants: list[Mutant], size: int | None) -> list[Mutant]:
 
 
 def run_module(module: str, jobs: int, verbose: bool, only: set[str] | None,
-               quiet: set[str] | None = None, size: int | None = None) -> tuple[list[Mutant], float, int]:
+               quiet: set[str] | None = None, size: int | None = None,
+               select: bool = True) -> tuple[list[Mutant], float, int]:
     rel, test_files = MODULES[module]
     path = ROOT / rel
     tests = [t for t in test_files if (ROOT / t).exists()]
-    pool = _Pool(1, verbose)
-    started = time.monotonic()
-    pool.start(path, None, tests, 600)
-    for _, code in pool.reap():
-        if code != 0:
-            raise SystemExit(f"{module}: the tests fail without any mutant (exit {code}); fix them first")
-    baseline = time.monotonic() - started
+    coverage_map: dict[str, Any] | None = None
+    with tempfile.TemporaryDirectory() as scratch:
+        map_file = Path(scratch) / "map.json" if select else None
+        pool = _Pool(1, verbose)
+        started = time.monotonic()
+        pool.start(path, None, tests, 900, map_file)
+        for _, code in pool.reap():
+            if code != 0:
+                raise SystemExit(f"{module}: the tests fail without any mutant (exit {code}); fix them first")
+        baseline = time.monotonic() - started
+        if map_file is not None:
+            coverage_map = json.loads(map_file.read_text())
     limit = max(15.0, 3 * baseline + 10)
     mutants = _collect(module, path)
     generated = len(mutants)
@@ -430,7 +500,12 @@ def run_module(module: str, jobs: int, verbose: bool, only: set[str] | None,
     pool = _Pool(jobs, verbose)
     done = 0
     for mutant in mutants:
-        pool.start(path, mutant, tests, limit)
+        chosen = _select(mutant, coverage_map, tests)
+        if chosen is None:
+            mutant.unreached = True
+            done += _finish(None, 0, done, len(mutants), quiet or set(), mutant)
+            continue
+        pool.start(path, mutant, chosen, limit)
         if len(pool.running) >= jobs:
             for job, code in pool.reap():
                 done += _finish(job, code, done, len(mutants), quiet or set())
@@ -440,15 +515,17 @@ def run_module(module: str, jobs: int, verbose: bool, only: set[str] | None,
     return mutants, baseline, generated
 
 
-def _finish(job: _Running, code: int | None, done: int, total: int, quiet: set[str]) -> int:
-    mutant = job.mutant
+def _finish(job: _Running | None, code: int | None, done: int, total: int, quiet: set[str],
+            unrun: Mutant | None = None) -> int:
+    mutant = unrun if job is None else job.mutant
     assert mutant is not None
-    mutant.seconds = time.monotonic() - job.started
+    mutant.seconds = 0.0 if job is None else time.monotonic() - job.started
     mutant.result = "timeout" if code is None else "survived" if code == 0 else "killed" if code in (1, 2) else (
         "error")
     if mutant.result in ("survived", "error") and not (mutant.result == "survived" and mutant.ident in quiet):
-        print(f"  [{done + 1}/{total}] {mutant.result}: {mutant.ident} L{mutant.line} {mutant.where}: "
-              f"{mutant.before} -> {mutant.after}", file=sys.stderr, flush=True)
+        print(f"  [{done + 1}/{total}] {mutant.result}{' (no test runs it)' if mutant.unreached else ''}: "
+              f"{mutant.ident} L{mutant.line} {mutant.where}: {mutant.before} -> {mutant.after}",
+              file=sys.stderr, flush=True)
     return 1
 
 
@@ -470,15 +547,18 @@ def _section(module: str, mutants: list[Mutant], equivalents: dict[tuple[str, st
              elapsed: float, generated: int = 0) -> str:
     sampled = (f" (a stable sample of the {generated} generated: `--sample {len(mutants)}`)"
                if generated > len(mutants) else "")
+    unreached = sum(m.unreached for m in mutants)
     out = [f"<!-- module:{module} -->", f"### {module}", "",
            f"Tests: {', '.join(f'`{t}`' for t in MODULES[module][1] if (ROOT / t).exists())}; "
-           f"baseline {baseline:.1f} s, {len(mutants)} mutants{sampled} in {elapsed:.0f} s.", ""]
+           f"baseline {baseline:.1f} s, {len(mutants)} mutants{sampled} in {elapsed:.0f} s"
+           + (f" ({unreached} on lines no mapped test runs, not run)" if unreached else "") + ".", ""]
     survivors = [m for m in mutants if m.result in ("survived", "error")]
     eq = [m for m in mutants if m.result == "equivalent"]
     out.append(f"Surviving, not equivalent ({len(survivors)}):" if survivors else "Surviving, not equivalent: none.")
     known = _load_equivalents(KNOWN_SURVIVORS_FILE)
     out += [f"- `{m.ident}` L{m.line} `{m.where}` ({m.kind}): `{m.before}` → `{m.after}`"
-            + (f" — not tested: {known[(module, m.ident)]}" if (module, m.ident) in known else "")
+            + (f" — not tested: {known[(module, m.ident)]}" if (module, m.ident) in known
+               else " — no mapped test runs this line" if m.unreached else "")
             for m in survivors]
     out += ["", f"Equivalent ({len(eq)}), with the reason no observer can tell them from the original:"]
     out += [f"- `{m.ident}` L{m.line} `{m.where}` ({m.kind}): `{m.before}` → `{m.after}` — "
@@ -539,6 +619,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run a stable sample of N mutants per module (the smallest ids), for slow modules")
     parser.add_argument("--show", metavar="ID", help="print the mutant's source diff and exit")
     parser.add_argument("--verbose", action="store_true", help="show pytest output of each run")
+    parser.add_argument("--every-test", action="store_true",
+                        help="run every mapped test file against each mutant, not only the tests that run its lines")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     modules = args.modules or list(MODULES)
@@ -566,7 +648,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{module}: running ...", file=sys.stderr, flush=True)
         mutants, baseline, generated = run_module(module, max(1, args.jobs), args.verbose,
                                                   set(args.only or []) or None,
-                                                  {i for (mod, i) in equivalents if mod == module}, args.sample)
+                                                  {i for (mod, i) in equivalents if mod == module}, args.sample,
+                                                  select=not args.every_test)
         for m in mutants:
             if (module, m.ident) in equivalents:
                 if m.result == "survived":
