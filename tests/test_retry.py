@@ -127,6 +127,25 @@ def test_gate_holds_never_shorten() -> None:
     assert gate.wait_for("o") == 0.0
 
 
+
+def test_gate_tells_its_listeners_of_every_new_or_longer_hold_and_survives_a_broken_one(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The client's state file saves on these calls: a hold it is not told of is lost at exit."""
+    gate = RateGate(FakeClock(start=0.0))
+    heard: list[tuple[str, float]] = []
+
+    def broken(origin: str, seconds: float) -> None:
+        raise RuntimeError("listener bug")
+
+    gate.add_listener(broken)
+    gate.add_listener(lambda origin, seconds: heard.append((origin, seconds)))
+    assert gate.arm("o", 10) == 10.0  # the broken listener neither stops the arm nor the next listener
+    assert gate.arm("o", 3) == 10.0  # a shorter hint changes nothing, so nobody is told
+    assert gate.arm("o", 20) == 20.0
+    assert gate.arm("p", 1) == 1.0
+    assert heard == [("o", 10), ("o", 20), ("p", 1)]
+    assert [r.getMessage().startswith("rate gate listener") for r in caplog.records].count(True) == 3
+
 def test_gate_strikes_count_until_cleared() -> None:
     gate = RateGate(FakeClock())
     assert [gate.strike("o"), gate.strike("o"), gate.strike("p"), gate.strike("o")] == [0, 1, 0, 2]

@@ -133,10 +133,13 @@ def _is_docstring(parents: list[ast.AST], node: ast.AST) -> bool:
 
 
 def _is_log_call(node: ast.AST) -> bool:
-    """``log.warning(...)``, and a logger held as an attribute (``client._log.warning(...)``)."""
+    """``log.warning(...)``, a logger held as an attribute (``client._log.warning(...)``) and one
+    fetched in place (``logging.getLogger(__name__).exception(...)``)."""
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
         return False
     owner = node.func.value
+    if isinstance(owner, ast.Call) and isinstance(owner.func, ast.Attribute) and owner.func.attr == "getLogger":
+        return node.func.attr in _LOG_METHODS  # logging.getLogger(__name__).warning(...)
     return ((isinstance(owner, ast.Name) and owner.id in _LOG_NAMES)
             or (isinstance(owner, ast.Attribute) and owner.attr.lstrip("_") in _LOG_NAMES
                 and node.func.attr in _LOG_METHODS))
