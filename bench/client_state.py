@@ -4,19 +4,16 @@
    requests that reach the service over ``--runs`` runs, without and with a state file. Each run
    calls until its breaker opens (3 failures, one attempt per call, a 300 s break).
 2. A storm of breaker transitions from one thread for 3 s: how many times the file is replaced.
-3. One write (read-modify-write under the lock, fsync, rename): median and max of 50.
+3. One write (read-modify-write under the lock, fsync, rename): median [min–max] of 50.
 
     python -m bench.client_state            # 10 cron runs each way
-    python -m bench.client_state --runs 4
+    python -m bench.client_state --quick    # 3 runs each way, a 1 s storm
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +22,8 @@ from pathlib import Path
 
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, Fault
+
+from ._util import Row, bench_main, ratio, spread
 
 RUN = """
 import sys
@@ -86,12 +85,12 @@ def storm(path: str, seconds: float = 3.0) -> tuple[int, int]:
     return count, replaced[0]
 
 
-def write_times(path: str) -> list[float]:
+def write_times(path: str, count: int = 50) -> list[float]:
     client = sc.Client("https://github.com/org", token="ghp_bench", state_file=path)
     for i in range(5):
         client.circuit_breakers.get(f"https://h{i}.example:443", "admin")
     samples = []
-    for _ in range(50):
+    for _ in range(count):
         start = time.perf_counter()
         client.resilience_store.flush()
         samples.append(time.perf_counter() - start)
@@ -99,21 +98,26 @@ def write_times(path: str) -> list[float]:
     return samples
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=10)
-    args = parser.parse_args()
+def run(quick: bool = False) -> list[Row]:
+    """The bench's rows: cron requests with a state file against the same script without one (the
+    fairest baseline: same client, same settings, only the file differs), then the writer's cost."""
+    runs, seconds, writes = (3, 1.0, 20) if quick else (10, 3.0, 50)
     logging.disable(logging.WARNING)
-    without, with_state = cron_requests(args.runs, False), cron_requests(args.runs, True)
-    with tempfile.TemporaryDirectory() as tmp:
-        transitions, writes = storm(str(Path(tmp) / "storm.json"))
-        samples = write_times(str(Path(tmp) / "write.json"))
-    print(json.dumps({
-        "cron_runs": args.runs, "requests_without_state_file": without, "requests_with_state_file": with_state,
-        "storm_transitions": transitions, "storm_file_writes": writes,
-        "write_ms_median": round(statistics.median(samples) * 1e3, 2), "write_ms_max": round(max(samples) * 1e3, 2),
-    }))
+    try:
+        without, with_state = cron_requests(runs, False), cron_requests(runs, True)
+        with tempfile.TemporaryDirectory() as tmp:
+            transitions, replaced = storm(str(Path(tmp) / "storm.json"), seconds)
+            samples = write_times(str(Path(tmp) / "write.json"), writes)
+    finally:
+        logging.disable(logging.NOTSET)
+    return [
+        Row("client_state", f"503 service: requests over {runs} cron runs, with a state file", str(with_state),
+            str(without), ratio(with_state, without), "<= 1/3", without > 0 and with_state <= without / 3),
+        Row("client_state", f"file writes in a {seconds:.0f} s storm of breaker transitions", str(replaced),
+            f"{transitions} transitions", "", f"<= {seconds + 2:.0f}", replaced <= seconds + 2),
+        Row("client_state", f"one state write, ms over {writes}", spread([t * 1e3 for t in samples]), "", "", ""),
+    ]
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(bench_main(run))

@@ -20,12 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-from . import herd, many, outage, overhead, parsing, restarts, shutdown, soak, startup, throughput
+from . import client_state, herd, many, outage, overhead, parsing, restarts, shutdown, soak, startup, throughput
 from ._util import Row, rows_markdown, rows_table
 
 BENCHES = {"overhead": overhead.run, "startup": startup.run, "parsing": parsing.run, "throughput": throughput.run,
            "many": many.run, "outage": outage.run, "herd": herd.run, "restarts": restarts.run, "soak": soak.run,
-           "shutdown": shutdown.run}
+           "shutdown": shutdown.run, "client_state": client_state.run}
 
 
 def main(argv: list[str] | None = None) -> int:
