@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import scaleset_client as sc
+from scaleset_client import _resilience_store
 from scaleset_client.testing import FakeActionsService, FakeClock
 
 from .conftest import make_client, wait_until
@@ -177,3 +180,35 @@ def test_a_forked_child_uses_its_client_and_saves_its_own_state(fake: FakeAction
     assert fake.count("get_runner_group_by_name") == 3  # the parent's two calls and the child's one
     final = json.loads(state.read_text())
     assert {b["origin"] for b in final["resilience"]["breakers"]} >= {"https://parent.example:443"}
+
+
+def test_a_change_flushed_during_the_writers_pause_is_not_written_twice(
+        fake: FakeActionsService, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer waits out ``MIN_INTERVAL`` after a write; a ``flush()`` in that pause saves the
+    change, so the writer, waking, finds nothing left to write and replaces the file no more."""
+    monkeypatch.setattr(_resilience_store, "MIN_INTERVAL", 2.0)
+    monkeypatch.setattr(_resilience_store, "IDLE_EXIT", 0.2)
+    state = tmp_path / "state.json"
+    replaced: list[str] = []
+    real_replace = os.replace
+
+    def counting_replace(src: Any, dst: Any) -> None:
+        if os.fspath(dst) == os.path.realpath(state):
+            replaced.append(os.fspath(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", counting_replace)
+    before = _writers()
+    client = make_client(fake, clock, state_file=state)
+    try:
+        _open_a_breaker(client, "https://one.example:443")
+        wait_until(lambda: len(replaced) == 1)  # the first change of a quiet spell: written at once
+        _open_a_breaker(client, "https://two.example:443")  # the writer now pauses before writing it
+        assert client.resilience_store.flush() is True
+        assert len(replaced) == 2
+        wait_until(lambda: not _writers() - before)  # the writer woke, found it saved, and went idle
+        assert len(replaced) == 2
+        saved = json.loads(state.read_text())["resilience"]["breakers"]
+        assert {"https://one.example:443", "https://two.example:443"} <= {b["origin"] for b in saved}
+    finally:
+        client.close()
