@@ -102,8 +102,6 @@ class MessageSession:
         self._generation = 0
         self._flight: SingleFlight[RunnerScaleSetSession] = SingleFlight()
         self._closed = False
-        self.refreshes = 0
-        self.recreations = 0
         self._user_agent = client.system_info.with_scale_set(scale_set_id).user_agent()
         self._stale_session_id = stale_session_id
         self._current = self._create()
@@ -205,15 +203,12 @@ class MessageSession:
                 if self.client.resilience.auto_recover_session:
                     self._log.warning("session %s of scale set %d is gone on the server (%s); creating a new "
                                         "session", session_id, self.scale_set_id, exc.type_name or exc.status)
-                    self.recreations += 1
                     return self._create()
                 raise gone from exc
             raise
         session = parse(RunnerScaleSetSession, calls.json(response, "refresh_session"), "refresh_session")
-        self.refreshes += 1
         if self._problems(session):
             self._log.warning("refreshed session is unusable (%s); re-creating", ", ".join(self._problems(session)))
-            self.recreations += 1
             # The session is still active on the server: without deleting it, the create is a 409 conflict.
             self._delete_quietly(session_id)
             return self._create()

@@ -161,9 +161,6 @@ class StateFile:
         self._durable_slot = 1  # the slot holding the last synced record; the other takes the next write
         self._last_payload: bytes | None = None
         self._unsynced = False
-        self.writes = 0
-        self.cursor_writes = 0
-        self.cursor_syncs = 0
 
     # -- lock --------------------------------------------------------------------------------
     def acquire(self) -> None:
@@ -265,7 +262,6 @@ class StateFile:
                 tmp.unlink()
             raise StateFileError(f"cannot write state file {self.path}: {exc.strerror}") from exc
         self._last_payload = key
-        self.writes += 1
         return True
 
     # -- the cursor record -------------------------------------------------------------------
@@ -308,7 +304,6 @@ class StateFile:
         except OSError as exc:
             raise StateFileError(f"cannot write the cursor record {self.cursor_path}: {exc.strerror}") from exc
         self._unsynced = True
-        self.cursor_writes += 1
         if durable:
             self.sync_cursor()
 
@@ -322,7 +317,6 @@ class StateFile:
             raise StateFileError(f"cannot write the cursor record {self.cursor_path}: {exc.strerror}") from exc
         self._unsynced = False
         self._durable_slot = 1 - self._durable_slot
-        self.cursor_syncs += 1
 
     def __enter__(self) -> StateFile:
         self.acquire()

@@ -228,3 +228,38 @@ def test_a_call_finding_a_refusing_origin_back_becomes_the_probe_before_the_brea
         assert fake.count("get_runner_scale_set") == before + 1
     finally:
         client.close()
+
+
+OP = "get_runner_scale_set"
+
+
+def test_only_first_try_successes_refill_the_retry_budget(fake: FakeActionsService, clock: FakeClock) -> None:
+    """A success earns back part of the retry budget only when it needed no retry: a retried
+    success already cost a token, so letting it earn would let a flapping service keep the
+    budget topped up. Seen as which 503s are retried (a second request at the fake) and which
+    are raised at once (the budget is empty)."""
+    client = make_client(fake, clock, resilience=sc.ResilienceConfig(retry=sc.RetryConfig(budget=1.0)))
+    try:
+        assert client.get_runner_scale_set(1, "absent") is None  # the admin token is fetched here
+
+        def fails_once() -> None:
+            fake.inject(OP, Fault.error(503, message="busy"))
+
+        fails_once()  # the one retry the budget holds: spent, and the retried success earns nothing
+        before = fake.count(OP)
+        assert client.get_runner_scale_set(1, "absent") is None
+        assert fake.count(OP) == before + 2
+        for _ in range(4):  # four first-try successes earn 4 x 0.2: still less than one retry
+            assert client.get_runner_scale_set(1, "absent") is None
+        fails_once()
+        before = fake.count(OP)
+        with pytest.raises(sc.ServerError) as info:
+            client.get_runner_scale_set(1, "absent")
+        assert info.value.status == 503 and fake.count(OP) == before + 1  # not retried: the budget is empty
+        assert client.get_runner_scale_set(1, "absent") is None  # the fifth first-try success
+        fails_once()
+        before = fake.count(OP)
+        assert client.get_runner_scale_set(1, "absent") is None  # retried again: the budget earned one back
+        assert fake.count(OP) == before + 2
+    finally:
+        client.close()

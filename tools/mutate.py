@@ -342,7 +342,10 @@ class _MutantFinder(importlib.abc.MetaPathFinder):
 
 
 def _pytest_args(tests: list[str]) -> list[str]:
-    return [*tests, "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "--timeout=60",
+    # --assert=plain: the package's pytest11 entry point marks all of ``scaleset_client`` for
+    # assertion rewriting, and pytest's rewrite hook, ahead of the mutant's finder, would load the
+    # module from disk: every mutant would run the original code and survive.
+    return [*tests, "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "--timeout=60", "--assert=plain",
             "-W", "ignore::pytest.PytestUnraisableExceptionWarning"]
 
 
