@@ -56,6 +56,7 @@ EQUIVALENT_FILE = ROOT / "tools" / "mutants-equivalent.txt"
 # Survivors that are not equivalent but have no practical test (say why); they still count against the score.
 KNOWN_SURVIVORS_FILE = ROOT / "tools" / "mutants-known-survivors.txt"
 REPORT = ROOT / "MUTATION.md"
+NOT_LOADED = 9  # a child's exit code: the tests ran, but not against the mutant
 
 # module -> (source file, fast test files in the order they run; -x stops at the first failure).
 MODULES: dict[str, tuple[str, list[str]]] = {
@@ -342,9 +343,10 @@ class _MutantFinder(importlib.abc.MetaPathFinder):
 
 
 def _pytest_args(tests: list[str]) -> list[str]:
-    # --assert=plain: the package's pytest11 entry point marks all of ``scaleset_client`` for
-    # assertion rewriting, and pytest's rewrite hook, ahead of the mutant's finder, would load the
-    # module from disk: every mutant would run the original code and survive.
+    # --assert=plain: when the package is imported from another tree than the installed one
+    # (PYTHONPATH in a worktree), its pytest11 entry point marks all of ``scaleset_client`` for
+    # assertion rewriting, and pytest's rewrite hook sits ahead of the mutant's finder: it can load
+    # the module from disk, and the mutant then survives untested. _child checks which loader won.
     return [*tests, "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "--timeout=60", "--assert=plain",
             "-W", "ignore::pytest.PytestUnraisableExceptionWarning"]
 
@@ -359,9 +361,9 @@ def _child(module_path: Path, index: int | None, tests: list[str], verbose: bool
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
     code = 3
+    fullname = ".".join(module_path.relative_to(ROOT).with_suffix("").parts)
     try:
         if index is not None:
-            fullname = ".".join(module_path.relative_to(ROOT).with_suffix("").parts)
             sys.meta_path.insert(0, _MutantFinder(fullname, module_path, _mutant_code(module_path, index)))
         import hypothesis
         hypothesis.settings.register_profile("mutate", database=None, derandomize=True)
@@ -369,6 +371,9 @@ def _child(module_path: Path, index: int | None, tests: list[str], verbose: bool
         import pytest
         code = int(pytest.main(_pytest_args(tests))) if map_file is None else _run_mapping(
             module_path, tests, map_file)
+        if index is not None and fullname in sys.modules and not isinstance(
+                getattr(sys.modules[fullname], "__loader__", None), _MutantLoader):
+            code = NOT_LOADED  # something else loaded the module: the run says nothing of the mutant
     finally:
         sys.stdout.flush()
         os._exit(code)
@@ -526,6 +531,9 @@ def _finish(job: _Running | None, code: int | None, done: int, total: int, quiet
     mutant = unrun if job is None else job.mutant
     assert mutant is not None
     mutant.seconds = 0.0 if job is None else time.monotonic() - job.started
+    if code == NOT_LOADED:
+        raise SystemExit(f"mutant {mutant.ident} was not the module the tests imported (another import hook "
+                         "loaded it from disk); no result of this run can be trusted")
     mutant.result = "timeout" if code is None else "survived" if code == 0 else "killed" if code in (1, 2) else (
         "error")
     if mutant.result in ("survived", "error") and not (mutant.result == "survived" and mutant.ident in quiet):
