@@ -149,14 +149,26 @@ class MessageSession:
         return f"_apis/runtime/runnerscalesets/{self.scale_set_id}/sessions{suffix}"
 
     # -- session calls (protocol §3.9) -------------------------------------------------------
+    def _post_session(self, body: dict[str, object]) -> requests.Response:
+        """POST the session. A 409 that names no exception type is taken as the session conflict:
+        it is the one 409 this endpoint is known to answer (protocol §3.9), and a proxy or a
+        truncated error body should make a listener wait as a standby, not end its run.
+        ASSUMPTION: no other 409 without a ``typeName`` exists here (docs/protocol-notes.md)."""
+        try:
+            return self._calls.actions_call("create_session", "POST", self._path(), body=body, idempotent=False,
+                                            operation_class="session", user_agent=self._user_agent)
+        except APIError as exc:
+            if exc.status == 409 and not exc.type_name and not isinstance(exc, SessionConflictError):
+                raise exc.recast(SessionConflictError, f"{exc.message} (a 409 with no exception type: taken as "
+                                 "another session owning the scale set)") from exc
+            raise
+
     def _create(self) -> RunnerScaleSetSession:
         calls = self._calls
         body = {"sessionId": NIL_UUID, "ownerName": self.owner_name}
         for attempt in (1, 2):
             try:
-                response = calls.actions_call("create_session", "POST", self._path(), body=body,
-                                              idempotent=False, operation_class="session",
-                                              user_agent=self._user_agent)
+                response = self._post_session(body)
             except SessionConflictError:
                 stale, self._stale_session_id = self._stale_session_id, None
                 if stale is None or attempt == 2:

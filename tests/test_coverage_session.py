@@ -65,3 +65,27 @@ def test_a_401_after_another_thread_renewed_the_session_re_signs_without_renewin
         assert fake.count("refresh_session") == 1  # the held call used the renewal already made
         auth = [r.headers.get("Authorization") for r in fake.requests("get_message")]
         assert auth[0] == f"Bearer {old_token}" and auth[-1] == f"Bearer {new_token}"
+
+
+@pytest.mark.parametrize("fault", [Fault.respond(409, json_body={"message": "busy"}),
+                                   Fault.respond(409, body=b"<html>409 Conflict</html>",
+                                                 headers={"Content-Type": "text/html"})],
+                         ids=["json-without-typeName", "html"])
+def test_a_409_naming_no_exception_type_is_the_session_conflict(
+        client: sc.Client, fake: FakeActionsService, scale_set: sc.RunnerScaleSet, fault: Fault) -> None:
+    """The one 409 create-session is known to answer: a listener waits it out as a standby."""
+    fake.inject("create_session", fault)
+    with pytest.raises(sc.SessionConflictError) as info:
+        client.message_session(scale_set.id, "me")
+    assert info.value.status == 409 and info.value.method == "POST" and "no exception type" in str(info.value)
+    assert fake.count("create_session") == 1  # a POST: not repeated
+    with client.message_session(scale_set.id, "me") as session:  # the next try opens it
+        assert session.get_message(0, 1) is None
+
+
+def test_a_409_naming_another_exception_type_stays_a_plain_api_error(
+        client: sc.Client, fake: FakeActionsService, scale_set: sc.RunnerScaleSet) -> None:
+    fake.inject("create_session", Fault.error(409, "GitHub.Actions.Runtime.WebApi.SomethingElseException", "odd"))
+    with pytest.raises(sc.APIError) as info:
+        client.message_session(scale_set.id, "me")
+    assert type(info.value) is sc.APIError and "SomethingElseException" in info.value.type_name
