@@ -149,7 +149,7 @@ class MessageSession:
         return f"_apis/runtime/runnerscalesets/{self.scale_set_id}/sessions{suffix}"
 
     # -- session calls (protocol §3.9) -------------------------------------------------------
-    def _post_session(self, body: dict[str, object]) -> requests.Response:
+    def _post_session(self, body: dict[str, str]) -> requests.Response:
         """POST the session. A 409 that names no exception type is taken as the session conflict:
         it is the one 409 this endpoint is known to answer (protocol §3.9), and a proxy or a
         truncated error body should make a listener wait as a standby, not end its run.
