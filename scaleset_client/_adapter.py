@@ -46,7 +46,7 @@ from ._breaker import BreakerRegistry, Outcome
 from ._classify import MESSAGE_ID, Action, Attempt, Decision, SlowResponse, classify
 from ._clock import Clock
 from ._config import ResilienceConfig
-from ._connections import Call, LiveConnections, keepalive_options, sending, tracked_pool
+from ._connections import Call, keepalive_options, sending, tracked_pool
 from ._deadline import WATCHDOG, Deadline, current
 from ._errors import (
     CallCancelledError,
@@ -116,7 +116,6 @@ class ResilienceAdapter(HTTPAdapter):
         self.budget = RetryBudget(config.retry.budget, clock)
         self._timeout = timeout
         self._closing = closing or threading.Event()
-        self._live = LiveConnections()
         self.reachability = Reachability(breakers, clock, config.circuit_breaker.reachability_check)
         self._calls: set[Call] = set()
         self._calls_lock = threading.Lock()
@@ -128,8 +127,8 @@ class ResilienceAdapter(HTTPAdapter):
     # -- pools -------------------------------------------------------------------------------
     def _track(self, manager: Any) -> None:
         manager.pool_classes_by_scheme = {
-            "http": tracked_pool(HTTPConnectionPool, HTTPConnection, self._live),
-            "https": tracked_pool(HTTPSConnectionPool, HTTPSConnection, self._live),
+            "http": tracked_pool(HTTPConnectionPool, HTTPConnection),
+            "https": tracked_pool(HTTPSConnectionPool, HTTPSConnection),
         }
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
@@ -170,11 +169,6 @@ class ResilienceAdapter(HTTPAdapter):
         for call in calls:
             call.interrupt(why)
         return len(calls)
-
-    def abort_in_flight(self) -> int:
-        """Closing: end every call in progress and shut down every pooled socket."""
-        self.interrupt_in_flight("close")
-        return self._live.abort_all()
 
     def wake_all(self) -> None:
         """End every backoff or break wait now (after ``recover()``); the woken calls re-check the

@@ -353,7 +353,7 @@ class Client(AdminAPI):
                 except Exception:  # best effort: closing must not raise
                     self._log.debug("closing a message session failed", exc_info=True)
         self._closing.set()
-        self._adapter.abort_in_flight()
+        self._adapter.interrupt_in_flight("close")  # each call's socket is shut; idle ones close below
         self._calls.close()
         self._store.close()  # the final resilience state, after the last call ended
 

@@ -2,16 +2,16 @@
 
 A ``Call`` is one ``ResilienceAdapter.send``: its absolute expiry, an interrupt flag and the
 connection in flight. Pools built by ``tracked_pool`` bind every connection (even one still
-connecting: ``connect_socket`` hands the socket over before it connects) to the call sending
-on it, so the watchdog, a cancelled scope, ``close()`` or ``recover()`` can shut that socket and
-end a blocked read or connect at once.
+connecting: ``connect_socket`` hands the socket over before it connects; ``request`` binds the
+connection, new or reused, before it sends) to the call sending on it, so the watchdog, a
+cancelled scope, ``close()`` or ``recover()`` can shut that socket and end a blocked read or
+connect at once. Idle pooled connections need no cutting: closing the pools closes them.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +36,7 @@ class Call:
     read returns at once. "recover" and "slow" (one attempt outlived connect + read timeout
     while the call still has time) are not terminal: the call retries on a fresh connection."""
 
-    __slots__ = ("__weakref__", "_conn", "_lock", "caller_bound", "clock", "event", "expiry", "interrupted")
+    __slots__ = ("_conn", "_lock", "caller_bound", "clock", "event", "expiry", "interrupted")
 
     def __init__(self, clock: Clock, expiry: float, caller_bound: bool) -> None:
         self.clock = clock
@@ -96,27 +96,7 @@ def shutdown(conn: HTTPConnection | socket.socket) -> None:
             pass
 
 
-class LiveConnections:
-    """Sockets of connections in this adapter's pools, so ``close`` can cut every one."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._conns: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
-
-    def add(self, conn: HTTPConnection) -> None:
-        with self._lock:
-            self._conns.add(conn)
-
-    def abort_all(self) -> int:
-        with self._lock:
-            conns = list(self._conns)
-        for conn in conns:
-            shutdown(conn)
-        return len(conns)
-
-
-def tracked_pool(base: type[HTTPConnectionPool], conn_base: type[HTTPConnection],
-                  live: LiveConnections) -> type[HTTPConnectionPool]:
+def tracked_pool(base: type[HTTPConnectionPool], conn_base: type[HTTPConnection]) -> type[HTTPConnectionPool]:
     class TrackedConnection(conn_base):  # type: ignore[valid-type,misc]
         def _new_conn(self) -> socket.socket:
             call = getattr(sending, "call", None)
@@ -135,17 +115,10 @@ def tracked_pool(base: type[HTTPConnectionPool], conn_base: type[HTTPConnection]
             except OSError as exc:
                 raise NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
 
-        def connect(self) -> None:
-            super().connect()
-            live.add(self)
-            call = getattr(sending, "call", None)
-            if call is not None:
-                call.bind(self)
-
         def request(self, *args: Any, **kwargs: Any) -> None:
             call = getattr(sending, "call", None)
             if call is not None:
-                call.bind(self)  # a reused pooled connection: the watchdog can now cut it
+                call.bind(self)  # new or reused: the connection (TLS included) is what to cut now
             super().request(*args, **kwargs)
 
     class TrackedPool(base):  # type: ignore[valid-type,misc]

@@ -8,24 +8,32 @@ no call is bound.
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
 from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
 
 from scaleset_client._clock import SystemClock
 from scaleset_client._connections import (
     Call,
-    LiveConnections,
     connect_socket,
     keepalive_options,
     sending,
     shutdown,
     tracked_pool,
 )
-from scaleset_client.testing import FakeActionsService
+from scaleset_client.testing import FakeActionsService, Fault
+
+from .conftest import wait_until
 
 
 def _peer_sees_eof(peer: socket.socket) -> bool:
@@ -125,41 +133,51 @@ def test_connect_socket_raises_the_last_error_when_every_address_fails() -> None
             connect_socket(("127.0.0.1", port), 5.0, None, None, lambda s: None)
 
 
-def _pool(host: str, port: int, live: LiveConnections, timeout: float = 5.0) -> HTTPConnectionPool:
-    cls = tracked_pool(HTTPConnectionPool, HTTPConnection, live)
+def _pool(host: str, port: int, timeout: float = 5.0) -> HTTPConnectionPool:
+    cls = tracked_pool(HTTPConnectionPool, HTTPConnection)
     return cls(host, port, timeout=timeout, retries=False)
 
 
-def test_a_tracked_pool_without_a_bound_call_works_and_close_cuts_its_connection() -> None:
+def test_a_tracked_pool_without_a_bound_call_works() -> None:
     with FakeActionsService() as fake:
         host, port = fake.config_url.split("//")[1].split("/")[0].split(":")
-        live = LiveConnections()
-        pool = _pool(host, int(port), live)
+        pool = _pool(host, int(port))
         response = pool.urlopen("GET", "/", preload_content=True)
         assert response.status == 404
         assert fake.count(server="github") == 1
-        assert live.abort_all() == 1
         pool.close()
 
 
-def test_a_tracked_pool_binds_the_connection_of_the_sending_call() -> None:
-    with FakeActionsService() as fake:
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("reused", [False, True], ids=["new-connection", "reused-connection"])
+def test_an_interrupt_ends_a_read_on_the_connection_the_call_sends_on(reused: bool) -> None:
+    """The pool binds the connection, new or reused, to the sending call: an interrupt from another
+    thread ends a read the server never answers, long before the 60 s read timeout (the test's
+    bound is 20 s; without the binding the read would outlast it)."""
+    with FakeActionsService(long_poll_hold=0.05) as fake:
         host, port = fake.config_url.split("//")[1].split("/")[0].split(":")
-        pool = _pool(host, int(port), LiveConnections(), timeout=5.0)
+        pool = _pool(host, int(port), timeout=60.0)
+        if reused:
+            assert pool.urlopen("GET", "/", preload_content=True).status == 404  # a connection in the pool
+        fake.inject_always("github", Fault.hang())
         call = _call()
-        before = fake.count(server="github")
         sending.call = call
+        interrupter = threading.Thread(target=lambda: (wait_until(lambda: fake.count(server="github") == 1 + reused),
+                                                       call.interrupt("cancel")))
+        interrupter.start()
         try:
-            pool.urlopen("GET", "/", preload_content=True)
-            pool.urlopen("GET", "/", preload_content=True)  # the reused connection is bound again
+            with pytest.raises((ProtocolError, ReadTimeoutError)):
+                pool.urlopen("GET", "/", preload_content=True)
         finally:
             sending.call = None
-        assert fake.count(server="github") == before + 2
-        pool.close()
+            interrupter.join()
+            fake.release_hangs()
+            pool.close()
+        assert fake.count(server="github") == 1 + reused  # the held request, no other
 
 
 def test_a_name_that_does_not_resolve_raises_name_resolution_error() -> None:
-    pool = _pool("nonexistent.invalid", 80, LiveConnections())
+    pool = _pool("nonexistent.invalid", 80)
     sending.call = _call()
     try:
         with pytest.raises(NameResolutionError):
@@ -171,11 +189,12 @@ def test_a_name_that_does_not_resolve_raises_name_resolution_error() -> None:
 def test_a_refused_connect_raises_new_connection_error() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        pool = _pool("127.0.0.1", probe.getsockname()[1], LiveConnections())
+        pool = _pool("127.0.0.1", probe.getsockname()[1])
         sending.call = _call()
         try:
-            with pytest.raises(NewConnectionError, match="Failed to establish a new connection"):
+            with pytest.raises(NewConnectionError) as info:
                 pool.urlopen("GET", "/")
+            assert "): Failed to establish a new connection: [Errno 111] Connection refused" in str(info.value)
         finally:
             sending.call = None
 
@@ -192,11 +211,12 @@ def test_a_connect_to_a_full_backlog_times_out_as_connect_timeout_error() -> Non
             s.setblocking(False)
             s.connect_ex(server.getsockname())
             fillers.append(s)
-        pool = _pool("127.0.0.1", server.getsockname()[1], LiveConnections(), timeout=0.3)
+        pool = _pool("127.0.0.1", server.getsockname()[1], timeout=0.3)
         sending.call = _call()
         try:
-            with pytest.raises(ConnectTimeoutError, match="timed out"):
+            with pytest.raises(ConnectTimeoutError) as info:
                 pool.urlopen("GET", "/")
+            assert info.value.args[1] == "Connection to 127.0.0.1 timed out. (connect timeout=0.3)"
         finally:
             sending.call = None
     finally:
@@ -205,8 +225,33 @@ def test_a_connect_to_a_full_backlog_times_out_as_connect_timeout_error() -> Non
         server.close()
 
 
-def test_keepalive_options_turn_keepalive_on() -> None:
-    assert (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1) in keepalive_options()
+def test_keepalive_options_are_urllib3s_plus_keepalive_probing_after_45_s_idle() -> None:
+    """A NAT that silently drops an idle flow is noticed within 45 + 3 × 10 s (Linux names)."""
+    assert keepalive_options() == [*HTTPConnection.default_socket_options, (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+                                   (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 45),
+                                   (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10),
+                                   (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)]
+
+
+def test_connect_socket_applies_the_options_and_the_source_address() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        sock = connect_socket(server.getsockname(), 5.0, ("127.0.0.2", 0), keepalive_options(), lambda s: None)
+        with sock, server.accept()[0] as accepted:
+            assert accepted.getpeername()[0] == "127.0.0.2"  # the peer sees the source address we asked for
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 45
+
+
+def test_a_failed_connect_closes_its_socket() -> None:
+    """No file descriptor is left behind by a refused connect (a cron job retries many)."""
+    handed: list[socket.socket] = []
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))  # bound, not listening: refused
+        with pytest.raises(ConnectionRefusedError):
+            connect_socket(probe.getsockname(), 5.0, None, None, handed.append)
+    assert len(handed) == 1 and handed[0].fileno() == -1  # closed
 
 
 def test_an_interrupt_shuts_the_socket_already_bound(pair: tuple[socket.socket, socket.socket]) -> None:

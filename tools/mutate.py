@@ -534,7 +534,9 @@ def _finish(job: _Running | None, code: int | None, done: int, total: int, quiet
     if code == NOT_LOADED:
         raise SystemExit(f"mutant {mutant.ident} was not the module the tests imported (another import hook "
                          "loaded it from disk); no result of this run can be trusted")
-    mutant.result = "timeout" if code is None else "survived" if code == 0 else "killed" if code in (1, 2) else (
+    # 1: a test failed; 2: collection failed; 3 and 4: the mutant broke the import of the package
+    # (pytest's own plugin, scaleset_client.testing, no longer loads). Anything else is the tool's error.
+    mutant.result = "timeout" if code is None else "survived" if code == 0 else "killed" if code in (1, 2, 3, 4) else (
         "error")
     if mutant.result in ("survived", "error") and not (mutant.result == "survived" and mutant.ident in quiet):
         print(f"  [{done + 1}/{total}] {mutant.result}{' (no test runs it)' if mutant.unreached else ''}: "
