@@ -263,3 +263,34 @@ def test_only_first_try_successes_refill_the_retry_budget(fake: FakeActionsServi
         assert fake.count(OP) == before + 2
     finally:
         client.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_connect_that_hangs_ends_at_the_connect_timeout_and_is_retried() -> None:
+    """``Client(timeout=(connect, read))``: a connect that is neither answered nor refused (a server
+    whose accept queue is full drops the SYN, as a black-holed address does) ends at the connect
+    timeout, is retried, and the call says so; it does not wait the read timeout out."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    fillers = []
+    try:
+        for _ in range(8):  # fill the accept queue (never accepted): further SYNs are dropped
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(server.getsockname())
+            fillers.append(filler)
+        port = server.getsockname()[1]
+        client = sc.Client(f"http://127.0.0.1:{port}/org", token="ghp_connect", timeout=(0.3, 60.0),
+                           resilience=sc.ResilienceConfig(retry=sc.RetryConfig(max_attempts=2, backoff_base=0.05,
+                                                                               deadline=10.0)))
+        with client, pytest.raises(sc.RetryExhaustedError) as info:
+            client.get_runner_group_by_name("default")
+        assert info.value.attempts == 2
+        assert str(info.value).endswith("registration-token failed: connecting timed out")
+    finally:
+        for filler in fillers:
+            filler.close()
+        server.close()
