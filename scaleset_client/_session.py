@@ -171,7 +171,7 @@ class MessageSession:
                 response = self._post_session(body)
             except SessionConflictError:
                 stale, self._stale_session_id = self._stale_session_id, None
-                if stale is None or attempt == 2:
+                if stale is None:  # none to delete, or deleted on the first attempt already
                     raise
                 # Our own session, left by a process that died: delete it and take over.
                 self._log.warning("scale set %d still has our previous session %s; deleting it",
@@ -215,6 +215,8 @@ class MessageSession:
                 if self.client.resilience.auto_recover_session:
                     self._log.warning("session %s of scale set %d is gone on the server (%s); creating a new "
                                         "session", session_id, self.scale_set_id, exc.type_name or exc.status)
+                    # Should the service still hold it after all (the create is a 409), it is ours to delete.
+                    self._stale_session_id = session_id
                     return self._create()
                 raise gone from exc
             raise

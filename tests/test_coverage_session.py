@@ -77,7 +77,8 @@ def test_a_409_naming_no_exception_type_is_the_session_conflict(
     fake.inject("create_session", fault)
     with pytest.raises(sc.SessionConflictError) as info:
         client.message_session(scale_set.id, "me")
-    assert info.value.status == 409 and info.value.method == "POST" and "no exception type" in str(info.value)
+    assert info.value.status == 409 and info.value.method == "POST"
+    assert info.value.message.endswith(" (a 409 with no exception type: taken as another session owning the scale set)")
     assert fake.count("create_session") == 1  # a POST: not repeated
     with client.message_session(scale_set.id, "me") as session:  # the next try opens it
         assert session.get_message(0, 1) is None

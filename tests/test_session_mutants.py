@@ -505,3 +505,164 @@ def test_an_unusable_create_answer_names_create_session(client: sc.Client, fake:
         with pytest.raises(sc.ResponseError) as info:
             client.message_session(scale_set.id)
         assert info.value.operation == "create_session"
+
+
+# -- the full mutation run's survivors (session 4) ------------------------------------------
+
+_UNUSABLE = {"sessionId": "11111111-1111-1111-1111-111111111111", "ownerName": "x", "messageQueueUrl": "",
+             "messageQueueAccessToken": "", "statistics": {}}
+_PROBLEMS = "messageQueueUrl is not an absolute http(s) URL, messageQueueAccessToken is empty"
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_every_session_request_names_the_scale_set_in_its_user_agent(
+        client: sc.Client, fake: FakeActionsService, scale_set: sc.RunnerScaleSet) -> None:
+    """Protocol §6: the User-Agent's scale_set_id is the set's id once it is known."""
+    import json
+    with client.message_session(scale_set.id) as session:
+        session.get_message(0, 1)
+        session.refresh()
+    for operation in ("create_session", "get_message", "refresh_session", "delete_session"):
+        agents = [json.loads(r.headers["User-Agent"]) for r in fake.requests(operation)]
+        assert agents and all(a["scale_set_id"] == scale_set.id for a in agents), operation
+
+
+def test_a_poll_with_no_arguments_asks_from_the_start_with_no_capacity(
+        client: sc.Client, fake: FakeActionsService, scale_set: sc.RunnerScaleSet) -> None:
+    with client.message_session(scale_set.id) as session:
+        session.get_message()
+        session.get_message(1, 0)
+    first, second = fake.requests("get_message")
+    assert "lastMessageId" not in first.query and first.headers["X-ScaleSetMaxCapacity"] == "0"
+    assert second.query["lastMessageId"] == "1"  # 1 is a cursor, not "from the start"
+
+
+def test_taking_over_our_stale_session_is_logged(client: sc.Client, fake: FakeActionsService,
+                                                 scale_set: sc.RunnerScaleSet,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    first = client.message_session(scale_set.id, "me")
+    stale = first.session.session_id
+    with client.message_session(scale_set.id, "me", stale_session_id=stale):
+        assert any(f"still has our previous session {stale}; deleting it" in m for m in _warnings(caplog))
+
+
+def test_an_unusable_session_is_logged_with_its_problems_and_twice_is_an_error_of_create_session(
+        client: sc.Client, fake: FakeActionsService, scale_set: sc.RunnerScaleSet,
+        caplog: pytest.LogCaptureFixture) -> None:
+    fake.inject("create_session", Fault.respond(200, json_body=_UNUSABLE), times=2)
+    with pytest.raises(sc.ResponseError) as info:
+        client.message_session(scale_set.id)
+    assert info.value.operation == "create_session"
+    assert str(info.value) == f"create_session: the service returned an unusable session ({_PROBLEMS})"
+    assert _warnings(caplog).count(f"session for scale set {scale_set.id} is unusable ({_PROBLEMS}); re-creating") == 2
+
+
+def test_a_refreshed_session_that_is_unusable_is_logged(client: sc.Client, fake: FakeActionsService,
+                                                        scale_set: sc.RunnerScaleSet,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    with client.message_session(scale_set.id) as session:
+        fake.inject("refresh_session", Fault.respond(200, json_body=_UNUSABLE))
+        session.refresh()
+    assert f"refreshed session is unusable ({_PROBLEMS}); re-creating" in _warnings(caplog)
+
+
+def test_a_refresh_answered_404_creates_a_new_session_and_says_why(
+        client: sc.Client, fake: FakeActionsService, scale_set: sc.RunnerScaleSet,
+        caplog: pytest.LogCaptureFixture) -> None:
+    with client.message_session(scale_set.id) as session:
+        old = session.session.session_id
+        fake.inject("refresh_session", Fault.respond(404, json_body={"message": "no such session"}))
+        assert session.refresh().session_id != old
+        # The fake still held the old session (a 404 from a glitch): the create's 409 made us delete it.
+        assert fake.count("create_session") == 3 and fake.count("delete_session") == 1
+    assert f"session {old} of scale set {scale_set.id} is gone on the server (404); creating a new session" in (
+        _warnings(caplog))
+
+
+def test_without_auto_recovery_a_gone_session_is_an_error_that_names_it(fake: FakeActionsService,
+                                                                       clock: object) -> None:
+    from .conftest import make_client
+    with make_client(fake, clock, resilience=sc.ResilienceConfig(auto_recover_session=False)) as client:
+        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="x"))
+        session = client.message_session(scale_set.id)
+        sid = session.session.session_id
+        fake.inject("refresh_session", Fault.respond(404, json_body={"message": "no such session"}))
+        with pytest.raises(sc.SessionNotFoundError) as info:
+            session.refresh()
+        assert info.value.message == f"session {sid} of scale set {scale_set.id} is gone on the server: no such session"
+
+
+def test_recover_renews_the_session_and_returns_it(client: sc.Client, fake: FakeActionsService,
+                                                   scale_set: sc.RunnerScaleSet) -> None:
+    with client.message_session(scale_set.id) as session:
+        renewed = session.recover()
+        assert renewed is session.session and fake.count("refresh_session") == 1
+
+
+def test_an_ack_answered_200_without_a_body_is_not_an_ack_and_not_repeated(
+        client: sc.Client, fake: FakeActionsService, scale_set: sc.RunnerScaleSet) -> None:
+    """Protocol §4.2: 204 is the ack. An empty 200 is not read as a garbled JSON answer to retry."""
+    with client.message_session(scale_set.id) as session:
+        mid = _queued_message(fake, session, scale_set.id)
+        fake.inject("delete_message", Fault.respond(200, b""))
+        with pytest.raises(sc.APIError) as info:
+            session.delete_message(mid)
+        assert info.value.status == 200 and fake.count("delete_message") == 1
+
+
+def test_an_ack_the_service_keeps_failing_names_delete_message(fake: FakeActionsService, clock: object) -> None:
+    from .conftest import make_client
+    resilience = sc.ResilienceConfig(retry=sc.RetryConfig(max_attempts=2, backoff_base=0.01))
+    with make_client(fake, clock, resilience=resilience) as client:
+        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="x"))
+        with client.message_session(scale_set.id) as session:
+            mid = _queued_message(fake, session, scale_set.id)
+            fake.inject("delete_message", Fault.error(503), times=2)
+            with pytest.raises(sc.RetryExhaustedError) as info:
+                session.delete_message(mid)
+            assert str(info.value).startswith("delete_message gave up after 2 attempts")
+
+
+def test_acquire_answered_503_is_not_repeated(client: sc.Client, fake: FakeActionsService,
+                                              scale_set: sc.RunnerScaleSet) -> None:
+    """A POST that reached the service may have acquired the jobs: repeating it is the caller's call."""
+    with client.message_session(scale_set.id) as session:
+        fake.inject("acquire_jobs", Fault.error(503))
+        with pytest.raises(sc.ServerError):
+            session.acquire_jobs([1])
+        assert fake.count("acquire_jobs") == 1
+
+
+def test_acquire_answered_with_a_value_that_is_not_a_list_says_so(client: sc.Client, fake: FakeActionsService,
+                                                                  scale_set: sc.RunnerScaleSet) -> None:
+    with client.message_session(scale_set.id) as session:
+        fake.inject("acquire_jobs", Fault.respond(200, json_body={"count": 1, "value": 5}))
+        with pytest.raises(sc.ResponseError) as info:
+            session.acquire_jobs([1])
+        assert str(info.value) == "acquire_jobs: value is not a list"
+
+
+def test_a_clean_close_logs_nothing_and_leaves_the_client_without_sessions(
+        client: sc.Client, fake: FakeActionsService, scale_set: sc.RunnerScaleSet,
+        caplog: pytest.LogCaptureFixture) -> None:
+    session = client.message_session(scale_set.id)
+    assert client.health().components["session"].status == "ok"
+    session.close()
+    assert fake.count("delete_session") == 1 and _warnings(caplog) == []
+    assert client.health().components["session"].status == "unknown"  # the client forgot it
+
+
+def test_a_session_delete_that_keeps_failing_is_logged_with_the_operation(
+        fake: FakeActionsService, clock: object, caplog: pytest.LogCaptureFixture) -> None:
+    from .conftest import make_client
+    resilience = sc.ResilienceConfig(retry=sc.RetryConfig(max_attempts=2, backoff_base=0.01))
+    with make_client(fake, clock, resilience=resilience) as client:
+        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="x"))
+        session = client.message_session(scale_set.id)
+        fake.inject("delete_session", Fault.error(503), times=2)
+        session.close()
+        assert any(m.startswith(f"could not delete session {session.session.session_id}: delete_session gave up")
+                   for m in _warnings(caplog))
