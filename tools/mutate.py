@@ -37,6 +37,7 @@ import argparse
 import ast
 import copy
 import hashlib
+import importlib
 import importlib.abc
 import importlib.util
 import json
@@ -371,6 +372,11 @@ def _child(module_path: Path, index: int | None, tests: list[str], verbose: bool
         import pytest
         code = int(pytest.main(_pytest_args(tests))) if map_file is None else _run_mapping(
             module_path, tests, map_file)
+        if index is not None and code in (3, 4):  # pytest could not start: is it the mutant's doing?
+            try:
+                importlib.import_module(fullname)
+            except Exception:
+                code = 1  # the mutant breaks the package's import: every test would fail
         if index is not None and fullname in sys.modules and not isinstance(
                 getattr(sys.modules[fullname], "__loader__", None), _MutantLoader):
             code = NOT_LOADED  # something else loaded the module: the run says nothing of the mutant
@@ -534,9 +540,9 @@ def _finish(job: _Running | None, code: int | None, done: int, total: int, quiet
     if code == NOT_LOADED:
         raise SystemExit(f"mutant {mutant.ident} was not the module the tests imported (another import hook "
                          "loaded it from disk); no result of this run can be trusted")
-    # 1: a test failed; 2: collection failed; 3 and 4: the mutant broke the import of the package
-    # (pytest's own plugin, scaleset_client.testing, no longer loads). Anything else is the tool's error.
-    mutant.result = "timeout" if code is None else "survived" if code == 0 else "killed" if code in (1, 2, 3, 4) else (
+    # 1: a test failed (or the mutant broke the package's import, see _child); 2: collection failed.
+    # Anything else (a usage error such as a test id not found) is the tool's error, not a kill.
+    mutant.result = "timeout" if code is None else "survived" if code == 0 else "killed" if code in (1, 2) else (
         "error")
     if mutant.result in ("survived", "error") and not (mutant.result == "survived" and mutant.ident in quiet):
         print(f"  [{done + 1}/{total}] {mutant.result}{' (no test runs it)' if mutant.unreached else ''}: "
