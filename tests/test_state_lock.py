@@ -1,0 +1,102 @@
+"""The state file's lock, seen from outside: another holder (a second open file description, as
+another process would have), the lock file on disk, and what acquire/try_lock give back.
+
+Waits are real (the lock's patience is wall time), but each test waits on a condition: the holder
+lets go when told, and the patience is long enough (seconds) that a slow machine cannot flip it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+import scaleset_client as sc
+from scaleset_client import _state as state_module
+from scaleset_client._state import StateFile, try_lock, unlock
+
+
+@contextmanager
+def held(path: Path) -> Iterator[int]:
+    """Hold ``path``'s lock through an fd of our own, as another process would."""
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.pwrite(fd, b"4242", 0)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def test_try_lock_creates_the_directory_and_a_private_lock_file_and_excludes_a_second_taker(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "state.json"
+    fd = try_lock(path)
+    assert fd is not None
+    lock = path.with_name("state.json.lock")
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+    assert try_lock(path, patience=0.05) is None  # held: refused within its patience
+    unlock(fd)
+    again = try_lock(path, patience=0.05)
+    assert again is not None  # unlock released it
+    unlock(again)
+
+
+def test_try_lock_gives_up_on_a_holder_and_waits_for_one_that_lets_go(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    with held(path):
+        assert try_lock(path, patience=0.1) is None
+    ready = threading.Event()
+
+    def holder() -> None:
+        with held(path):
+            ready.set()
+            threading.Event().wait(0.2)  # a brief hold, as a client's one write
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    ready.wait(10)
+    fd = try_lock(path, patience=10.0)  # finds it held, waits, gets it
+    thread.join()
+    assert fd is not None
+    unlock(fd)
+
+
+def test_try_lock_on_a_path_that_cannot_hold_a_lock_is_none(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert try_lock(blocker / "state.json") is None  # its directory is a file
+
+
+def test_acquire_names_the_holder_and_a_holder_that_lets_go_in_time_is_waited_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "state.json"
+    with held(path):
+        with pytest.raises(sc.StateFileLockedError) as info:
+            StateFile(path).acquire()
+        assert "(pid 4242)" in str(info.value)
+    monkeypatch.setattr(state_module, "ACQUIRE_PATIENCE", 10.0)  # so a slow machine cannot flip the outcome
+    ready = threading.Event()
+
+    def holder() -> None:
+        with held(path):
+            ready.set()
+            threading.Event().wait(0.2)  # a client's brief write
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    ready.wait(10)
+    state = StateFile(path)
+    state.acquire()  # finds it held, waits, gets it
+    thread.join()
+    lock = path.with_name("state.json.lock")
+    assert lock.read_text() == str(os.getpid())  # the holder's pid is ours now
+    assert try_lock(path, patience=0.05) is None
+    state.release()
