@@ -342,6 +342,8 @@ class Listener:
 
     # -- one message -------------------------------------------------------------------------
     def _handle(self, session: MessageSession, scaler: Scaler, message: RunnerScaleSetMessage) -> str:
+        """Take one message to the scaler and acknowledge it: "handled", "skipped" (handled before)
+        or "failed" (the scaler raised; the message stays unacknowledged)."""
         mid = message.message_id
         if mid <= self._cursor:
             if mid == self._cursor or mid in self._pending_acks:
@@ -349,56 +351,71 @@ class Listener:
                 self._ack(session, mid)
                 return "skipped"
             self._stale_cursor(mid)
+        self._take(session, message)
+        try:
+            self._hand_over(scaler, message, self._latest)
+        except Exception as exc:  # the scaler is user code: any exception leaves the message unacked
+            if not self._scaler_failed(mid, exc):
+                return "failed"
+        else:
+            self._scaler_failures = 0
+        finally:
+            self._current = None
+        self._finish(session, mid)
+        return "handled"
+
+    def _take(self, session: MessageSession, message: RunnerScaleSetMessage) -> None:
+        """Acquire the message's available jobs and offer its statistics."""
+        mid = message.message_id
         if self._backlog_until is not None and self._clock.monotonic() >= self._backlog_until:
             self._end_backlog(drained=False)
-        if message.statistics is None:
-            log.warning("message %d has no statistics; keeping the last known ones", mid)
         ids = [job.runner_request_id for job in message.job_available_messages]
         if ids:
             acquired = session.acquire_jobs(ids)
             log.info("message %d: acquired %d of %d jobs", mid, len(acquired), len(ids))
             if self._backlog_until is not None:
                 self._backlog_acquired = True
-        if message.statistics is not None:
-            self._offer_statistics(mid, message.statistics)
-        stats = self._latest
-        done = self._partial.setdefault(mid, set())
-        try:
-            for index, started in enumerate(message.job_started_messages):
-                if ("started", index) not in done:
-                    self._current = EventRef(mid, "job_started", index)
-                    scaler.handle_job_started(started)
-                    done.add(("started", index))
-                    self._progress(mid)
-                    self._record("record_job_started", started)
-            for index, completed in enumerate(message.job_completed_messages):
-                if ("completed", index) not in done:
-                    self._current = EventRef(mid, "job_completed", index)
-                    scaler.handle_job_completed(completed)
-                    done.add(("completed", index))
-                    self._progress(mid)
-                    self._record("record_job_completed", completed)
-            if stats is not None:
-                self._current = EventRef(mid, "desired_runner_count", 0)
-                count = scaler.handle_desired_runner_count(stats.total_assigned_jobs)
-                self._applied = (stats.total_assigned_jobs, self._clock.monotonic())
-                self._record("record_desired_runners", count)
-        except Exception as exc:  # the scaler is user code: any exception leaves the message unacked
-            failures = self._failures.get(mid, 0) + 1
-            self._failures[mid] = failures
-            self._scaler_failures += 1
-            self._record("record_scaler_failure", mid, exc)
-            log.warning("scaler failed on message %d (%d/%d): %s: %s", mid, failures, self.config.poison_after,
-                        type(exc).__name__, exc)
-            if failures < self.config.poison_after:
-                return "failed"
-            self._poison(mid, exc)
+        if message.statistics is None:
+            log.warning("message %d has no statistics; keeping the last known ones", mid)
         else:
-            self._scaler_failures = 0
-        finally:
-            self._current = None
-        self._finish(session, mid, self._latest)
-        return "handled"
+            self._offer_statistics(mid, message.statistics)
+
+    def _hand_over(self, scaler: Scaler, message: RunnerScaleSetMessage,
+                   stats: RunnerScaleSetStatistic | None) -> None:
+        """Hand the scaler each event a killed run did not already hand over, recording progress
+        after each, then the desired count."""
+        mid = message.message_id
+        done = self._partial.setdefault(mid, set())
+        events: list[tuple[str, list[Any], Callable[[Any], object]]] = [
+            ("started", list(message.job_started_messages), scaler.handle_job_started),
+            ("completed", list(message.job_completed_messages), scaler.handle_job_completed)]
+        for kind, items, handler in events:
+            for index, event in enumerate(items):
+                if (kind, index) not in done:
+                    self._current = EventRef(mid, f"job_{kind}", index)
+                    handler(event)
+                    done.add((kind, index))
+                    self._progress(mid)
+                    self._record(f"record_job_{kind}", event)
+        if stats is not None:
+            self._current = EventRef(mid, "desired_runner_count", 0)
+            count = scaler.handle_desired_runner_count(stats.total_assigned_jobs)
+            self._applied = (stats.total_assigned_jobs, self._clock.monotonic())
+            self._record("record_desired_runners", count)
+
+    def _scaler_failed(self, mid: int, exc: Exception) -> bool:
+        """Count a scaler failure on a message; True when it failed ``poison_after`` times and is
+        set aside (to be acknowledged)."""
+        failures = self._failures.get(mid, 0) + 1
+        self._failures[mid] = failures
+        self._scaler_failures += 1
+        self._record("record_scaler_failure", mid, exc)
+        log.warning("scaler failed on message %d (%d/%d): %s: %s", mid, failures, self.config.poison_after,
+                    type(exc).__name__, exc)
+        if failures < self.config.poison_after:
+            return False
+        self._poison(mid, exc)
+        return True
 
     def _stale_cursor(self, mid: int) -> None:
         """A message below the cursor that this listener never saw unacknowledged: the cursor
@@ -448,8 +465,8 @@ class Listener:
         self._state.write_cursor(CursorRecord(self._cursor, mid, started, completed, self._binding_digest,
                                               self._stats_mid), durable=False)
 
-    def _finish(self, session: MessageSession, mid: int, stats: RunnerScaleSetStatistic | None) -> None:
-        self._latest = stats
+    def _finish(self, session: MessageSession, mid: int) -> None:
+        """Move the cursor to a handled (or set aside) message, then acknowledge it."""
         self._cursor = mid
         self._failures.pop(mid, None)
         self._partial.pop(mid, None)
@@ -546,7 +563,7 @@ class Listener:
             log.warning("message %d cannot be read (%d/%d): %s", mid, failures, self.config.poison_after, exc)
             if failures >= self.config.poison_after:
                 self._poison(mid, exc)
-                self._finish(session, mid, self._latest)
+                self._finish(session, mid)
                 return False
             return self._wait(self._backoff(failures), end)
         if isinstance(exc, (MessageQueueTokenExpiredError, SessionNotFoundError, SessionConflictError)):
