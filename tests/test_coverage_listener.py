@@ -189,3 +189,43 @@ def test_a_backoff_after_a_refused_poll_ends_at_the_look_that_finds_the_broker_b
     # The backoff would last 30-60 s and the break 300 s; a TCP look (due every 5-15 s) ends it.
     assert clock.at <= first_poll_served < started + 30.0
     client.close()
+
+
+# -- pauses and skips an outside observer can time ---------------------------------------------
+def test_a_message_the_scaler_failed_on_comes_again_only_after_a_pause(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
+    failed: list[int] = []
+
+    def fail_once(scaler: RecordingScaler, kind: str, request_id: int) -> None:
+        if not failed:
+            failed.append(request_id)
+            raise RuntimeError("runner backend hiccup")
+
+    scaler = RecordingScaler(fail_once)
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, error_backoff=4.0)).run(scaler, until_idle=True)
+    assert failed == [5] and scaler.started == [5] and fake.unacked(scale_set.id) == []
+    first, second = times(fake, "get_message")[:2]  # both delivered the message
+    assert second - first >= 2.0  # backoff(1) with error_backoff 4 is 2-4 s: not polled again at once
+
+
+def test_a_bounded_run_whose_broker_is_known_down_past_its_end_sends_nothing_and_says_when_to_retry(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock, resilience=sc.ResilienceConfig(
+        retry=sc.RetryConfig(max_attempts=1),
+        circuit_breaker=sc.CircuitBreakerConfig(failure_threshold=1, open_duration=300.0,
+                                                max_open_duration=300.0, jitter=0.0)))
+    session = client.message_session(scale_set.id)
+    fake.stop("broker")
+    with pytest.raises(sc.TransientError):
+        session.get_message(0, 1)  # refused: the broker's circuit opens for 300 s
+    session.close()
+    fake.clear_log()
+    with pytest.raises(sc.RunSkippedError, match="known down") as info:
+        sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(RecordingScaler(), duration=60.0)
+    skipped = info.value
+    assert fake.count() == 0  # not even a session was asked for
+    assert skipped.retry_after is not None and 60.0 < skipped.retry_after <= 300.0
+    assert skipped.retry_at == pytest.approx(clock.wall() + skipped.retry_after, abs=1.0)
+    client.close()
