@@ -29,7 +29,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 from ._adapter import MIN_ATTEMPT_TIME
 from ._breaker import State, Transition
@@ -69,7 +69,6 @@ _BEAT_CHUNK = 1.0  # waits are sliced so liveness beats and a client.recover() i
 MIN_POLL_INTERVAL = 1.0  # an empty or failed poll is followed by the next no sooner than this (±20 %)
 DESIRED_REFRESH = 30.0  # an unchanged desired count is re-applied at most this often
 CLEANUP_TIME = 1.5  # saving state and deleting the session after a run ends: bounded, never cancelled
-_Step = Literal["more", "idle", "end"]
 BACKLOG_WINDOW = 5.0  # after a session opens, messages until the first empty poll (at most this) are backlog
 
 
@@ -305,20 +304,19 @@ class Listener:
         (False) or the run should end (True)."""
         self._flush_acks(session)
         while not self._ending(end):
-            step = self._poll_once(session, scaler, end)
-            if step != "more":
-                return step == "end"
+            if self._poll_once(session, scaler, end):
+                return False
         return True
 
-    def _poll_once(self, session: MessageSession, scaler: Scaler, end: float | None) -> _Step:
-        """One poll and the message it brings: "idle" when the queue is empty, "end" when the run
-        should end, "more" to poll again."""
+    def _poll_once(self, session: MessageSession, scaler: Scaler, end: float | None) -> bool:
+        """One poll and the message it brings; True when the queue came back empty. Every wait
+        here that ends early leaves ``_ending`` true, which the caller checks before the next poll."""
         if self._dirty:
             self._save()
         # However fast the service answers empty or fails, about one poll a second.
         pause = self._next_poll - self._clock.monotonic()
         if pause > 0 and self._wait(pause, end):
-            return "end"
+            return False
         self._beat()
         self._next_poll = self._clock.monotonic() + MIN_POLL_INTERVAL * (0.8 + 0.4 * self._clock.random())
         try:
@@ -328,17 +326,17 @@ class Listener:
             self._check_cursor = False
             if message is None:
                 self._end_backlog(drained=True)
-                return "idle"
+                return True
             self._next_poll = -float("inf")  # a message: poll again at once, the queue may hold more
             outcome = self._handle(session, scaler, message)
         except ScalesetError as exc:
             self._errors += 1
-            return "end" if self._on_poll_error(exc, self._errors, end) else "more"
+            self._on_poll_error(exc, self._errors, end)
+            return False
         if outcome == "failed":
             self._errors += 1
-            if self._wait(self._backoff(self._failures.get(message.message_id, 1)), end):
-                return "end"
-        return "more"
+            self._wait(self._backoff(self._failures.get(message.message_id, 1)), end)
+        return False
 
     # -- one message -------------------------------------------------------------------------
     def _handle(self, session: MessageSession, scaler: Scaler, message: RunnerScaleSetMessage) -> str:
