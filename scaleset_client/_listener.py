@@ -28,6 +28,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ._adapter import MIN_ATTEMPT_TIME
@@ -63,6 +64,7 @@ __all__ = ["EventRef", "Listener", "ListenerConfig", "ListenerHealth", "MetricsR
 log = logging.getLogger(__name__)
 
 _PERMANENT = (ScaleSetNotFoundError, AuthenticationError, ConfigError, StateFileError)
+_STOOD_BY_TOO_LONG = SessionConflictError  # the one conflict ``_as_standby`` lets out: past standby_timeout
 _BEAT_CHUNK = 1.0  # waits are sliced so liveness beats and a client.recover() is noticed within 1 s
 MIN_POLL_INTERVAL = 1.0  # an empty or failed poll is followed by the next no sooner than this (±20 %)
 DESIRED_REFRESH = 30.0  # an unchanged desired count is re-applied at most this often
@@ -121,6 +123,7 @@ class Listener:
         self._check_cursor = False  # the first poll after loading a cursor asks from 0 to verify it
         self._current: EventRef | None = None
         self._scaler_failures = 0
+        self._errors = 0  # polls (or desired-count applications) failed in a row
         self.handled_messages = 0
         self.poisoned: list[int] = []
         self._client.circuit_breakers.add_listener(self._on_transition)
@@ -231,7 +234,7 @@ class Listener:
                     scope.cancel("stopped before the run started")
                 end = scope.effective_expiry()
                 end_or_none = None if end == float("inf") else end
-                self._run_scoped(scaler, until_idle, end_or_none, owned)
+                self._run_scoped(scaler, until_idle, end_or_none)
         finally:
             self._scope = None
             self._running = False
@@ -248,22 +251,18 @@ class Listener:
                     if self._state is not None:
                         self._state.release()
 
-    def _run_scoped(self, scaler: Scaler, until_idle: bool, end: float | None, owned: bool) -> None:
-        try:
-            saved = self._load()
-            if end is not None:
-                self._skip_if_known_down(end)
+    def _run_scoped(self, scaler: Scaler, until_idle: bool, end: float | None) -> None:
+        """Load the state, open the session unless one was given, then loop."""
+        saved = self._load()
+        if end is not None:
+            self._skip_if_known_down(end)
+        if self._session is None:
+            self._session = self._open_session(saved.get("session_id"), end)
             if self._session is None:
-                self._session = self._open_session(saved.get("session_id"), end)
-                if self._session is None:
-                    return
-            self._dirty = True
-            self._save()
-            self._loop(scaler, until_idle, end)
-        except (CallCancelledError, DeadlineExceededError):
-            if self._ending(end):
-                return  # our own stop or time limit ended a call in flight
-            raise
+                return
+        self._dirty = True
+        self._save()
+        self._loop(scaler, until_idle, end)
 
     def _ending(self, end: float | None) -> bool:
         """True once the run should end: stopped, cancelled (here or in an enclosing scope), or out
@@ -275,62 +274,74 @@ class Listener:
     def _loop(self, scaler: Scaler, until_idle: bool, end: float | None) -> None:
         session = self._session
         assert session is not None
+        self._adopt_session_statistics(session)
+        self._errors = 0
+        while not self._ending(end):
+            # Each empty poll comes back here to refresh the desired count from the latest statistics.
+            if self._refresh_desired(scaler, end) or self._drain(session, scaler, end) or until_idle:
+                return
+
+    def _adopt_session_statistics(self, session: MessageSession) -> None:
+        """The session's statistics are the first applied; messages already queued (the backlog,
+        until the first empty poll) may be older."""
         self._latest = session.session.statistics
         if self._latest is not None:
             self._backlog_until = self._clock.monotonic() + BACKLOG_WINDOW
             self._record("record_statistics", self._latest)
-        errors = 0
+
+    def _refresh_desired(self, scaler: Scaler, end: float | None) -> bool:
+        """Apply the desired count when due. When the scaler cannot, pause, then poll anyway
+        (messages still need handling, and the next statistics may be what it needs). True when
+        the run should end."""
+        stats = self._latest
+        if stats is None or not self._desired_due(stats) or self._desired(scaler, stats):
+            return False
+        self._errors += 1
+        return self._wait(self._backoff(self._errors), end)
+
+    def _drain(self, session: MessageSession, scaler: Scaler, end: float | None) -> bool:
+        """Send the acks left pending, then poll and handle messages until a poll comes back empty
+        (False) or the run should end (True)."""
+        self._flush_acks(session)
         while not self._ending(end):
-            if self._dirty:
-                self._save()
-            if self._latest is not None and self._desired_due(self._latest) and not self._desired(
-                    scaler, self._latest):
-                # The scaler could not apply the count: pause, but keep polling (messages still
-                # need handling, and the next statistics may be what it needs).
-                errors += 1
-                if self._wait(self._backoff(errors), end):
-                    return
-            self._flush_acks()
-            while not self._ending(end):
-                # However fast the service answers empty or fails, about one poll a second.
-                pause = self._next_poll - self._clock.monotonic()
-                if pause > 0 and self._wait(pause, end):
-                    return
-                self._beat()
-                started = self._clock.monotonic()
-                self._next_poll = started + MIN_POLL_INTERVAL * (0.8 + 0.4 * self._clock.random())
-                try:
-                    message = session.get_message(0 if self._check_cursor else self._cursor, self._max_runners)
-                except ScalesetError as exc:
-                    errors += 1
-                    if self._on_poll_error(exc, errors, end):
-                        return
-                    continue
-                errors = 0
-                self._last_poll_wall = self._clock.wall()
-                self._check_cursor = False
-                if message is None:
-                    self._end_backlog(drained=True)
-                    if until_idle:
-                        return
-                    break  # refresh the desired count from the latest statistics
-                self._next_poll = -float("inf")  # a message: poll again at once, the queue may hold more
-                try:
-                    outcome = self._handle(session, scaler, message)
-                except ScalesetError as exc:
-                    errors += 1
-                    if self._on_poll_error(exc, errors, end):
-                        return
-                    continue
-                if outcome == "failed":
-                    errors += 1
-                    if self._wait(self._backoff(self._failures.get(message.message_id, 1)), end):
-                        return
-                if self._dirty:
-                    self._save()
+            if self._poll_once(session, scaler, end):
+                return False
+        return True
+
+    def _poll_once(self, session: MessageSession, scaler: Scaler, end: float | None) -> bool:
+        """One poll and the message it brings; True when the queue came back empty. Every wait
+        here that ends early leaves ``_ending`` true, which the caller checks before the next poll."""
+        if self._dirty:
+            self._save()
+        # However fast the service answers empty or fails, about one poll a second.
+        pause = self._next_poll - self._clock.monotonic()
+        if pause > 0 and self._wait(pause, end):
+            return False
+        self._beat()
+        self._next_poll = self._clock.monotonic() + MIN_POLL_INTERVAL * (0.8 + 0.4 * self._clock.random())
+        try:
+            message = session.get_message(0 if self._check_cursor else self._cursor, self._max_runners)
+            self._errors = 0
+            self._last_poll_wall = self._clock.wall()
+            self._check_cursor = False
+            if message is None:
+                self._end_backlog(drained=True)
+                return True
+            self._next_poll = -float("inf")  # a message: poll again at once, the queue may hold more
+            outcome = self._handle(session, scaler, message)
+        except ScalesetError as exc:
+            self._errors += 1
+            self._on_poll_error(exc, self._errors, end)
+            return False
+        if outcome == "failed":
+            self._errors += 1
+            self._wait(self._backoff(self._failures.get(message.message_id, 1)), end)
+        return False
 
     # -- one message -------------------------------------------------------------------------
     def _handle(self, session: MessageSession, scaler: Scaler, message: RunnerScaleSetMessage) -> str:
+        """Take one message to the scaler and acknowledge it: "handled", "skipped" (handled before)
+        or "failed" (the scaler raised; the message stays unacknowledged)."""
         mid = message.message_id
         if mid <= self._cursor:
             if mid == self._cursor or mid in self._pending_acks:
@@ -338,56 +349,71 @@ class Listener:
                 self._ack(session, mid)
                 return "skipped"
             self._stale_cursor(mid)
+        self._take(session, message)
+        try:
+            self._hand_over(scaler, message, self._latest)
+        except Exception as exc:  # the scaler is user code: any exception leaves the message unacked
+            if not self._scaler_failed(mid, exc):
+                return "failed"
+        else:
+            self._scaler_failures = 0
+        finally:
+            self._current = None
+        self._finish(session, mid)
+        return "handled"
+
+    def _take(self, session: MessageSession, message: RunnerScaleSetMessage) -> None:
+        """Acquire the message's available jobs and offer its statistics."""
+        mid = message.message_id
         if self._backlog_until is not None and self._clock.monotonic() >= self._backlog_until:
             self._end_backlog(drained=False)
-        if message.statistics is None:
-            log.warning("message %d has no statistics; keeping the last known ones", mid)
         ids = [job.runner_request_id for job in message.job_available_messages]
         if ids:
             acquired = session.acquire_jobs(ids)
             log.info("message %d: acquired %d of %d jobs", mid, len(acquired), len(ids))
             if self._backlog_until is not None:
                 self._backlog_acquired = True
-        if message.statistics is not None:
-            self._offer_statistics(mid, message.statistics)
-        stats = self._latest
-        done = self._partial.setdefault(mid, set())
-        try:
-            for index, started in enumerate(message.job_started_messages):
-                if ("started", index) not in done:
-                    self._current = EventRef(mid, "job_started", index)
-                    scaler.handle_job_started(started)
-                    done.add(("started", index))
-                    self._progress(mid)
-                    self._record("record_job_started", started)
-            for index, completed in enumerate(message.job_completed_messages):
-                if ("completed", index) not in done:
-                    self._current = EventRef(mid, "job_completed", index)
-                    scaler.handle_job_completed(completed)
-                    done.add(("completed", index))
-                    self._progress(mid)
-                    self._record("record_job_completed", completed)
-            if stats is not None:
-                self._current = EventRef(mid, "desired_runner_count", 0)
-                count = scaler.handle_desired_runner_count(stats.total_assigned_jobs)
-                self._applied = (stats.total_assigned_jobs, self._clock.monotonic())
-                self._record("record_desired_runners", count)
-        except Exception as exc:  # the scaler is user code: any exception leaves the message unacked
-            failures = self._failures.get(mid, 0) + 1
-            self._failures[mid] = failures
-            self._scaler_failures += 1
-            self._record("record_scaler_failure", mid, exc)
-            log.warning("scaler failed on message %d (%d/%d): %s: %s", mid, failures, self.config.poison_after,
-                        type(exc).__name__, exc)
-            if failures < self.config.poison_after:
-                return "failed"
-            self._poison(mid, exc)
+        if message.statistics is None:
+            log.warning("message %d has no statistics; keeping the last known ones", mid)
         else:
-            self._scaler_failures = 0
-        finally:
-            self._current = None
-        self._finish(session, mid, self._latest)
-        return "handled"
+            self._offer_statistics(mid, message.statistics)
+
+    def _hand_over(self, scaler: Scaler, message: RunnerScaleSetMessage,
+                   stats: RunnerScaleSetStatistic | None) -> None:
+        """Hand the scaler each event a killed run did not already hand over, recording progress
+        after each, then the desired count."""
+        mid = message.message_id
+        done = self._partial.setdefault(mid, set())
+        events: list[tuple[str, list[Any], Callable[[Any], object]]] = [
+            ("started", list(message.job_started_messages), scaler.handle_job_started),
+            ("completed", list(message.job_completed_messages), scaler.handle_job_completed)]
+        for kind, items, handler in events:
+            for index, event in enumerate(items):
+                if (kind, index) not in done:
+                    self._current = EventRef(mid, f"job_{kind}", index)
+                    handler(event)
+                    done.add((kind, index))
+                    self._progress(mid)
+                    self._record(f"record_job_{kind}", event)
+        if stats is not None:
+            self._current = EventRef(mid, "desired_runner_count", 0)
+            count = scaler.handle_desired_runner_count(stats.total_assigned_jobs)
+            self._applied = (stats.total_assigned_jobs, self._clock.monotonic())
+            self._record("record_desired_runners", count)
+
+    def _scaler_failed(self, mid: int, exc: Exception) -> bool:
+        """Count a scaler failure on a message; True when it failed ``poison_after`` times and is
+        set aside (to be acknowledged)."""
+        failures = self._failures.get(mid, 0) + 1
+        self._failures[mid] = failures
+        self._scaler_failures += 1
+        self._record("record_scaler_failure", mid, exc)
+        log.warning("scaler failed on message %d (%d/%d): %s: %s", mid, failures, self.config.poison_after,
+                    type(exc).__name__, exc)
+        if failures < self.config.poison_after:
+            return False
+        self._poison(mid, exc)
+        return True
 
     def _stale_cursor(self, mid: int) -> None:
         """A message below the cursor that this listener never saw unacknowledged: the cursor
@@ -437,8 +463,8 @@ class Listener:
         self._state.write_cursor(CursorRecord(self._cursor, mid, started, completed, self._binding_digest,
                                               self._stats_mid), durable=False)
 
-    def _finish(self, session: MessageSession, mid: int, stats: RunnerScaleSetStatistic | None) -> None:
-        self._latest = stats
+    def _finish(self, session: MessageSession, mid: int) -> None:
+        """Move the cursor to a handled (or set aside) message, then acknowledge it."""
         self._cursor = mid
         self._failures.pop(mid, None)
         self._partial.pop(mid, None)
@@ -471,17 +497,15 @@ class Listener:
     def _ack_handled_on_the_way_out(self) -> None:
         """A stop may cut the ack of a message the scaler finished: send it now (the clean-up's
         time bounds it); one that still fails stays pending in the state file for the next run."""
-        if not self._pending_acks or self._session is None or self._session.closed:
+        session = self._session
+        if not self._pending_acks or session is None or session.closed:
             return
         try:
-            self._flush_acks()
+            self._flush_acks(session)
         except ScalesetError as exc:
             log.warning("could not acknowledge handled messages on the way out: %s", exc)
 
-    def _flush_acks(self) -> None:
-        session = self._session
-        if session is None:
-            return
+    def _flush_acks(self, session: MessageSession) -> None:
         for mid in sorted(self._pending_acks):
             self._ack(session, mid)
 
@@ -523,7 +547,7 @@ class Listener:
         if self._client.closed:
             log.info("the client was closed; the listener stops")
             return True
-        if isinstance(exc, (CallCancelledError, DeadlineExceededError)) and self._ending(end):
+        if self._cut(exc, end):
             return True
         if isinstance(exc, ScaleSetNotFoundError):
             self._confirm_scale_set_gone(exc)
@@ -537,7 +561,7 @@ class Listener:
             log.warning("message %d cannot be read (%d/%d): %s", mid, failures, self.config.poison_after, exc)
             if failures >= self.config.poison_after:
                 self._poison(mid, exc)
-                self._finish(session, mid, self._latest)
+                self._finish(session, mid)
                 return False
             return self._wait(self._backoff(failures), end)
         if isinstance(exc, (MessageQueueTokenExpiredError, SessionNotFoundError, SessionConflictError)):
@@ -577,66 +601,85 @@ class Listener:
                 f"being offline): create it again or fix the id; the listener stops. ({exc.message})") from exc
 
     def _renew_session(self, exc: ScalesetError, end: float | None) -> bool:
+        """Renew the session the queue turned away, in place; True when the run should end. An
+        error other than a conflict is waited out once, then polling (which retries) goes on."""
         session = self._session
         assert session is not None
         if isinstance(exc, SessionNotFoundError) and not self._client.resilience.auto_recover_session:
             raise exc
-        started = self._clock.monotonic()
-        while not self._ending(end):
-            try:
-                session.recover()
-                self._standby = False
-                self._dirty = True
-                log.info("session renewed: %s", session.session.session_id)
-                return False
-            except SessionConflictError:
-                self._standby = True
-                timeout = self.config.standby_timeout
-                if timeout is not None and self._clock.monotonic() - started >= timeout:
-                    raise
-                if self._wait(self._standby_pause(), end):
-                    return True
-            except ScalesetError as other:
-                if isinstance(other, (CallCancelledError, DeadlineExceededError)) and self._ending(end):
-                    return True
-                if isinstance(other, ScaleSetNotFoundError):
-                    self._confirm_scale_set_gone(other)
-                elif isinstance(other, _PERMANENT):
-                    raise
-                log.warning("session renewal failed: %s", other)
-                return self._wait(self._backoff(2), end)
-        return True
+
+        def renew() -> MessageSession:
+            session.recover()
+            return session
+
+        try:
+            renewed = self._as_standby(renew, self._clock.monotonic(), end)
+        except ScalesetError as other:
+            if self._cut(other, end):
+                return True
+            if isinstance(other, ScaleSetNotFoundError):
+                self._confirm_scale_set_gone(other)
+            elif isinstance(other, (_STOOD_BY_TOO_LONG, *_PERMANENT)):
+                raise
+            log.warning("session renewal failed: %s", other)
+            return self._wait(self._backoff(2), end)
+        if renewed is None:
+            return True
+        self._dirty = True
+        log.info("session renewed: %s", session.session.session_id)
+        return False
 
     def _open_session(self, stale_id: object, end: float | None) -> MessageSession | None:
+        """Open the listener's own session (deleting its stale one from the state file), trying
+        again after a growing pause until it opens; None when the run ends first."""
         started = self._clock.monotonic()
         stale = stale_id if isinstance(stale_id, str) and stale_id else None
+
+        def open_one() -> MessageSession:
+            return self._client.message_session(self.config.scale_set_id, self.config.owner,
+                                                stale_session_id=stale)
+
         attempts = 0
-        while not self._ending(end):
+        while True:
             attempts += 1
             try:
-                session = self._client.message_session(self.config.scale_set_id, self.config.owner,
-                                                       stale_session_id=stale)
-                self._standby = False
-                return session
+                return self._as_standby(open_one, started, end)
+            except ScalesetError as exc:
+                if isinstance(exc, (_STOOD_BY_TOO_LONG, *_PERMANENT)):
+                    raise
+                if self._cut(exc, end):
+                    return None
+                log.warning("could not open a session: %s", exc)
+                if self._wait(self._backoff(attempts), end):
+                    return None
+
+    def _as_standby(self, attempt: Callable[[], MessageSession], since: float,
+                    end: float | None) -> MessageSession | None:
+        """Open or renew a session; while another listener owns the scale set (a conflict) this one
+        is a standby that tries again every ``standby_interval`` and takes over when the owner
+        leaves, for at most ``standby_timeout`` counted from ``since``. None when the run ends
+        first; any other error is the caller's."""
+        while not self._ending(end):
+            try:
+                session = attempt()
             except SessionConflictError as exc:
                 self._standby = True
                 timeout = self.config.standby_timeout
-                if timeout is not None and self._clock.monotonic() - started >= timeout:
+                if timeout is not None and self._clock.monotonic() - since >= timeout:
                     raise exc.recast(SessionConflictError,
                         f"scale set {self.config.scale_set_id} stayed owned by another listener for "
                         f"{timeout:.0f}s: {exc.message}") from exc
                 log.info("scale set %d has an active session elsewhere; standing by", self.config.scale_set_id)
                 if self._wait(self._standby_pause(), end):
                     return None
-            except ScalesetError as exc:
-                if isinstance(exc, _PERMANENT):
-                    raise
-                if isinstance(exc, (CallCancelledError, DeadlineExceededError)) and self._ending(end):
-                    return None
-                log.warning("could not open a session: %s", exc)
-                if self._wait(self._backoff(attempts), end):
-                    return None
+                continue
+            self._standby = False
+            return session
         return None
+
+    def _cut(self, exc: ScalesetError, end: float | None) -> bool:
+        """True when ``exc`` is a call ended by this run's own stop, cancellation or time limit."""
+        return isinstance(exc, (CallCancelledError, DeadlineExceededError)) and self._ending(end)
 
     def _skip_if_known_down(self, end: float) -> None:
         """A bounded run whose service is known down past its end sends nothing at all."""

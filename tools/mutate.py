@@ -81,7 +81,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "listener": ("scaleset_client/_listener.py",
                  ["tests/test_listener_mutants.py", "tests/test_listener_observed.py", "tests/test_listener_paths.py",
                   "tests/test_listener.py",
-                  "tests/test_listener_renewal.py",
+                  "tests/test_listener_renewal.py", "tests/test_coverage_listener.py",
                   "tests/test_recovery.py",
                   "tests/test_large_messages.py",
                   "tests/test_state_file.py", "tests/test_deadlines.py"]),
