@@ -69,19 +69,28 @@ def try_lock(path: str | os.PathLike[str], patience: float = 0.1) -> int | None:
         return None
     if fcntl is None:  # pragma: no cover - Windows: no advisory locks
         return fd
+    try:
+        if _flock_within(fd, patience):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _flock_within(fd: int, patience: float) -> bool:
+    """The exclusive lock on ``fd``, trying every 20 ms for up to ``patience`` seconds: a brief
+    hold (one write) ends within milliseconds, a running listener's does not."""
+    assert fcntl is not None
     give_up = time.monotonic() + patience
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
+            return True
         except BlockingIOError:
             if time.monotonic() >= give_up:
-                os.close(fd)
-                return None
+                return False
             time.sleep(_LOCK_PAUSE)
-        except OSError:
-            os.close(fd)
-            return None
 
 
 def unlock(fd: int) -> None:
@@ -174,7 +183,7 @@ class StateFile:
         except OSError as exc:
             raise StateFileError(f"cannot open the state file lock {lock_path}: {exc.strerror}") from exc
         try:
-            if fcntl is not None and not self._flock_patiently(fd):
+            if fcntl is not None and not _flock_within(fd, ACQUIRE_PATIENCE):
                 holder = os.read(fd, 32).decode("ascii", "ignore").strip() or "unknown"
                 raise StateFileLockedError(
                     f"state file {self.path} is in use by another process (pid {holder}): another run of "
@@ -188,21 +197,6 @@ class StateFile:
             os.close(fd)
             raise StateFileError(f"cannot lock the state file {self.path} ({lock_path}): {exc.strerror}") from exc
         self._lock_fd = fd
-
-    @staticmethod
-    def _flock_patiently(fd: int) -> bool:
-        """The exclusive lock, waiting up to ``ACQUIRE_PATIENCE`` s: a client's one-write hold ends
-        within milliseconds, a running listener's does not."""
-        assert fcntl is not None
-        give_up = time.monotonic() + ACQUIRE_PATIENCE
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                if time.monotonic() >= give_up:
-                    return False
-                time.sleep(_LOCK_PAUSE)
 
     def release(self) -> None:
         """Drop the lock and close the cursor record (idempotent)."""

@@ -91,7 +91,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                  "tests/test_recovery.py",
                  "tests/test_listener.py"]),
     "state": ("scaleset_client/_state.py",
-              ["tests/test_state_mutants.py", "tests/test_state_unit.py", "tests/test_state_file.py",
+              ["tests/test_state_mutants.py", "tests/test_state_lock.py", "tests/test_state_unit.py",
+               "tests/test_state_file.py", "tests/test_coverage_resilience_store.py",
                "tests/test_listener.py"]),
 }
 # The CLI's tests (tests/test_cli*.py) start subprocesses, which never see the mutant: not mapped.
