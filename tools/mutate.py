@@ -664,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             pass
     equivalents = _load_equivalents()
+    known_survivors = _load_equivalents(KNOWN_SURVIVORS_FILE)
     results: dict[str, tuple[list[Mutant], float, float, int]] = {}
     failed = False
     for module in modules:
@@ -679,11 +680,12 @@ def main(argv: list[str] | None = None) -> int:
                     m.result = "equivalent"
                 else:
                     print(f"  note: {m.ident} is listed as equivalent but was {m.result}", file=sys.stderr)
-        listed = {i for (mod, i) in equivalents if mod == module}
-        stale = listed - {m.ident for m in mutants}
-        if stale and not args.only and not args.sample:
-            print(f"  note: listed as equivalent but no longer generated: {', '.join(sorted(stale))}",
-                  file=sys.stderr)
+        generated_ids = {m.ident for m in mutants}
+        for what, listed_in in (("equivalent", equivalents), ("a known survivor", known_survivors)):
+            stale = {i for (mod, i) in listed_in if mod == module} - generated_ids
+            if stale and not args.only and not args.sample:
+                print(f"  note: listed as {what} but no longer generated: {', '.join(sorted(stale))}",
+                      file=sys.stderr)
         results[module] = (mutants, baseline, time.monotonic() - started, generated)
         row, survived, _ = _table_row(module, mutants, generated)
         print(row, flush=True)
