@@ -294,3 +294,37 @@ def test_a_connect_that_hangs_ends_at_the_connect_timeout_and_is_retried() -> No
         for filler in fillers:
             filler.close()
         server.close()
+
+
+def test_a_call_that_keeps_failing_makes_exactly_max_attempts_and_says_how_many(
+        fake: FakeActionsService, clock: FakeClock) -> None:
+    resilience = sc.ResilienceConfig(retry=sc.RetryConfig(max_attempts=3, backoff_base=0.01))
+    with make_client(fake, clock, resilience=resilience) as client:
+        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="x"))
+        attempts, retries = client.attempts_sent, client.retries_sent
+        fake.inject_always("get_runner_scale_set_by_id", Fault.error(503))
+        with pytest.raises(sc.RetryExhaustedError) as info:
+            client.get_runner_scale_set_by_id(scale_set.id)
+        assert fake.count("get_runner_scale_set_by_id") == 3 and info.value.attempts == 3
+        assert str(info.value).startswith("get_runner_scale_set_by_id gave up after 3 attempts; last error: ")
+        assert (client.attempts_sent - attempts, client.retries_sent - retries) == (3, 2)
+
+
+@pytest.mark.timeout(30)
+def test_more_concurrent_calls_than_pooled_connections_are_all_sent_at_once(fake: FakeActionsService) -> None:
+    """``pool_maxsize`` bounds the idle connections kept, not the calls in flight: a burst of
+    threads is never queued behind a small pool (each gets a connection of its own)."""
+    client = sc.Client(fake.config_url, token=fake.token, pool_maxsize=2)
+    try:
+        group = client.get_runner_group_by_name("default")  # the admin token, before the burst
+        fake.inject("get_runner_group_by_name", Fault.hang(), times=6)
+        threads = [threading.Thread(target=client.get_runner_group_by_name, args=("default",)) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: fake.count("get_runner_group_by_name") == 7, timeout=15)  # all six held at once
+        fake.release_hangs()
+        for thread in threads:
+            thread.join(15)
+        assert group.id == 1 and not any(thread.is_alive() for thread in threads)
+    finally:
+        client.close()
