@@ -42,6 +42,7 @@ import importlib.abc
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -539,6 +540,56 @@ def run_module(module: str, jobs: int, verbose: bool, only: set[str] | None,
     return mutants, baseline, generated
 
 
+def recheck(module: str, jobs: int, verbose: bool, equivalents: dict[tuple[str, str], str]) -> str:
+    """Run again only the survivors MUTATION.md lists for ``module`` (after tests were added for
+    them) and update its row and section: a survivor now killed moves to the killed count, one now
+    listed as equivalent to the equivalents. The source must be unchanged since the full run (the
+    ids say so: a survivor no longer generated stops the recheck)."""
+    text = REPORT.read_text()
+    start, end = f"<!-- module:{module} -->", f"<!-- /module:{module} -->"
+    section = text[text.index(start):text.index(end)]
+    row = next(line for line in text.splitlines() if line.endswith(f"<!-- row:{module} -->"))
+    survivors = re.findall(r"^- `([0-9a-f]{8})` L", section.split("Equivalent (")[0], re.M)
+    cells = [c.strip() for c in row.split("|")]
+    equivalent, killed_cell, surviving = int(cells[3]), cells[4], int(cells[5])
+    killed, timeouts = (int(x) for x in re.findall(r"\d+", killed_cell)[:2])
+    if surviving != len(survivors):
+        raise SystemExit(f"{module}: the row says {surviving} survivors, the section lists {len(survivors)}")
+    mutants, _, _ = run_module(module, jobs, verbose, set(survivors))
+    if {m.ident for m in mutants} != set(survivors):
+        raise SystemExit(f"{module}: some listed survivors are no longer generated (the source changed): "
+                         "run the module in full")
+    now_killed = [m for m in mutants if m.result in ("killed", "timeout")]
+    now_equivalent = [m for m in mutants if m.result == "survived" and (module, m.ident) in equivalents]
+    still = [m for m in mutants if m not in now_killed and m not in now_equivalent]
+    killed += len(now_killed)
+    timeouts += sum(m.result == "timeout" for m in now_killed)
+    equivalent += len(now_equivalent)
+    total = int(cells[2].split()[0])
+    score = 100.0 * killed / (total - equivalent)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    produced = (f"{cells[7]}; its {len(survivors)} survivors rechecked (`python tools/mutate.py {module} --recheck`) "
+                f"at {commit}: {len(now_killed)} killed by tests added since, {len(now_equivalent)} found equivalent")
+    new_row = (f"| {cells[1]} | {cells[2]} | {equivalent} | {killed} ({timeouts} by timeout) | {len(still)} "
+               f"| {score:.1f}% | {produced} | <!-- row:{module} -->")
+    known = _load_equivalents(KNOWN_SURVIVORS_FILE)
+    head, _, rest = section.partition("Surviving, not equivalent")
+    eq_part = rest[rest.index("Equivalent ("):]
+    eq_count = int(re.match(r"Equivalent \((\d+)\)", eq_part).group(1))  # type: ignore[union-attr]
+    eq_part = eq_part.replace(f"Equivalent ({eq_count})", f"Equivalent ({eq_count + len(now_equivalent)})", 1)
+    eq_part = eq_part.rstrip("\n") + "".join(
+        f"\n- `{m.ident}` L{m.line} `{m.where}` ({m.kind}): `{m.before}` → `{m.after}` — "
+        f"{equivalents[(module, m.ident)]}" for m in now_equivalent) + "\n"
+    lines = [f"Surviving, not equivalent ({len(still)}):" if still else "Surviving, not equivalent: none."]
+    lines += [f"- `{m.ident}` L{m.line} `{m.where}` ({m.kind}): `{m.before}` → `{m.after}`"
+              + (f" — not tested: {known[(module, m.ident)]}" if (module, m.ident) in known else "")
+              for m in still]
+    new_section = head + "\n".join(lines) + "\n\n" + eq_part
+    REPORT.write_text(text.replace(section, new_section).replace(row, new_row))
+    return new_row
+
+
 def _finish(job: _Running | None, code: int | None, done: int, total: int, quiet: set[str],
             unrun: Mutant | None = None) -> int:
     mutant = unrun if job is None else job.mutant
@@ -648,6 +699,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run a stable sample of N mutants per module (the smallest ids), for slow modules")
     parser.add_argument("--show", metavar="ID", help="print the mutant's source diff and exit")
     parser.add_argument("--verbose", action="store_true", help="show pytest output of each run")
+    parser.add_argument("--recheck", action="store_true",
+                        help="run again only the survivors MUTATION.md lists and update the module's row and section")
     parser.add_argument("--every-test", action="store_true",
                         help="run every mapped test file against each mutant, not only the tests that run its lines")
     args = parser.parse_args(argv)
@@ -671,6 +724,10 @@ def main(argv: list[str] | None = None) -> int:
             pass
     equivalents = _load_equivalents()
     known_survivors = _load_equivalents(KNOWN_SURVIVORS_FILE)
+    if args.recheck:
+        for module in modules:
+            print(recheck(module, max(1, args.jobs), args.verbose, equivalents), flush=True)
+        return 0
     results: dict[str, tuple[list[Mutant], float, float, int]] = {}
     failed = False
     for module in modules:
