@@ -1,0 +1,89 @@
+"""Adapter promises the full mutation run (session 4) found no test pinning, seen from outside:
+the kernel's view of our sockets (/proc/net/tcp), a proxy's traffic, requests at the fake, and
+what a caller gets back or is raised."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import scaleset_client as sc
+from scaleset_client.testing import FakeActionsService, FakeClock, Fault, ForwardProxy
+
+from .conftest import make_client, wait_until
+from .test_deadlines import Outcome, _inside
+
+HOUR = 3600.0
+linux_only = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the kernel's socket table")
+
+
+def _port(url: str) -> int:
+    return int(url.split("//")[1].split("/")[0].rsplit(":", 1)[1])
+
+
+def _timers_to(port: int) -> list[int]:
+    """The timer kind of every established socket to 127.0.0.1:``port`` (2: keepalive armed)."""
+    found = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state, timer = fields[2], fields[3], fields[5]
+        if int(remote.split(":")[1], 16) == port and state == "01":
+            found.append(int(timer.split(":")[0], 16))
+    return found
+
+
+@linux_only
+def test_pooled_connections_have_tcp_keepalive_armed(fake: FakeActionsService, clock: FakeClock) -> None:
+    """A NAT that drops an idle pooled flow is noticed by keepalive probes, not by a hung call."""
+    with make_client(fake, clock) as client:
+        assert client.get_runner_by_name("x") is None
+        timers = _timers_to(_port(fake.servers["actions"].url))
+        assert timers and all(t == 2 for t in timers), timers
+
+
+@pytest.mark.timeout(30)
+def test_a_cancel_ends_a_hung_call_sent_through_a_proxy(fake: FakeActionsService) -> None:
+    """The proxy's pool is tracked like the direct one: the cancel shuts the socket in flight, and
+    every call goes through the proxy."""
+    with ForwardProxy() as proxy:
+        client = sc.Client(fake.config_url, token=fake.token, timeout=(2.0, HOUR),
+                           proxies={"http": proxy.url, "https": proxy.url})
+        try:
+            client.get_runner_by_name("warm")
+            fake.inject("get_runner_by_name", Fault.hang(HOUR))
+            scope = client.deadline()
+            outcome = Outcome(lambda: _inside(scope, lambda: client.get_runner_by_name("x")))
+            wait_until(lambda: fake.count("get_runner_by_name") == 2)
+            scope.cancel("test")
+            outcome.join(limit=20.0)
+            assert isinstance(outcome.error, sc.CallCancelledError), outcome.error
+            assert len(proxy.requests) == fake.count()
+        finally:
+            fake.release_hangs()
+            client.close()
+
+
+def test_a_refusing_origin_is_not_looked_at_again_before_its_look_is_due(fake: FakeActionsService,
+                                                                          clock: FakeClock) -> None:
+    """TCP looks at a refusing origin are paced (every ~reachability_check seconds), so a storm of
+    calls during an outage is not a storm of connects: an origin back before the next look is due
+    is still refused without a request until then."""
+    breaker = sc.CircuitBreakerConfig(failure_threshold=1, open_duration=300.0, max_open_duration=600.0)
+    config = sc.ResilienceConfig(circuit_breaker=breaker, retry=sc.RetryConfig(max_attempts=1))
+    with make_client(fake, clock, resilience=config) as client:
+        assert client.get_runner_scale_set(1, "absent") is None  # the admin token is held from here
+        fake.stop("actions")
+        with pytest.raises(sc.TransportError):
+            client.get_runner_scale_set(1, "absent")  # refused: the breaker opens for 300 s
+        with pytest.raises(sc.CircuitOpenError):
+            client.get_runner_scale_set(1, "absent")  # a look, if one is due now, finds it still refusing
+        fake.start_server("actions")
+        before = fake.count("get_runner_scale_set")
+        with pytest.raises(sc.CircuitOpenError):
+            client.get_runner_scale_set(1, "absent")  # back, but no look is due yet: refused locally
+        assert fake.count("get_runner_scale_set") == before
+        clock.advance(1.5 * breaker.reachability_check + 1)  # now one is
+        assert client.get_runner_scale_set(1, "absent") is None
+        assert fake.count("get_runner_scale_set") == before + 1
+
