@@ -87,3 +87,15 @@ def test_a_refusing_origin_is_not_looked_at_again_before_its_look_is_due(fake: F
         assert client.get_runner_scale_set(1, "absent") is None
         assert fake.count("get_runner_scale_set") == before + 1
 
+
+
+def test_a_call_that_never_got_an_answer_reports_no_status(fake: FakeActionsService, clock: FakeClock) -> None:
+    """Status 0 says "no HTTP answer at all" (refused, reset, timed out): a caller must not read a
+    status the service never sent."""
+    config = sc.ResilienceConfig(retry=sc.RetryConfig(max_attempts=2, backoff_base=0.01))
+    with make_client(fake, clock, resilience=config) as client:
+        assert client.get_runner_by_name("x") is None  # the admin token is held from here
+        fake.stop("actions")
+        with pytest.raises(sc.RetryExhaustedError) as info:
+            client.get_runner_by_name("x")
+        assert info.value.attempts == 2 and info.value.status == 0
