@@ -99,3 +99,40 @@ def test_a_call_that_never_got_an_answer_reports_no_status(fake: FakeActionsServ
         with pytest.raises(sc.RetryExhaustedError) as info:
             client.get_runner_by_name("x")
         assert info.value.attempts == 2 and info.value.status == 0
+
+
+@pytest.mark.timeout(30)
+def test_a_probe_holds_its_lease_for_its_connect_and_read_timeouts_and_no_longer(fake: FakeActionsService,
+                                                                                 clock: FakeClock) -> None:
+    """A half-open probe's permit lasts its attempt's connect + read timeouts (here 5 + 100 s, less
+    than the 200 s the call has) plus 5 s: while it lasts, the probe is in flight and nobody else
+    probes; once it runs out, the hung probe counts as failed and the breaker opens again."""
+    breaker = sc.CircuitBreakerConfig(failure_threshold=1, open_duration=30.0, max_open_duration=60.0)
+    config = sc.ResilienceConfig(circuit_breaker=breaker, retry=sc.RetryConfig(max_attempts=1, deadline=200.0))
+    client = make_client(fake, clock, resilience=config, timeout=(5.0, 100.0))
+    probe: Outcome | None = None
+    try:
+        assert client.get_runner_by_name("x") is None  # the admin token is held from here
+
+        def actions_state() -> str:
+            states = {b.state.value for b in client.circuit_breakers.all()
+                      if b.origin.endswith(str(_port(fake.servers["actions"].url)))}
+            assert len(states) == 1, states
+            return states.pop()
+
+        fake.inject("get_runner_by_name", Fault.error(503))
+        with pytest.raises(sc.ServerError):
+            client.get_runner_by_name("x")  # the breaker opens for 30 s
+        clock.advance(31)
+        fake.inject("get_runner_by_name", Fault.hang(HOUR))
+        probe = Outcome(lambda: client.get_runner_by_name("x"))  # the probe, held by the fake
+        wait_until(lambda: fake.count("get_runner_by_name") == 3)
+        clock.advance(10)
+        assert actions_state() == "half_open"  # 10 s into a 110 s lease: still the probe's
+        clock.advance(101)
+        assert actions_state() == "open"  # 111 s: the lease ran out, the hung probe failed
+    finally:
+        fake.release_hangs()
+        client.close()
+    if probe is not None:
+        probe.join()
