@@ -136,3 +136,26 @@ def test_a_probe_holds_its_lease_for_its_connect_and_read_timeouts_and_no_longer
         client.close()
     if probe is not None:
         probe.join()
+
+
+@pytest.mark.timeout(30)
+def test_an_attempt_still_arriving_at_its_timeouts_says_which_and_keeps_the_transport_error(
+        fake: FakeActionsService) -> None:
+    client = sc.Client(fake.config_url, token=fake.token, timeout=(0.5, 1.5),
+                       resilience=sc.ResilienceConfig(retry=sc.RetryConfig(max_attempts=1)))
+    try:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.drip(0.1, size=36_000, chunked=False))  # an hour of bytes
+        outcome = Outcome(lambda: client.get_runner_by_name("x")).join()
+    finally:
+        fake.release_hangs()
+        client.close()
+    error = outcome.error
+    assert isinstance(error, sc.TransportError), error
+    assert str(error).endswith("failed: the response was still arriving at the attempt deadline "
+                               "(2s: connect + read timeout)"), str(error)
+    chain, cause = [], error.__cause__
+    while cause is not None and len(chain) < 6:
+        chain.append(type(cause).__module__.split(".")[0])
+        cause = cause.__cause__
+    assert "urllib3" in chain or "requests" in chain, chain  # what the socket said, kept for a debugger
