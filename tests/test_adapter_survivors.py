@@ -159,3 +159,41 @@ def test_an_attempt_still_arriving_at_its_timeouts_says_which_and_keeps_the_tran
         chain.append(type(cause).__module__.split(".")[0])
         cause = cause.__cause__
     assert "urllib3" in chain or "requests" in chain, chain  # what the socket said, kept for a debugger
+
+
+@pytest.mark.timeout(40)
+def test_a_retry_after_a_slow_attempt_is_cut_at_its_own_timeouts_too(fake: FakeActionsService) -> None:
+    """Each attempt gets its own connect + read bound: the second dripping attempt is cut like the
+    first, not left to run to the call's deadline."""
+    client = sc.Client(fake.config_url, token=fake.token, timeout=(0.5, 1.5),
+                       resilience=sc.ResilienceConfig(retry=sc.RetryConfig(max_attempts=2, backoff_base=0.01,
+                                                                           deadline=15.0)))
+    try:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.drip(0.1, size=36_000, chunked=False), times=2)
+        outcome = Outcome(lambda: client.get_runner_by_name("x")).join(limit=30.0)
+    finally:
+        fake.release_hangs()
+        client.close()
+    assert isinstance(outcome.error, sc.RetryExhaustedError), outcome.error
+    assert str(outcome.error).startswith("get_runner_by_name gave up after 2 attempts; last error: "), outcome.error
+    assert str(outcome.error).endswith("(2s: connect + read timeout)"), outcome.error
+    assert fake.count("get_runner_by_name") == 3  # the warm-up and two attempts
+
+
+@pytest.mark.timeout(30)
+def test_an_attempts_bound_ends_with_it_and_does_not_cut_the_next_attempt(fake: FakeActionsService) -> None:
+    """The first attempt's watchdog (connect + read = 3.5 s) is cancelled when it ends: a second
+    attempt still running 3.5 s after the first began is not cut by it."""
+    client = sc.Client(fake.config_url, token=fake.token, timeout=(0.5, 3.0),
+                       resilience=sc.ResilienceConfig(retry=sc.RetryConfig(max_attempts=2)))
+    try:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.respond(503, json_body={"message": "busy"},
+                                                        headers={"Retry-After": "1"}), Fault.delay(2.8))
+        outcome = Outcome(lambda: client.get_runner_by_name("x")).join(limit=20.0)
+    finally:
+        fake.release_hangs()
+        client.close()
+    assert outcome.error is None and outcome.value is None  # the second attempt's answer: no runner
+    assert fake.count("get_runner_by_name") == 3
