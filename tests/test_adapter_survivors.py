@@ -197,3 +197,97 @@ def test_an_attempts_bound_ends_with_it_and_does_not_cut_the_next_attempt(fake: 
         client.close()
     assert outcome.error is None and outcome.value is None  # the second attempt's answer: no runner
     assert fake.count("get_runner_by_name") == 3
+
+
+def test_a_retry_that_meets_the_break_it_caused_waits_it_out_and_goes_as_the_probe(
+        fake: FakeActionsService, clock: FakeClock) -> None:
+    """Mid-call, a failure opened the breaker (5 s, no jitter): the call's next try waits the rest of
+    the break plus 0.05 to 0.55 s (so it never arrives early and is refused again), then is the probe."""
+    breaker = sc.CircuitBreakerConfig(failure_threshold=1, open_duration=5.0, jitter=0.0)
+    config = sc.ResilienceConfig(circuit_breaker=breaker, retry=sc.RetryConfig(max_attempts=3, backoff_base=0.5))
+    with make_client(fake, clock, resilience=config) as client:
+        assert client.get_runner_by_name("x") is None  # the admin token is held from here
+        fake.inject("get_runner_by_name", Fault.error(503))
+        slept_before = len(clock.sleeps)
+        assert client.get_runner_by_name("x") is None
+        waits = list(clock.sleeps)[slept_before:]
+        assert fake.count("get_runner_by_name") == 3  # the first call, the 503, the probe: none refused
+        assert len(waits) == 2 and 5.05 <= sum(waits) < 5.55, waits  # backoff + the rest of the break
+
+
+def test_a_break_longer_than_a_call_may_wait_is_raised_with_the_failure_that_caused_it(
+        fake: FakeActionsService, clock: FakeClock) -> None:
+    breaker = sc.CircuitBreakerConfig(failure_threshold=1, open_duration=300.0, max_open_duration=600.0)
+    config = sc.ResilienceConfig(circuit_breaker=breaker, retry=sc.RetryConfig(max_attempts=3, max_hint_wait=60.0))
+    with make_client(fake, clock, resilience=config) as client:
+        assert client.get_runner_by_name("x") is None
+        fake.inject("get_runner_by_name", Fault.error(503))
+        with pytest.raises(sc.CircuitOpenError) as info:
+            client.get_runner_by_name("x")
+        assert isinstance(info.value.__cause__, sc.ServerError) and info.value.__cause__.status == 503
+        assert fake.count("get_runner_by_name") == 2
+
+
+def test_an_open_breaker_on_a_refusing_origin_says_to_come_back_at_the_next_look(
+        fake: FakeActionsService, clock: FakeClock) -> None:
+    """The break is 300 s, but the origin is looked at again within 1.5 x reachability_check: the
+    error's retry_after is that, so a caller does not stay away five minutes from a service back in ten seconds."""
+    breaker = sc.CircuitBreakerConfig(failure_threshold=1, open_duration=300.0, max_open_duration=600.0)
+    config = sc.ResilienceConfig(circuit_breaker=breaker, retry=sc.RetryConfig(max_attempts=1))
+    with make_client(fake, clock, resilience=config) as client:
+        assert client.get_runner_scale_set(1, "absent") is None
+        fake.stop("actions")
+        with pytest.raises(sc.TransportError):
+            client.get_runner_scale_set(1, "absent")
+        with pytest.raises(sc.CircuitOpenError) as info:
+            client.get_runner_scale_set(1, "absent")
+        assert info.value.retry_after is not None
+        assert 0 < info.value.retry_after <= 1.5 * breaker.reachability_check
+
+
+def test_a_probe_permit_taken_with_too_little_time_left_is_given_back(fake: FakeActionsService,
+                                                                      clock: FakeClock) -> None:
+    """A half-open probe permit taken by a call that then has too little time to send is returned
+    at once: the next call probes, instead of waiting for the unused permit's lease to run out."""
+    breaker = sc.CircuitBreakerConfig(failure_threshold=1, open_duration=5.0, jitter=0.0)
+    config = sc.ResilienceConfig(circuit_breaker=breaker, retry=sc.RetryConfig(max_attempts=1))
+    with make_client(fake, clock, resilience=config) as client:
+        assert client.get_runner_by_name("x") is None
+        fake.inject("get_runner_by_name", Fault.error(503))
+        with pytest.raises(sc.ServerError):
+            client.get_runner_by_name("x")
+        clock.advance(6)
+        before = fake.count("get_runner_by_name")
+        with client.deadline(0.1), pytest.raises(sc.DeadlineExceededError):
+            client.get_runner_by_name("x")  # takes the probe permit, cannot use it
+        assert client.get_runner_by_name("x") is None  # the next call is the probe
+        assert fake.count("get_runner_by_name") == before + 1
+
+
+@pytest.mark.timeout(30)
+def test_a_hung_attempt_cut_by_the_calls_own_deadline_is_not_the_services_failure(
+        fake: FakeActionsService) -> None:
+    client = sc.Client(fake.config_url, token=fake.token, timeout=(1.0, 60.0),
+                       resilience=sc.ResilienceConfig(retry=sc.RetryConfig(deadline=1.5, backoff_base=0.05)))
+    try:
+        client.get_runner_by_name("warm")
+        fake.inject_always("get_runner_by_name", Fault.hang(HOUR))
+        outcome = Outcome(lambda: client.get_runner_by_name("x")).join(limit=20.0)
+        assert isinstance(outcome.error, sc.RetryExhaustedError), outcome.error
+        assert "still arriving" not in str(outcome.error)  # our deadline, not a slow service
+        assert client.health().components["actions_service"].last_failure is None
+    finally:
+        fake.release_hangs()
+        client.close()
+
+
+def test_debug_logging_of_a_call_that_got_no_answer(fake: FakeActionsService, clock: FakeClock,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG", logger="scaleset_client")
+    config = sc.ResilienceConfig(retry=sc.RetryConfig(max_attempts=1))
+    with make_client(fake, clock, resilience=config) as client:
+        assert client.get_runner_by_name("x") is None
+        fake.stop("actions")
+        with pytest.raises(sc.TransportError):
+            client.get_runner_by_name("x")
+    assert any(" -> 200 (attempt 1, get_runner_by_name)" in r.getMessage() for r in caplog.records)
