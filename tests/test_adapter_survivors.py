@@ -291,3 +291,42 @@ def test_debug_logging_of_a_call_that_got_no_answer(fake: FakeActionsService, cl
         with pytest.raises(sc.TransportError):
             client.get_runner_by_name("x")
     assert any(" -> 200 (attempt 1, get_runner_by_name)" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.timeout(30)
+def test_a_call_in_flight_when_the_client_closes_says_so(fake: FakeActionsService) -> None:
+    client = sc.Client(fake.config_url, token=fake.token, timeout=(2.0, HOUR))
+    try:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.hang(HOUR))
+        outcome = Outcome(lambda: client.get_runner_by_name("x"))
+        wait_until(lambda: fake.count("get_runner_by_name") == 2)
+        client.close()
+        outcome.join(limit=10.0)
+    finally:
+        fake.release_hangs()
+        client.close()
+    assert isinstance(outcome.error, sc.CallCancelledError), outcome.error
+    assert str(outcome.error) == "the client was closed during the request"
+    assert outcome.error.delivered is None  # it was on the wire: whether the service acted is unknown
+
+
+@pytest.mark.timeout(30)
+def test_a_retry_cancelled_in_flight_names_the_failure_it_was_retrying(fake: FakeActionsService) -> None:
+    client = sc.Client(fake.config_url, token=fake.token, timeout=(2.0, HOUR),
+                       resilience=sc.ResilienceConfig(retry=sc.RetryConfig(backoff_base=0.01)))
+    try:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.error(503, message="busy"), Fault.hang(HOUR))
+        scope = client.deadline()
+        outcome = Outcome(lambda: _inside(scope, lambda: client.get_runner_by_name("x")))
+        wait_until(lambda: fake.count("get_runner_by_name") == 3)  # the 503, then the retry, held
+        scope.cancel("shutting down")
+        outcome.join(limit=10.0)
+    finally:
+        fake.release_hangs()
+        client.close()
+    message = str(outcome.error)
+    assert isinstance(outcome.error, sc.CallCancelledError), outcome.error
+    assert message.startswith("GET http://127.0.0.1:") and " was cancelled (shutting down); last error: " in message
+    assert message.endswith("busy"), message
