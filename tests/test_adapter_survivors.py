@@ -330,3 +330,67 @@ def test_a_retry_cancelled_in_flight_names_the_failure_it_was_retrying(fake: Fak
     assert isinstance(outcome.error, sc.CallCancelledError), outcome.error
     assert message.startswith("GET http://127.0.0.1:") and " was cancelled (shutting down); last error: " in message
     assert message.endswith("busy"), message
+
+
+def _padded_message(message_id: int, size: int) -> bytes:
+    head = b'{"messageId": %d, "messageType": "RunnerScaleSetJobMessages", "body": "[]", "pad": "' % message_id
+    return head + b"x" * (size - len(head) - 2) + b'"}'
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_an_oversized_message_says_how_big_and_which_message_it_was(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, declared: bool) -> None:
+    """Declared too big: refused before reading, the id read from the first bytes. Streamed too big:
+    refused once past the cap, the id read from what arrived. Either way the listener can set the
+    message aside by id instead of polling it for ever."""
+    limit = 64 * 1024
+    with make_client(fake, clock, resilience=sc.ResilienceConfig(max_message_bytes=limit)) as client:
+        with client.message_session(scale_set.id) as session:
+            body = _padded_message(4242, 100_000)
+            fault = (Fault.respond(200, body, content_type="application/json") if declared
+                     else Fault.huge(100_000, chunked=True))
+            fake.inject("get_message", fault)
+            with pytest.raises(sc.ResponseError) as info:
+                session.get_message(0, 1)
+    what = "response of 100000 bytes" if declared else "response"
+    assert str(info.value) == f"get_message: {what} exceeds the {limit}-byte limit"
+    assert info.value.message_id == (4242 if declared else None)
+
+
+def test_a_body_of_exactly_the_declared_limit_is_read(fake: FakeActionsService, clock: FakeClock,
+                                                      scale_set: sc.RunnerScaleSet) -> None:
+    limit = 64 * 1024
+    with make_client(fake, clock, resilience=sc.ResilienceConfig(max_message_bytes=limit)) as client:
+        with client.message_session(scale_set.id) as session:
+            fake.inject("get_message", Fault.respond(200, _padded_message(4243, limit),
+                                                     content_type="application/json"))
+            message = session.get_message(0, 1)
+    assert message is not None and message.message_id == 4243
+
+
+def test_sequential_calls_reuse_one_pooled_connection(fake: FakeActionsService, clock: FakeClock) -> None:
+    """A body read to the end hands its connection back to the pool: five calls, one connection."""
+    with make_client(fake, clock) as client:
+        client.get_runner_by_name("warm")
+        before = fake.connections("actions")
+        for _ in range(5):
+            assert client.get_runner_by_name("x") is None
+        assert fake.connections("actions") == before
+
+
+@pytest.mark.timeout(30)
+def test_a_call_out_of_time_after_a_failure_names_it(fake: FakeActionsService) -> None:
+    client = sc.Client(fake.config_url, token=fake.token, timeout=(1.0, 60.0),
+                       resilience=sc.ResilienceConfig(retry=sc.RetryConfig(deadline=1.5, backoff_base=0.01)))
+    try:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.error(503, message="busy"), Fault.hang(HOUR))
+        outcome = Outcome(lambda: client.get_runner_by_name("x")).join(limit=20.0)
+    finally:
+        fake.release_hangs()
+        client.close()
+    error = outcome.error
+    assert isinstance(error, sc.RetryExhaustedError), error
+    assert str(error).startswith("get_runner_by_name gave up after 2 attempts: the call's 2s deadline passed; "
+                                 "last error: "), str(error)
+    assert isinstance(error.last_error, sc.ServerError) and error.__cause__ is not None
