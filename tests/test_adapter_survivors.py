@@ -330,6 +330,7 @@ def test_a_retry_cancelled_in_flight_names_the_failure_it_was_retrying(fake: Fak
     assert isinstance(outcome.error, sc.CallCancelledError), outcome.error
     assert message.startswith("GET http://127.0.0.1:") and " was cancelled (shutting down); last error: " in message
     assert message.endswith("busy"), message
+    assert outcome.error.delivered is None  # cut on the wire: whether the service acted is unknown
 
 
 def _padded_message(message_id: int, size: int) -> bytes:
@@ -394,3 +395,69 @@ def test_a_call_out_of_time_after_a_failure_names_it(fake: FakeActionsService) -
     assert str(error).startswith("get_runner_by_name gave up after 2 attempts: the call's 2s deadline passed; "
                                  "last error: "), str(error)
     assert isinstance(error.last_error, sc.ServerError) and error.__cause__ is not None
+
+
+def test_a_throttle_longer_than_a_call_may_wait_is_raised_at_once_with_when_to_return(
+        fake: FakeActionsService, clock: FakeClock) -> None:
+    with make_client(fake, clock) as client:
+        assert client.get_runner_by_name("x") is None
+        fake.inject("get_runner_by_name", Fault.respond(429, json_body={"message": "slow down"},
+                                                        headers={"Retry-After": "600"}))
+        with pytest.raises(sc.RateLimitedError) as first:
+            client.get_runner_by_name("x")
+        assert first.value.retry_after is not None and 600 <= first.value.retry_after < 601  # + up to 1 s spread
+        before = fake.count("get_runner_by_name")
+        with pytest.raises(sc.RateLimitedError) as held:
+            client.get_runner_by_name("x")  # the gate holds the origin: nothing is sent
+        assert fake.count("get_runner_by_name") == before
+        origin = f"http://127.0.0.1:{_port(fake.servers['actions'].url)}"
+        assert held.value.message.startswith(f"{origin} asked us to wait 60")
+        assert held.value.message.endswith("s, more than this call may wait; retry after that"), held.value.message
+        assert held.value.method == "GET" and held.value.url.startswith(origin + "/")
+
+
+def test_a_spent_retry_budget_ends_the_call_and_says_so(fake: FakeActionsService, clock: FakeClock) -> None:
+    config = sc.ResilienceConfig(retry=sc.RetryConfig(budget=1.0, max_attempts=5, backoff_base=0.01))
+    with make_client(fake, clock, resilience=config) as client:
+        assert client.get_runner_by_name("x") is None
+        fake.inject("get_runner_by_name", Fault.error(503, message="busy"), times=3)
+        with pytest.raises(sc.RetryExhaustedError) as info:
+            client.get_runner_by_name("x")
+        origin = f"http://127.0.0.1:{_port(fake.servers['actions'].url)}"
+        assert str(info.value).startswith(f"get_runner_by_name gave up after 2 attempts: the retry budget for "
+                                          f"{origin} is spent; last error: "), str(info.value)
+        assert fake.count("get_runner_by_name") == 3  # the first call, then two attempts
+
+
+def test_a_401_from_the_queue_renews_and_retries_with_the_new_token_without_using_an_attempt(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG", logger="scaleset_client")
+    config = sc.ResilienceConfig(retry=sc.RetryConfig(max_attempts=2, backoff_base=0.01))
+    with make_client(fake, clock, resilience=config) as client, client.message_session(scale_set.id) as session:
+        fake.inject("get_message", Fault.respond(401, json_body={"message": "expired"}),
+                    Fault.error(503, message="busy"))
+        assert session.get_message(0, 1) is None  # 401 (renewed, not counted), 503, then the answer
+        polls = fake.requests("get_message")
+        assert len(polls) == 3
+        token = session.session.message_queue_access_token
+        assert polls[0].headers["Authorization"] != f"Bearer {token}"
+        assert [p.headers["Authorization"] for p in polls[1:]] == [f"Bearer {token}"] * 2
+    messages = [r.getMessage() for r in caplog.records]
+    assert "get_message: answered 401; renewing the session" in messages
+    assert any(m.startswith("get_message: retry 1 in ") for m in messages)
+
+
+def test_a_hint_over_max_hint_wait_is_not_waited_even_when_the_call_has_the_time(fake: FakeActionsService,
+                                                                                  clock: FakeClock) -> None:
+    """max_hint_wait bounds every wait for a server hint on its own, not only with the deadline."""
+    config = sc.ResilienceConfig(retry=sc.RetryConfig(deadline=1000.0, max_hint_wait=120.0))
+    with make_client(fake, clock, resilience=config) as client:
+        assert client.get_runner_by_name("x") is None
+        fake.inject("get_runner_by_name", Fault.respond(429, json_body={"message": "slow down"},
+                                                        headers={"Retry-After": "600"}))
+        with pytest.raises(sc.RateLimitedError):
+            client.get_runner_by_name("x")
+        with pytest.raises(sc.RateLimitedError):
+            client.get_runner_by_name("x")  # the gate's 600 s hold: refused, not waited
+        assert fake.count("get_runner_by_name") == 2
