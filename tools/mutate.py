@@ -70,7 +70,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                 ["tests/test_adapter_mutants.py", "tests/test_adapter_survivors.py", "tests/test_coverage_adapter.py",
                  "tests/test_adapter_observed.py",
                  "tests/test_retry.py",
-                 "tests/test_resilience.py",
+                 "tests/test_resilience.py", "tests/test_recovery.py",
                  "tests/test_transport.py", "tests/test_deadlines.py", "tests/test_large_messages.py",
                  "tests/test_tls_chain.py"]),
     "connections": ("scaleset_client/_connections.py",
