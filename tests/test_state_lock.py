@@ -100,3 +100,15 @@ def test_acquire_names_the_holder_and_a_holder_that_lets_go_in_time_is_waited_fo
     assert lock.read_text() == str(os.getpid())  # the holder's pid is ours now
     assert try_lock(path, patience=0.05) is None
     state.release()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="counts this process's open files")
+def test_a_refused_try_lock_leaves_no_file_open(tmp_path: Path) -> None:
+    """A client retries the lock on every state write: a refusal must not leak a descriptor each time."""
+    path = tmp_path / "state.json"
+    with held(path):
+        try_lock(path, patience=0.0)  # the lock file exists now
+        before = len(list(Path("/proc/self/fd").iterdir()))
+        for _ in range(5):
+            assert try_lock(path, patience=0.0) is None
+        assert len(list(Path("/proc/self/fd").iterdir())) == before
