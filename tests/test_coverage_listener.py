@@ -229,3 +229,30 @@ def test_a_bounded_run_whose_broker_is_known_down_past_its_end_sends_nothing_and
     assert skipped.retry_after is not None and 60.0 < skipped.retry_after <= 300.0
     assert skipped.retry_at == pytest.approx(clock.wall() + skipped.retry_after, abs=1.0)
     client.close()
+
+
+# -- found by the listener's mutation sample (session 4) ------------------------------------------
+def test_max_runners_reads_back_what_was_set(client: sc.Client, scale_set: sc.RunnerScaleSet) -> None:
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 5))
+    assert listener.max_runners == 5
+    listener.set_max_runners(9)
+    assert listener.max_runners == 9
+
+
+def test_a_message_is_handed_over_poison_after_times_before_it_is_set_aside(
+        client: sc.Client, fake: FakeActionsService, scale_set: sc.RunnerScaleSet) -> None:
+    bad = fake.push_message(scale_set.id, [job("JobCompleted", 1)], statistics=stats(0))
+    calls: list[int] = []
+    poisoned: list[int] = []
+
+    def broken(scaler: RecordingScaler, kind: str, request_id: int) -> None:
+        calls.append(request_id)
+        raise ValueError("cannot handle this one")
+
+    scaler = RecordingScaler(broken)
+    config = sc.ListenerConfig(scale_set.id, 5, poison_after=3, on_poison=lambda mid, exc: poisoned.append(mid))
+    running = Running(sc.Listener(client, config), scaler)
+    wait_until(lambda: poisoned == [bad])
+    running.finish()
+    assert calls == [1, 1, 1]  # three tries, then set aside and acknowledged
+    assert fake.unacked(scale_set.id) == []
