@@ -587,7 +587,8 @@ def recheck(module: str, jobs: int, verbose: bool, equivalents: dict[tuple[str, 
               + (f" — not tested: {known[(module, m.ident)]}" if (module, m.ident) in known else "")
               for m in still]
     new_section = head + "\n".join(lines) + "\n\n" + eq_part
-    REPORT.write_text(text.replace(section, new_section).replace(row, new_row))
+    latest = REPORT.read_text()  # re-read: another module's run may have written it meanwhile
+    REPORT.write_text(latest.replace(section, new_section).replace(row, new_row))
     return new_row
 
 
