@@ -25,7 +25,6 @@ Promises (design §4):
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -51,8 +50,8 @@ from ._errors import (
     StateFileError,
     TransientError,
 )
-from ._listener_binding import binding, binding_key, mismatch
 from ._listener_config import EventRef, ListenerConfig, ListenerHealth, MetricsRecorder, Scaler
+from ._listener_state import binding, binding_key, document, restore
 from ._models import RunnerScaleSetMessage, RunnerScaleSetStatistic
 from ._session import MessageSession
 from ._state import CursorRecord, StateFile
@@ -756,8 +755,8 @@ class Listener:
         return binding(self._client.config.config_url, self.config.scale_set_id, self.config.scale_set_name)
 
     def _load(self) -> dict[str, Any]:
-        """Restore the cursor, pending acks, progress within a message and breaker states; a state
-        file for another configuration, or with values of the wrong type, is a warning and a fresh start.
+        """Restore the cursor, pending acks, progress within a message and breaker states
+        (``_listener_state.restore``); returns the saved document.
 
         Resilience state and the client's ``state_file``: with no ``ListenerConfig.state_file``
         the client's file (if any) is the only one, written by the client. When both name the
@@ -766,39 +765,17 @@ class Listener:
         differ, both files get the same section, and each restore keeps whichever was saved last."""
         if self._state is None:
             return {}
-        saved = self._state.load()
-        why = mismatch(saved, self._binding())
-        if why:
-            ours = self._binding()
-            log.warning("state file %s belongs to %s, not to %s scale set %d%s; ignoring it and starting afresh",
-                        self._state.path, why, ours["config_url"], ours["scale_set_id"],
-                        f" ({ours['scale_set_name']})" if ours["scale_set_name"] else "")
-            saved = {}
-        cursor = saved.get("cursor")
-        if isinstance(cursor, int) and not isinstance(cursor, bool) and cursor >= 0:
-            self._cursor = max(self._cursor, cursor)
-        record = self._state.load_cursor()
-        if record is not None and record.binding != self._binding_digest:
-            log.warning("cursor record %s belongs to another configuration URL or scale set; ignoring it",
-                        self._state.cursor_path)
-            record = None
-        if record is not None and (saved or not why):
-            self._cursor = max(self._cursor, record.cursor)
-            self._stats_mid = max(self._stats_mid, record.stats_message_id)
-            if record.message_id > self._cursor:
-                self._partial[record.message_id] = (
-                    {("started", i) for i in range(record.started)}
-                    | {("completed", i) for i in range(record.completed)})
-        pending = saved.get("pending_acks")
-        if isinstance(pending, list):
-            self._pending_acks.update(m for m in pending if isinstance(m, int) and not isinstance(m, bool)
-                                      and 0 < m <= self._cursor)
+        restored = restore(self._state, self._binding(), self._binding_digest, cursor=self._cursor,
+                           stats_mid=self._stats_mid)
+        self._cursor, self._stats_mid = restored.cursor, restored.stats_mid
+        self._partial.update(restored.partial)
+        self._pending_acks.update(restored.pending_acks)
         self._saved_pending = frozenset(self._pending_acks)
         self._check_cursor = self._cursor > 0
         # The resilience part goes through the client's store, the one path for it: a section
         # the client already restored from this same file (or a newer one) is not applied twice.
-        self._client.resilience_store.restore(saved.get("resilience"), source=self._state.path)
-        return saved
+        self._client.resilience_store.restore(restored.resilience, source=self._state.path)
+        return restored.saved
 
     def _save(self) -> None:
         """Write the JSON document if its content changed (the cursor record is written per message)."""
@@ -806,14 +783,9 @@ class Listener:
         if self._state is None:
             return
         session = self._session
-        self._state.save({
-            "scale_set_id": self.config.scale_set_id,
-            "binding": self._binding(),
-            "cursor": self._cursor,
-            "pending_acks": sorted(self._pending_acks),
-            "session_id": session.session.session_id if session is not None and not session.closed else "",
-            "resilience": self._client.resilience_store.section(),
-            "writer_pid": os.getpid(),
-        })
+        self._state.save(document(
+            self._binding(), cursor=self._cursor, pending_acks=self._pending_acks,
+            session_id=session.session.session_id if session is not None and not session.closed else "",
+            resilience=self._client.resilience_store.section()))
         self._saved_pending = frozenset(self._pending_acks)
 

@@ -1,0 +1,112 @@
+"""What a listener keeps in its state file, and how a starting listener reads it back.
+
+The listener decides *when* to write (``_listener.py``); this module says *what*: the JSON
+document, and the restore of the cursor, the progress within a message, the pending acks and
+the resilience section from it and from the cursor record.
+
+What ties the file to one configuration: the configuration URL and scale set. A state file
+copied to another host, or left behind after the listener was pointed at another scale set, must
+not replay a foreign cursor. The JSON document carries the binding in full; the per-event cursor
+record carries a short digest of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._state import StateFile
+
+__all__ = ["Restored", "binding", "binding_key", "document", "mismatch", "restore"]
+
+log = logging.getLogger("scaleset_client._listener")  # the listener's own logger: these are its warnings
+
+
+def binding(config_url: str, scale_set_id: int, scale_set_name: str | None) -> dict[str, Any]:
+    """The binding saved in the state file's JSON document."""
+    return {"config_url": config_url, "scale_set_id": scale_set_id, "scale_set_name": scale_set_name or ""}
+
+
+def binding_key(config_url: str, scale_set_id: int) -> str:
+    """A short digest of the configuration URL and scale set id, stamped on every cursor record."""
+    return hashlib.sha256(f"{config_url}|{scale_set_id}".encode()).hexdigest()[:16]
+
+
+def mismatch(saved: dict[str, Any], ours: dict[str, Any]) -> str:
+    """Why ``saved`` belongs to another configuration than ``ours`` ("" when it is ours)."""
+    if saved.get("scale_set_id") not in (None, ours["scale_set_id"]):
+        return f"scale set id {saved.get('scale_set_id')!r}"
+    found = saved.get("binding")
+    if found is None:
+        return ""  # written before bindings existed: the scale set id is all there is to check
+    if not isinstance(found, dict):
+        return "an unreadable binding"
+    for key in ("config_url", "scale_set_id"):
+        if found.get(key) != ours[key]:
+            return f"{key.replace('_', ' ')} {found.get(key)!r}"
+    if ours["scale_set_name"] and found.get("scale_set_name") not in ("", None, ours["scale_set_name"]):
+        return f"scale set name {found.get('scale_set_name')!r}"
+    return ""
+
+
+@dataclass
+class Restored:
+    """What a state file gives back: the cursor and statistics id merged with what the listener
+    had, the events handled within a message past the cursor, acks still owed, the resilience
+    section, and the whole saved document (for the stale session id)."""
+
+    cursor: int
+    stats_mid: int
+    partial: dict[int, set[tuple[str, int]]] = field(default_factory=dict)
+    pending_acks: set[int] = field(default_factory=set)
+    resilience: Any = None
+    saved: dict[str, Any] = field(default_factory=dict)
+
+
+def restore(state: StateFile, ours: dict[str, Any], digest: str, *, cursor: int, stats_mid: int) -> Restored:
+    """Read the JSON document and the cursor record; a file of another configuration, or values of
+    the wrong type, are a warning and a fresh start (never a foreign cursor)."""
+    saved = state.load()
+    why = mismatch(saved, ours)
+    if why:
+        log.warning("state file %s belongs to %s, not to %s scale set %d%s; ignoring it and starting afresh",
+                    state.path, why, ours["config_url"], ours["scale_set_id"],
+                    f" ({ours['scale_set_name']})" if ours["scale_set_name"] else "")
+        saved = {}
+    found = saved.get("cursor")
+    if isinstance(found, int) and not isinstance(found, bool) and found >= 0:
+        cursor = max(cursor, found)
+    out = Restored(cursor, stats_mid, saved=saved, resilience=saved.get("resilience"))
+    record = state.load_cursor()
+    if record is not None and record.binding != digest:
+        log.warning("cursor record %s belongs to another configuration URL or scale set; ignoring it",
+                    state.cursor_path)
+        record = None
+    if record is not None and (saved or not why):
+        out.cursor = max(out.cursor, record.cursor)
+        out.stats_mid = max(out.stats_mid, record.stats_message_id)
+        if record.message_id > out.cursor:
+            out.partial[record.message_id] = ({("started", i) for i in range(record.started)}
+                                              | {("completed", i) for i in range(record.completed)})
+    pending = saved.get("pending_acks")
+    if isinstance(pending, list):
+        out.pending_acks = {m for m in pending if isinstance(m, int) and not isinstance(m, bool)
+                            and 0 < m <= out.cursor}
+    return out
+
+
+def document(ours: dict[str, Any], *, cursor: int, pending_acks: set[int], session_id: str,
+             resilience: dict[str, Any]) -> dict[str, Any]:
+    """The JSON document a listener saves (the cursor record is written per message)."""
+    return {
+        "scale_set_id": ours["scale_set_id"],
+        "binding": ours,
+        "cursor": cursor,
+        "pending_acks": sorted(pending_acks),
+        "session_id": session_id,
+        "resilience": resilience,
+        "writer_pid": os.getpid(),
+    }
