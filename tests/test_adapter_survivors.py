@@ -183,14 +183,15 @@ def test_a_retry_after_a_slow_attempt_is_cut_at_its_own_timeouts_too(fake: FakeA
 
 @pytest.mark.timeout(30)
 def test_an_attempts_bound_ends_with_it_and_does_not_cut_the_next_attempt(fake: FakeActionsService) -> None:
-    """The first attempt's watchdog (connect + read = 3.5 s) is cancelled when it ends: a second
-    attempt still running 3.5 s after the first began is not cut by it."""
-    client = sc.Client(fake.config_url, token=fake.token, timeout=(0.5, 3.0),
+    """The first attempt's watchdog (connect + read = 6.5 s) is cancelled when it ends: a second
+    attempt (from about 3 s to 7.5 s) still running 6.5 s after the first began is not cut by it.
+    The margins are a second or more each way, so a slow machine does not change the outcome."""
+    client = sc.Client(fake.config_url, token=fake.token, timeout=(0.5, 6.0),
                        resilience=sc.ResilienceConfig(retry=sc.RetryConfig(max_attempts=2)))
     try:
         client.get_runner_by_name("warm")
         fake.inject("get_runner_by_name", Fault.respond(503, json_body={"message": "busy"},
-                                                        headers={"Retry-After": "1"}), Fault.delay(2.8))
+                                                        headers={"Retry-After": "3"}), Fault.delay(4.5))
         outcome = Outcome(lambda: client.get_runner_by_name("x")).join(limit=20.0)
     finally:
         fake.release_hangs()
