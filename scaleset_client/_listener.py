@@ -313,8 +313,7 @@ class Listener:
         if self._dirty:
             self._save()
         # However fast the service answers empty or fails, about one poll a second.
-        pause = self._next_poll - self._clock.monotonic()
-        if pause > 0 and self._wait(pause, end):
+        if self._wait(self._next_poll - self._clock.monotonic(), end):
             return False
         self._beat()
         self._next_poll = self._clock.monotonic() + MIN_POLL_INTERVAL * (0.8 + 0.4 * self._clock.random())
@@ -539,18 +538,20 @@ class Listener:
         return True
 
     # -- trouble -----------------------------------------------------------------------------
-    def _on_poll_error(self, exc: ScalesetError, errors: int, end: float | None) -> bool:
-        """Decide what an error means; True when the run should end (stop requested)."""
+    def _on_poll_error(self, exc: ScalesetError, errors: int, end: float | None) -> None:
+        """Decide what an error means and wait it out, renew the session or raise. Nothing is
+        returned: a wait that ends early leaves ``_ending`` true, which the loop checks next."""
         session = self._session
         assert session is not None
         if self._client.closed:
             log.info("the client was closed; the listener stops")
-            return True
+            return
         if self._cut(exc, end):
-            return True
+            return
         if isinstance(exc, ScaleSetNotFoundError):
             self._confirm_scale_set_gone(exc)
-            return self._wait(self._backoff(errors), end)
+            self._wait(self._backoff(errors), end)
+            return
         if isinstance(exc, _PERMANENT):
             raise exc
         if isinstance(exc, ResponseError) and exc.message_id is not None:
@@ -561,13 +562,14 @@ class Listener:
             if failures >= self.config.poison_after:
                 self._poison(mid, exc)
                 self._finish(session, mid)
-                return False
-            return self._wait(self._backoff(failures), end)
-        if isinstance(exc, (MessageQueueTokenExpiredError, SessionNotFoundError, SessionConflictError)):
-            return self._renew_session(exc, end)
-        return self._wait_out(exc, errors, end)
+            else:
+                self._wait(self._backoff(failures), end)
+        elif isinstance(exc, (MessageQueueTokenExpiredError, SessionNotFoundError, SessionConflictError)):
+            self._renew_session(exc, end)
+        else:
+            self._wait_out(exc, errors, end)
 
-    def _wait_out(self, exc: ScalesetError, errors: int, end: float | None) -> bool:
+    def _wait_out(self, exc: ScalesetError, errors: int, end: float | None) -> None:
         """Wait out what is neither permanent nor the session's: a ``TransientError`` until its
         ``retry_at`` when it has one, anything else by the backoff. A refused circuit names its
         origin, which is watched for an early return (plus up to 0.5 s so a fleet does not return
@@ -577,14 +579,15 @@ class Listener:
         if isinstance(exc, CircuitOpenError):
             wait = self.config.standby_interval if exc.retry_at is None else exc.retry_at - now
             log.info("%s; waiting %.1fs", exc, wait)
-            return self._wait_out_break(exc.origin, max(wait, 0.05) + self._clock.random() * 0.5, end)
-        if isinstance(exc, TransientError) and exc.retry_at is not None:
-            return self._wait(max(0.05, exc.retry_at - now), end)
-        session = self._session
-        assert session is not None
-        log.warning("poll failed (%d in a row): %s", errors, exc)
-        return self._wait_out_break(self._client.origin(session.session.message_queue_url),
-                                    self._backoff(errors), end)
+            self._wait_out_break(exc.origin, max(wait, 0.05) + self._clock.random() * 0.5, end)
+        elif isinstance(exc, TransientError) and exc.retry_at is not None:
+            self._wait(max(0.05, exc.retry_at - now), end)
+        else:
+            session = self._session
+            assert session is not None
+            log.warning("poll failed (%d in a row): %s", errors, exc)
+            self._wait_out_break(self._client.origin(session.session.message_queue_url),
+                                 self._backoff(errors), end)
 
     def _confirm_scale_set_gone(self, exc: ScaleSetNotFoundError) -> None:
         """A 404 has been seen during GitHub incidents for scale sets that exist: ask once more."""
@@ -599,9 +602,9 @@ class Listener:
                 f"scale set {self.config.scale_set_id} no longer exists (deleted, or removed by GitHub after "
                 f"being offline): create it again or fix the id; the listener stops. ({exc.message})") from exc
 
-    def _renew_session(self, exc: ScalesetError, end: float | None) -> bool:
-        """Renew the session the queue turned away, in place; True when the run should end. An
-        error other than a conflict is waited out once, then polling (which retries) goes on."""
+    def _renew_session(self, exc: ScalesetError, end: float | None) -> None:
+        """Renew the session the queue turned away, in place. An error other than a conflict is
+        waited out once, then polling (which retries) goes on."""
         session = self._session
         assert session is not None
         if isinstance(exc, SessionNotFoundError) and not self._client.resilience.auto_recover_session:
@@ -615,18 +618,17 @@ class Listener:
             renewed = self._as_standby(renew, self._clock.monotonic(), end)
         except ScalesetError as other:
             if self._cut(other, end):
-                return True
+                return
             if isinstance(other, ScaleSetNotFoundError):
                 self._confirm_scale_set_gone(other)
             elif isinstance(other, (_STOOD_BY_TOO_LONG, *_PERMANENT)):
                 raise
             log.warning("session renewal failed: %s", other)
-            return self._wait(self._backoff(2), end)
-        if renewed is None:
-            return True
-        self._dirty = True
-        log.info("session renewed: %s", session.session.session_id)
-        return False
+            self._wait(self._backoff(2), end)
+            return
+        if renewed is not None:
+            self._dirty = True
+            log.info("session renewed: %s", session.session.session_id)
 
     def _open_session(self, stale_id: object, end: float | None) -> MessageSession | None:
         """Open the listener's own session (deleting its stale one from the state file), trying
@@ -701,20 +703,18 @@ class Listener:
         cap = min(self.config.error_backoff_max, self.config.error_backoff * 2.0 ** min(failures - 1, 30))
         return cap * (0.5 + 0.5 * self._clock.random())  # never zero: the loop cannot spin
 
-    def _wait_out_break(self, origin: str, seconds: float, end: float | None) -> bool:
+    def _wait_out_break(self, origin: str, seconds: float, end: float | None) -> None:
         """Wait out a break or a backoff; while the origin refuses connections, look with a bare
         TCP connect (no HTTP request) whenever the client's jittered schedule says a look is due,
-        and end the wait as soon as it is back."""
+        and end the wait as soon as it is back, or the run ends."""
         until = self._clock.monotonic() + seconds
         while True:
             left = until - self._clock.monotonic()
-            if left <= 0:
-                return self._ending(end)
-            if self._wait(min(left, _BEAT_CHUNK), end):
-                return True
+            if left <= 0 or self._wait(min(left, _BEAT_CHUNK), end):
+                return
             # A look cannot be cancelled mid-connect: 1 s at most, so a stop still ends this wait soon.
             if until - self._clock.monotonic() > 0 and self._client.check_reachable(origin, 1.0, when_due=True):
-                return False
+                return
 
     def _standby_pause(self) -> float:
         return self.config.standby_interval * (0.8 + 0.4 * self._clock.random())
