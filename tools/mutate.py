@@ -83,7 +83,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "listener": ("scaleset_client/_listener.py",
                  ["tests/test_listener_mutants.py", "tests/test_listener_observed.py", "tests/test_listener_paths.py",
                   "tests/test_listener.py",
-                  "tests/test_listener_renewal.py", "tests/test_coverage_listener.py",
+                  "tests/test_listener_renewal.py", "tests/test_coverage_listener.py", "tests/test_listener_pinned.py",
                   "tests/test_recovery.py",
                   "tests/test_large_messages.py",
                   "tests/test_state_file.py", "tests/test_deadlines.py"]),
@@ -374,7 +374,7 @@ def _child(module_path: Path, index: int | None, tests: list[str], verbose: bool
         hypothesis.settings.load_profile("mutate")
         import pytest
         code = int(pytest.main(_pytest_args(tests))) if map_file is None else _run_mapping(
-            module_path, tests, map_file)
+            module_path, fullname, tests, map_file)
         if index is not None and code in (3, 4):  # pytest could not start: is it the mutant's doing?
             try:
                 importlib.import_module(fullname)
@@ -388,11 +388,16 @@ def _child(module_path: Path, index: int | None, tests: list[str], verbose: bool
         os._exit(code)
 
 
-def _run_mapping(module_path: Path, tests: list[str], map_file: Path) -> int:
+def _run_mapping(module_path: Path, fullname: str, tests: list[str], map_file: Path) -> int:
     """Run the tests under coverage.py with one dynamic context per test (switched for every thread
     at once, so a line a listener's thread runs is charged to the test that started it), and write
     ``{"order": [test ids in run order], "lines": {line: [test ids]}}``. Lines run while no test
-    was running (the import) are charged to "", which makes a mutant there run every test."""
+    was running (the import) are charged to "", which makes a mutant there run every test.
+
+    The module is imported before the first test: the package imports its modules lazily (on
+    first use of a name), so otherwise its import-time lines (constants, defaults, class bodies)
+    would be charged to whichever test happened to use it first, and a mutant there would run
+    that one test only."""
     import coverage
     import pytest
 
@@ -410,6 +415,7 @@ def _run_mapping(module_path: Path, tests: list[str], map_file: Path) -> int:
 
     cov.start()
     try:
+        importlib.import_module(fullname)
         code = int(pytest.main(_pytest_args(tests), plugins=[_PerTest()]))
     finally:
         cov.stop()
