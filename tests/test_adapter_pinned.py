@@ -101,3 +101,20 @@ def test_a_slow_attempt_is_retried_after_a_backoff_not_at_once(
         client.close()
     first, second = [r.time for r in fake.requests("get_runner_by_name")][1:]
     assert second - first > 9.8  # the backoff of retry 1: 10 s x 0.99
+
+
+def test_a_call_refused_locally_by_a_long_throttle_says_it_was_not_sent(fake: FakeActionsService,
+                                                                       clock: FakeClock) -> None:
+    """The second call meets the gate the first call's 10-minute ``Retry-After`` armed: nothing is
+    sent, and the error does not read as a failed request (no status was ever received)."""
+    with make_client(fake, clock) as client:
+        fake.inject("get_runner_by_name", Fault.error(429, message="slow down", headers={"Retry-After": "600"}))
+        with pytest.raises(sc.RateLimitedError) as first:
+            client.get_runner_by_name("x")
+        with pytest.raises(sc.RateLimitedError) as second:
+            client.get_runner_by_name("y")
+    assert first.value.status == 429 and 'failed(status="429' in str(first.value)
+    error = second.value
+    assert error.status == 0 and fake.count("get_runner_by_name") == 1
+    assert str(error) == f"request GET {error.url}: {error.message}"
+    assert "asked us to wait" in error.message and error.retry_after is not None and error.retry_after > 590
