@@ -86,7 +86,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                  ["tests/test_listener_mutants.py", "tests/test_listener_observed.py", "tests/test_listener_paths.py",
                   "tests/test_listener.py",
                   "tests/test_listener_renewal.py", "tests/test_coverage_listener.py", "tests/test_listener_pinned.py",
-                  "tests/test_listener_numbers.py", "tests/test_seam.py",
+                  "tests/test_listener_numbers.py", "tests/test_listener_health.py", "tests/test_seam.py",
                   "tests/test_recovery.py",
                   "tests/test_large_messages.py",
                   "tests/test_state_file.py", "tests/test_deadlines.py"]),
