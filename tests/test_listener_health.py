@@ -118,15 +118,17 @@ def test_stop_from_another_thread_sets_the_stop_event_the_run_was_given(
     client = make_client(fake, clock)
     listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
     stop = threading.Event()
+    set_when_stop_returned: list[bool] = []
 
     def from_elsewhere(_s: RecordingScaler, _k: str, _r: int) -> None:
         other = threading.Thread(target=listener.stop)
         other.start()
         other.join()
+        set_when_stop_returned.append(stop.is_set())  # done by the time stop() returns, not later
 
     thread = _run_in_thread(listener, RecordingScaler(from_elsewhere), stop=stop)
     thread.join(timeout=15)
-    assert not thread.is_alive() and stop.is_set()
+    assert not thread.is_alive() and set_when_stop_returned == [True]
     client.close()
 
 
