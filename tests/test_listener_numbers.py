@@ -15,7 +15,7 @@ from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
 from .conftest import make_client
 from .test_deadlines import Outcome
-from .test_listener import RecordingScaler, stats
+from .test_listener import RecordingScaler, job, stats
 
 
 @pytest.fixture
@@ -30,15 +30,60 @@ def _scale_set(client: sc.Client) -> sc.RunnerScaleSet:
     return client.create_runner_scale_set(sc.RunnerScaleSet(name="linux-x64", runner_group_id=1))
 
 
-def test_empty_polls_come_one_poll_interval_apart(low: tuple[FakeActionsService, FakeClock]) -> None:
-    """1 s x (0.8 + 0.4 x draw): with the narrowest draw, 0.8 s between polls, never sooner."""
+@pytest.mark.parametrize(("draw", "gap"), [(0.0, 0.8), (0.99, 1.196)])
+def test_empty_polls_come_one_poll_interval_apart(draw: float, gap: float) -> None:
+    """1 s x (0.8 + 0.4 x draw): 0.8 s between polls at the narrowest draw, 1.196 s at the widest."""
+    clock = FakeClock(draw=draw)
+    with FakeActionsService(clock=clock, long_poll_hold=0.01, strict=True) as fake, \
+            make_client(fake, clock) as client:
+        scale_set = _scale_set(client)
+        sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(RecordingScaler(), duration=10.0)
+        times = [r.time for r in fake.requests("get_message")]
+    assert len(times) >= 8
+    assert {round(b - a, 3) for a, b in zip(times, times[1:])} == {gap}
+
+
+def test_failed_polls_back_off_doubling_from_half_the_error_backoff(low: tuple[FakeActionsService, FakeClock]) -> None:
+    """Polls failing in a row wait error_backoff x 2**(n-1) x (0.5 + 0.5 x draw): 50, 100, 200 s
+    at the narrowest draw; an answered poll starts the count again (the next failure waits 50 s)."""
     fake, clock = low
     with make_client(fake, clock) as client:
         scale_set = _scale_set(client)
-        sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(RecordingScaler(), duration=10.0)
-    times = [r.time for r in fake.requests("get_message")]
-    assert len(times) >= 10
-    assert {round(b - a, 3) for a, b in zip(times, times[1:])} == {0.8}
+        fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
+        fake.inject("get_message", *[Fault.error(400, message="bad poll")] * 3)  # not retried by the client
+
+        def hook(_: RecordingScaler, kind: str, request_id: int) -> None:
+            fake.inject("get_message", Fault.error(400, message="bad poll"))  # the poll after this message
+
+        config = sc.ListenerConfig(scale_set.id, 3, error_backoff=100.0, error_backoff_max=1000.0)
+        sc.Listener(client, config).run(RecordingScaler(hook), until_idle=True)
+        times = [r.time for r in fake.requests("get_message")]
+    # fail, fail, fail, the message, fail (at once: a message is followed by the next poll), empty
+    assert [round(b - a, 3) for a, b in zip(times, times[1:])] == [50.0, 100.0, 200.0, 0.0, 50.0]
+
+
+def test_a_scaler_failure_counts_as_an_error_in_a_row_for_the_next_failed_poll(
+        low: tuple[FakeActionsService, FakeClock]) -> None:
+    """The message is polled again after its own backoff (50 s); that poll failing is the second
+    error in a row (100 s), and the third poll brings the message back."""
+    fake, clock = low
+    with make_client(fake, clock) as client:
+        scale_set = _scale_set(client)
+        fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
+        failed: list[int] = []
+
+        def hook(_: RecordingScaler, kind: str, request_id: int) -> None:
+            if not failed:
+                failed.append(request_id)
+                fake.inject("get_message", Fault.error(400, message="bad poll"))
+                raise RuntimeError("not now")
+
+        config = sc.ListenerConfig(scale_set.id, 3, error_backoff=100.0, error_backoff_max=1000.0)
+        scaler = RecordingScaler(hook)
+        sc.Listener(client, config).run(scaler, until_idle=True)
+        times = [r.time for r in fake.requests("get_message")]
+    assert scaler.started == [1]
+    assert [round(b - a, 3) for a, b in zip(times, times[1:])][:2] == [50.0, 100.0]
 
 
 def test_an_unchanged_desired_count_is_applied_again_every_thirty_seconds(
