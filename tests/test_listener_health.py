@@ -174,12 +174,19 @@ def test_the_scaler_can_read_which_event_it_is_handed_and_how_many_messages_were
     listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
     seen: list[tuple[sc.EventRef | None, int]] = []
 
+    class Scaler(RecordingScaler):
+        def handle_desired_runner_count(self, count: int) -> int:
+            seen.append((listener.current_event, listener.handled_messages))
+            return super().handle_desired_runner_count(count)
+
     def hook(_: RecordingScaler, kind: str, request_id: int) -> None:
         seen.append((listener.current_event, listener.handled_messages))
 
-    listener.run(RecordingScaler(hook), until_idle=True)
-    assert seen == [(sc.EventRef(first, "job_started", 0), 0), (sc.EventRef(second, "job_started", 0), 1),
-                    (sc.EventRef(second, "job_completed", 0), 1)]
+    listener.run(Scaler(hook), until_idle=True)
+    assert seen == [(None, 0),  # the session's count, before any message
+                    (sc.EventRef(first, "job_started", 0), 0), (sc.EventRef(first, "desired_runner_count", 0), 0),
+                    (sc.EventRef(second, "job_started", 0), 1), (sc.EventRef(second, "job_completed", 0), 1),
+                    (sc.EventRef(second, "desired_runner_count", 0), 1)]
     assert listener.current_event is None and listener.handled_messages == 2
     client.close()
 

@@ -179,3 +179,20 @@ def test_a_listener_built_from_the_wrong_parts_says_what_it_takes(client: sc.Cli
         assert str(info.value) == f"the session is for scale set {scale_set.id}, the config for {scale_set.id + 1}"
     finally:
         session.close()
+
+
+def test_a_count_applied_with_a_message_is_not_applied_again_before_thirty_seconds(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+
+    class Scaler(RecordingScaler):
+        def handle_desired_runner_count(self, count: int) -> int:
+            if not self.desired:
+                clock.advance(6.0)  # past the backlog window: the message below is current
+                fake.push_message(scale_set.id, [], statistics=stats(3))
+            return super().handle_desired_runner_count(count)
+
+    scaler = Scaler()
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(scaler, duration=20.0)
+    assert scaler.desired == [0, 3]  # the session's, the message's; 20 s of empty polls after that
+    client.close()
