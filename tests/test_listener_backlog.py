@@ -10,7 +10,7 @@ import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock
 
 from .conftest import make_client
-from .test_listener import RecordingScaler, stats
+from .test_listener import RecordingScaler, job, stats
 
 
 class Recorder:
@@ -67,4 +67,39 @@ def test_the_backlog_window_is_over_at_exactly_five_seconds(
     scaler = Scaler()
     sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(scaler, until_idle=True)
     assert scaler.desired[1:] == [4]
+    client.close()
+
+
+def test_a_backlog_message_delivered_again_after_the_window_keeps_its_statistics_back(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    """The scaler failed on a backlog message; by the time it comes again (a 10-20 s backoff) the
+    window is over, but its statistics are still the backlog's: never applied."""
+    fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(7))
+    client = make_client(fake, clock)
+    failed: list[int] = []
+
+    def hook(_: RecordingScaler, kind: str, request_id: int) -> None:
+        if not failed:
+            failed.append(request_id)
+            raise RuntimeError("not yet")
+
+    scaler = RecordingScaler(hook)
+    recorder = Recorder()
+    config = sc.ListenerConfig(scale_set.id, 3, error_backoff=20.0)
+    sc.Listener(client, config, metrics=recorder).run(scaler, until_idle=True)
+    assert scaler.started == [1] and 7 not in scaler.desired and recorder.assigned == [0]
+    client.close()
+
+
+def test_every_run_starts_a_backlog_window_of_its_own(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    """Two runs of one listener, each meeting a queued message with no jobs: neither message's
+    statistics replaces the session's (no acquisition proves them newer)."""
+    client = make_client(fake, clock)
+    recorder = Recorder()
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3), metrics=recorder)
+    for assigned in (9, 8):
+        fake.push_message(scale_set.id, [], statistics=stats(assigned))
+        listener.run(RecordingScaler(), until_idle=True)
+    assert recorder.assigned == [0, 0]
     client.close()

@@ -86,11 +86,11 @@ def test_a_scaler_failure_counts_as_an_error_in_a_row_for_the_next_failed_poll(
     assert [round(b - a, 3) for a, b in zip(times, times[1:])][:2] == [50.0, 100.0]
 
 
-def test_an_unchanged_desired_count_is_applied_again_every_thirty_seconds(
-        low: tuple[FakeActionsService, FakeClock]) -> None:
-    """Checked before every poll (0.8 s apart here): re-applied at the first check 30 s or more
-    after the last, so 30.4 s apart, neither sooner nor a poll later."""
-    fake, clock = low
+@pytest.mark.parametrize(("draw", "spacing"), [(0.0, 30.4), (0.5, 30.0)])
+def test_an_unchanged_desired_count_is_applied_again_every_thirty_seconds(draw: float, spacing: float) -> None:
+    """Checked before every poll: re-applied at the first check 30 s or more after the last. Polls
+    0.8 s apart give 30.4 s, neither sooner nor a poll later; 1.0 s apart, exactly 30 s."""
+    clock = FakeClock(draw=draw)
     applied: list[float] = []
 
     class Scaler(RecordingScaler):
@@ -98,10 +98,11 @@ def test_an_unchanged_desired_count_is_applied_again_every_thirty_seconds(
             applied.append(clock.monotonic())
             return super().handle_desired_runner_count(count)
 
-    with make_client(fake, clock) as client:
+    with FakeActionsService(clock=clock, long_poll_hold=0.01, strict=True) as fake, \
+            make_client(fake, clock) as client:
         scale_set = _scale_set(client)
         sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(Scaler(), duration=100.0)
-    assert [round(b - a, 1) for a, b in zip(applied, applied[1:])] == [30.4, 30.4, 30.4]
+    assert [round(b - a, 3) for a, b in zip(applied, applied[1:])] == [spacing] * 3
 
 
 def test_the_backlog_window_ends_five_seconds_after_the_session_opens(
