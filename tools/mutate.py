@@ -88,7 +88,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                   "tests/test_listener_renewal.py", "tests/test_coverage_listener.py", "tests/test_listener_pinned.py",
                   "tests/test_listener_numbers.py", "tests/test_listener_health.py", "tests/test_listener_run.py",
                   "tests/test_listener_backlog.py", "tests/test_listener_metrics.py",
-                  "tests/test_listener_cursor.py",
+                  "tests/test_listener_cursor.py", "tests/test_listener_trouble.py",
                   "tests/test_seam.py",
                   "tests/test_recovery.py",
                   "tests/test_large_messages.py",
