@@ -5,6 +5,7 @@ every jitter its widest, so a pause is known without depending on the seed."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 
 import pytest
 
@@ -60,7 +61,7 @@ def test_retries_that_would_outlast_the_call_deadline_say_so(
     assert str(info.value) == ("get_runner_by_name gave up after 3 attempts: the call's 10s deadline would pass; "
                                f"last error: {info.value.last_error}")
     times = [r.time for r in fake.requests("get_runner_by_name")]
-    assert [round(b - a, 2) for a, b in zip(times, times[1:])] == [2.97, 5.94]
+    assert [round(b - a, 2) for a, b in pairwise(times)] == [2.97, 5.94]
 
 
 @pytest.mark.timeout(30)

@@ -45,7 +45,7 @@ def test_a_metrics_recorder_hears_every_event_of_a_run_in_order(
     ids: list[int] = []
 
     def hook(_: RecordingScaler, kind: str, request_id: int) -> None:
-        if request_id == 1 and not raised or request_id == 3:
+        if (request_id == 1 and not raised) or request_id == 3:
             raised.append(request_id)
             raise RuntimeError(f"cannot start {request_id}")
 

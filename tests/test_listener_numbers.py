@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from itertools import pairwise
 
 import pytest
 
@@ -40,7 +41,7 @@ def test_empty_polls_come_one_poll_interval_apart(draw: float, gap: float) -> No
         sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(RecordingScaler(), duration=10.0)
         times = [r.time for r in fake.requests("get_message")]
     assert len(times) >= 8
-    assert {round(b - a, 3) for a, b in zip(times, times[1:])} == {gap}
+    assert {round(b - a, 3) for a, b in pairwise(times)} == {gap}
 
 
 def test_failed_polls_back_off_doubling_from_half_the_error_backoff(low: tuple[FakeActionsService, FakeClock]) -> None:
@@ -59,7 +60,7 @@ def test_failed_polls_back_off_doubling_from_half_the_error_backoff(low: tuple[F
         sc.Listener(client, config).run(RecordingScaler(hook), until_idle=True)
         times = [r.time for r in fake.requests("get_message")]
     # fail, fail, fail, the message, fail (at once: a message is followed by the next poll), empty
-    assert [round(b - a, 3) for a, b in zip(times, times[1:])] == [50.0, 100.0, 200.0, 0.0, 50.0]
+    assert [round(b - a, 3) for a, b in pairwise(times)] == [50.0, 100.0, 200.0, 0.0, 50.0]
 
 
 def test_a_scaler_failure_counts_as_an_error_in_a_row_for_the_next_failed_poll(
@@ -83,7 +84,7 @@ def test_a_scaler_failure_counts_as_an_error_in_a_row_for_the_next_failed_poll(
         sc.Listener(client, config).run(scaler, until_idle=True)
         times = [r.time for r in fake.requests("get_message")]
     assert scaler.started == [1]
-    assert [round(b - a, 3) for a, b in zip(times, times[1:])][:2] == [50.0, 100.0]
+    assert [round(b - a, 3) for a, b in pairwise(times)][:2] == [50.0, 100.0]
 
 
 @pytest.mark.parametrize(("draw", "spacing"), [(0.0, 30.4), (0.5, 30.0)])
@@ -102,7 +103,7 @@ def test_an_unchanged_desired_count_is_applied_again_every_thirty_seconds(draw: 
             make_client(fake, clock) as client:
         scale_set = _scale_set(client)
         sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(Scaler(), duration=100.0)
-    assert [round(b - a, 3) for a, b in zip(applied, applied[1:])] == [spacing] * 3
+    assert [round(b - a, 3) for a, b in pairwise(applied)] == [spacing] * 3
 
 
 def test_the_backlog_window_ends_five_seconds_after_the_session_opens(

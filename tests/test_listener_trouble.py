@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def low() -> Iterator[tuple[FakeActionsService, FakeClock]]:
 
 def _gaps(fake: FakeActionsService) -> list[float]:
     times = [r.time for r in fake.requests("get_message")]
-    return [round(b - a, 3) for a, b in zip(times, times[1:])]
+    return [round(b - a, 3) for a, b in pairwise(times)]
 
 
 def _config(scale_set: sc.RunnerScaleSet, **kwargs: object) -> sc.ListenerConfig:
