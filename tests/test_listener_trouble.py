@@ -124,3 +124,66 @@ def test_a_session_the_queue_says_expired_is_renewed_and_named_in_the_state_file
     (in_file, open_now), = named
     assert in_file == open_now != first[0]
     client.close()
+
+
+CONFLICT = _T.format("RunnerScaleSetSessionConflictException")
+
+
+def test_a_session_that_cannot_be_opened_is_tried_again_backing_off(
+        low: tuple[FakeActionsService, FakeClock]) -> None:
+    fake, clock = low
+    with make_client(fake, clock) as client:
+        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="linux-x64", runner_group_id=1))
+        fake.inject("create_session", *[Fault.error(400, "SomethingElseException", "try later")] * 2)
+        sc.Listener(client, _config(scale_set)).run(RecordingScaler(), until_idle=True)
+        times = [r.time for r in fake.requests("create_session")]
+    assert [round(b - a, 3) for a, b in pairwise(times)] == [50.0, 100.0]
+
+
+def test_standing_by_ends_when_standby_timeout_is_reached_not_a_try_later(
+        low: tuple[FakeActionsService, FakeClock]) -> None:
+    """Tries 24 s apart (30 s x 0.8 at the narrowest draw): at 0, 24 and 48 s; a 48 s timeout is
+    reached at the third try, which is the last."""
+    fake, clock = low
+    with make_client(fake, clock) as client:
+        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="linux-x64", runner_group_id=1))
+        held = client.message_session(scale_set.id, owner="other-host")
+        listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, standby_interval=30.0,
+                                                         standby_timeout=48.0))
+        try:
+            with pytest.raises(sc.SessionConflictError):
+                listener.run(RecordingScaler())
+        finally:
+            held.close()
+        times = [r.time for r in fake.requests("create_session")][1:]  # the owner's first
+    assert [round(b - a, 3) for a, b in pairwise(times)] == [24.0, 24.0]
+
+
+def test_a_listener_that_took_over_says_it_is_no_longer_standing_by(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    fake.inject("create_session", Fault.error(409, CONFLICT, "owned elsewhere"))
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
+    during: list[bool] = []
+
+    class Scaler(RecordingScaler):
+        def handle_desired_runner_count(self, count: int) -> int:
+            during.append(listener.health().standby)
+            return super().handle_desired_runner_count(count)
+
+    listener.run(Scaler(), until_idle=True)
+    assert fake.count("create_session") == 2 and during == [False] and during[0] is False
+    client.close()
+
+
+def test_a_saved_session_id_of_the_wrong_type_is_ignored(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    """A hand-edited or foreign state file: no stale session is deleted, the run goes on."""
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"version": 1, "scale_set_id": scale_set.id, "cursor": 0, "session_id": 12345}))
+    fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
+    client = make_client(fake, clock)
+    scaler = RecordingScaler()
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state)).run(scaler, until_idle=True)
+    assert scaler.started == [1] and fake.count("delete_session") == 1  # our own, at the end
+    client.close()
