@@ -5,8 +5,11 @@ hears the session's statistics first. Time is a FakeClock shared with the fake."
 from __future__ import annotations
 
 import json
+import time
 import threading
 from pathlib import Path
+
+import pytest
 
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock
@@ -75,4 +78,51 @@ def test_a_metrics_recorder_hears_the_sessions_statistics_first(
     finally:
         session.close()
     assert heard[0] == opened.total_assigned_jobs
+    client.close()
+
+
+def _skipped(client: sc.Client, scale_set: sc.RunnerScaleSet, duration: float) -> sc.RunSkippedError:
+    with pytest.raises(sc.RunSkippedError) as info:
+        sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(RecordingScaler(), duration=duration)
+    return info.value
+
+
+def test_a_bounded_run_skips_while_the_broker_is_held_open_until_its_end(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    """Held open for exactly the run's duration: the run could not poll before its end, so it
+    sends nothing at all and says when to come back."""
+    client = make_client(fake, clock)
+    session = client.message_session(scale_set.id, owner="warm-up")
+    session.get_message(0, 1)  # the broker's breakers exist once it was used
+    session.close()
+    client.circuit_breakers.force_open(duration=60.0, operation_class="long_poll")
+    before = fake.count()
+    error = _skipped(client, scale_set, 60.0)
+    origin = fake.servers["broker"].url
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(clock.wall() + 60.0))
+    assert str(error) == f"skipped: {origin} [long_poll] is known down (held open); next attempt at {when} (in 60s)"
+    assert error.retry_after == 60.0 and fake.count() == before
+    client.close()
+
+
+def test_a_bounded_run_skips_while_sessions_are_held_open_by_an_operator(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    client.message_session(scale_set.id, owner="warm-up").close()  # the session breaker exists
+    client.circuit_breakers.force_open(operation_class="session")
+    error = _skipped(client, scale_set, 60.0)
+    assert str(error).endswith("[session] is known down (held open); next attempt at operator reset")
+    assert error.retry_at is None and error.retry_after is None
+    client.close()
+
+
+def test_a_bounded_run_that_outlasts_the_break_goes_ahead(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    session = client.message_session(scale_set.id, owner="warm-up")
+    session.get_message(0, 1)
+    session.close()
+    client.circuit_breakers.force_open(duration=59.0, operation_class="long_poll")
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(RecordingScaler(), duration=60.0)
+    assert fake.count("create_session") == 2  # the warm-up's and the run's
     client.close()

@@ -176,14 +176,19 @@ def test_a_listener_that_took_over_says_it_is_no_longer_standing_by(
     client.close()
 
 
-def test_a_saved_session_id_of_the_wrong_type_is_ignored(
+def test_a_saved_session_id_of_the_wrong_type_is_never_deleted(
         fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
-    """A hand-edited or foreign state file: no stale session is deleted, the run goes on."""
+    """A stale id is deleted only when the create conflicts; one of the wrong type (a hand-edited
+    or foreign state file) is not an id of ours: the conflict is a standby, no delete is sent."""
     state = tmp_path / "state.json"
     state.write_text(json.dumps({"version": 1, "scale_set_id": scale_set.id, "cursor": 0, "session_id": 12345}))
-    fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
     client = make_client(fake, clock)
-    scaler = RecordingScaler()
-    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state)).run(scaler, until_idle=True)
-    assert scaler.started == [1] and fake.count("delete_session") == 1  # our own, at the end
-    client.close()
+    held = client.message_session(scale_set.id, owner="other-host")
+    config = sc.ListenerConfig(scale_set.id, 3, state_file=state, standby_timeout=0.0)
+    try:
+        with pytest.raises(sc.SessionConflictError):
+            sc.Listener(client, config).run(RecordingScaler(), until_idle=True)
+        assert fake.count("delete_session") == 0
+    finally:
+        held.close()
+        client.close()
