@@ -5,8 +5,8 @@ hears the session's statistics first. Time is a FakeClock shared with the fake."
 from __future__ import annotations
 
 import json
-import time
 import threading
+import time
 from pathlib import Path
 
 import pytest
