@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import scaleset_client as sc
-from scaleset_client.testing import FakeActionsService, FakeClock
+from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
 from .conftest import make_client
 from .test_listener import RecordingScaler, job, stats
@@ -235,3 +235,33 @@ def test_a_stop_before_a_run_given_its_own_event_sets_that_event(
     listener.run(RecordingScaler(), stop, until_idle=True)
     assert stop.is_set() and fake.count("get_message") == 0
     client.close()
+
+
+class WatchedClock(FakeClock):
+    """A FakeClock that calls ``watch`` after every sleep: a test's eyes inside a long wait."""
+
+    def __init__(self, watch: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.watch = watch
+
+    def sleep(self, seconds: float, interrupt: threading.Event | None = None) -> bool:
+        woken = super().sleep(seconds, interrupt)
+        if self.watch is not None:
+            self.watch()
+        return woken
+
+
+def test_a_listener_backing_off_longer_than_the_health_window_stays_live() -> None:
+    """A 250 s backoff (error_backoff 500 s at the narrowest draw) is longer than the 155 s window:
+    the wait beats as it goes, so a supervisor never sees a waiting listener as hung."""
+    clock = WatchedClock(draw=0.0)
+    with FakeActionsService(clock=clock, long_poll_hold=0.01, strict=True) as fake, \
+            make_client(fake, clock) as client:
+        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="linux-x64", runner_group_id=1))
+        fake.inject("get_message", Fault.error(400, message="bad poll"))
+        listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, error_backoff=500.0,
+                                                         error_backoff_max=1000.0))
+        seen: list[bool] = []
+        clock.watch = lambda: seen.append(listener.health().live)
+        listener.run(RecordingScaler(), until_idle=True)
+    assert clock.total_slept >= 250.0 and seen and all(seen)

@@ -140,12 +140,14 @@ def test_a_session_that_cannot_be_opened_is_tried_again_backing_off(
     assert [round(b - a, 3) for a, b in pairwise(times)] == [50.0, 100.0]
 
 
-def test_standing_by_ends_when_standby_timeout_is_reached_not_a_try_later(
-        low: tuple[FakeActionsService, FakeClock]) -> None:
-    """Tries 24 s apart (30 s x 0.8 at the narrowest draw): at 0, 24 and 48 s; a 48 s timeout is
-    reached at the third try, which is the last."""
-    fake, clock = low
-    with make_client(fake, clock) as client:
+@pytest.mark.parametrize(("draw", "pause"), [(0.0, 24.0), (0.99, 35.88)])
+def test_standing_by_ends_when_standby_timeout_is_reached_not_a_try_later(draw: float, pause: float) -> None:
+    """Tries standby_interval x (0.8 + 0.4 x draw) apart: 24 s at the narrowest draw (tries at 0,
+    24 and 48 s: a 48 s timeout is reached at the third, which is the last), 35.88 s at the
+    widest (at 0, 35.88 and 71.76 s)."""
+    clock = FakeClock(draw=draw)
+    with FakeActionsService(clock=clock, long_poll_hold=0.01, strict=True) as fake, \
+            make_client(fake, clock) as client:
         scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="linux-x64", runner_group_id=1))
         held = client.message_session(scale_set.id, owner="other-host")
         listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, standby_interval=30.0,
@@ -156,7 +158,7 @@ def test_standing_by_ends_when_standby_timeout_is_reached_not_a_try_later(
         finally:
             held.close()
         times = [r.time for r in fake.requests("create_session")][1:]  # the owner's first
-    assert [round(b - a, 3) for a, b in pairwise(times)] == [24.0, 24.0]
+    assert [round(b - a, 3) for a, b in pairwise(times)] == [pause, pause]
 
 
 def test_a_listener_that_took_over_says_it_is_no_longer_standing_by(
