@@ -102,3 +102,54 @@ def test_a_pending_ack_that_goes_through_leaves_the_state_file_before_the_next_p
     sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state)).run(scaler, until_idle=True)
     assert scaler.started == [2] and listed == [[]] and fake.unacked(scale_set.id) == []
     client.close()
+
+
+def test_a_killed_runs_progress_is_restored_and_its_events_not_handed_over_again(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    mid = fake.push_message(scale_set.id, [job("JobStarted", 1), job("JobStarted", 2)], statistics=stats(1))
+    held = StateFile(state)
+    held.acquire()
+    held.write_cursor(CursorRecord(0, mid, 1, 0, binding_key(fake.config_url, scale_set.id)), durable=True)
+    held.release()
+    client = make_client(fake, clock)
+    scaler = RecordingScaler()
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state)).run(scaler, until_idle=True)
+    assert scaler.started == [2] and fake.unacked(scale_set.id) == []
+    client.close()
+
+
+def test_a_pending_ack_is_sent_before_the_first_poll(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    done = fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
+    state.write_text(json.dumps({"version": 1, "scale_set_id": scale_set.id, "cursor": done,
+                                 "pending_acks": [done]}))
+    client = make_client(fake, clock)
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state)).run(RecordingScaler(),
+                                                                                  until_idle=True)
+    queue = [r.operation for r in fake.requests() if r.operation in ("get_message", "delete_message")]
+    assert queue[:2] == ["delete_message", "get_message"]
+    client.close()
+
+
+def test_a_breaker_transition_is_in_the_state_file_before_the_next_poll(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    """A process killed during a break leaves the break for the next one to respect."""
+    state = tmp_path / "state.json"
+    fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
+    fake.push_message(scale_set.id, [job("JobStarted", 2)], statistics=stats(1))
+    client = make_client(fake, clock)
+    saved: list[list[str]] = []
+
+    def hook(_: RecordingScaler, kind: str, request_id: int) -> None:
+        if request_id == 1:
+            client.circuit_breakers.force_open(duration=10.0, operation_class="long_poll")
+        else:
+            breakers = json.loads(state.read_text())["resilience"]["breakers"]
+            saved.append([b["state"] for b in breakers if b["operation_class"] == "long_poll"])
+
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state)).run(RecordingScaler(hook),
+                                                                                  until_idle=True)
+    assert saved == [["forced_open"]]
+    client.close()

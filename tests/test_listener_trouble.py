@@ -191,6 +191,7 @@ def test_a_saved_session_id_of_the_wrong_type_is_never_deleted(
         with pytest.raises(sc.SessionConflictError):
             sc.Listener(client, config).run(RecordingScaler(), until_idle=True)
         assert fake.count("delete_session") == 0
+        assert json.loads(state.read_text())["session_id"] == ""  # no session was opened: none to name
     finally:
         held.close()
         client.close()
