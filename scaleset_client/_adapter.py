@@ -316,7 +316,8 @@ class ResilienceAdapter(HTTPAdapter):
         why = call.interrupted
         error: TransportError | None = None
         if why == "close" or (self._closing.is_set() and why != "deadline"):
-            error = CallCancelledError("the client was closed" + (" during the request" if in_flight else ""),
+            during = " during the request" if in_flight else ""
+            error = CallCancelledError(f"{method} {url}: the client was closed{during}{last}",
                                        method=method, url=url, delivered=delivered)
         elif why == "cancel" or (scope is not None and scope.cancelled):
             reason = scope.cancel_reason() if scope is not None else ""
@@ -356,9 +357,9 @@ class ResilienceAdapter(HTTPAdapter):
         except BaseException:
             response.close()
             raise
-        call.unbind()  # before the connection goes back to the pool: no later interrupt may cut it
+        # Read to its end, the connection is back in the pool: urllib3 returned it with the last
+        # byte, and the pool unbound it from this call first (TrackedPool._put_conn).
         _hand_over(response, b"".join(chunks))
-        response.raw.release_conn()
 
     @staticmethod
     def _oversized(policy: CallPolicy, limit: int, what: str, head: bytes) -> ResponseError:
@@ -409,7 +410,7 @@ class ResilienceAdapter(HTTPAdapter):
             assert isinstance(outcome, requests.Response)
             return self._recover(policy, state, call)
         if action is Action.THROTTLED:
-            self._throttled(decision, origin, state, call)  # the gate check at the top of the loop waits
+            self._throttled(decision, origin, state)  # the gate check at the top of the loop waits
             return None
         self._backoff_or_raise(request, policy, state, call, scope, hint=decision.hint, cost=decision.cost)
         return None
@@ -428,9 +429,10 @@ class ResilienceAdapter(HTTPAdapter):
         state.number -= 1  # the recovery's retry does not use up an attempt
         return renewed if isinstance(renewed, PolicyRequest) else with_policy(renewed, policy)
 
-    def _throttled(self, decision: Decision, origin: str, state: _Progress, call: Call) -> None:
+    def _throttled(self, decision: Decision, origin: str, state: _Progress) -> None:
         """Arm the origin's gate for the server's hint (or a backoff) plus up to 1 s, so a fleet does
-        not return on the same second; raise when that is longer than this call may wait."""
+        not return on the same second; raise when no attempt is left. The gate check at the top of
+        the loop waits the hold out, or raises this error when it is longer than the call may wait."""
         self.gate.strike(origin)
         hint = decision.hint
         if hint is None:
@@ -441,8 +443,7 @@ class ResilienceAdapter(HTTPAdapter):
         assert isinstance(error, RateLimitedError)
         now_wall = self._clock.wall()
         error.set_retry(retry_at=now_wall + wait, retry_after=wait, now=now_wall)
-        too_long = wait > self._config.retry.max_hint_wait or wait + MIN_ATTEMPT_TIME >= call.left()
-        if too_long or state.number >= self._config.retry.max_attempts:
+        if state.number >= self._config.retry.max_attempts:
             raise error
 
     def _wait_hint(self, wait: float, call: Call, scope: Deadline | None, origin: str,

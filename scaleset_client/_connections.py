@@ -55,11 +55,10 @@ class Call:
             if self.interrupted in TERMINAL or (why not in TERMINAL and self.interrupted):
                 return
             self.interrupted = why
-            conn = self._conn
+            if self._conn is not None:
+                shutdown(self._conn)  # under the lock: once unbind() returns, no interrupt reaches it
             event = self.event
         event.set()
-        if conn is not None:
-            shutdown(conn)
 
     def wake(self) -> None:
         """End a wait without aborting anything (the caller re-checks gate and breaker)."""
@@ -123,6 +122,15 @@ def tracked_pool(base: type[HTTPConnectionPool], conn_base: type[HTTPConnection]
 
     class TrackedPool(base):  # type: ignore[valid-type,misc]
         ConnectionCls = TrackedConnection
+
+        def _put_conn(self, conn: HTTPConnection | None) -> None:
+            # urllib3 hands a connection back by itself, inside the read of the body's last byte.
+            # The call lets go of it first: a later interrupt (the watchdog at the deadline) must
+            # not shut a connection that another call may already be using.
+            call = getattr(sending, "call", None)
+            if call is not None:
+                call.unbind()
+            super()._put_conn(conn)
 
     return TrackedPool
 

@@ -222,13 +222,14 @@ class APIError(ScalesetError):
         super().__init__(self._render())
 
     def _render(self) -> str:
+        # Status 0: no answer was read (a wait refused before sending), so no "failed(status=...)".
         status_line = f"{self.status} {self.reason}".strip()
-        parts = [f'status="{status_line}"']
+        parts = [f'status="{status_line}"'] if self.status else []
         if self.activity_id:
             parts.append(f'activity_id="{self.activity_id}"')
         if self.github_request_id:
             parts.append(f'github_request_id="{self.github_request_id}"')
-        head = f"request {self.method} {self.url} failed({', '.join(parts)})"
+        head = f"request {self.method} {self.url}" + (f" failed({', '.join(parts)})" if parts else "")
         detail = f"{self.type_name}: {self.message}" if self.type_name else self.message
         return f"{head}: {detail}"
 

@@ -308,7 +308,7 @@ def test_a_call_in_flight_when_the_client_closes_says_so(fake: FakeActionsServic
         fake.release_hangs()
         client.close()
     assert isinstance(outcome.error, sc.CallCancelledError), outcome.error
-    assert str(outcome.error) == "the client was closed during the request"
+    assert str(outcome.error) == f"GET {outcome.error.url}: the client was closed during the request"
     assert outcome.error.delivered is None  # it was on the wire: whether the service acted is unknown
     assert outcome.error.__cause__ is not None  # what the socket said when it was shut
 

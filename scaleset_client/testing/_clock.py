@@ -16,15 +16,20 @@ class FakeClock:
     ("backed off at least 60 s"), never a measured duration; ``total_slept`` sums all of them.
     ``random`` is seeded, so jitter is repeatable.
     ``auto_advance`` is how far time moves on every ``monotonic()`` read (default 0).
+    ``draw``, when given, is what every ``random()`` returns instead: 0.99 shows a jitter at its
+    widest, 0.0 at its narrowest, so a test can pin a spread without depending on the seed.
     """
 
     def __init__(self, start: float = 1_000.0, wall: float = 1_800_000_000.0, seed: int = 7,
-                 auto_advance: float = 0.0) -> None:
+                 auto_advance: float = 0.0, draw: float | None = None) -> None:
+        if draw is not None and not 0.0 <= draw < 1.0:
+            raise ValueError("draw must be in [0, 1), as random() is")
         self._lock = threading.Lock()
         self._mono = start
         self._wall_offset = wall - start
         self._rng = random.Random(seed)
         self._auto = auto_advance
+        self._draw = draw
         self.sleeps: deque[float] = deque(maxlen=10_000)
         self._slept = 0.0
 
@@ -59,6 +64,8 @@ class FakeClock:
         return False
 
     def random(self) -> float:
+        if self._draw is not None:
+            return self._draw
         with self._lock:
             return self._rng.random()
 

@@ -1,0 +1,121 @@
+"""Adapter promises the session-4 mutation run left unpinned, seen from outside: what a caller is
+raised (its class and words), and when requests reach the fake. ``FakeClock(draw=0.99)`` makes
+every jitter its widest, so a pause is known without depending on the seed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import pairwise
+
+import pytest
+
+import scaleset_client as sc
+from scaleset_client.testing import FakeActionsService, FakeClock, Fault
+
+from .conftest import make_client, wait_until
+from .test_deadlines import Outcome
+
+HOUR = 3600.0
+
+
+@pytest.fixture
+def wide() -> Iterator[tuple[FakeActionsService, FakeClock]]:
+    clock = FakeClock(draw=0.99)
+    with FakeActionsService(clock=clock, long_poll_hold=0.05, strict=True) as service:
+        yield service, clock
+
+
+@pytest.mark.timeout(30)
+def test_a_call_waiting_out_a_throttle_when_the_client_closes_names_itself_and_the_throttle(
+        fake: FakeActionsService) -> None:
+    """Not in flight (the 429 was read; the call waits out its hint): the error says which call
+    the close ended and what it was waiting for, and that nothing was sent since."""
+    client = sc.Client(fake.config_url, token=fake.token)
+    try:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.error(429, message="slow down", headers={"Retry-After": "30"}))
+        outcome = Outcome(lambda: client.get_runner_by_name("x"))
+        wait_until(lambda: bool(client.export_resilience_state()["gates"]))  # the hint is being waited out
+        client.close()
+        outcome.join(limit=10.0)
+    finally:
+        client.close()
+    error = outcome.error
+    assert isinstance(error, sc.CallCancelledError), error
+    assert isinstance(error.__cause__, sc.RateLimitedError)
+    assert str(error) == f"GET {error.url}: the client was closed; last error: {error.__cause__}"
+    assert "agentName=x" in error.url and error.delivered is False
+    assert fake.count("get_runner_by_name") == 2  # the warm-up and the 429: no retry after the close
+
+
+def test_retries_that_would_outlast_the_call_deadline_say_so(
+        wide: tuple[FakeActionsService, FakeClock]) -> None:
+    """Backoffs of 2.97 s, then 5.94 s, then 11.9 s against a 10 s deadline: the third would pass it."""
+    fake, clock = wide
+    config = sc.ResilienceConfig(retry=sc.RetryConfig(deadline=10.0, backoff_base=3.0, max_attempts=10))
+    with make_client(fake, clock, resilience=config) as client:
+        fake.inject_always("get_runner_by_name", Fault.error(503, message="busy"))
+        with pytest.raises(sc.RetryExhaustedError) as info:
+            client.get_runner_by_name("x")
+    assert fake.count("get_runner_by_name") == 3
+    assert str(info.value) == ("get_runner_by_name gave up after 3 attempts: the call's 10s deadline would pass; "
+                               f"last error: {info.value.last_error}")
+    times = [r.time for r in fake.requests("get_runner_by_name")]
+    assert [round(b - a, 2) for a, b in pairwise(times)] == [2.97, 5.94]
+
+
+@pytest.mark.timeout(30)
+def test_a_body_still_arriving_when_the_call_deadline_comes_is_a_deadline_not_a_slow_attempt(
+        fake: FakeActionsService) -> None:
+    """The call's 2 s run out before one attempt's connect + read timeouts (2 + 5 s) would: the
+    caller is told the deadline passed, and the traceback's cause is not a "slow attempt" (which
+    is what a body still arriving after the attempt's own 7 s would be, and would be retried)."""
+    client = sc.Client(fake.config_url, token=fake.token, timeout=(2.0, 5.0),
+                       resilience=sc.ResilienceConfig(retry=sc.RetryConfig(deadline=2.0)))
+    try:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.drip(0.2, size=1000))  # 200 s of body, a byte at a time
+        outcome = Outcome(lambda: client.get_runner_by_name("x")).join(limit=20.0)
+    finally:
+        client.close()
+    error = outcome.error
+    assert isinstance(error, sc.RetryExhaustedError), error
+    assert str(error) == "get_runner_by_name gave up after 1 attempts: the call's 2s deadline passed"
+    assert "still arriving" not in str(error.__cause__)  # the traceback shows what cut the body: the deadline
+    assert fake.count("get_runner_by_name") == 2  # no retry
+
+
+@pytest.mark.timeout(60)
+def test_a_slow_attempt_is_retried_after_a_backoff_not_at_once(
+        wide: tuple[FakeActionsService, FakeClock]) -> None:
+    """An attempt that outlives its connect + read timeouts (a dripped body) is retried like any
+    transient failure: after the backoff (fake time), on a fresh connection, and the retry's
+    answer is the call's."""
+    fake, clock = wide
+    config = sc.ResilienceConfig(retry=sc.RetryConfig(backoff_base=10.0))
+    client = make_client(fake, clock, timeout=(1.0, 1.0), resilience=config)
+    try:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.drip(0.2, size=1000))
+        assert client.get_runner_by_name("x") is None
+    finally:
+        client.close()
+    first, second = [r.time for r in fake.requests("get_runner_by_name")][1:]
+    assert second - first > 9.8  # the backoff of retry 1: 10 s x 0.99
+
+
+def test_a_call_refused_locally_by_a_long_throttle_says_it_was_not_sent(fake: FakeActionsService,
+                                                                       clock: FakeClock) -> None:
+    """The second call meets the gate the first call's 10-minute ``Retry-After`` armed: nothing is
+    sent, and the error does not read as a failed request (no status was ever received)."""
+    with make_client(fake, clock) as client:
+        fake.inject("get_runner_by_name", Fault.error(429, message="slow down", headers={"Retry-After": "600"}))
+        with pytest.raises(sc.RateLimitedError) as first:
+            client.get_runner_by_name("x")
+        with pytest.raises(sc.RateLimitedError) as second:
+            client.get_runner_by_name("y")
+    assert first.value.status == 429 and 'failed(status="429' in str(first.value)
+    error = second.value
+    assert error.status == 0 and fake.count("get_runner_by_name") == 1
+    assert str(error) == f"request GET {error.url}: {error.message}"
+    assert "asked us to wait" in error.message and error.retry_after is not None and error.retry_after > 590
