@@ -119,3 +119,14 @@ def test_a_call_refused_locally_by_a_long_throttle_says_it_was_not_sent(fake: Fa
     assert error.status == 0 and fake.count("get_runner_by_name") == 1
     assert str(error) == f"request GET {error.url}: {error.message}"
     assert "asked us to wait" in error.message and error.retry_after is not None and error.retry_after > 590
+
+
+def test_a_call_deadline_too_short_for_any_attempt_sends_nothing_and_says_so(fake: FakeActionsService,
+                                                                           clock: FakeClock) -> None:
+    config = sc.ResilienceConfig(retry=sc.RetryConfig(deadline=0.1))  # under the 0.25 s an attempt needs
+    with make_client(fake, clock, resilience=config) as client:
+        before = fake.count()
+        with pytest.raises(sc.DeadlineExceededError) as info:
+            client.get_runner_by_name("x")
+    assert str(info.value) == f"POST {info.value.url}: the call's deadline passed"  # the registration token
+    assert info.value.delivered is False and fake.count() == before
