@@ -553,11 +553,13 @@ def run_module(module: str, jobs: int, verbose: bool, only: set[str] | None,
     return mutants, baseline, generated
 
 
-def recheck(module: str, jobs: int, verbose: bool, equivalents: dict[tuple[str, str], str]) -> str:
+def recheck(module: str, jobs: int, verbose: bool, equivalents: dict[tuple[str, str], str],
+            run: bool = True) -> str:
     """Run again only the survivors MUTATION.md lists for ``module`` (after tests were added for
     them) and update its row and section: a survivor now killed moves to the killed count, one now
     listed as equivalent to the equivalents. The source must be unchanged since the full run (the
-    ids say so: a survivor no longer generated stops the recheck)."""
+    ids say so: a survivor no longer generated stops the recheck). With ``run=False``
+    (``--reclassify``) nothing is run: survivors listed as equivalent since move over, no others."""
     text = REPORT.read_text()
     start, end = f"<!-- module:{module} -->", f"<!-- /module:{module} -->"
     section = text[text.index(start):text.index(end)]
@@ -568,7 +570,12 @@ def recheck(module: str, jobs: int, verbose: bool, equivalents: dict[tuple[str, 
     killed, timeouts = (int(x) for x in re.findall(r"\d+", killed_cell)[:2])
     if surviving != len(survivors):
         raise SystemExit(f"{module}: the row says {surviving} survivors, the section lists {len(survivors)}")
-    mutants, _, _ = run_module(module, jobs, verbose, set(survivors))
+    if run:
+        mutants, _, _ = run_module(module, jobs, verbose, set(survivors))
+    else:
+        mutants = [m for m in _collect(module, ROOT / MODULES[module][0]) if m.ident in set(survivors)]
+        for mutant in mutants:
+            mutant.result = "survived"
     if {m.ident for m in mutants} != set(survivors):
         raise SystemExit(f"{module}: some listed survivors are no longer generated (the source changed): "
                          "run the module in full")
@@ -583,7 +590,9 @@ def recheck(module: str, jobs: int, verbose: bool, equivalents: dict[tuple[str, 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     produced = (f"{cells[7]}; its {len(survivors)} survivors rechecked (`python tools/mutate.py {module} --recheck`) "
-                f"at {commit}: {len(now_killed)} killed by tests added since, {len(now_equivalent)} found equivalent")
+                f"at {commit}: {len(now_killed)} killed by tests added since, {len(now_equivalent)} found equivalent"
+                if run else f"{cells[7]}; then {len(now_equivalent)} of its {len(survivors)} survivors listed as "
+                f"equivalent (`python tools/mutate.py {module} --reclassify`, nothing run)")
     new_row = (f"| {cells[1]} | {cells[2]} | {equivalent} | {killed} ({timeouts} by timeout) | {len(still)} "
                f"| {score:.1f}% | {produced} | <!-- row:{module} -->")
     known = _load_equivalents(KNOWN_SURVIVORS_FILE)
@@ -689,7 +698,9 @@ def _write_report(results: dict[str, tuple[list[Mutant], float, float, int]], eq
         "killed / (mutants - equivalent). Equivalent mutants are listed in `tools/mutants-equivalent.txt` with the",
         "reason no observer can tell them apart; targets: 95% for breaker and retry, 90% for the rest.",
         "",
-        "Regenerate a module's row and section: `.venv/bin/python tools/mutate.py <module>... --write`",
+        "Regenerate a module's row and section: `.venv/bin/python tools/mutate.py <module>... --write`. After",
+        "adding tests, `--recheck` runs only the listed survivors; after listing equivalents, `--reclassify`",
+        "moves them over without running anything. Both refuse when the module's source changed.",
         "",
         "| module | mutants | equivalent | killed | surviving | score | produced by |",
         "|---|---|---|---|---|---|---|",
@@ -713,6 +724,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="run a stable sample of N mutants per module (the smallest ids), for slow modules")
     parser.add_argument("--show", metavar="ID", help="print the mutant's source diff and exit")
     parser.add_argument("--verbose", action="store_true", help="show pytest output of each run")
+    parser.add_argument("--reclassify", action="store_true",
+                        help="move survivors MUTATION.md lists that are now in the equivalents file to the "
+                             "equivalents, without running anything")
     parser.add_argument("--recheck", action="store_true",
                         help="run again only the survivors MUTATION.md lists and update the module's row and section")
     parser.add_argument("--every-test", action="store_true",
@@ -738,9 +752,9 @@ def main(argv: list[str] | None = None) -> int:
             pass
     equivalents = _load_equivalents()
     known_survivors = _load_equivalents(KNOWN_SURVIVORS_FILE)
-    if args.recheck:
+    if args.recheck or args.reclassify:
         for module in modules:
-            print(recheck(module, max(1, args.jobs), args.verbose, equivalents), flush=True)
+            print(recheck(module, max(1, args.jobs), args.verbose, equivalents, run=args.recheck), flush=True)
         return 0
     results: dict[str, tuple[list[Mutant], float, float, int]] = {}
     failed = False
