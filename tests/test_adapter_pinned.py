@@ -130,3 +130,47 @@ def test_a_call_deadline_too_short_for_any_attempt_sends_nothing_and_says_so(fak
             client.get_runner_by_name("x")
     assert str(info.value) == f"POST {info.value.url}: the call's deadline passed"  # the registration token
     assert info.value.delivered is False and fake.count() == before
+
+
+def _fake_with(draw: float) -> tuple[FakeActionsService, FakeClock]:
+    clock = FakeClock(draw=draw)
+    return FakeActionsService(clock=clock, long_poll_hold=0.05, strict=True), clock
+
+
+def test_a_throttle_without_a_hint_backs_off_with_its_jitter_then_spreads_by_up_to_a_second() -> None:
+    """A 429 with no Retry-After: the gate holds for the retry backoff with a 0.5-1.0 jitter
+    (10 s x 0.995 at draw 0.99) plus a spread of up to 1 s (0.99): the retry comes 10.94 s later."""
+    fake, clock = _fake_with(0.99)
+    config = sc.ResilienceConfig(retry=sc.RetryConfig(backoff_base=10.0))
+    with fake, make_client(fake, clock, resilience=config) as client:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.error(429, message="slow down"))
+        assert client.get_runner_by_name("x") is None
+        first, second = [r.time for r in fake.requests("get_runner_by_name")][1:]
+    assert round(second - first, 3) == 10.94
+
+
+def test_a_backoff_that_leaves_exactly_the_minimum_attempt_time_is_not_taken() -> None:
+    """A 503, then a backoff of 2 s (4 s x 0.5) against a 2.25 s deadline: 2 s + the 0.25 s an
+    attempt needs reaches the deadline exactly, so the call gives up after the one attempt."""
+    fake, clock = _fake_with(0.5)
+    config = sc.ResilienceConfig(retry=sc.RetryConfig(backoff_base=4.0, deadline=2.25))
+    with fake, make_client(fake, clock, resilience=config) as client:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.error(503, message="busy"))
+        with pytest.raises(sc.ServerError):
+            client.get_runner_by_name("x")
+        assert fake.count("get_runner_by_name") == 2  # the warm-up and the one attempt
+
+
+def test_a_throttle_hold_that_leaves_exactly_the_minimum_attempt_time_is_refused() -> None:
+    """Retry-After: 2 plus a 0.5 s spread (draw 0.5) is a 2.5 s hold against a 2.75 s deadline:
+    the hold plus the 0.25 s an attempt needs reaches the deadline exactly: refused, not waited."""
+    fake, clock = _fake_with(0.5)
+    config = sc.ResilienceConfig(retry=sc.RetryConfig(deadline=2.75))
+    with fake, make_client(fake, clock, resilience=config) as client:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.error(429, message="slow down", headers={"Retry-After": "2"}))
+        with pytest.raises(sc.RateLimitedError) as info:
+            client.get_runner_by_name("x")
+        assert fake.count("get_runner_by_name") == 2 and info.value.status == 429
