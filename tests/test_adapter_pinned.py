@@ -174,3 +174,35 @@ def test_a_throttle_hold_that_leaves_exactly_the_minimum_attempt_time_is_refused
         with pytest.raises(sc.RateLimitedError) as info:
             client.get_runner_by_name("x")
         assert fake.count("get_runner_by_name") == 2 and info.value.status == 429
+
+
+def _breaker_client(fake: FakeActionsService, clock: FakeClock, deadline: float = 120.0) -> sc.Client:
+    """Two failures open the breaker for exactly 4 s; retries back off 0.25 s, then 0.5 s (draw 0.5)."""
+    config = sc.ResilienceConfig(
+        retry=sc.RetryConfig(backoff_base=0.5, deadline=deadline),
+        circuit_breaker=sc.CircuitBreakerConfig(failure_threshold=2, open_duration=4.0, jitter=0.0))
+    return make_client(fake, clock, resilience=config)
+
+
+def test_a_call_that_opened_the_breaker_waits_the_break_out_plus_a_spread_then_probes() -> None:
+    """Opened at the second 503; after the 0.5 s backoff 3.5 s of break are left: the call waits
+    them, plus 0.05 s, plus a spread of up to 0.5 s (0.25 at draw 0.5), and its probe succeeds."""
+    fake, clock = _fake_with(0.5)
+    with fake, _breaker_client(fake, clock) as client:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.error(503, message="busy"), Fault.error(503, message="busy"))
+        assert client.get_runner_by_name("x") is None
+        times = [r.time for r in fake.requests("get_runner_by_name")][1:]
+    assert [round(b - a, 3) for a, b in pairwise(times)] == [0.25, 4.3]
+
+
+def test_a_break_that_leaves_exactly_the_minimum_attempt_time_is_not_waited_for() -> None:
+    """As above with a 4.5 s deadline: when the call meets the break, 3.75 s are left, exactly the
+    3.5 s of break plus the 0.25 s an attempt needs: it gives up instead of waiting."""
+    fake, clock = _fake_with(0.5)
+    with fake, _breaker_client(fake, clock, deadline=4.5) as client:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.error(503, message="busy"), Fault.error(503, message="busy"))
+        with pytest.raises(sc.CircuitOpenError):
+            client.get_runner_by_name("x")
+        assert fake.count("get_runner_by_name") == 3  # the warm-up and the two 503s
