@@ -206,3 +206,50 @@ def test_a_break_that_leaves_exactly_the_minimum_attempt_time_is_not_waited_for(
         with pytest.raises(sc.CircuitOpenError):
             client.get_runner_by_name("x")
         assert fake.count("get_runner_by_name") == 3  # the warm-up and the two 503s
+
+
+def test_a_503_hint_of_exactly_max_hint_wait_is_waited_for() -> None:
+    fake, clock = _fake_with(0.5)
+    config = sc.ResilienceConfig(retry=sc.RetryConfig(backoff_base=0.5, max_hint_wait=3.0))
+    with fake, make_client(fake, clock, resilience=config) as client:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.error(503, message="busy", headers={"Retry-After": "3"}))
+        assert client.get_runner_by_name("x") is None
+        first, second = [r.time for r in fake.requests("get_runner_by_name")][1:]
+    assert round(second - first, 3) == 3.0
+
+
+def test_a_break_of_exactly_max_hint_wait_is_waited_out() -> None:
+    fake, clock = _fake_with(0.5)
+    config = sc.ResilienceConfig(
+        retry=sc.RetryConfig(backoff_base=0.5, max_hint_wait=3.5),
+        circuit_breaker=sc.CircuitBreakerConfig(failure_threshold=2, open_duration=4.0, jitter=0.0))
+    with fake, make_client(fake, clock, resilience=config) as client:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.error(503, message="busy"), Fault.error(503, message="busy"))
+        assert client.get_runner_by_name("x") is None  # the 3.5 s left of the break are waited out
+        assert fake.count("get_runner_by_name") == 4
+
+
+def test_a_caller_scope_ending_with_the_calls_own_deadline_is_the_calls_deadline() -> None:
+    """A ``client.deadline(2.25)`` scope that ends exactly when the call's own 2.25 s deadline
+    does: not the caller's limit, so the one failure is raised as it is (no retry fits)."""
+    fake, clock = _fake_with(0.5)
+    config = sc.ResilienceConfig(retry=sc.RetryConfig(backoff_base=4.0, deadline=2.25))
+    with fake, make_client(fake, clock, resilience=config) as client:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.error(503, message="busy"))
+        with client.deadline(2.25), pytest.raises(sc.ServerError):
+            client.get_runner_by_name("x")
+
+
+def test_a_caller_deadline_that_leaves_no_room_for_a_retry_names_the_failure_as_its_cause() -> None:
+    fake, clock = _fake_with(0.5)
+    config = sc.ResilienceConfig(retry=sc.RetryConfig(backoff_base=4.0))
+    with fake, make_client(fake, clock, resilience=config) as client:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.error(503, message="busy"))
+        with client.deadline(2.25), pytest.raises(sc.DeadlineExceededError) as info:
+            client.get_runner_by_name("x")
+    assert "the caller's deadline passed" in str(info.value)
+    assert isinstance(info.value.__cause__, sc.ServerError)
