@@ -4,6 +4,7 @@ every jitter its widest, so a pause is known without depending on the seed."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from itertools import pairwise
 
@@ -253,3 +254,33 @@ def test_a_caller_deadline_that_leaves_no_room_for_a_retry_names_the_failure_as_
             client.get_runner_by_name("x")
     assert "the caller's deadline passed" in str(info.value)
     assert isinstance(info.value.__cause__, sc.ServerError)
+
+
+class _RecoverDuringFirstBackoff(FakeClock):
+    """Calls ``client.recover()`` right after the first backoff sleep: a wake from outside."""
+
+    client: sc.Client | None = None
+    woke = False
+
+    def sleep(self, seconds: float, interrupt: threading.Event | None = None) -> bool:
+        woken = super().sleep(seconds, interrupt)
+        if self.client is not None and not self.woke and seconds > 0:
+            self.woke = True
+            self.client.recover()
+        return woken
+
+
+def test_after_a_wake_by_recover_the_next_backoff_is_still_waited() -> None:
+    """recover() wakes a call waiting between retries (it retries now); the wait after its next
+    failure is a full backoff again (0.5 s at draw 0.5), not cut short by the old wake."""
+    clock = _RecoverDuringFirstBackoff(draw=0.5)
+    config = sc.ResilienceConfig(retry=sc.RetryConfig(backoff_base=0.5))
+    with FakeActionsService(clock=clock, long_poll_hold=0.05, strict=True) as fake, \
+            make_client(fake, clock, resilience=config) as client:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.error(503, message="busy"), Fault.error(503, message="busy"))
+        clock.client = client
+        assert client.get_runner_by_name("x") is None
+        times = [r.time for r in fake.requests("get_runner_by_name")][1:]
+    assert clock.woke and len(times) == 3
+    assert round(times[2] - times[1], 3) == 0.5
