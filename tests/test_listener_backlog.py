@@ -26,9 +26,12 @@ def test_a_drained_backlog_after_an_acquisition_hands_on_its_last_statistics(
     fake.queue_job(scale_set.id)  # queued before the session: the backlog
     client = make_client(fake, clock)
     recorder = Recorder()
-    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3), metrics=recorder).run(RecordingScaler(),
-                                                                                  until_idle=True)
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3), metrics=recorder)
+    listener.run(RecordingScaler(), until_idle=True)
     assert recorder.assigned == [0, 1]  # the session's, then the acquisition's answer once drained
+    fake.push_message(scale_set.id, [], statistics=stats(6))  # a later run compares against it
+    listener.run(RecordingScaler(), until_idle=True)
+    assert recorder.assigned == [0, 1, 1]  # that run's session (the job is acquired); not the backlog's 6
     client.close()
 
 

@@ -152,8 +152,9 @@ def test_max_runners_is_checked_and_sent_on_the_next_poll(fake: FakeActionsServi
     client = make_client(fake, clock)
     listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
     for bad in (-1, 1.5, True):
-        with pytest.raises(sc.ConfigError, match="max_runners"):
+        with pytest.raises(sc.ConfigError) as info:
             listener.set_max_runners(bad)  # type: ignore[arg-type]
+        assert str(info.value) == f"max_runners must be an integer of at least 0 and at most 2147483647, got {bad}"
     listener.set_max_runners(0)  # none for now is a capacity too
     assert listener.max_runners == 0
     listener.run(RecordingScaler(), until_idle=True)

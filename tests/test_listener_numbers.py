@@ -198,3 +198,16 @@ def test_a_count_applied_with_a_message_is_not_applied_again_before_thirty_secon
     sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(scaler, duration=20.0)
     assert scaler.desired == [0, 3]  # the session's, the message's; 20 s of empty polls after that
     client.close()
+
+
+def test_a_failed_poll_waits_its_backoff_with_the_widest_jitter() -> None:
+    """error_backoff x (0.5 + 0.5 x draw): 99.5 s at draw 0.99 for a 100 s error_backoff."""
+    clock = FakeClock(draw=0.99)
+    with FakeActionsService(clock=clock, long_poll_hold=0.01, strict=True) as fake, \
+            make_client(fake, clock) as client:
+        scale_set = _scale_set(client)
+        fake.inject("get_message", Fault.error(400, message="bad poll"))
+        config = sc.ListenerConfig(scale_set.id, 3, error_backoff=100.0, error_backoff_max=1000.0)
+        sc.Listener(client, config).run(RecordingScaler(), until_idle=True)
+        times = [r.time for r in fake.requests("get_message")]
+    assert [round(b - a, 3) for a, b in pairwise(times)] == [99.5]

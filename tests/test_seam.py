@@ -119,8 +119,9 @@ def test_a_session_opened_without_a_client_is_refused_by_the_listener(client: sc
 
     with MessageSession(Owner(), scale_set.id, calls=client._service) as session:
         assert session.active
-        with pytest.raises(sc.ConfigError, match="opened by a Client"):
+        with pytest.raises(sc.ConfigError) as info:
             sc.Listener(session, sc.ListenerConfig(scale_set_id=scale_set.id, max_runners=2))
+        assert str(info.value) == "Listener takes a MessageSession opened by a Client (client.message_session)"
 
 
 def test_closing_a_session_takes_it_off_the_clients_books(client: sc.Client, scale_set: sc.RunnerScaleSet,
