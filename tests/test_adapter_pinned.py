@@ -284,3 +284,17 @@ def test_after_a_wake_by_recover_the_next_backoff_is_still_waited() -> None:
         times = [r.time for r in fake.requests("get_runner_by_name")][1:]
     assert clock.woke and len(times) == 3
     assert round(times[2] - times[1], 3) == 0.5
+
+
+def test_a_call_out_of_time_while_waiting_out_a_break_names_the_last_failure_as_the_cause() -> None:
+    """Two 503s open the breaker for 4 s; the call waits the break out but its own 4.885 s end
+    first: it gives up with the last 503 as the cause (what a traceback shows)."""
+    fake, clock = _fake_with(0.99)
+    with fake, _breaker_client(fake, clock, deadline=4.885) as client:
+        client.get_runner_by_name("warm")
+        fake.inject("get_runner_by_name", Fault.error(503, message="busy"), Fault.error(503, message="busy"))
+        with pytest.raises(sc.RetryExhaustedError) as info:
+            client.get_runner_by_name("x")
+        assert fake.count("get_runner_by_name") == 3  # the warm-up and the two 503s
+    assert "gave up after 2 attempts: the call's 5s deadline passed" in str(info.value)
+    assert isinstance(info.value.__cause__, sc.ServerError) and info.value.__cause__ is info.value.last_error
