@@ -114,6 +114,7 @@ class Listener:
         self._dirty = False
         self._state: StateFile | None = None
         self._saved_pending: frozenset[int] = frozenset()
+        self._saved_session = ""  # the session id the state file names
         self._binding_digest = binding_key(self._client.config.config_url, config.scale_set_id)
         self._stats_mid = 0  # the message whose statistics were last applied (0: the session's)
         self._backlog_until: float | None = None  # the backlog window after a session opens
@@ -309,8 +310,10 @@ class Listener:
 
     def _poll_once(self, session: MessageSession, scaler: Scaler, end: float | None) -> bool:
         """One poll and the message it brings; True when the queue came back empty. Every wait
-        here that ends early leaves ``_ending`` true, which the caller checks before the next poll."""
-        if self._dirty:
+        here that ends early leaves ``_ending`` true, which the caller checks before the next poll.
+        The state file is brought up to date first, including a session the client renewed by
+        itself (a 401 or 404 on an ack or a poll, answered by the session's own recovery)."""
+        if self._dirty or session.session.session_id != self._saved_session:
             self._save()
         # However fast the service answers empty or fails, about one poll a second.
         if self._wait(self._next_poll - self._clock.monotonic(), end):
@@ -783,9 +786,9 @@ class Listener:
         if self._state is None:
             return
         session = self._session
+        session_id = session.session.session_id if session is not None and not session.closed else ""
         self._state.save(document(
-            self._binding(), cursor=self._cursor, pending_acks=self._pending_acks,
-            session_id=session.session.session_id if session is not None and not session.closed else "",
+            self._binding(), cursor=self._cursor, pending_acks=self._pending_acks, session_id=session_id,
             resilience=self._client.resilience_store.section()))
-        self._saved_pending = frozenset(self._pending_acks)
+        self._saved_pending, self._saved_session = frozenset(self._pending_acks), session_id
 

@@ -125,4 +125,24 @@ def test_a_bounded_run_that_outlasts_the_break_goes_ahead(
     client.circuit_breakers.force_open(duration=59.0, operation_class="long_poll")
     sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(RecordingScaler(), duration=60.0)
     assert fake.count("create_session") == 2  # the warm-up's and the run's
+
+
+def test_a_renewed_session_is_in_the_state_file_before_the_next_message_is_handled(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
+    fake.push_message(scale_set.id, [job("JobStarted", 6)], statistics=stats(1))
+    client = make_client(fake, clock)
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state))
+    seen: list[tuple[str, str]] = []
+
+    def hook(_: RecordingScaler, kind: str, request_id: int) -> None:
+        seen.append((json.loads(state.read_text())["session_id"], listener.health().session_id))
+        if request_id == 5:
+            fake.evict_session(scale_set.id)  # the next poll is turned away; the listener renews
+
+    listener.run(RecordingScaler(hook), until_idle=True)
+    (first_file, first_open), (second_file, second_open) = seen
+    assert first_file == first_open and second_open != first_open
+    assert second_file == second_open  # saved before the poll that brought message 6
     client.close()
