@@ -191,7 +191,8 @@ class Listener:
                 if b.origin == origin and b.operation_class == "long_poll" and b.state in (
                         State.OPEN, State.FORCED_OPEN):
                     ready = False
-                    reasons.append(f"broker circuit {b.state.value}: {b.last_failure_reason}")
+                    cause = f": {b.last_failure_reason}" if b.last_failure_reason else ""  # none if forced
+                    reasons.append(f"broker circuit {b.state.value}{cause}")
         if self._scaler_failures >= self.config.poison_after:
             ready = False
             reasons.append(f"scaler failing: {self._scaler_failures} errors in a row, messages are being set aside")

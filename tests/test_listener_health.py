@@ -85,8 +85,8 @@ def test_an_open_broker_circuit_and_a_failing_scaler_are_both_reasons_not_to_be_
     listener.run(RecordingScaler(hook), until_idle=True)
     (health,) = seen
     assert health.ready is False and health.live is True and health.scaler_failures == 1
-    # An operator's force_open records no failure, hence the empty cause after "forced_open:".
-    assert health.reason == ("broker circuit forced_open: ; "
+    # An operator's force_open records no failure: the state alone is the reason.
+    assert health.reason == ("broker circuit forced_open; "
                              "scaler failing: 1 errors in a row, messages are being set aside")
     client.close()
 
