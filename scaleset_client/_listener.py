@@ -297,7 +297,7 @@ class Listener(SessionAndWaits):
         here that ends early leaves ``_ending`` true, which the caller checks before the next poll.
         The state file is brought up to date first, including a session the client renewed by
         itself (a 401 or 404 on an ack or a poll, answered by the session's own recovery)."""
-        if self._dirty or session.session.session_id != self._saved_session:
+        if self._dirty or (self._state is not None and session.session.session_id != self._saved_session):
             self._save()
         # However fast the service answers empty or fails, about one poll a second.
         if self._wait(self._next_poll - self._clock.monotonic(), end):

@@ -9,10 +9,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 import scaleset_client as sc
+from scaleset_client._state import SLOT, CursorRecord
 from scaleset_client.testing import FakeActionsService, FakeClock
 
 
@@ -25,6 +28,43 @@ def clock() -> FakeClock:
 def fake(clock: FakeClock) -> Iterator[FakeActionsService]:
     with FakeActionsService(clock=clock, long_poll_hold=0.05, strict=True) as service:
         yield service
+
+
+def fake_with_draw(draw: float) -> tuple[FakeActionsService, FakeClock]:
+    """A fake (not started: use it in ``with``) sharing a FakeClock whose every jitter draw is
+    ``draw``, so a pause is exact: 0.0 shows each spread at its narrowest, 0.99 at its widest."""
+    clock = FakeClock(draw=draw)
+    return FakeActionsService(clock=clock, long_poll_hold=0.01, strict=True), clock
+
+
+@pytest.fixture
+def low() -> Iterator[tuple[FakeActionsService, FakeClock]]:
+    """A started fake whose clock draws 0.0: a backoff is exactly half its step."""
+    fake, clock = fake_with_draw(0.0)
+    with fake:
+        yield fake, clock
+
+
+class WatchedClock(FakeClock):
+    """A FakeClock that calls ``watch(seconds)`` after every sleep: a test's eyes (and hands)
+    inside a wait that would otherwise pass in one step."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.watch: Callable[[float], object] | None = None
+
+    def sleep(self, seconds: float, interrupt: threading.Event | None = None) -> bool:
+        woken = super().sleep(seconds, interrupt)
+        if self.watch is not None:
+            self.watch(seconds)
+        return woken
+
+
+def newest_cursor_record(state: Path) -> CursorRecord:
+    """The delivery record a restarted process would load from ``state``'s ``.cursor`` file."""
+    raw = state.with_name(state.name + ".cursor").read_bytes()
+    slots = [CursorRecord.decode(raw[i * SLOT:(i + 1) * SLOT]) for i in range(len(raw) // SLOT)]
+    return max((s for s in slots if s is not None), key=lambda s: s[0])[1]
 
 
 def make_client(fake: FakeActionsService, clock: object = None, **kwargs: object) -> sc.Client:

@@ -4,7 +4,6 @@ every jitter its widest, so a pause is known without depending on the seed."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from itertools import pairwise
 
@@ -13,7 +12,7 @@ import pytest
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
-from .conftest import make_client, wait_until
+from .conftest import WatchedClock, fake_with_draw, make_client, wait_until
 from .test_deadlines import Outcome
 
 HOUR = 3600.0
@@ -21,9 +20,9 @@ HOUR = 3600.0
 
 @pytest.fixture
 def wide() -> Iterator[tuple[FakeActionsService, FakeClock]]:
-    clock = FakeClock(draw=0.99)
-    with FakeActionsService(clock=clock, long_poll_hold=0.05, strict=True) as service:
-        yield service, clock
+    fake, clock = fake_with_draw(0.99)
+    with fake:
+        yield fake, clock
 
 
 @pytest.mark.timeout(30)
@@ -133,15 +132,10 @@ def test_a_call_deadline_too_short_for_any_attempt_sends_nothing_and_says_so(fak
     assert info.value.delivered is False and fake.count() == before
 
 
-def _fake_with(draw: float) -> tuple[FakeActionsService, FakeClock]:
-    clock = FakeClock(draw=draw)
-    return FakeActionsService(clock=clock, long_poll_hold=0.05, strict=True), clock
-
-
 def test_a_throttle_without_a_hint_backs_off_with_its_jitter_then_spreads_by_up_to_a_second() -> None:
     """A 429 with no Retry-After: the gate holds for the retry backoff with a 0.5-1.0 jitter
     (10 s x 0.995 at draw 0.99) plus a spread of up to 1 s (0.99): the retry comes 10.94 s later."""
-    fake, clock = _fake_with(0.99)
+    fake, clock = fake_with_draw(0.99)
     config = sc.ResilienceConfig(retry=sc.RetryConfig(backoff_base=10.0))
     with fake, make_client(fake, clock, resilience=config) as client:
         client.get_runner_by_name("warm")
@@ -154,7 +148,7 @@ def test_a_throttle_without_a_hint_backs_off_with_its_jitter_then_spreads_by_up_
 def test_a_backoff_that_leaves_exactly_the_minimum_attempt_time_is_not_taken() -> None:
     """A 503, then a backoff of 2 s (4 s x 0.5) against a 2.25 s deadline: 2 s + the 0.25 s an
     attempt needs reaches the deadline exactly, so the call gives up after the one attempt."""
-    fake, clock = _fake_with(0.5)
+    fake, clock = fake_with_draw(0.5)
     config = sc.ResilienceConfig(retry=sc.RetryConfig(backoff_base=4.0, deadline=2.25))
     with fake, make_client(fake, clock, resilience=config) as client:
         client.get_runner_by_name("warm")
@@ -167,7 +161,7 @@ def test_a_backoff_that_leaves_exactly_the_minimum_attempt_time_is_not_taken() -
 def test_a_throttle_hold_that_leaves_exactly_the_minimum_attempt_time_is_refused() -> None:
     """Retry-After: 2 plus a 0.5 s spread (draw 0.5) is a 2.5 s hold against a 2.75 s deadline:
     the hold plus the 0.25 s an attempt needs reaches the deadline exactly: refused, not waited."""
-    fake, clock = _fake_with(0.5)
+    fake, clock = fake_with_draw(0.5)
     config = sc.ResilienceConfig(retry=sc.RetryConfig(deadline=2.75))
     with fake, make_client(fake, clock, resilience=config) as client:
         client.get_runner_by_name("warm")
@@ -188,7 +182,7 @@ def _breaker_client(fake: FakeActionsService, clock: FakeClock, deadline: float 
 def test_a_call_that_opened_the_breaker_waits_the_break_out_plus_a_spread_then_probes() -> None:
     """Opened at the second 503; after the 0.5 s backoff 3.5 s of break are left: the call waits
     them, plus 0.05 s, plus a spread of up to 0.5 s (0.25 at draw 0.5), and its probe succeeds."""
-    fake, clock = _fake_with(0.5)
+    fake, clock = fake_with_draw(0.5)
     with fake, _breaker_client(fake, clock) as client:
         client.get_runner_by_name("warm")
         fake.inject("get_runner_by_name", Fault.error(503, message="busy"), Fault.error(503, message="busy"))
@@ -200,7 +194,7 @@ def test_a_call_that_opened_the_breaker_waits_the_break_out_plus_a_spread_then_p
 def test_a_break_that_leaves_exactly_the_minimum_attempt_time_is_not_waited_for() -> None:
     """As above with a 4.5 s deadline: when the call meets the break, 3.75 s are left, exactly the
     3.5 s of break plus the 0.25 s an attempt needs: it gives up instead of waiting."""
-    fake, clock = _fake_with(0.5)
+    fake, clock = fake_with_draw(0.5)
     with fake, _breaker_client(fake, clock, deadline=4.5) as client:
         client.get_runner_by_name("warm")
         fake.inject("get_runner_by_name", Fault.error(503, message="busy"), Fault.error(503, message="busy"))
@@ -210,7 +204,7 @@ def test_a_break_that_leaves_exactly_the_minimum_attempt_time_is_not_waited_for(
 
 
 def test_a_503_hint_of_exactly_max_hint_wait_is_waited_for() -> None:
-    fake, clock = _fake_with(0.5)
+    fake, clock = fake_with_draw(0.5)
     config = sc.ResilienceConfig(retry=sc.RetryConfig(backoff_base=0.5, max_hint_wait=3.0))
     with fake, make_client(fake, clock, resilience=config) as client:
         client.get_runner_by_name("warm")
@@ -221,7 +215,7 @@ def test_a_503_hint_of_exactly_max_hint_wait_is_waited_for() -> None:
 
 
 def test_a_break_of_exactly_max_hint_wait_is_waited_out() -> None:
-    fake, clock = _fake_with(0.5)
+    fake, clock = fake_with_draw(0.5)
     config = sc.ResilienceConfig(
         retry=sc.RetryConfig(backoff_base=0.5, max_hint_wait=3.5),
         circuit_breaker=sc.CircuitBreakerConfig(failure_threshold=2, open_duration=4.0, jitter=0.0))
@@ -235,7 +229,7 @@ def test_a_break_of_exactly_max_hint_wait_is_waited_out() -> None:
 def test_a_caller_scope_ending_with_the_calls_own_deadline_is_the_calls_deadline() -> None:
     """A ``client.deadline(2.25)`` scope that ends exactly when the call's own 2.25 s deadline
     does: not the caller's limit, so the one failure is raised as it is (no retry fits)."""
-    fake, clock = _fake_with(0.5)
+    fake, clock = fake_with_draw(0.5)
     config = sc.ResilienceConfig(retry=sc.RetryConfig(backoff_base=4.0, deadline=2.25))
     with fake, make_client(fake, clock, resilience=config) as client:
         client.get_runner_by_name("warm")
@@ -245,7 +239,7 @@ def test_a_caller_scope_ending_with_the_calls_own_deadline_is_the_calls_deadline
 
 
 def test_a_caller_deadline_that_leaves_no_room_for_a_retry_names_the_failure_as_its_cause() -> None:
-    fake, clock = _fake_with(0.5)
+    fake, clock = fake_with_draw(0.5)
     config = sc.ResilienceConfig(retry=sc.RetryConfig(backoff_base=4.0))
     with fake, make_client(fake, clock, resilience=config) as client:
         client.get_runner_by_name("warm")
@@ -256,40 +250,33 @@ def test_a_caller_deadline_that_leaves_no_room_for_a_retry_names_the_failure_as_
     assert isinstance(info.value.__cause__, sc.ServerError)
 
 
-class _RecoverDuringFirstBackoff(FakeClock):
-    """Calls ``client.recover()`` right after the first backoff sleep: a wake from outside."""
-
-    client: sc.Client | None = None
-    woke = False
-
-    def sleep(self, seconds: float, interrupt: threading.Event | None = None) -> bool:
-        woken = super().sleep(seconds, interrupt)
-        if self.client is not None and not self.woke and seconds > 0:
-            self.woke = True
-            self.client.recover()
-        return woken
-
-
 def test_after_a_wake_by_recover_the_next_backoff_is_still_waited() -> None:
     """recover() wakes a call waiting between retries (it retries now); the wait after its next
     failure is a full backoff again (0.5 s at draw 0.5), not cut short by the old wake."""
-    clock = _RecoverDuringFirstBackoff(draw=0.5)
+    clock = WatchedClock(draw=0.5)
+    woke: list[float] = []
     config = sc.ResilienceConfig(retry=sc.RetryConfig(backoff_base=0.5))
     with FakeActionsService(clock=clock, long_poll_hold=0.05, strict=True) as fake, \
             make_client(fake, clock, resilience=config) as client:
         client.get_runner_by_name("warm")
         fake.inject("get_runner_by_name", Fault.error(503, message="busy"), Fault.error(503, message="busy"))
-        clock.client = client
+
+        def recover_once(seconds: float) -> None:  # right after the first backoff sleep
+            if seconds > 0 and not woke:
+                woke.append(seconds)
+                client.recover()
+
+        clock.watch = recover_once
         assert client.get_runner_by_name("x") is None
         times = [r.time for r in fake.requests("get_runner_by_name")][1:]
-    assert clock.woke and len(times) == 3
+    assert woke and len(times) == 3
     assert round(times[2] - times[1], 3) == 0.5
 
 
 def test_a_call_out_of_time_while_waiting_out_a_break_names_the_last_failure_as_the_cause() -> None:
     """Two 503s open the breaker for 4 s; the call waits the break out but its own 4.885 s end
     first: it gives up with the last 503 as the cause (what a traceback shows)."""
-    fake, clock = _fake_with(0.99)
+    fake, clock = fake_with_draw(0.99)
     with fake, _breaker_client(fake, clock, deadline=4.885) as client:
         client.get_runner_by_name("warm")
         fake.inject("get_runner_by_name", Fault.error(503, message="busy"), Fault.error(503, message="busy"))

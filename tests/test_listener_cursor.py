@@ -10,17 +10,11 @@ from pathlib import Path
 
 import scaleset_client as sc
 from scaleset_client._listener_state import binding_key
-from scaleset_client._state import SLOT, CursorRecord, StateFile
+from scaleset_client._state import CursorRecord, StateFile
 from scaleset_client.testing import FakeActionsService, FakeClock
 
-from .conftest import make_client
+from .conftest import make_client, newest_cursor_record
 from .test_listener import RecordingScaler, job, stats
-
-
-def _newest_record(path: Path) -> CursorRecord:
-    raw = path.read_bytes()
-    slots = [CursorRecord.decode(raw[i * SLOT:(i + 1) * SLOT]) for i in range(len(raw) // SLOT)]
-    return max((s for s in slots if s is not None), key=lambda s: s[0])[1]
 
 
 def test_a_cursor_from_another_service_starts_afresh_from_the_message_it_meets(
@@ -74,7 +68,7 @@ def test_progress_within_a_message_is_recorded_after_each_event(
 
     def hook(_: RecordingScaler, kind: str, request_id: int) -> None:
         if request_id > 1:
-            r = _newest_record(state.with_name(state.name + ".cursor"))
+            r = newest_cursor_record(state)
             seen.append((r.cursor, r.message_id, r.started, r.completed))
 
     sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state)).run(RecordingScaler(hook),

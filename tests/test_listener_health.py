@@ -7,15 +7,14 @@ shared with the fake; the health window is 5 s long poll + 120 s retry deadline 
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import pytest
 
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
-from .conftest import make_client
-from .test_listener import RecordingScaler, job, stats
+from .conftest import WatchedClock, make_client
+from .test_listener import RecordingScaler, Running, job, stats
 
 WINDOW = 155.0
 
@@ -91,12 +90,6 @@ def test_an_open_broker_circuit_and_a_failing_scaler_are_both_reasons_not_to_be_
     client.close()
 
 
-def _run_in_thread(listener: sc.Listener, scaler: RecordingScaler, **kwargs: Any) -> threading.Thread:
-    thread = threading.Thread(target=lambda: listener.run(scaler, **kwargs), daemon=True)
-    thread.start()
-    return thread
-
-
 def test_stop_from_inside_the_scaler_ends_the_run(fake: FakeActionsService, clock: FakeClock,
                                                   scale_set: sc.RunnerScaleSet) -> None:
     """run()'s own thread (a scaler, or a signal handler) may call stop(): the run ends, and the
@@ -104,10 +97,10 @@ def test_stop_from_inside_the_scaler_ends_the_run(fake: FakeActionsService, cloc
     fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
     client = make_client(fake, clock)
     listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
-    thread = _run_in_thread(listener, RecordingScaler(lambda _s, _k, _r: listener.stop()))
-    thread.join(timeout=15)
-    assert not thread.is_alive(), "stop() from the run's own thread did not end the run"
-    assert fake.unacked(scale_set.id) == []
+    running = Running(listener, RecordingScaler(lambda _s, _k, _r: listener.stop()))
+    running.thread.join(timeout=15)
+    assert not running.thread.is_alive(), "stop() from the run's own thread did not end the run"
+    assert running.error is None and fake.unacked(scale_set.id) == []
     client.close()
 
 
@@ -117,18 +110,18 @@ def test_stop_from_another_thread_sets_the_stop_event_the_run_was_given(
     fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
     client = make_client(fake, clock)
     listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
-    stop = threading.Event()
+    runs: list[Running] = []
     set_when_stop_returned: list[bool] = []
 
     def from_elsewhere(_s: RecordingScaler, _k: str, _r: int) -> None:
         other = threading.Thread(target=listener.stop)
         other.start()
         other.join()
-        set_when_stop_returned.append(stop.is_set())  # done by the time stop() returns, not later
+        set_when_stop_returned.append(runs[0].stop.is_set())  # done by the time stop() returns
 
-    thread = _run_in_thread(listener, RecordingScaler(from_elsewhere), stop=stop)
-    thread.join(timeout=15)
-    assert not thread.is_alive() and set_when_stop_returned == [True]
+    runs.append(Running(listener, RecordingScaler(from_elsewhere)))  # run(scaler, its own stop event)
+    runs[0].thread.join(timeout=15)
+    assert not runs[0].thread.is_alive() and set_when_stop_returned == [True]
     client.close()
 
 
@@ -238,20 +231,6 @@ def test_a_stop_before_a_run_given_its_own_event_sets_that_event(
     client.close()
 
 
-class WatchedClock(FakeClock):
-    """A FakeClock that calls ``watch`` after every sleep: a test's eyes inside a long wait."""
-
-    def __init__(self, watch: Any = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.watch = watch
-
-    def sleep(self, seconds: float, interrupt: threading.Event | None = None) -> bool:
-        woken = super().sleep(seconds, interrupt)
-        if self.watch is not None:
-            self.watch()
-        return woken
-
-
 def test_a_listener_backing_off_longer_than_the_health_window_stays_live() -> None:
     """A 250 s backoff (error_backoff 500 s at the narrowest draw) is longer than the 155 s window:
     the wait beats as it goes, so a supervisor never sees a waiting listener as hung."""
@@ -263,6 +242,6 @@ def test_a_listener_backing_off_longer_than_the_health_window_stays_live() -> No
         listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, error_backoff=500.0,
                                                          error_backoff_max=1000.0))
         seen: list[bool] = []
-        clock.watch = lambda: seen.append(listener.health().live)
+        clock.watch = lambda seconds: seen.append(listener.health().live)
         listener.run(RecordingScaler(), until_idle=True)
     assert clock.total_slept >= 250.0 and seen and all(seen)

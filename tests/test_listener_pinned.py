@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 import scaleset_client as sc
-from scaleset_client._state import SLOT, CursorRecord
+from scaleset_client._state import CursorRecord
 from scaleset_client.testing import FakeActionsService, FakeClock
 
-from .conftest import make_client
+from .conftest import fake_with_draw, make_client, newest_cursor_record
 from .test_listener import RecordingScaler, job, stats
 
 
@@ -83,12 +83,6 @@ def test_health_says_the_scaler_is_failing_after_poison_after_failures_in_a_row_
     client.close()
 
 
-def _newest_record(path: Path) -> CursorRecord:
-    raw = path.read_bytes()
-    slots = [CursorRecord.decode(raw[i * SLOT:(i + 1) * SLOT]) for i in range(len(raw) // SLOT)]
-    return max((s for s in slots if s is not None), key=lambda s: s[0])[1]
-
-
 def test_the_delivery_record_names_no_message_in_flight_once_a_message_is_handled(
         fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
     first = fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
@@ -99,7 +93,7 @@ def test_the_delivery_record_names_no_message_in_flight_once_a_message_is_handle
 
     def hook(_: RecordingScaler, kind: str, request_id: int) -> None:
         if request_id == 2:  # message 1 is handled and acknowledged; nothing of message 2 yet
-            records.append(_newest_record(state.with_name(state.name + ".cursor")))
+            records.append(newest_cursor_record(state))
 
     sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state)).run(RecordingScaler(hook),
                                                                                   until_idle=True)
@@ -108,22 +102,15 @@ def test_the_delivery_record_names_no_message_in_flight_once_a_message_is_handle
     client.close()
 
 
-class HighDrawClock(FakeClock):
-    """Every jitter draw is 0.99: a spread of ``x * random()`` shows its full width."""
-
-    def random(self) -> float:
-        return 0.99
-
-
 @pytest.fixture
-def high_draw() -> Iterator[tuple[FakeActionsService, HighDrawClock]]:
-    clock = HighDrawClock()
-    with FakeActionsService(clock=clock, long_poll_hold=0.05, strict=True) as service:
-        yield service, clock
+def high_draw() -> Iterator[tuple[FakeActionsService, FakeClock]]:
+    fake, clock = fake_with_draw(0.99)
+    with fake:
+        yield fake, clock
 
 
 def test_after_a_break_with_a_known_end_the_next_poll_comes_within_half_a_second_of_it(
-        high_draw: tuple[FakeActionsService, HighDrawClock]) -> None:
+        high_draw: tuple[FakeActionsService, FakeClock]) -> None:
     """A fleet refused by the same break spreads its return over 0.5 s, no more."""
     fake, clock = high_draw
     client = make_client(fake, clock)

@@ -6,7 +6,6 @@ and with ``draw=0.99`` a throttle's spread is its widest; every pause is exact, 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 
@@ -15,20 +14,13 @@ import pytest
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
-from .conftest import make_client
+from .conftest import fake_with_draw, make_client
 from .test_listener import RecordingScaler, job, stats
 
 _T = "GitHub.Actions.Runtime.WebApi.{}, GitHub.Actions.Runtime.WebApi"
 SCALE_SET_GONE = _T.format("RunnerScaleSetNotFoundException")
 SESSION_EXPIRED = _T.format("RunnerScaleSetSessionExpiredException")
 SESSION_GONE = _T.format("RunnerAdminException")
-
-
-@pytest.fixture
-def low() -> Iterator[tuple[FakeActionsService, FakeClock]]:
-    clock = FakeClock(draw=0.0)
-    with FakeActionsService(clock=clock, long_poll_hold=0.01, strict=True) as service:
-        yield service, clock
 
 
 def _gaps(fake: FakeActionsService) -> list[float]:
@@ -89,9 +81,8 @@ def test_a_throttle_longer_than_a_call_may_wait_is_waited_out_to_the_second() ->
     """Retry-After: 300 (over max_hint_wait): the call gives up at once; the listener waits until
     its retry_at (the hint plus the gate's spread, 0.99 s at the widest draw) and polls then, not
     earlier and not a poll interval later."""
-    clock = FakeClock(draw=0.99)
-    with FakeActionsService(clock=clock, long_poll_hold=0.01, strict=True) as fake, \
-            make_client(fake, clock) as client:
+    fake, clock = fake_with_draw(0.99)
+    with fake, make_client(fake, clock) as client:
         scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="linux-x64", runner_group_id=1))
         fake.inject("get_message", Fault.error(429, message="slow down", headers={"Retry-After": "300"}))
         sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(RecordingScaler(), until_idle=True)
@@ -145,9 +136,8 @@ def test_standing_by_ends_when_standby_timeout_is_reached_not_a_try_later(draw: 
     """Tries standby_interval x (0.8 + 0.4 x draw) apart: 24 s at the narrowest draw (tries at 0,
     24 and 48 s: a 48 s timeout is reached at the third, which is the last), 35.88 s at the
     widest (at 0, 35.88 and 71.76 s)."""
-    clock = FakeClock(draw=draw)
-    with FakeActionsService(clock=clock, long_poll_hold=0.01, strict=True) as fake, \
-            make_client(fake, clock) as client:
+    fake, clock = fake_with_draw(draw)
+    with fake, make_client(fake, clock) as client:
         scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="linux-x64", runner_group_id=1))
         held = client.message_session(scale_set.id, owner="other-host")
         listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, standby_interval=30.0,
