@@ -13,9 +13,14 @@ Promises (design §4):
   handled or being acknowledged), never an acknowledged one: the record is synced when an ack
   fails and when a run ends. A scaler exception leaves the message unacked; it comes again after
   a growing pause, and after ``poison_after`` failures it is set aside (``on_poison``) and acked.
-- Statistics are applied only when newer than those applied before: in message-id order, and
-  the session's own (taken when it opened) are not replaced by the older ones of messages that
-  were already queued (the backlog drained before the first empty poll).
+- Scale on time: every figure the service sends reaches ``handle_desired_runner_count`` within
+  about a second of its message's arrival (the scaler's own time aside), in every phase (first
+  session, restart, session refresh or re-creation, standby takeover, after an outage or
+  ``recover()``); the scaler is never left on a figure older than the newest the listener knows
+  and never moved back to an older one. Statistics taken with a session are applied before the
+  first poll; messages that were already queued then may carry older figures, which are held
+  back, never waited for: ``_statistics_tracker.py`` says how (at most one extra request, and one
+  poll cut short, per session opened or renewed; none in steady state).
 - Transient trouble (open breakers, 5xx, timeouts, rate limits, garbage) makes the loop wait,
   interruptibly, and go on; expired or evicted sessions are renewed in place; a session
   conflict makes it a standby that takes over when the owner leaves. Only permanent conditions
@@ -34,6 +39,7 @@ from ._client import Client
 from ._deadline import Deadline, detached
 from ._errors import (
     ConfigError,
+    DeadlineExceededError,
     MessageQueueTokenExpiredError,
     ResponseError,
     RunSkippedError,
@@ -48,6 +54,7 @@ from ._listener_trouble import PERMANENT, SessionAndWaits
 from ._models import RunnerScaleSetMessage, RunnerScaleSetStatistic
 from ._session import MessageSession
 from ._state import CursorRecord, StateFile
+from ._statistics_tracker import CATCH_UP_PEEK, StatisticsTracker
 from ._validate import INT32_MAX, check_range
 
 __all__ = ["EventRef", "Listener", "ListenerConfig", "ListenerHealth", "MetricsRecorder", "RunSkippedError",
@@ -58,7 +65,6 @@ log = logging.getLogger(__name__)
 MIN_POLL_INTERVAL = 1.0  # an empty or failed poll is followed by the next no sooner than this (±20 %)
 DESIRED_REFRESH = 30.0  # an unchanged desired count is re-applied at most this often
 CLEANUP_TIME = 1.5  # saving state and deleting the session after a run ends: bounded, never cancelled
-BACKLOG_WINDOW = 5.0  # after a session opens, messages until the first empty poll (at most this) are backlog
 
 
 class Listener(SessionAndWaits):
@@ -94,7 +100,8 @@ class Listener(SessionAndWaits):
         self._applied: tuple[int, float] | None = None  # (desired count, when) last applied
         self._cursor = 0
         self._pending_acks: set[int] = set()
-        self._latest: RunnerScaleSetStatistic | None = None
+        self._statistics = StatisticsTracker()
+        self._generation = -1  # the session generation whose statistics were taken (-1: none yet)
         self._failures: dict[int, int] = {}
         self._partial: dict[int, set[tuple[str, int]]] = {}
         self._last_beat = self._clock.monotonic()
@@ -106,10 +113,6 @@ class Listener(SessionAndWaits):
         self._saved_pending: frozenset[int] = frozenset()
         self._saved_session = ""  # the session id the state file names
         self._binding_digest = binding_key(self._client.config.config_url, config.scale_set_id)
-        self._stats_mid = 0  # the message whose statistics were last applied (0: the session's)
-        self._backlog_until: float | None = None  # the backlog window after a session opens
-        self._backlog_candidate: tuple[int, RunnerScaleSetStatistic] | None = None
-        self._backlog_acquired = False
         self._check_cursor = False  # the first poll after loading a cursor asks from 0 to verify it
         self._current: EventRef | None = None
         self._scaler_failures = 0
@@ -258,26 +261,54 @@ class Listener(SessionAndWaits):
     def _loop(self, scaler: Scaler, until_idle: bool, end: float | None) -> None:
         session = self._session
         assert session is not None
-        self._adopt_session_statistics(session)
         self._errors = 0
         while not self._ending(end):
-            # Each empty poll comes back here to refresh the desired count from the latest statistics.
-            if self._refresh_desired(scaler, end) or self._drain(session, scaler, end) or until_idle:
+            # Each empty poll comes back here (until_idle ends the run after one).
+            if self._drain(session, scaler, end) or until_idle:
                 return
 
-    def _adopt_session_statistics(self, session: MessageSession) -> None:
-        """The session's statistics are the first applied; messages already queued (the backlog,
-        until the first empty poll) may be older."""
-        self._latest = session.session.statistics
-        if self._latest is not None:
-            self._backlog_until = self._clock.monotonic() + BACKLOG_WINDOW
-            self._record("record_statistics", self._latest)
+    def _observe_session(self, session: MessageSession) -> None:
+        """Take the statistics of a session opened or renewed since the last look (by this
+        listener, by the client's own recovery on a 401 or 404, or by ``recover()``): they are
+        current, and messages already queued may be older (``StatisticsTracker``)."""
+        generation = session.generation
+        if generation == self._generation:
+            return
+        self._generation = generation
+        before = self._statistics.current
+        self._statistics.from_service(session.session.statistics)
+        self._note_statistics(before)
+
+    def _note_statistics(self, before: RunnerScaleSetStatistic | None) -> None:
+        """Tell the metrics when the statistics the scaler should be on changed."""
+        current = self._statistics.current
+        if current is not None and current is not before:
+            self._record("record_statistics", current)
+
+    def _caught_up(self, session: MessageSession) -> None:
+        """The queue was seen empty: when a figure held back still differs from the applied one,
+        ask for the current statistics once (a session refresh: a session always carries them,
+        protocol §3.9). ASSUMPTION: a refreshed session's statistics are those of the moment of
+        the refresh, as a new session's are; a failure applies the held figure instead."""
+        if not self._statistics.drained():
+            return
+        before = self._statistics.current
+        try:
+            renewed = session.refresh()
+        except ScalesetError as exc:
+            log.info("could not ask for the current statistics (%s); applying the last message's",
+                     type(exc).__name__)
+            self._statistics.fetch_failed()
+        else:
+            self._generation = session.generation
+            self._statistics.fetched(renewed.statistics)
+        self._note_statistics(before)
 
     def _refresh_desired(self, scaler: Scaler, end: float | None) -> bool:
         """Apply the desired count when due. When the scaler cannot, pause, then poll anyway
         (messages still need handling, and the next statistics may be what it needs). True when
         the run should end."""
-        stats = self._latest
+        stats = self._statistics.current
         if stats is None or not self._desired_due(stats) or self._desired(scaler, stats):
             return False
         self._errors += 1
@@ -299,22 +330,36 @@ class Listener(SessionAndWaits):
         itself (a 401 or 404 on an ack or a poll, answered by the session's own recovery)."""
         if self._dirty or (self._state is not None and session.session.session_id != self._saved_session):
             self._save()
+        # The scaler hears the current figure before the listener waits for anything.
+        self._observe_session(session)
+        if self._refresh_desired(scaler, end):
+            return False
         # However fast the service answers empty or fails, about one poll a second.
         if self._wait(self._next_poll - self._clock.monotonic(), end):
             return False
         self._beat()
         self._next_poll = self._clock.monotonic() + MIN_POLL_INTERVAL * (0.8 + 0.4 * self._clock.random())
+        peek = self._statistics.should_peek
         try:
-            message = session.get_message(0 if self._check_cursor else self._cursor, self._max_runners)
+            if peek:
+                with Deadline(CATCH_UP_PEEK, clock=self._clock, reason="catching up: is the queue drained?"):
+                    message = self._poll(session)
+            else:
+                message = self._poll(session)
             self._errors = 0
             self._last_poll_wall = self._clock.wall()
             self._check_cursor = False
             if message is None:
-                self._end_backlog(drained=True)
+                self._drained(session, scaler, end)
                 return True
             self._next_poll = -float("inf")  # a message: poll again at once, the queue may hold more
             outcome = self._handle(session, scaler, message)
         except ScalesetError as exc:
+            if peek and isinstance(exc, DeadlineExceededError) and exc.delivered is None and not self._ending(end):
+                # Cut while the service held it for CATCH_UP_PEEK seconds: no message was waiting.
+                # (Cut between failed attempts, delivered is False: that is trouble, handled below.)
+                self._peeked_empty(session, scaler, end)
+                return False
             self._errors += 1
             self._on_poll_error(exc, self._errors, end)
             return False
@@ -322,6 +367,22 @@ class Listener(SessionAndWaits):
             self._errors += 1
             self._wait(self._backoff(self._failures.get(message.message_id, 1)), end)
         return False
+
+    def _poll(self, session: MessageSession) -> RunnerScaleSetMessage | None:
+        return session.get_message(0 if self._check_cursor else self._cursor, self._max_runners)
+
+    def _drained(self, session: MessageSession, scaler: Scaler, end: float | None) -> None:
+        """An empty poll: settle any figure held back, and tell the scaler before the next wait."""
+        self._caught_up(session)
+        self._refresh_desired(scaler, end)
+
+    def _peeked_empty(self, session: MessageSession, scaler: Scaler, end: float | None) -> None:
+        """A peek went unanswered: the queue is drained, unless the session was renewed meanwhile
+        (then its statistics start catching up again). The next poll goes out at once."""
+        self._errors = 0
+        self._next_poll = -float("inf")
+        if session.generation == self._generation:
+            self._drained(session, scaler, end)
 
     # -- one message -------------------------------------------------------------------------
     def _handle(self, session: MessageSession, scaler: Scaler, message: RunnerScaleSetMessage) -> str:
@@ -336,7 +397,7 @@ class Listener(SessionAndWaits):
             self._stale_cursor(mid)
         self._take(session, message)
         try:
-            self._hand_over(scaler, message, self._latest)
+            self._hand_over(scaler, message, self._statistics.current)
         except Exception as exc:  # the scaler is user code: any exception leaves the message unacked
             if not self._scaler_failed(mid, exc):
                 return "failed"
@@ -350,18 +411,16 @@ class Listener(SessionAndWaits):
     def _take(self, session: MessageSession, message: RunnerScaleSetMessage) -> None:
         """Acquire the message's available jobs and offer its statistics."""
         mid = message.message_id
-        if self._backlog_until is not None and self._clock.monotonic() >= self._backlog_until:
-            self._end_backlog(drained=False)
         ids = [job.runner_request_id for job in message.job_available_messages]
         if ids:
             acquired = session.acquire_jobs(ids)
             log.info("message %d: acquired %d of %d jobs", mid, len(acquired), len(ids))
-            if self._backlog_until is not None:
-                self._backlog_acquired = True
         if message.statistics is None:
             log.warning("message %d has no statistics; keeping the last known ones", mid)
         else:
-            self._offer_statistics(mid, message.statistics)
+            before = self._statistics.current
+            self._statistics.from_message(message.statistics)
+            self._note_statistics(before)
 
     def _hand_over(self, scaler: Scaler, message: RunnerScaleSetMessage,
                    stats: RunnerScaleSetStatistic | None) -> None:
@@ -408,35 +467,8 @@ class Listener(SessionAndWaits):
                     "message %d", self._cursor, mid, mid)
         self._record("record_cursor_ahead", self._cursor, mid)
         self._cursor = mid - 1
-        self._stats_mid = min(self._stats_mid, mid - 1)
         self._pending_acks = {m for m in self._pending_acks if m < mid}
         self._dirty = True
-
-    def _offer_statistics(self, mid: int, stats: RunnerScaleSetStatistic) -> None:
-        """Adopt a message's statistics only if they are newer than those applied."""
-        if mid <= self._stats_mid:
-            log.debug("message %d: statistics older than those of message %d; not applied", mid, self._stats_mid)
-            return
-        if self._backlog_until is not None:
-            self._backlog_candidate = (mid, stats)  # older than the session's unless proven otherwise
-            return
-        self._latest, self._stats_mid = stats, mid
-        self._record("record_statistics", stats)
-
-    def _end_backlog(self, *, drained: bool) -> None:
-        """Close the backlog window. Its last message's statistics replace the session's only when
-        they are provably newer: the queue drained after this listener acquired jobs, and the
-        service answers an acquisition with a message (ASSUMPTION, as the fake does), so the last
-        message came after the session opened."""
-        if self._backlog_until is None:
-            return
-        candidate = self._backlog_candidate
-        if drained and self._backlog_acquired and candidate is not None and candidate[0] > self._stats_mid:
-            self._latest, self._stats_mid = candidate[1], candidate[0]
-            self._record("record_statistics", candidate[1])
-        elif candidate is not None:
-            self._stats_mid = max(self._stats_mid, candidate[0])  # never go back to the backlog's
-        self._backlog_until, self._backlog_candidate, self._backlog_acquired = None, None, False
 
     def _progress(self, mid: int) -> None:
         """Record how far the message in flight got (no fsync: survives a killed process)."""
@@ -445,8 +477,8 @@ class Listener(SessionAndWaits):
         done = self._partial.get(mid, set())
         started = sum(1 for kind, _ in done if kind == "started")
         completed = sum(1 for kind, _ in done if kind == "completed")
-        self._state.write_cursor(CursorRecord(self._cursor, mid, started, completed, self._binding_digest,
-                                              self._stats_mid), durable=False)
+        self._state.write_cursor(CursorRecord(self._cursor, mid, started, completed, self._binding_digest),
+                                 durable=False)
 
     def _finish(self, session: MessageSession, mid: int) -> None:
         """Move the cursor to a handled (or set aside) message, then acknowledge it."""
@@ -457,8 +489,7 @@ class Listener(SessionAndWaits):
         if self._state is not None:
             # The cursor is written before the ack: a killed process cannot repeat the message. A
             # successful ack deletes it on the server, so only a failed ack needs the record synced.
-            self._state.write_cursor(CursorRecord(mid, 0, 0, 0, self._binding_digest, self._stats_mid),
-                                     durable=False)
+            self._state.write_cursor(CursorRecord(mid, 0, 0, 0, self._binding_digest), durable=False)
         self._ack(session, mid)
 
     def _ack(self, session: MessageSession, mid: int) -> None:
@@ -584,9 +615,8 @@ class Listener(SessionAndWaits):
         differ, both files get the same section, and each restore keeps whichever was saved last."""
         if self._state is None:
             return {}
-        restored = restore(self._state, self._binding(), self._binding_digest, cursor=self._cursor,
-                           stats_mid=self._stats_mid)
-        self._cursor, self._stats_mid = restored.cursor, restored.stats_mid
+        restored = restore(self._state, self._binding(), self._binding_digest, cursor=self._cursor)
+        self._cursor = restored.cursor
         self._partial.update(restored.partial)
         self._pending_acks.update(restored.pending_acks)
         self._saved_pending = frozenset(self._pending_acks)

@@ -54,19 +54,18 @@ def mismatch(saved: dict[str, Any], ours: dict[str, Any]) -> str:
 
 @dataclass
 class Restored:
-    """What a state file gives back: the cursor and statistics id merged with what the listener
-    had, the events handled within a message past the cursor, acks still owed, the resilience
-    section, and the whole saved document (for the stale session id)."""
+    """What a state file gives back: the cursor merged with what the listener had, the events
+    handled within a message past the cursor, acks still owed, the resilience section, and the
+    whole saved document (for the stale session id)."""
 
     cursor: int
-    stats_mid: int
     partial: dict[int, set[tuple[str, int]]] = field(default_factory=dict)
     pending_acks: set[int] = field(default_factory=set)
     resilience: Any = None
     saved: dict[str, Any] = field(default_factory=dict)
 
 
-def restore(state: StateFile, ours: dict[str, Any], digest: str, *, cursor: int, stats_mid: int) -> Restored:
+def restore(state: StateFile, ours: dict[str, Any], digest: str, *, cursor: int) -> Restored:
     """Read the JSON document and the cursor record; a file of another configuration, or values of
     the wrong type, are a warning and a fresh start (never a foreign cursor)."""
     saved = state.load()
@@ -79,7 +78,7 @@ def restore(state: StateFile, ours: dict[str, Any], digest: str, *, cursor: int,
     found = saved.get("cursor")
     if isinstance(found, int) and not isinstance(found, bool) and found >= 0:
         cursor = max(cursor, found)
-    out = Restored(cursor, stats_mid, saved=saved, resilience=saved.get("resilience"))
+    out = Restored(cursor, saved=saved, resilience=saved.get("resilience"))
     record = state.load_cursor()
     if record is not None and record.binding != digest:
         log.warning("cursor record %s belongs to another configuration URL or scale set; ignoring it",
@@ -87,7 +86,6 @@ def restore(state: StateFile, ours: dict[str, Any], digest: str, *, cursor: int,
         record = None
     if record is not None and (saved or not why):
         out.cursor = max(out.cursor, record.cursor)
-        out.stats_mid = max(out.stats_mid, record.stats_message_id)
         if record.message_id > out.cursor:
             out.partial[record.message_id] = ({("started", i) for i in range(record.started)}
                                               | {("completed", i) for i in range(record.completed)})

@@ -104,7 +104,8 @@ class CursorRecord:
     """The delivery record: ``cursor`` is the last message handled (its events all handed over);
     ``message_id`` is the message in flight (0: none), of which the first ``started`` job-started
     and ``completed`` job-completed events were handed over; ``binding`` names the configuration
-    the record belongs to; ``stats_message_id`` is the message whose statistics were last applied."""
+    the record belongs to; ``stats_message_id`` is no longer written (0) nor read: older versions kept
+    the message whose statistics were last applied, and their records still read."""
 
     cursor: int = 0
     message_id: int = 0

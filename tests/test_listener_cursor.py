@@ -19,9 +19,10 @@ from .test_listener import RecordingScaler, job, stats
 
 def test_a_cursor_from_another_service_starts_afresh_from_the_message_it_meets(
         fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
-    """The saved cursor and statistics are far ahead (a restored server). The first message met is
-    handled, its statistics applied; when the scaler fails on it, the next poll asks from just
-    before it (so it comes again), and the state file already says so."""
+    """The saved cursor is far ahead (a restored server). The first message met is handled and
+    its statistics reach the scaler (asked for once the queue drained, as the message came after
+    the session's own); when the scaler fails on it, the next poll asks from just before it (so it
+    comes again), and the state file already says so."""
     state = tmp_path / "state.json"
     ahead = 900_000_000
     held = StateFile(state)
@@ -35,8 +36,7 @@ def test_a_cursor_from_another_service_starts_afresh_from_the_message_it_meets(
 
     class Scaler(RecordingScaler):
         def handle_desired_runner_count(self, count: int) -> int:
-            if not pushed:  # past the backlog window: the message is current
-                clock.advance(6.0)
+            if not pushed:
                 pushed.append(fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(4)))
             return super().handle_desired_runner_count(count)
 
@@ -48,7 +48,7 @@ def test_a_cursor_from_another_service_starts_afresh_from_the_message_it_meets(
     scaler = Scaler(hook)
     sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state)).run(scaler, until_idle=True)
     (mid,) = pushed
-    assert scaler.started == [1] and scaler.desired == [0, 4]
+    assert scaler.started == [1] and scaler.desired == [0, 0, 4]  # the session's, with the message, the service's
     asked = [int(r.query.get("lastMessageId", "0")) for r in fake.requests("get_message")]
     assert asked == [0, mid - 1, mid]  # from 0 (to verify the cursor), again from just before it, then on
     assert saved_cursor[1] == mid - 1  # saved before that poll

@@ -51,8 +51,7 @@ def test_a_metrics_recorder_hears_every_event_of_a_run_in_order(
 
     class Scaler(RecordingScaler):
         def handle_desired_runner_count(self, count: int) -> int:
-            if not self.desired:  # past the backlog window: every message below is current
-                clock.advance(6.0)
+            if not self.desired:
                 ids.append(fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1)))
                 ids.append(fake.push_message(scale_set.id, [job("JobCompleted", 2, result="succeeded")],
                                              statistics=stats(2)))
@@ -64,11 +63,15 @@ def test_a_metrics_recorder_hears_every_event_of_a_run_in_order(
     listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, poison_after=2), metrics=recorder)
     listener.run(Scaler(hook), until_idle=True)
     first, _, third = ids
+    # The three messages were queued after the session opened, which the listener cannot tell
+    # from messages already waiting then: their figures wait until the queue drains, and the
+    # service's newest (3), asked for once, is applied then.
     assert recorder.heard == [
         ("record_statistics", ("assigned", 0)), ("record_desired_runners", 10),  # the session's
-        ("record_statistics", ("assigned", 1)), ("record_scaler_failure", first, "cannot start 1"),
-        ("record_job_started", ("job", 1)), ("record_desired_runners", 11),  # delivered again, handled
-        ("record_statistics", ("assigned", 2)), ("record_job_completed", ("job", 2)), ("record_desired_runners", 12),
-        ("record_statistics", ("assigned", 3)), ("record_scaler_failure", third, "cannot start 3"),
-        ("record_scaler_failure", third, "cannot start 3"), ("record_poisoned", third)]
+        ("record_scaler_failure", first, "cannot start 1"),
+        ("record_job_started", ("job", 1)), ("record_desired_runners", 10),  # delivered again, handled
+        ("record_job_completed", ("job", 2)), ("record_desired_runners", 10),
+        ("record_scaler_failure", third, "cannot start 3"), ("record_scaler_failure", third, "cannot start 3"),
+        ("record_poisoned", third),
+        ("record_statistics", ("assigned", 3)), ("record_desired_runners", 13)]  # the queue drained
     client.close()

@@ -175,13 +175,14 @@ def test_a_count_applied_with_a_message_is_not_applied_again_before_thirty_secon
     class Scaler(RecordingScaler):
         def handle_desired_runner_count(self, count: int) -> int:
             if not self.desired:
-                clock.advance(6.0)  # past the backlog window: the message below is current
                 fake.push_message(scale_set.id, [], statistics=stats(3))
             return super().handle_desired_runner_count(count)
 
     scaler = Scaler()
     sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(scaler, duration=20.0)
-    assert scaler.desired == [0, 3]  # the session's, the message's; 20 s of empty polls after that
+    # The session's, the session's again with the message, the service's 3 once the queue drained;
+    # 20 s of empty polls after that.
+    assert scaler.desired == [0, 0, 3]
     client.close()
 
 

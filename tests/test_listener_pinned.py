@@ -1,8 +1,7 @@
 """Listener promises a full mutation run showed no test pinned, each seen from outside: the pause
-after a failed desired count (at the fake), the end of the backlog window (the scaler's counts),
-the "scaler failing" health reason (health() read from inside the scaler), the delivery record
-after a handled message (the ``.cursor`` file) and the spread of returns after a break (at the fake).
-Time is a FakeClock shared with the fake."""
+after a failed desired count (at the fake), the "scaler failing" health reason (health() read
+from inside the scaler), the delivery record after a handled message (the ``.cursor`` file) and
+the spread of returns after a break (at the fake). Time is a FakeClock shared with the fake."""
 
 from __future__ import annotations
 
@@ -39,26 +38,6 @@ def test_a_failed_desired_count_pauses_one_backoff_step_before_the_next_poll(
     sc.Listener(client, config).run(Scaler(), stop)
     gap = fake.requests("get_message")[0].time - failed_at[0]
     assert 50.0 <= gap < 100.0
-    client.close()
-
-
-def test_a_message_polled_after_the_backlog_window_has_its_statistics_applied_at_once(
-        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
-    """The backlog window (messages queued before the session opened) lasts until the first empty
-    poll or 5 s; a message taken after those 5 s is current, so its count reaches the scaler."""
-    fake.push_message(scale_set.id, [], statistics=stats(2))
-    fake.push_message(scale_set.id, [], statistics=stats(5))
-    client = make_client(fake, clock)
-
-    class Scaler(RecordingScaler):
-        def handle_desired_runner_count(self, count: int) -> int:
-            if not self.desired:
-                clock.advance(10.0)  # the scaler is slow: the window ends before the first poll
-            return super().handle_desired_runner_count(count)
-
-    scaler = Scaler()
-    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(scaler, until_idle=True)
-    assert scaler.desired[1:] == [2, 5]
     client.close()
 
 

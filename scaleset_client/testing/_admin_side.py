@@ -43,6 +43,25 @@ class AdminSide:
     def statistics(self, scale_set_id: int) -> dict[str, int]:
         raise NotImplementedError  # the jobs side's
 
+    def _stamped_statistics(self, scale_set_id: int) -> tuple[int, dict[str, int]]:
+        raise NotImplementedError  # the jobs side's
+
+    def _sent(self, scale_set_id: int, stamp: int, stats: dict[str, Any] | None, source: str) -> None:
+        raise NotImplementedError  # the jobs side's
+
+    def _scale_set_now(self, scale_set_id: int, source: str = "") -> dict[str, Any] | None:
+        """The stored scale set as sent, with the statistics of this moment. ASSUMPTION: a scale set
+        read carries current statistics (protocol §3.3 shows the field, optional, its freshness is
+        unconfirmed); ``source`` logs the figure as sent to a client (``figures_sent``)."""
+        with self._lock:
+            stored = self._scale_sets.get(scale_set_id)
+            if stored is None:
+                return None
+            stamp, stats = self._stamped_statistics(scale_set_id)
+            if source:
+                self._sent(scale_set_id, stamp, stats, source)
+            return {**stored, "statistics": stats}
+
     @staticmethod
     def _error(status: int, type_name: str, message: str) -> tuple[int, Any]:
         return status, {"$id": "1", "innerException": None, "message": message, "typeName": type_name,
@@ -52,8 +71,8 @@ class AdminSide:
     def _op_get_runner_scale_set(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
         name, group = req.query.get("name"), req.query.get("runnerGroupId")
         with self._lock:
-            found = [s for s in self._scale_sets.values() if s["name"] == name
-                     and str(s["runnerGroupId"]) == str(group)]
+            found = [self._scale_set_now(s["id"], "scale_set") for s in self._scale_sets.values()
+                     if s["name"] == name and str(s["runnerGroupId"]) == str(group)]
         return 200, {"count": len(found), "value": found}
 
     def _op_create_runner_scale_set(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
@@ -76,12 +95,8 @@ class AdminSide:
             self._scale_sets[scale_set_id] = stored
             return 200, dict(stored)
 
-    def _scale_set_or_404(self, sid: str) -> dict[str, Any] | None:
-        with self._lock:
-            return self._scale_sets.get(int(sid))
-
     def _op_get_runner_scale_set_by_id(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
-        found = self._scale_set_or_404(params["id"])
+        found = self._scale_set_now(int(params["id"]), "scale_set")
         if found is None:
             return self._error(404, ACTIONS_TYPE.format("RunnerScaleSetNotFoundException"),
                                f"Runner scale set {params['id']} not found.")

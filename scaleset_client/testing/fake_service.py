@@ -36,12 +36,12 @@ from .._clock import Clock, SystemClock
 from ._admin_side import ACTIONS_TYPE, AdminSide
 from ._faults import Fault, FaultBook
 from ._github_side import GitHubSide
-from ._jobs_side import JobRecord, JobsSide, MessageRecord, SessionRecord
+from ._jobs_side import FigureSent, JobRecord, JobsSide, MessageRecord, SessionRecord
 from ._servers import LoggedRequest, LoopbackServer, write_fault, write_response
 from ._strict import form_problem
 from ._wire_in import BodyError, Headers, accepts_gzip, compress, read_body
 
-__all__ = ["FakeActionsService", "Fault", "LoggedRequest"]
+__all__ = ["FakeActionsService", "Fault", "FigureSent", "LoggedRequest"]
 
 BOM = b"\xef\xbb\xbf"
 _SESSION_GONE = "GitHub.Actions.Runtime.WebApi.RunnerAdminException, GitHub.Actions.Runtime.WebApi"
@@ -110,6 +110,9 @@ class FakeActionsService(GitHubSide, JobsSide, AdminSide):
         self._ids = itertools.count(1)
         self._runner_ids = itertools.count(1001)
         self._message_ids = itertools.count(100_000_001)
+        self._stamps = itertools.count(1)
+        self._figures: dict[int, list[FigureSent]] = {}
+        self._stated: dict[int, dict[str, int]] = {}
         self._request_ids = itertools.count(104_857_601)
         self.capacities: deque[int] = deque(maxlen=10_000)
         self.servers = {name: LoopbackServer(name, self._dispatch, ssl_context, wall=lambda: self.clock.wall())
@@ -379,11 +382,14 @@ class FakeActionsService(GitHubSide, JobsSide, AdminSide):
             return exp is not None and exp > self.clock.wall()
 
     # -- sessions ----------------------------------------------------------------------------
-    def _session_json(self, session: SessionRecord) -> dict[str, Any]:
+    def _session_json(self, session: SessionRecord, source: str) -> dict[str, Any]:
+        """The session as sent, with the statistics of this moment (protocol §3.9)."""
+        stamp, stats = self._stamped_statistics(session.scale_set_id)
+        self._sent(session.scale_set_id, stamp, stats, source)
         return {"sessionId": session.session_id, "ownerName": session.owner,
-                "runnerScaleSet": self._scale_sets.get(session.scale_set_id),
+                "runnerScaleSet": self._scale_set_now(session.scale_set_id),
                 "messageQueueUrl": self.queue_url, "messageQueueAccessToken": session.token,
-                "statistics": self.statistics(session.scale_set_id)}
+                "statistics": stats}
 
     def _new_queue_token(self, session: SessionRecord) -> None:
         self._queue_tokens.pop(session.token, None)
@@ -417,7 +423,7 @@ class FakeActionsService(GitHubSide, JobsSide, AdminSide):
                                last_seen=self.clock.wall())
             self._new_queue_token(session)
             self._sessions[sid] = session
-            return 200, self._session_json(session)
+            return 200, self._session_json(session, "create_session")
 
     def _op_refresh_session(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
         self._expire_idle_sessions()
@@ -428,7 +434,7 @@ class FakeActionsService(GitHubSide, JobsSide, AdminSide):
                                    "runner referenced a session ID that doesn't exist in redis")
             session.last_seen = self.clock.wall()
             self._new_queue_token(session)
-            return 200, self._session_json(session)
+            return 200, self._session_json(session, "refresh_session")
 
     def _op_delete_session(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
         self._expire_idle_sessions()
@@ -460,6 +466,7 @@ class FakeActionsService(GitHubSide, JobsSide, AdminSide):
                 job = self._jobs.get(rid)
                 if job is not None and job.state == "available" and job.scale_set_id == session.scale_set_id:
                     job.state = "acquired"
+                    self._job_changed(job.scale_set_id)
                     acquired.append(rid)
             if acquired:  # as the service does: the assignment arrives as a message with fresh statistics
                 self.push_message(session.scale_set_id,
@@ -495,6 +502,7 @@ class FakeActionsService(GitHubSide, JobsSide, AdminSide):
                 if left <= 0 or self._release.is_set() or self._sessions.get(session.scale_set_id) is not session:
                     return 202, None
                 self._cond.wait(left)
+        self._sent(session.scale_set_id, message.stamp, message.statistics, f"message {message.message_id}")
         body = message.raw_body if message.raw_body is not None else json.dumps(message.jobs)
         envelope: dict[str, Any] = {"messageId": message.message_id, "messageType": message.message_type,
                                     "body": body}

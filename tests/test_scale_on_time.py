@@ -1,0 +1,276 @@
+"""Scale on time: the scaler hears the service's newest figure promptly, in every phase of a run.
+
+What the user needs from a listener is that an assigned job turns into a runner: the scaler's
+``handle_desired_runner_count`` must be on the newest figure the service sent, soon, never a
+long poll late, and never moved back to an older figure. These tests ask exactly that, as an
+observer: the fake logs every figure it hands out (``figures_sent``, ordered by when each was
+computed), and a phase is settled when the scaler's last figure is the newest one sent *while
+the listener waits on a held long poll* (the fake holds polls 30 s here, so a figure that
+waited for the next empty poll would miss the 10 s bound by far). Timings themselves are
+measured in ``python -m bench.latency``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import scaleset_client as sc
+from scaleset_client.testing import FakeActionsService, FakeClock
+
+from .conftest import make_client, wait_until
+from .test_listener import _RUNNING, RecordingScaler, Running, stats
+
+HOLD = 30.0  # the fake holds an empty poll this long: "a long poll late" cannot pass a 10 s bound
+PROMPTLY = 10.0
+
+
+@pytest.fixture(autouse=True)
+def _stop_listeners_after_each_test() -> Iterator[None]:
+    yield
+    while _RUNNING:  # a failed test must not leave a listener polling a closed fake
+        running = _RUNNING.pop()
+        running.stop.set()
+        running.thread.join(timeout=15)
+
+
+@pytest.fixture
+def held() -> Iterator[tuple[FakeActionsService, FakeClock]]:
+    clock = FakeClock()
+    with FakeActionsService(clock=clock, long_poll_hold=HOLD, strict=True) as service:
+        yield service, clock
+
+
+def client_for(fake: FakeActionsService, clock: FakeClock) -> sc.Client:
+    return make_client(fake, clock, long_poll_timeout=HOLD + 30)
+
+
+def newest(fake: FakeActionsService, scale_set_id: int) -> int:
+    sent = fake.newest_figure_sent(scale_set_id)
+    assert sent is not None
+    return sent.assigned_jobs
+
+
+def waiting_on_the_queue(fake: FakeActionsService, scale_set_id: int) -> bool:
+    session = fake.session_of(scale_set_id)
+    return session is not None and session.polling > 0
+
+
+def settled(fake: FakeActionsService, scale_set_id: int, scaler: RecordingScaler) -> Callable[[], bool]:
+    """Every message was delivered and acknowledged, the scaler is on the newest figure sent, and
+    the listener waits on a held poll."""
+    return lambda: (not fake.unacked(scale_set_id) and bool(scaler.desired)
+                    and scaler.desired[-1] == newest(fake, scale_set_id) and waiting_on_the_queue(fake, scale_set_id))
+
+
+def assigned(fake: FakeActionsService, scale_set_id: int) -> int:
+    return fake.statistics(scale_set_id)["totalAssignedJobs"]
+
+
+def never_lower(figures: list[int]) -> bool:
+    return all(b >= a for a, b in itertools.pairwise(figures))
+
+
+def start(fake: FakeActionsService, clock: FakeClock, scale_set_id: int, **config: object
+          ) -> tuple[sc.Client, RecordingScaler, Running]:
+    client = client_for(fake, clock)
+    scaler = RecordingScaler()
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set_id, max_runners=50, **config))  # type: ignore[arg-type]
+    return client, scaler, Running(listener, scaler)
+
+
+def scale_set_on(fake: FakeActionsService, clock: FakeClock) -> int:
+    admin = client_for(fake, clock)
+    try:
+        return admin.create_runner_scale_set(sc.RunnerScaleSet(name="linux-x64", runner_group_id=1)).id
+    finally:
+        admin.close()
+
+
+def test_jobs_queued_just_after_the_session_opened_reach_the_scaler_without_waiting_a_long_poll(
+        held: tuple[FakeActionsService, FakeClock]) -> None:
+    """The review's first case: three jobs arrive while the first poll is held. Each is acquired,
+    and the figure 3 reaches the scaler before the listener waits on the queue again."""
+    fake, clock = held
+    ssid = scale_set_on(fake, clock)
+    client, scaler, running = start(fake, clock, ssid)
+    wait_until(lambda: waiting_on_the_queue(fake, ssid))
+    for _ in range(3):
+        fake.queue_job(ssid)
+    wait_until(settled(fake, ssid, scaler), timeout=PROMPTLY)
+    assert scaler.desired[-1] == 3 == assigned(fake, ssid)
+    assert never_lower(scaler.desired)
+    assert fake.count("refresh_session") <= 1  # at most one extra request for the opening
+    running.finish()
+    client.close()
+
+
+def test_statistics_already_queued_never_move_the_scaler_below_the_sessions_newer_figure(
+        held: tuple[FakeActionsService, FakeClock]) -> None:
+    """Messages queued before the session opened carry older figures (1, 2) than the session (5):
+    the scaler starts on 5 and never goes back to 1 or 2, and no extra request is needed when the
+    last queued figure agrees with the session's."""
+    fake, clock = held
+    ssid = scale_set_on(fake, clock)
+    for figure in (1, 2, 5):
+        fake.push_message(ssid, [], statistics=stats(figure))
+    client, scaler, running = start(fake, clock, ssid)
+    wait_until(lambda: not fake.unacked(ssid) and waiting_on_the_queue(fake, ssid), timeout=PROMPTLY)
+    assert set(scaler.desired) == {5}
+    assert fake.count("refresh_session") == 0
+    running.finish()
+    client.close()
+
+
+def test_a_newer_figure_behind_older_queued_ones_is_asked_for_once_and_applied(
+        held: tuple[FakeActionsService, FakeClock]) -> None:
+    """Queued before the session: figures 4 then 1 (the last one queued is older than the session
+    opened after a silent change to 2). The listener cannot order them, so it asks once, and the
+    scaler ends on the service's 2, never on 1."""
+    fake, clock = held
+    ssid = scale_set_on(fake, clock)
+    fake.push_message(ssid, [], statistics=stats(4))
+    fake.push_message(ssid, [], statistics=stats(1))
+    fake.push_message(ssid, [], statistics=None)  # no statistics: nothing to order
+    fake.push_message(ssid, [], statistics=stats(2))  # the fake's figure now: 2
+    fake.push_message(ssid, [], statistics=stats(1))  # queued, then the service moved on silently
+    fake.push_message(ssid, [], statistics=stats(2))
+    fake.change_statistics(ssid, stats(3))  # a change no message announces
+    client, scaler, running = start(fake, clock, ssid)
+    wait_until(lambda: fake.count("refresh_session") == 1, timeout=PROMPTLY)  # asked once the queue drained
+    wait_until(settled(fake, ssid, scaler), timeout=PROMPTLY)
+    assert scaler.desired[-1] == 3 and set(scaler.desired) == {3}
+    assert fake.count("refresh_session") == 1
+    running.finish()
+    client.close()
+
+
+def _phase_refresh(fake: FakeActionsService, clock: FakeClock, ssid: int, client: sc.Client) -> None:
+    fake.expire_queue_tokens()
+
+
+def _phase_eviction(fake: FakeActionsService, clock: FakeClock, ssid: int, client: sc.Client) -> None:
+    fake.evict_session(ssid)
+
+
+def _phase_recover(fake: FakeActionsService, clock: FakeClock, ssid: int, client: sc.Client) -> None:
+    client.recover()
+
+
+def _phase_outage(fake: FakeActionsService, clock: FakeClock, ssid: int, client: sc.Client) -> None:
+    fake.stop("broker")
+    fake.queue_job(ssid)  # queued while the broker is down
+    fake.start_server("broker")
+
+
+@pytest.mark.parametrize("phase", [_phase_refresh, _phase_eviction, _phase_recover, _phase_outage],
+                         ids=["session refresh", "re-creation after eviction", "recover()", "broker outage"])
+def test_jobs_around_a_phase_change_reach_the_scaler_promptly(
+        held: tuple[FakeActionsService, FakeClock],
+        phase: Callable[[FakeActionsService, FakeClock, int, sc.Client], None]) -> None:
+    """A job before the change, the change, then two jobs after it: the scaler is on the newest
+    figure while the listener waits on the queue again, every job started and completed reaches
+    it, and it never went below a figure it had been told."""
+    fake, clock = held
+    ssid = scale_set_on(fake, clock)
+    client, scaler, running = start(fake, clock, ssid)
+    wait_until(lambda: waiting_on_the_queue(fake, ssid))
+    first = fake.queue_job(ssid)
+    wait_until(settled(fake, ssid, scaler), timeout=PROMPTLY)
+    phase(fake, clock, ssid, client)
+    later = [fake.queue_job(ssid) for _ in range(2)]
+    fake.start_job(first)
+    fake.complete_job(first)
+    wait_until(lambda: scaler.completed == [first], timeout=PROMPTLY)
+    wait_until(settled(fake, ssid, scaler), timeout=PROMPTLY)
+    assert scaler.started == [first] and scaler.desired[-1] == assigned(fake, ssid) >= len(later)
+    running.finish()
+    client.close()
+
+
+@pytest.mark.parametrize("with_state_file", [True, False], ids=["with a state file", "without a state file"])
+def test_a_restarted_listener_puts_the_scaler_on_the_newest_figure_promptly(
+        held: tuple[FakeActionsService, FakeClock], tmp_path: Path, with_state_file: bool) -> None:
+    """Jobs queued and assigned while no listener ran: the next run's scaler starts on them, and a
+    job queued just after the restart reaches it before the listener waits on the queue."""
+    fake, clock = held
+    ssid = scale_set_on(fake, clock)
+    config: dict[str, object] = {"state_file": tmp_path / "state.json"} if with_state_file else {}
+    client, scaler, running = start(fake, clock, ssid, **config)
+    wait_until(lambda: waiting_on_the_queue(fake, ssid))
+    fake.queue_job(ssid)
+    wait_until(settled(fake, ssid, scaler), timeout=PROMPTLY)
+    running.finish()
+    client.close()
+    fake.queue_job(ssid)  # waits in the queue for the next run
+    client, scaler, running = start(fake, clock, ssid, **config)
+    wait_until(lambda: bool(scaler.desired))
+    fake.queue_job(ssid)
+    wait_until(settled(fake, ssid, scaler), timeout=PROMPTLY)
+    assert scaler.desired[-1] == assigned(fake, ssid) == 3 and never_lower(scaler.desired)
+    running.finish()
+    client.close()
+
+
+def test_a_standby_that_takes_over_puts_its_scaler_on_the_newest_figure_promptly(
+        held: tuple[FakeActionsService, FakeClock]) -> None:
+    """A second listener stands by while the first owns the session; when the first stops, the
+    standby opens its own and its scaler hears the jobs queued meanwhile and after."""
+    fake, clock = held
+    ssid = scale_set_on(fake, clock)
+    owner_client, _, owner = start(fake, clock, ssid)
+    wait_until(lambda: waiting_on_the_queue(fake, ssid))
+    standby_client, standby_scaler, standby = start(fake, clock, ssid, standby_interval=0.05)
+    wait_until(lambda: fake.count("create_session") >= 2)  # the standby was turned away at least once
+    owner.finish()
+    fake.queue_job(ssid)
+    wait_until(lambda: bool(standby_scaler.desired))
+    fake.queue_job(ssid)
+    wait_until(settled(fake, ssid, standby_scaler), timeout=PROMPTLY)
+    assert standby_scaler.desired[-1] == assigned(fake, ssid) == 2 and never_lower(standby_scaler.desired)
+    standby.finish()
+    owner_client.close()
+    standby_client.close()
+
+
+def test_a_scale_set_that_stays_quiet_keeps_the_figure_of_the_last_message_without_extra_requests(
+        held: tuple[FakeActionsService, FakeClock]) -> None:
+    """Steady state costs nothing: after the first empty poll, jobs are applied as they come and no
+    request beyond polls, acks and acquisitions is sent."""
+    fake, clock = held
+    fake.long_poll_hold = 0.2
+    ssid = scale_set_on(fake, clock)
+    client, scaler, running = start(fake, clock, ssid)
+    wait_until(lambda: fake.count("get_message") >= 2)  # an empty poll came back: steady state
+    fake.long_poll_hold = HOLD
+    wait_until(lambda: waiting_on_the_queue(fake, ssid))
+    for _ in range(3):
+        fake.queue_job(ssid)
+    wait_until(settled(fake, ssid, scaler), timeout=PROMPTLY)
+    assert scaler.desired[-1] == 3 and never_lower(scaler.desired)
+    assert fake.count("refresh_session") == 0
+    running.finish()
+    client.close()
+
+
+def test_a_stop_during_a_peek_ends_the_run_promptly(held: tuple[FakeActionsService, FakeClock]) -> None:
+    """A listener catching up (its poll cut short to peek) still stops at once when told."""
+    fake, clock = held
+    ssid = scale_set_on(fake, clock)
+    client, _, running = start(fake, clock, ssid)
+    wait_until(lambda: waiting_on_the_queue(fake, ssid))
+    fake.queue_job(ssid)
+    stopped = threading.Event()
+
+    def stop_soon() -> None:
+        running.stop.set()
+        stopped.set()
+
+    threading.Timer(0.1, stop_soon).start()
+    running.thread.join(timeout=5)
+    assert stopped.is_set() and not running.thread.is_alive() and running.error is None
+    client.close()
