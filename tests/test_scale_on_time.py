@@ -13,11 +13,16 @@ measured in ``python -m bench.latency``.
 from __future__ import annotations
 
 import itertools
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock
@@ -274,3 +279,135 @@ def test_a_stop_during_a_peek_ends_the_run_promptly(held: tuple[FakeActionsServi
     running.thread.join(timeout=5)
     assert stopped.is_set() and not running.thread.is_alive() and running.error is None
     client.close()
+
+
+# -- the model: any interleaving of what the service and the operator do ---------------------------
+class ScaleOnTime(RuleBasedStateMachine):
+    """A listener runs throughout (restarted on its state file by one rule); every rule is something
+    the service, an operator or another host does. After each, as an observer: the scaler settles
+    on the newest figure the service sent (while the listener waits on a held poll, so a figure
+    that waited for a long poll fails), and every job started or completed reached a scaler
+    exactly once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self.fake = FakeActionsService(clock=self.clock, long_poll_hold=HOLD, strict=True).start()
+        self.ssid = scale_set_on(self.fake, self.clock)
+        self.state_dir = Path(tempfile.mkdtemp(prefix="scale-on-time-"))
+        self.started: list[int] = []  # what the service announced, in order
+        self.completed: list[int] = []
+        self.scalers: list[RecordingScaler] = []
+        self.client, self.scaler, self.running = self._start()
+        self._settle()
+
+    def _start(self) -> tuple[sc.Client, RecordingScaler, Running]:
+        client, scaler, running = start(self.fake, self.clock, self.ssid, standby_interval=0.05,
+                                        state_file=self.state_dir / "state.json")
+        self.scalers.append(scaler)
+        return client, scaler, running
+
+    def _settle(self) -> None:
+        wait_until(settled(self.fake, self.ssid, self.scaler), timeout=PROMPTLY)
+
+    def _jobs(self, state: str) -> list[int]:
+        return sorted(rid for rid, s in self.fake.job_states(self.ssid).items() if s == state)
+
+    def _queue(self) -> None:
+        self.fake.queue_job(self.ssid)
+
+    @rule()
+    def queue_a_job(self) -> None:
+        self._queue()
+        self._settle()
+
+    @rule(data=st.data())
+    def start_a_job(self, data: st.DataObject) -> None:
+        acquired = self._jobs("acquired")
+        if acquired:
+            rid = data.draw(st.sampled_from(acquired))
+            self.fake.start_job(rid)
+            self.started.append(rid)
+            self._settle()
+
+    @rule(data=st.data())
+    def complete_a_job(self, data: st.DataObject) -> None:
+        running = self._jobs("running")
+        if running:
+            rid = data.draw(st.sampled_from(running))
+            self.fake.complete_job(rid)
+            self.completed.append(rid)
+            self._settle()
+
+    @rule(data=st.data())
+    def cancel_a_job_silently(self, data: st.DataObject) -> None:
+        acquired = self._jobs("acquired")
+        if acquired:
+            self.fake.cancel_job(data.draw(st.sampled_from(acquired)), announce=False)
+            self._settle()
+
+    @rule()
+    def expire_the_queue_token(self) -> None:
+        self.fake.expire_queue_tokens()
+        self._queue()
+        self._settle()
+
+    @rule()
+    def evict_the_session(self) -> None:
+        self.fake.evict_session(self.ssid)
+        self._queue()
+        self._settle()
+
+    @rule()
+    def another_host_holds_the_scale_set_for_a_while(self) -> None:
+        other = client_for(self.fake, self.clock)
+        self.fake.evict_session(self.ssid)
+        try:
+            foreign: sc.MessageSession | None = other.message_session(self.ssid, owner="other-host")
+        except sc.SessionConflictError:
+            foreign = None  # our listener renewed first
+        self._queue()
+        if foreign is not None:
+            turned_away = self.fake.count("create_session") + 1
+            wait_until(lambda: self.fake.count("create_session") > turned_away)  # a 409 for ours meanwhile
+            foreign.close()
+        other.close()
+        self._settle()
+
+    @rule()
+    def broker_outage(self) -> None:
+        self.fake.stop("broker")
+        self._queue()
+        self.fake.start_server("broker")
+        self._settle()
+
+    @rule()
+    def recover(self) -> None:
+        self.client.recover()
+        self._settle()
+
+    @rule()
+    def restart_on_the_state_file(self) -> None:
+        self.running.finish()
+        self.client.close()
+        self._queue()
+        self.client, self.scaler, self.running = self._start()
+        self._settle()
+
+    @invariant()
+    def every_job_event_reached_a_scaler_exactly_once(self) -> None:
+        assert [rid for s in self.scalers for rid in s.started] == self.started
+        assert [rid for s in self.scalers for rid in s.completed] == self.completed
+
+    def teardown(self) -> None:
+        try:
+            self.running.finish()
+            self.client.close()
+        finally:
+            self.fake.close()
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+ScaleOnTime.TestCase.settings = settings(max_examples=6, stateful_step_count=8, deadline=None,
+                                         suppress_health_check=list(HealthCheck), derandomize=True)
+test_the_scaler_follows_the_service_through_any_interleaving = ScaleOnTime.TestCase

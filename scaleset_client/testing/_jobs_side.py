@@ -226,6 +226,11 @@ class JobsSide:
                 fields.update(result="canceled", runnerId=job.runner_id, runnerName=job.runner_name)
                 self.push_message(job.scale_set_id, [fields])
 
+    def job_states(self, scale_set_id: int) -> dict[int, str]:
+        """Each job's state by runner request id: available, acquired, running or completed."""
+        with self._lock:
+            return {j.request_id: j.state for j in self._jobs.values() if j.scale_set_id == scale_set_id}
+
     def unacked(self, scale_set_id: int) -> list[int]:
         with self._lock:
             return [m.message_id for m in self._messages.get(scale_set_id, []) if not m.deleted]
