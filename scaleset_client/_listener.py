@@ -70,7 +70,12 @@ CLEANUP_TIME = 1.5  # saving state and deleting the session after a run ends: bo
 class Listener(SessionAndWaits):
     """Runs the message loop for one scale set. ``session`` is a ``MessageSession`` you opened
     (and close), or a ``Client``, in which case the listener opens and closes its own session
-    (with standby on conflict and clean-up of its own stale session from the state file)."""
+    (with standby on conflict and clean-up of its own stale session from the state file).
+
+    Scale on time: every figure the service sends reaches ``handle_desired_runner_count`` within
+    about a second of its message's arrival (the scaler's own time aside), in every phase of a
+    run, and the scaler is never moved back to an older figure; job events are handed over as
+    they arrive. A scaler method may be called from ``run()``'s thread only, one at a time."""
 
     def __init__(self, session: MessageSession | Client, config: ListenerConfig,
                  metrics: MetricsRecorder | Any | None = None) -> None:
