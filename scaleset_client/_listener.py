@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -54,7 +55,7 @@ from ._listener_trouble import PERMANENT, SessionAndWaits
 from ._models import RunnerScaleSetMessage, RunnerScaleSetStatistic
 from ._session import MessageSession
 from ._state import CursorRecord, StateFile
-from ._statistics_tracker import CATCH_UP_PEEK, StatisticsTracker
+from ._statistics_tracker import CATCH_UP_PEEK, HELD_BY_SERVICE, StatisticsTracker
 from ._validate import INT32_MAX, check_range
 
 __all__ = ["EventRef", "Listener", "ListenerConfig", "ListenerHealth", "MetricsRecorder", "RunSkippedError",
@@ -107,6 +108,7 @@ class Listener(SessionAndWaits):
         self._pending_acks: set[int] = set()
         self._statistics = StatisticsTracker()
         self._generation = -1  # the session generation whose statistics were taken (-1: none yet)
+        self._after_a_hold = False  # the message in hand came after the service held its poll
         self._failures: dict[int, int] = {}
         self._partial: dict[int, set[tuple[str, int]]] = {}
         self._last_beat = self._clock.monotonic()
@@ -345,12 +347,15 @@ class Listener(SessionAndWaits):
         self._beat()
         self._next_poll = self._clock.monotonic() + MIN_POLL_INTERVAL * (0.8 + 0.4 * self._clock.random())
         peek = self._statistics.should_peek
+        generation, sent = session.generation, time.monotonic()  # real time: how long the service held it
         try:
             if peek:
                 with Deadline(CATCH_UP_PEEK, clock=self._clock, reason="catching up: is the queue drained?"):
                     message = self._poll(session)
             else:
                 message = self._poll(session)
+            # Held by the service, with no renewal in between: the message came after the poll did.
+            self._after_a_hold = time.monotonic() - sent >= HELD_BY_SERVICE and session.generation == generation
             self._errors = 0
             self._last_poll_wall = self._clock.wall()
             self._check_cursor = False
@@ -424,7 +429,7 @@ class Listener(SessionAndWaits):
             log.warning("message %d has no statistics; keeping the last known ones", mid)
         else:
             before = self._statistics.current
-            self._statistics.from_message(message.statistics)
+            self._statistics.from_message(message.statistics, after_a_hold=self._after_a_hold)
             self._note_statistics(before)
 
     def _hand_over(self, scaler: Scaler, message: RunnerScaleSetMessage,

@@ -11,6 +11,9 @@ So after an out-of-band figure the tracker is *catching up*: a message's figure 
 ordered against it and is held back instead of applied, so the scaler is never moved back to an
 older figure. The listener then finds out cheaply, never by waiting a long poll:
 
+- a message the service answered only after holding the poll ``HELD_BY_SERVICE`` seconds was
+  queued after that poll reached it, when nothing older was waiting: it is newer than anything
+  known, and catching up is over (no request needed);
 - a held figure equal to the current one needs nothing (whichever is newer, the scaler is right);
 - a differing one makes the listener peek: its next poll is cut short after ``CATCH_UP_PEEK``
   seconds. The service answers a poll at once when it holds a message (protocol §4.8), so a poll
@@ -20,6 +23,11 @@ older figure. The listener then finds out cheaply, never by waiting a long poll:
   that fail, the held one, from the last message delivered, is applied, as the reference
   client would.
 
+Both timings rest on one assumption (protocol §4.8: a waiting message is returned at once).
+Were an answer slower than that, the listener would take a queued message for a new one, or
+the queue as drained, early, and apply later figures as they come, as the reference does: at
+worst a brief step back, which the next message already queued corrects.
+
 Pure: no I/O, no clock. The listener feeds it what it reads and asks what to do next.
 """
 
@@ -27,9 +35,10 @@ from __future__ import annotations
 
 from ._models import RunnerScaleSetStatistic
 
-__all__ = ["CATCH_UP_PEEK", "StatisticsTracker"]
+__all__ = ["CATCH_UP_PEEK", "HELD_BY_SERVICE", "StatisticsTracker"]
 
 CATCH_UP_PEEK = 0.5  # seconds a poll may go unanswered before the queue is taken as drained
+HELD_BY_SERVICE = 0.25  # a message answered this late came after its poll reached the service
 
 
 class StatisticsTracker:
@@ -58,12 +67,14 @@ class StatisticsTracker:
             return
         self.current, self._catching_up, self._held = statistics, True, None
 
-    def from_message(self, statistics: RunnerScaleSetStatistic) -> None:
-        """A message's statistics: newer than the last message's, and applied unless catching up."""
-        if self._catching_up:
+    def from_message(self, statistics: RunnerScaleSetStatistic, *, after_a_hold: bool = False) -> None:
+        """A message's statistics: newer than the last message's, and applied unless catching up.
+        ``after_a_hold``: the service held the poll before this message came (``HELD_BY_SERVICE``),
+        so it is newer than every figure known and catching up is over."""
+        if self._catching_up and not after_a_hold:
             self._held = statistics
         else:
-            self.current = statistics
+            self.current, self._catching_up, self._held = statistics, False, None
 
     @property
     def should_peek(self) -> bool:

@@ -16,6 +16,7 @@ import itertools
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -110,6 +111,24 @@ def test_jobs_queued_just_after_the_session_opened_reach_the_scaler_without_wait
     assert scaler.desired[-1] == 3 == assigned(fake, ssid)
     assert never_lower(scaler.desired)
     assert fake.count("refresh_session") <= 1  # at most one extra request for the opening
+    running.finish()
+    client.close()
+
+
+def test_a_job_that_comes_while_the_service_holds_the_poll_needs_no_extra_request(
+        held: tuple[FakeActionsService, FakeClock]) -> None:
+    """Half a second into the first held poll, nothing older can be waiting: the job's figure is
+    newer than the session's, applied as it comes, and nothing is asked for."""
+    fake, clock = held
+    ssid = scale_set_on(fake, clock)
+    client, scaler, running = start(fake, clock, ssid)
+    wait_until(lambda: waiting_on_the_queue(fake, ssid))
+    time.sleep(0.5)  # the scenario: the service has held the poll for a while when the jobs come
+    for _ in range(3):
+        fake.queue_job(ssid)
+    wait_until(settled(fake, ssid, scaler), timeout=PROMPTLY)
+    assert scaler.desired[-1] == 3 and never_lower(scaler.desired)
+    assert fake.count("refresh_session") == 0
     running.finish()
     client.close()
 
