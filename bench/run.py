@@ -1,7 +1,7 @@
 """Run every benchmark and print one table; also write it as Markdown and JSON.
 
     python -m bench            # the full run (several minutes)
-    python -m bench --quick    # a smoke run, under a minute: checks that everything completes
+    python -m bench --quick    # a smoke run, a few minutes: checks that everything completes
 
 Each row: measure, this client, the baseline (a ``requests.Session`` with urllib3
 ``Retry(total=3, backoff_factor=1, status_forcelist=(500, 502, 503, 504))`` and a loop that sleeps
@@ -20,12 +20,27 @@ import sys
 import time
 from pathlib import Path
 
-from . import client_state, herd, many, outage, overhead, parsing, restarts, shutdown, soak, startup, throughput
+from . import (
+    client_state,
+    herd,
+    latency,
+    many,
+    outage,
+    overhead,
+    parsing,
+    restarts,
+    shutdown,
+    soak,
+    startup,
+    throughput,
+)
 from ._util import Row, rows_markdown, rows_table
 
 BENCHES = {"overhead": overhead.run, "startup": startup.run, "parsing": parsing.run, "throughput": throughput.run,
            "many": many.run, "outage": outage.run, "herd": herd.run, "restarts": restarts.run, "soak": soak.run,
-           "shutdown": shutdown.run, "client_state": client_state.run}
+           "shutdown": shutdown.run, "client_state": client_state.run, "latency": latency.run}
+# Reported with pass/fail, never an exit status: end-to-end timings on a shared machine (issue 21).
+REPORT_ONLY = {"latency"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     Path(f"{args.out}.md").write_text(f"{header}\n\n{rows_markdown(rows)}")
     Path(f"{args.out}.json").write_text(json.dumps({"header": header, "seconds": timings,
                                                     "rows": [dataclasses.asdict(r) for r in rows]}, indent=1))
-    missed = [r for r in rows if r.ok is False]
+    missed = [r for r in rows if r.ok is False and r.bench not in REPORT_ONLY]
     if args.quick:
         return 0  # a smoke run checks completion, not numbers (a shared CI machine is noisy)
     return 1 if missed else 0
