@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import scaleset_client as sc
-from scaleset_client._statistics_tracker import StatisticsTracker
+from scaleset_client._listener.statistics import StatisticsTracker
 
 
 def figure(assigned: int) -> sc.RunnerScaleSetStatistic:

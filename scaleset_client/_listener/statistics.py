@@ -33,7 +33,7 @@ Pure: no I/O, no clock. The listener feeds it what it reads and asks what to do 
 
 from __future__ import annotations
 
-from ._models import RunnerScaleSetStatistic
+from .._models import RunnerScaleSetStatistic
 
 __all__ = ["CATCH_UP_PEEK", "HELD_BY_SERVICE", "StatisticsTracker"]
 

@@ -1,6 +1,11 @@
 """``Listener``: the poll loop that turns queue messages into scaler calls, and never dies of weather.
 
-Promises (design §4):
+The listener is composed of parts, one concept each: ``pacing`` (every wait, and when the run
+is over), ``sessions`` (opening, standby, renewal, a scale set confirmed gone), ``statistics``
+(which figure the scaler should be on) and ``poll_errors`` (what a failed poll means, a pure
+table). ``Listener`` keeps the loop, the delivery of each message and the state file.
+
+Promises (the listener's part of ``../shared/design.md``, restated here):
 
 - Statistics (``total_assigned_jobs``) drive the desired count, never message counts.
 - A message is acknowledged only after the scaler handled it. The cursor (the last handled
@@ -29,34 +34,35 @@ Promises (design §4):
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from ._breaker import State, Transition
-from ._client import Client
-from ._deadline import Deadline, detached
-from ._errors import (
+from .._breaker import State, Transition
+from .._client import Client
+from .._deadline import Deadline, detached
+from .._errors import (
     ConfigError,
     DeadlineExceededError,
-    MessageQueueTokenExpiredError,
     ResponseError,
     RunSkippedError,
     ScalesetError,
     ScaleSetNotFoundError,
-    SessionConflictError,
-    SessionNotFoundError,
 )
-from ._listener_config import EventRef, ListenerConfig, ListenerHealth, MetricsRecorder, Scaler
-from ._listener_state import binding, binding_key, document, restore
-from ._listener_trouble import PERMANENT, SessionAndWaits
-from ._models import RunnerScaleSetMessage, RunnerScaleSetStatistic
-from ._session import MessageSession
-from ._state import CursorRecord, StateFile
-from ._statistics_tracker import CATCH_UP_PEEK, HELD_BY_SERVICE, StatisticsTracker
-from ._validate import INT32_MAX, check_range
+from .._http import origin_of
+from .._listener_config import EventRef, ListenerConfig, ListenerHealth, MetricsRecorder, Scaler
+from .._listener_state import binding, binding_key, document, restore
+from .._models import RunnerScaleSetMessage, RunnerScaleSetStatistic
+from .._session import MessageSession
+from .._state import CursorRecord, StateFile
+from .._validate import INT32_MAX, check_range
+from .pacing import Pacer
+from .poll_errors import PERMANENT, PollAction, decide
+from .sessions import SessionKeeper
+from .statistics import CATCH_UP_PEEK, HELD_BY_SERVICE, StatisticsTracker
 
 __all__ = ["EventRef", "Listener", "ListenerConfig", "ListenerHealth", "MetricsRecorder", "RunSkippedError",
            "Scaler"]
@@ -68,7 +74,16 @@ DESIRED_REFRESH = 30.0  # an unchanged desired count is re-applied at most this 
 CLEANUP_TIME = 1.5  # saving state and deleting the session after a run ends: bounded, never cancelled
 
 
-class Listener(SessionAndWaits):
+class Delivery(enum.Enum):
+    """How one message went: handed over (and acknowledged), skipped (handled before, acknowledged
+    again) or failed (the scaler raised; the message stays unacknowledged)."""
+
+    HANDLED = "handled"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class Listener:
     """Runs the message loop for one scale set. ``session`` is a ``MessageSession`` you opened
     (and close), or a ``Client``, in which case the listener opens and closes its own session
     (with standby on conflict and clean-up of its own stale session from the state file).
@@ -97,10 +112,10 @@ class Listener(SessionAndWaits):
         self.config = config
         self._metrics = metrics
         self._clock = self._client.clock
+        self._pacer = Pacer(self._client, config, self._clock)
+        self._keeper = SessionKeeper(self._client, config, self._clock, self._pacer)
         self._max_runners = config.max_runners
-        self._stop = threading.Event()
         self._stop_early = False
-        self._scope: Deadline | None = None
         self._run_thread: threading.Thread | None = None
         self._next_poll = -float("inf")
         self._applied: tuple[int, float] | None = None  # (desired count, when) last applied
@@ -111,9 +126,7 @@ class Listener(SessionAndWaits):
         self._after_a_hold = False  # the message in hand came after the service held its poll
         self._failures: dict[int, int] = {}
         self._partial: dict[int, set[tuple[str, int]]] = {}
-        self._last_beat = self._clock.monotonic()
         self._last_poll_wall: float | None = None
-        self._standby = False
         self._running = False
         self._dirty = False
         self._state: StateFile | None = None
@@ -143,8 +156,8 @@ class Listener(SessionAndWaits):
             self._stop_now()
 
     def _stop_now(self) -> None:
-        self._stop.set()
-        scope = self._scope
+        self._pacer.stop.set()
+        scope = self._pacer.scope
         if scope is None:
             self._stop_early = not self._running
             return
@@ -174,18 +187,17 @@ class Listener(SessionAndWaits):
     def health(self) -> ListenerHealth:
         """Liveness and readiness with the reasons, from local state (no request is sent)."""
         window = self._client.long_poll_timeout + self._client.resilience.retry.deadline + 30.0
-        silent = self._clock.monotonic() - self._last_beat
+        silent = self._clock.monotonic() - self._pacer.last_beat
         live = not self._running or silent <= window
         reasons = [] if live else [f"no progress for {silent:.0f}s"]
         session = self._session
-        ready = self._running and session is not None and session.active and not self._standby
-        if self._standby:
+        standby = self._keeper.standby
+        ready = self._running and session is not None and session.active and not standby
+        if standby:
             reasons.append("standby: another listener owns the session")
         elif session is None or not session.active:
             reasons.append("no active session")
         else:
-            from ._http import origin_of
-
             origin = origin_of(session.session.message_queue_url)
             for b in self._client.circuit_breakers.all():
                 if b.origin == origin and b.operation_class == "long_poll" and b.state in (
@@ -197,7 +209,7 @@ class Listener(SessionAndWaits):
             ready = False
             reasons.append(f"scaler failing: {self._scaler_failures} errors in a row, messages are being set aside")
         return ListenerHealth(live, ready, "; ".join(reasons), self._cursor, self._last_poll_wall,
-                              session.session.session_id if session is not None else "", self._standby,
+                              session.session.session_id if session is not None else "", standby,
                               self._scaler_failures)
 
     # -- the run -----------------------------------------------------------------------------
@@ -213,13 +225,11 @@ class Listener(SessionAndWaits):
         session) then takes at most 1.5 s and is not cut short by the stop it serves.
         Raises ``StateFileLockedError`` when another process runs with the same state file.
         """
-        if stop is not None:
-            self._stop = stop
-        elif not self._stop_early:
-            self._stop = threading.Event()
+        event = stop if stop is not None else self._pacer.stop if self._stop_early else threading.Event()
         if self._stop_early:
-            self._stop.set()
+            event.set()
         self._stop_early = False
+        self._pacer.stop = event  # from here on, stop() sets this run's event
         scope = Deadline(duration, cancel_on=stop, clock=self._clock, reason="listener run")
         owned = self._session is None
         if self.config.state_file is not None:
@@ -227,17 +237,14 @@ class Listener(SessionAndWaits):
             self._state.acquire()
         self._running = True
         self._run_thread = threading.current_thread()
-        self._beat()
         try:
             with scope:
-                self._scope = scope
-                if self._stop.is_set():
+                self._pacer.begin(event, scope)
+                if event.is_set():
                     scope.cancel("stopped before the run started")
-                end = scope.effective_expiry()
-                end_or_none = None if end == float("inf") else end
-                self._run_scoped(scaler, until_idle, end_or_none)
+                self._run_scoped(scaler, until_idle)
         finally:
-            self._scope = None
+            self._pacer.finish()
             self._running = False
             with detached(CLEANUP_TIME, clock=self._clock, reason="listener clean-up"):
                 try:
@@ -252,26 +259,25 @@ class Listener(SessionAndWaits):
                     if self._state is not None:
                         self._state.release()
 
-    def _run_scoped(self, scaler: Scaler, until_idle: bool, end: float | None) -> None:
+    def _run_scoped(self, scaler: Scaler, until_idle: bool) -> None:
         """Load the state, open the session unless one was given, then loop."""
         saved = self._load()
-        if end is not None:
-            self._skip_if_known_down(end)
+        self._pacer.skip_if_known_down()
         if self._session is None:
-            self._session = self._open_session(saved.get("session_id"), end)
+            self._session = self._keeper.open(saved.get("session_id"))
             if self._session is None:
                 return
         self._dirty = True
         self._save()
-        self._loop(scaler, until_idle, end)
+        self._loop(scaler, until_idle)
 
-    def _loop(self, scaler: Scaler, until_idle: bool, end: float | None) -> None:
+    def _loop(self, scaler: Scaler, until_idle: bool) -> None:
         session = self._session
         assert session is not None
         self._errors = 0
-        while not self._ending(end):
+        while not self._pacer.ending():
             # Each empty poll comes back here (until_idle ends the run after one).
-            if self._drain(session, scaler, end) or until_idle:
+            if self._drain(session, scaler) or until_idle:
                 return
 
     def _observe_session(self, session: MessageSession) -> None:
@@ -311,7 +317,7 @@ class Listener(SessionAndWaits):
             self._statistics.fetched(renewed.statistics)
         self._note_statistics(before)
 
-    def _refresh_desired(self, scaler: Scaler, end: float | None) -> bool:
+    def _refresh_desired(self, scaler: Scaler) -> bool:
         """Apply the desired count when due. When the scaler cannot, pause, then poll anyway
         (messages still need handling, and the next statistics may be what it needs). True when
         the run should end."""
@@ -319,32 +325,32 @@ class Listener(SessionAndWaits):
         if stats is None or not self._desired_due(stats) or self._desired(scaler, stats):
             return False
         self._errors += 1
-        return self._wait(self._backoff(self._errors), end)
+        return self._pacer.wait(self._pacer.backoff(self._errors))
 
-    def _drain(self, session: MessageSession, scaler: Scaler, end: float | None) -> bool:
+    def _drain(self, session: MessageSession, scaler: Scaler) -> bool:
         """Send the acks left pending, then poll and handle messages until a poll comes back empty
         (False) or the run should end (True)."""
         self._flush_acks(session)
-        while not self._ending(end):
-            if self._poll_once(session, scaler, end):
+        while not self._pacer.ending():
+            if self._poll_once(session, scaler):
                 return False
         return True
 
-    def _poll_once(self, session: MessageSession, scaler: Scaler, end: float | None) -> bool:
+    def _poll_once(self, session: MessageSession, scaler: Scaler) -> bool:
         """One poll and the message it brings; True when the queue came back empty. Every wait
-        here that ends early leaves ``_ending`` true, which the caller checks before the next poll.
+        here that ends early leaves the pacer ``ending``, which the caller checks before the next poll.
         The state file is brought up to date first, including a session the client renewed by
         itself (a 401 or 404 on an ack or a poll, answered by the session's own recovery)."""
         if self._dirty or (self._state is not None and session.session.session_id != self._saved_session):
             self._save()
         # The scaler hears the current figure before the listener waits for anything.
         self._observe_session(session)
-        if self._refresh_desired(scaler, end):
+        if self._refresh_desired(scaler):
             return False
         # However fast the service answers empty or fails, about one poll a second.
-        if self._wait(self._next_poll - self._clock.monotonic(), end):
+        if self._pacer.wait(self._next_poll - self._clock.monotonic()):
             return False
-        self._beat()
+        self._pacer.beat()
         self._next_poll = self._clock.monotonic() + MIN_POLL_INTERVAL * (0.8 + 0.4 * self._clock.random())
         peek = self._statistics.should_peek
         generation, sent = session.generation, time.monotonic()  # real time: how long the service held it
@@ -360,63 +366,62 @@ class Listener(SessionAndWaits):
             self._last_poll_wall = self._clock.wall()
             self._check_cursor = False
             if message is None:
-                self._drained(session, scaler, end)
+                self._drained(session, scaler)
                 return True
             self._next_poll = -float("inf")  # a message: poll again at once, the queue may hold more
             outcome = self._handle(session, scaler, message)
         except ScalesetError as exc:
-            if peek and isinstance(exc, DeadlineExceededError) and exc.delivered is None and not self._ending(end):
+            if peek and isinstance(exc, DeadlineExceededError) and exc.delivered is None and not self._pacer.ending():
                 # Cut while the service held it for CATCH_UP_PEEK seconds: no message was waiting.
                 # (Cut between failed attempts, delivered is False: that is trouble, handled below.)
-                self._peeked_empty(session, scaler, end)
+                self._peeked_empty(session, scaler)
                 return False
             self._errors += 1
-            self._on_poll_error(exc, self._errors, end)
+            self._on_poll_error(exc, self._errors)
             return False
-        if outcome == "failed":
+        if outcome is Delivery.FAILED:
             self._errors += 1
-            self._wait(self._backoff(self._failures.get(message.message_id, 1)), end)
+            self._pacer.wait(self._pacer.backoff(self._failures.get(message.message_id, 1)))
         return False
 
     def _poll(self, session: MessageSession) -> RunnerScaleSetMessage | None:
         return session.get_message(0 if self._check_cursor else self._cursor, self._max_runners)
 
-    def _drained(self, session: MessageSession, scaler: Scaler, end: float | None) -> None:
+    def _drained(self, session: MessageSession, scaler: Scaler) -> None:
         """An empty poll: settle any figure held back, and tell the scaler before the next wait."""
         self._caught_up(session)
-        self._refresh_desired(scaler, end)
+        self._refresh_desired(scaler)
 
-    def _peeked_empty(self, session: MessageSession, scaler: Scaler, end: float | None) -> None:
+    def _peeked_empty(self, session: MessageSession, scaler: Scaler) -> None:
         """A peek went unanswered: the queue is drained, unless the session was renewed meanwhile
         (then its statistics start catching up again). The next poll goes out at once."""
         self._errors = 0
         self._next_poll = -float("inf")
         if session.generation == self._generation:
-            self._drained(session, scaler, end)
+            self._drained(session, scaler)
 
     # -- one message -------------------------------------------------------------------------
-    def _handle(self, session: MessageSession, scaler: Scaler, message: RunnerScaleSetMessage) -> str:
-        """Take one message to the scaler and acknowledge it: "handled", "skipped" (handled before)
-        or "failed" (the scaler raised; the message stays unacknowledged)."""
+    def _handle(self, session: MessageSession, scaler: Scaler, message: RunnerScaleSetMessage) -> Delivery:
+        """Take one message to the scaler and acknowledge it (see ``Delivery``)."""
         mid = message.message_id
         if mid <= self._cursor:
             if mid == self._cursor or mid in self._pending_acks:
                 log.info("message %d was handled before (cursor %d); acknowledging it again", mid, self._cursor)
                 self._ack(session, mid)
-                return "skipped"
+                return Delivery.SKIPPED
             self._stale_cursor(mid)
         self._take(session, message)
         try:
             self._hand_over(scaler, message, self._statistics.current)
         except Exception as exc:  # the scaler is user code: any exception leaves the message unacked
             if not self._scaler_failed(mid, exc):
-                return "failed"
+                return Delivery.FAILED
         else:
             self._scaler_failures = 0
         finally:
             self._current = None
         self._finish(session, mid)
-        return "handled"
+        return Delivery.HANDLED
 
     def _take(self, session: MessageSession, message: RunnerScaleSetMessage) -> None:
         """Acquire the message's available jobs and offer its statistics."""
@@ -565,37 +570,40 @@ class Listener(SessionAndWaits):
         self._record("record_desired_runners", count)
         return True
 
-    # -- trouble (the rest, and the waits, in _listener_trouble.py) ---------------------------
-    def _on_poll_error(self, exc: ScalesetError, errors: int, end: float | None) -> None:
-        """Decide what an error means and wait it out, renew the session or raise. Nothing is
-        returned: a wait that ends early leaves ``_ending`` true, which the loop checks next."""
+    # -- a failed poll ---------------------------------------------------------------------------
+    def _on_poll_error(self, exc: ScalesetError, errors: int) -> None:
+        """Carry out what ``poll_errors.decide`` says the error means. Nothing is returned: a wait
+        that ends early leaves the pacer ``ending``, which the loop checks next."""
         session = self._session
         assert session is not None
-        if self._client.closed:
-            log.info("the client was closed; the listener stops")
-            return
-        if self._cut(exc, end):
-            return
-        if isinstance(exc, ScaleSetNotFoundError):
-            self._confirm_scale_set_gone(exc)
-            self._wait(self._backoff(errors), end)
-            return
-        if isinstance(exc, PERMANENT):
+        mid = exc.message_id if isinstance(exc, ResponseError) else None
+        failures = self._failures.get(mid, 0) + 1 if mid is not None else 0
+        action = decide(exc, client_closed=self._client.closed, run_ending=self._pacer.ending(),
+                        message_failures=failures, poison_after=self.config.poison_after,
+                        recreate_sessions=self._client.resilience.auto_recover_session)
+        if action is PollAction.NOTHING:
+            if self._client.closed:
+                log.info("the client was closed; the listener stops")
+        elif action is PollAction.CONFIRM_GONE:
+            assert isinstance(exc, ScaleSetNotFoundError)
+            self._keeper.confirm_scale_set_gone(exc)
+            self._pacer.wait(self._pacer.backoff(errors))
+        elif action is PollAction.END:
             raise exc
-        if isinstance(exc, ResponseError) and exc.message_id is not None:
-            mid = exc.message_id
-            failures = self._failures.get(mid, 0) + 1
+        elif action in (PollAction.READ_AGAIN, PollAction.SET_ASIDE):
+            assert mid is not None
             self._failures[mid] = failures
             log.warning("message %d cannot be read (%d/%d): %s", mid, failures, self.config.poison_after, exc)
-            if failures >= self.config.poison_after:
+            if action is PollAction.SET_ASIDE:
                 self._poison(mid, exc)
                 self._finish(session, mid)
             else:
-                self._wait(self._backoff(failures), end)
-        elif isinstance(exc, (MessageQueueTokenExpiredError, SessionNotFoundError, SessionConflictError)):
-            self._renew_session(exc, end)
+                self._pacer.wait(self._pacer.backoff(failures))
+        elif action is PollAction.RENEW:
+            if self._keeper.renew(session):
+                self._dirty = True
         else:
-            self._wait_out(exc, errors, end)
+            self._pacer.wait_out(exc, errors, self._client.origin(session.session.message_queue_url))
 
     # -- state -------------------------------------------------------------------------------
     def _on_transition(self, transition: Transition) -> None:
