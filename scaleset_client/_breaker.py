@@ -34,6 +34,7 @@ from typing import Any
 from ._clock import Clock
 from ._config import CircuitBreakerConfig
 from ._errors import CircuitOpenError
+from ._jitter import around, exponential
 
 __all__ = ["BreakerRegistry", "CircuitBreaker", "Outcome", "Permit", "State", "Transition"]
 
@@ -359,9 +360,8 @@ class CircuitBreaker:
 
     def _trip(self, now: float, why: str, events: list[Transition]) -> None:
         cfg = self._config
-        base = min(cfg.max_open_duration, cfg.open_duration * 2.0 ** min(self._reopen_count, 32))
-        spread = 1.0 + cfg.jitter * (2.0 * self._clock.random() - 1.0)
-        self._open_until = now + min(cfg.max_open_duration, max(0.0, base * spread))
+        base = exponential(self._reopen_count + 1, cfg.open_duration, cfg.max_open_duration)
+        self._open_until = now + min(cfg.max_open_duration, max(0.0, around(base, cfg.jitter, self._clock.random())))
         self._move(State.OPEN, why, events, retry_after=self._open_until - now)
 
     def _expire_leases(self, now: float, events: list[Transition]) -> None:

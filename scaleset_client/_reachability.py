@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from ._breaker import BreakerRegistry
 from ._clock import Clock
+from ._jitter import around
 
 __all__ = ["Reachability"]
 
@@ -60,7 +61,7 @@ class Reachability:
         with self._lock:
             if not force and now < self._next_look_at.get(origin, -math.inf):
                 return False
-            self._next_look_at[origin] = now + self._interval * (0.5 + self._clock.random())
+            self._next_look_at[origin] = now + around(self._interval, 0.5, self._clock.random())
         parts = urlsplit(origin)
         if not parts.hostname or not parts.port or timeout <= 0:
             return False

@@ -53,6 +53,7 @@ from .._errors import (
     ScaleSetNotFoundError,
 )
 from .._http import origin_of
+from .._jitter import around
 from .._listener_config import EventRef, ListenerConfig, ListenerHealth, MetricsRecorder, Scaler
 from .._listener_state import binding, binding_key, document, restore
 from .._models import RunnerScaleSetMessage, RunnerScaleSetStatistic
@@ -351,7 +352,7 @@ class Listener:
         if self._pacer.wait(self._next_poll - self._clock.monotonic()):
             return False
         self._pacer.beat()
-        self._next_poll = self._clock.monotonic() + MIN_POLL_INTERVAL * (0.8 + 0.4 * self._clock.random())
+        self._next_poll = self._clock.monotonic() + around(MIN_POLL_INTERVAL, 0.2, self._clock.random())
         peek = self._statistics.should_peek
         generation, sent = session.generation, time.monotonic()  # real time: how long the service held it
         try:

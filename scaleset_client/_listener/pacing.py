@@ -28,6 +28,7 @@ from .._errors import (
     ScalesetError,
     TransientError,
 )
+from .._jitter import around, exponential, half_to_full, plus_up_to
 from .._listener_config import ListenerConfig
 
 __all__ = ["BEAT", "Pacer"]
@@ -96,13 +97,12 @@ class Pacer:
     def backoff(self, failures: int) -> float:
         """The pause after ``failures`` in a row: ``error_backoff`` doubling to ``error_backoff_max``,
         drawn between half and all of it (never zero: the loop cannot spin)."""
-        config = self._config
-        cap = min(config.error_backoff_max, config.error_backoff * 2.0 ** min(failures - 1, 30))
-        return cap * (0.5 + 0.5 * self._clock.random())
+        ceiling = exponential(failures, self._config.error_backoff, self._config.error_backoff_max)
+        return half_to_full(ceiling, self._clock.random())
 
     def standby_pause(self) -> float:
         """``standby_interval`` ±20 %."""
-        return self._config.standby_interval * (0.8 + 0.4 * self._clock.random())
+        return around(self._config.standby_interval, 0.2, self._clock.random())
 
     # -- waiting -------------------------------------------------------------------------------
     def wait(self, seconds: float) -> bool:
@@ -131,7 +131,7 @@ class Pacer:
         if isinstance(exc, CircuitOpenError):
             wait = self._config.standby_interval if exc.retry_at is None else exc.retry_at - now
             log.info("%s; waiting %.1fs", exc, wait)
-            self.wait_out_break(exc.origin, max(wait, 0.05) + self._clock.random() * 0.5)
+            self.wait_out_break(exc.origin, plus_up_to(max(wait, 0.05), 0.5, self._clock.random()))
         elif isinstance(exc, TransientError) and exc.retry_at is not None:
             self.wait(max(0.05, exc.retry_at - now))
         else:
