@@ -56,9 +56,12 @@ class ExecScaler:
         self.listener: Listener | None = None  # set by main(): events then carry message_id and event_index
 
     def _run(self, event: dict[str, Any]) -> str:
-        ref = self.listener.current_event if self.listener is not None else None
+        listener = self.listener
+        ref = listener.current_event if listener is not None else None
         if ref is not None:  # what a scaler needs to de-duplicate the one event a crash may repeat
             event = {**event, "message_id": ref.message_id, "event_index": ref.index}
+        if listener is not None:  # the bounds the scaler works within, as ARC's scalers get them
+            event = {**event, "min_runners": listener.config.min_runners, "max_runners": listener.max_runners}
         proc = subprocess.Popen(self.command, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True)
         data: bytes | None = json.dumps(event).encode()

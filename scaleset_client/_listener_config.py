@@ -100,6 +100,18 @@ class ListenerConfig:
     scale_set_name
         Written to the state file with the configuration URL and ``scale_set_id``; a state file
         saved for another URL, id or name is ignored with a warning (None: the name is not checked).
+    min_runners
+        The fewest runners the scaler should keep (0). The listener does not add it to the count
+        it hands over (``handle_desired_runner_count`` gets the assigned jobs, as always): it is
+        passed on, to ``--exec`` scalers in their JSON and to the ``gha_min_runners`` metric, as
+        ARC's listener does. At most ``max_runners``.
+    recreate_deleted, recreate_interval
+        When the scale set is confirmed gone (a 404, and a second look finds it gone; never on a
+        5xx), create it again with the same name, runner group, labels and runner settings
+        (as the last session described it), open a new session and move the state file to the
+        new id, instead of ending the run (False: end the run, the default). At most once per
+        ``recreate_interval`` seconds (600), counted across restarts through the state file.
+        Only for a listener that opens its own session (given a ``Client``).
     """
 
     scale_set_id: int
@@ -113,6 +125,9 @@ class ListenerConfig:
     on_poison: Callable[[int, BaseException], None] | None = field(default=None, compare=False)
     owner: str | None = None
     scale_set_name: str | None = None
+    min_runners: int = 0
+    recreate_deleted: bool = False
+    recreate_interval: float = 600.0
 
     def __post_init__(self) -> None:
         check_id("scale_set_id", self.scale_set_id)
@@ -123,6 +138,8 @@ class ListenerConfig:
         check_range("error_backoff", self.error_backoff, 0.001)
         check_range("error_backoff_max", self.error_backoff_max, self.error_backoff)
         check_range("poison_after", self.poison_after, 1, integer=True)
+        check_range("min_runners", self.min_runners, 0, self.max_runners, integer=True)
+        check_range("recreate_interval", self.recreate_interval, 0.0)
 
 
 @dataclass(frozen=True)

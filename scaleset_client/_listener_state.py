@@ -20,7 +20,7 @@ from typing import Any
 
 from ._state import StateFile
 
-__all__ = ["Restored", "binding", "binding_key", "document", "mismatch", "restore"]
+__all__ = ["Moved", "Restored", "binding", "binding_key", "document", "mismatch", "moved", "restore"]
 
 log = logging.getLogger("scaleset_client._listener")  # the listener's own logger: these are its warnings
 
@@ -96,9 +96,37 @@ def restore(state: StateFile, ours: dict[str, Any], digest: str, *, cursor: int)
     return out
 
 
+@dataclass(frozen=True)
+class Moved:
+    """A scale set this listener created again after it was deleted: the ids it had before (oldest
+    first) and when (wall time) it was last created again."""
+
+    from_ids: tuple[int, ...] = ()
+    at: float | None = None
+
+
+def moved(saved: dict[str, Any], ours: dict[str, Any]) -> tuple[int, Moved]:
+    """Follow a move saved in ``saved``: when the document is bound to the same configuration URL
+    and names ``ours``' scale set id among the ones it was created again from, the id to use now
+    (else ``ours``' own) and the move's record (read even without a move, for its time)."""
+    found = saved.get("binding")
+    raw_ids, raw_at = saved.get("recreated_from"), saved.get("recreated_at")
+    ids = tuple(i for i in raw_ids if isinstance(i, int) and not isinstance(i, bool)) if isinstance(
+        raw_ids, list) else ()
+    at = float(raw_at) if isinstance(raw_at, (int, float)) and not isinstance(raw_at, bool) else None
+    if not isinstance(found, dict) or found.get("config_url") != ours["config_url"]:
+        return ours["scale_set_id"], Moved()
+    record = Moved(ids, at)
+    now_id = found.get("scale_set_id")
+    if ours["scale_set_id"] in ids and isinstance(now_id, int) and not isinstance(now_id, bool):
+        return now_id, record
+    return ours["scale_set_id"], record if found.get("scale_set_id") == ours["scale_set_id"] else Moved()
+
+
 def document(ours: dict[str, Any], *, cursor: int, pending_acks: set[int], session_id: str,
-             resilience: dict[str, Any]) -> dict[str, Any]:
+             resilience: dict[str, Any], move: Moved = Moved()) -> dict[str, Any]:
     """The JSON document a listener saves (the cursor record is written per message)."""
+    extra: dict[str, Any] = {"recreated_from": list(move.from_ids), "recreated_at": move.at} if move.from_ids else {}
     return {
         "scale_set_id": ours["scale_set_id"],
         "binding": ours,
@@ -107,4 +135,5 @@ def document(ours: dict[str, Any], *, cursor: int, pending_acks: set[int], sessi
         "session_id": session_id,
         "resilience": resilience,
         "writer_pid": os.getpid(),
+        **extra,
     }

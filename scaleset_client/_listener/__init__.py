@@ -55,8 +55,8 @@ from .._errors import (
 from .._http import origin_of
 from .._jitter import around
 from .._listener_config import EventRef, ListenerConfig, ListenerHealth, MetricsRecorder, Scaler
-from .._listener_state import binding, binding_key, document, restore
-from .._models import RunnerScaleSetMessage, RunnerScaleSetStatistic
+from .._listener_state import Moved, binding, binding_key, document, moved, restore
+from .._models import RunnerScaleSet, RunnerScaleSetMessage, RunnerScaleSetStatistic
 from .._session import MessageSession
 from .._state import CursorRecord, StateFile
 from .._validate import INT32_MAX, check_range
@@ -134,6 +134,10 @@ class Listener:
         self._saved_pending: frozenset[int] = frozenset()
         self._saved_session = ""  # the session id the state file names
         self._binding_digest = binding_key(self._client.config.config_url, config.scale_set_id)
+        self._owned = self._session is None  # this listener opens (and may re-create) its own session
+        self._definition: RunnerScaleSet | None = None  # the scale set as its last session described it
+        self._move = Moved()  # ids this scale set had before it was created again, and when
+        self._recreated_at: float | None = None  # monotonic time of this process's last re-creation
         self._check_cursor = False  # the first poll after loading a cursor asks from 0 to verify it
         self._current: EventRef | None = None
         self._scaler_failures = 0
@@ -179,6 +183,12 @@ class Listener:
         """The event the scaler is being handed right now (None between calls): read it from a
         scaler method to de-duplicate the one event a crash may repeat."""
         return self._current
+
+    @property
+    def scale_set_id(self) -> int:
+        """The scale set this listener serves: ``config.scale_set_id``, or the id it got when it
+        created a deleted scale set again (``ListenerConfig.recreate_deleted``)."""
+        return self._keeper.scale_set_id
 
     @property
     def cursor(self) -> int:
@@ -261,16 +271,82 @@ class Listener:
                         self._state.release()
 
     def _run_scoped(self, scaler: Scaler, until_idle: bool) -> None:
-        """Load the state, open the session unless one was given, then loop."""
+        """Load the state, open the session unless one was given, then loop; a scale set deleted
+        under the run is created again when the configuration asks for it (``_heal``)."""
         saved = self._load()
         self._pacer.skip_if_known_down()
-        if self._session is None:
-            self._session = self._keeper.open(saved.get("session_id"))
-            if self._session is None:
+        while True:
+            try:
+                if self._session is None:
+                    self._session = self._keeper.open(saved.get("session_id"))
+                    if self._session is None:
+                        return
+                self._dirty = True
+                self._save()
+                self._loop(scaler, until_idle)
                 return
+            except ScaleSetNotFoundError as exc:
+                self._heal(exc)
+                saved = {}
+
+    def _heal(self, exc: ScaleSetNotFoundError) -> None:
+        """The scale set answered 404. Unless ``recreate_deleted`` (and this listener opened its own
+        session), the run ends with it. Otherwise: look once more (a 404 has been seen during
+        incidents for scale sets that exist; a 5xx means "cannot tell": wait and go on), then
+        create it again as its last session described it, at most once per
+        ``recreate_interval``, and move the session and the state file to the new id."""
+        config = self.config
+        if not config.recreate_deleted or not self._owned:
+            raise exc
+        try:
+            self._keeper.confirm_scale_set_gone(exc)
+        except ScaleSetNotFoundError as gone:
+            self._recreate(gone)
+            return
+        self._pacer.wait(self._pacer.backoff(2))  # still there, or cannot tell: the loop goes on
+
+    def _recreate(self, gone: ScaleSetNotFoundError) -> None:
+        config, old_id = self.config, self._keeper.scale_set_id
+        definition = self._definition
+        if definition is None or not definition.name:
+            raise gone.recast(ScaleSetNotFoundError, f"{gone.message}; it cannot be created again: no session "
+                              "described it (recreate_deleted needs one session opened first)") from gone
+        since = self._seconds_since_recreated()
+        if since is not None and since < config.recreate_interval:
+            raise gone.recast(ScaleSetNotFoundError, f"{gone.message}; it was created again {since:.0f}s ago, "
+                              f"and is not created again within recreate_interval ({config.recreate_interval:g}s)"
+                              ) from gone
+        created = self._keeper.recreate(definition)
+        log.warning("scale set %d (%s) was deleted on the service; created it again as %d", old_id,
+                    definition.name, created.id)
+        self._record("record_scale_set_recreated", old_id, created.id)
+        self._recreated_at = self._clock.monotonic()
+        self._move = Moved((*self._move.from_ids, old_id), self._clock.wall())
+        if self._session is not None:
+            self._session.close()  # gone with its scale set; deleting it is quiet
+            self._session = None
+        self._rebind(created.id)
+        self._cursor, self._check_cursor = 0, False  # a new queue: the old cursor means nothing there
+        self._pending_acks.clear()
+        self._partial.clear()
+        self._failures.clear()
+        self._generation = -1
+        self._statistics = StatisticsTracker()
+        if self._state is not None:
+            self._state.write_cursor(CursorRecord(0, 0, 0, 0, self._binding_digest), durable=True)
         self._dirty = True
-        self._save()
-        self._loop(scaler, until_idle)
+
+    def _seconds_since_recreated(self) -> float | None:
+        if self._recreated_at is not None:
+            return self._clock.monotonic() - self._recreated_at
+        if self._move.at is not None:  # an earlier process's, from the state file
+            return max(0.0, self._clock.wall() - self._move.at)
+        return None
+
+    def _rebind(self, scale_set_id: int) -> None:
+        """Serve ``scale_set_id`` from now on: the session, the state file's binding and cursor."""
+        self._keeper.scale_set_id = scale_set_id
+        self._binding_digest = binding_key(self._client.config.config_url, scale_set_id)
 
     def _loop(self, scaler: Scaler, until_idle: bool) -> None:
         session = self._session
@@ -289,6 +365,9 @@ class Listener:
         if generation == self._generation:
             return
         self._generation = generation
+        described = session.session.runner_scale_set
+        if described is not None and described.name:
+            self._definition = described
         before = self._statistics.current
         self._statistics.from_service(session.session.statistics)
         self._note_statistics(before)
@@ -621,7 +700,7 @@ class Listener:
             log.exception("metrics hook %s failed", hook)
 
     def _binding(self) -> dict[str, Any]:
-        return binding(self._client.config.config_url, self.config.scale_set_id, self.config.scale_set_name)
+        return binding(self._client.config.config_url, self._keeper.scale_set_id, self.config.scale_set_name)
 
     def _load(self) -> dict[str, Any]:
         """Restore the cursor, pending acks, progress within a message and breaker states
@@ -634,6 +713,11 @@ class Listener:
         differ, both files get the same section, and each restore keeps whichever was saved last."""
         if self._state is None:
             return {}
+        follow, self._move = moved(self._state.load(), self._binding())
+        if follow != self._keeper.scale_set_id:
+            log.warning("scale set %d was created again as %d by an earlier run (state file %s); serving %d",
+                        self._keeper.scale_set_id, follow, self._state.path, follow)
+            self._rebind(follow)
         restored = restore(self._state, self._binding(), self._binding_digest, cursor=self._cursor)
         self._cursor = restored.cursor
         self._partial.update(restored.partial)
@@ -654,6 +738,6 @@ class Listener:
         session_id = session.session.session_id if session is not None and not session.closed else ""
         self._state.save(document(
             self._binding(), cursor=self._cursor, pending_acks=self._pending_acks, session_id=session_id,
-            resilience=self._client.resilience_store.section()))
+            resilience=self._client.resilience_store.section(), move=self._move))
         self._saved_pending, self._saved_session = frozenset(self._pending_acks), session_id
 

@@ -16,8 +16,9 @@ from collections.abc import Callable
 
 from .._client import Client
 from .._clock import Clock
-from .._errors import ScalesetError, ScaleSetNotFoundError, SessionConflictError
+from .._errors import ScalesetError, ScaleSetExistsError, ScaleSetNotFoundError, SessionConflictError
 from .._listener_config import ListenerConfig
+from .._models import RunnerScaleSet
 from .._session import MessageSession
 from .pacing import Pacer
 from .poll_errors import PERMANENT
@@ -38,6 +39,7 @@ class SessionKeeper:
         self._clock = clock
         self._pacer = pacer
         self.standby = False
+        self.scale_set_id = config.scale_set_id  # moves when a deleted scale set is created again
 
     def open(self, stale_id: object) -> MessageSession | None:
         """Open the listener's own session (deleting its stale one, ``stale_id`` from the state
@@ -46,7 +48,7 @@ class SessionKeeper:
         stale = stale_id if isinstance(stale_id, str) and stale_id else None
 
         def open_one() -> MessageSession:
-            return self._client.message_session(self._config.scale_set_id, self._config.owner,
+            return self._client.message_session(self.scale_set_id, self._config.owner,
                                                 stale_session_id=stale)
 
         attempts = 0
@@ -88,18 +90,31 @@ class SessionKeeper:
         log.info("session renewed: %s", session.session.session_id)
         return True
 
+    def recreate(self, definition: RunnerScaleSet) -> RunnerScaleSet:
+        """Create the scale set again as ``definition`` describes it (name, runner group, labels,
+        runner settings); one another process created meanwhile under the same name is used."""
+        again = RunnerScaleSet(name=definition.name, runner_group_id=definition.runner_group_id,
+                               labels=list(definition.labels), runner_setting=definition.runner_setting)
+        try:
+            return self._client.create_runner_scale_set(again)
+        except ScaleSetExistsError:
+            found = self._client.get_runner_scale_set(definition.runner_group_id, definition.name)
+            if found is None:
+                raise
+            return found
+
     def confirm_scale_set_gone(self, exc: ScaleSetNotFoundError) -> None:
         """A 404 has been seen during GitHub incidents for scale sets that exist: ask once more,
         and raise only when the scale set is really gone."""
         try:
-            found = self._client.get_runner_scale_set_by_id(self._config.scale_set_id)
+            found = self._client.get_runner_scale_set_by_id(self.scale_set_id)
         except ScaleSetNotFoundError:
             found = None
         except ScalesetError:
             return  # cannot tell now; try again after the pause
         if found is None:
             raise exc.recast(ScaleSetNotFoundError,
-                f"scale set {self._config.scale_set_id} no longer exists (deleted, or removed by GitHub after "
+                f"scale set {self.scale_set_id} no longer exists (deleted, or removed by GitHub after "
                 f"being offline): create it again or fix the id; the listener stops. ({exc.message})") from exc
 
     def _as_standby(self, attempt: Callable[[], MessageSession], since: float) -> MessageSession | None:
@@ -115,9 +130,9 @@ class SessionKeeper:
                 timeout = self._config.standby_timeout
                 if timeout is not None and self._clock.monotonic() - since >= timeout:
                     raise exc.recast(SessionConflictError,
-                        f"scale set {self._config.scale_set_id} stayed owned by another listener for "
+                        f"scale set {self.scale_set_id} stayed owned by another listener for "
                         f"{timeout:.0f}s: {exc.message}") from exc
-                log.info("scale set %d has an active session elsewhere; standing by", self._config.scale_set_id)
+                log.info("scale set %d has an active session elsewhere; standing by", self.scale_set_id)
                 if self._pacer.wait(self._pacer.standby_pause()):
                     return None
                 continue
