@@ -265,7 +265,8 @@ class CircuitBreaker:
         self._notify(events)
 
     def disable(self) -> None:
-        """Never refuse a call; failures are still recorded (for diagnosis)."""
+        """Never refuse a call, and record nothing: outcomes are ignored until ``reset()`` (use
+        ``metrics_only()`` to keep counting without refusing)."""
         events: list[Transition] = []
         with self._lock:
             self._move(State.DISABLED, "disabled", events)
@@ -460,7 +461,7 @@ class BreakerRegistry:
             b.reset()
 
     def disable(self, origin: str | None = None, operation_class: str | None = None) -> None:
-        """Stop the matching breakers from refusing calls (failures are still recorded)."""
+        """Stop the matching breakers from refusing calls; they ignore outcomes until ``reset``."""
         for b in self._select(origin, operation_class):
             b.disable()
 

@@ -6,7 +6,7 @@ Two objects, each complete when constructed:
   the mounted ``ResilienceAdapter`` (``send``: closed and fork checks, per-origin proxies), and
   checks the answer (``expect``, ``json``). The registration chain (GitHub API) and the message
   queue use it as it is.
-- ``ActionsCalls`` adds the Actions service (protocol §3.1): the tenant URL and ``api-version``
+- ``ActionsCalls`` adds the Actions service (docs/protocol.md §3.1): the tenant URL and ``api-version``
   from the admin credentials, the admin bearer, and the 401 recovery that renews the token and
   signs the request again. The Client's admin API and the message session use it.
 
@@ -153,7 +153,7 @@ class Calls:
 
     @staticmethod
     def expect(response: requests.Response, expected: tuple[int, ...]) -> requests.Response:
-        """``response`` when its status is one of ``expected``; otherwise the typed error (§5)."""
+        """``response`` when its status is one of ``expected``; otherwise the typed error (docs/protocol.md §5)."""
         if 300 <= response.status_code < 400 and response.status_code not in expected:
             # Never followed: a redirect would carry credentials to wherever it points.
             location = redact_url(response.headers.get("Location", "") or "(no Location)")
@@ -178,7 +178,7 @@ class Calls:
 
 
 class ActionsCalls:
-    """Actions-service calls (§3.1) over ``calls``, signed with ``admin``'s token.
+    """Actions-service calls (docs/protocol.md §3.1) over ``calls``, signed with ``admin``'s token.
 
     Also hands out ``calls``' build, send and check, so a message session holds one object."""
 

@@ -148,10 +148,10 @@ class MessageSession:
     def _path(self, suffix: str = "") -> str:
         return f"_apis/runtime/runnerscalesets/{self.scale_set_id}/sessions{suffix}"
 
-    # -- session calls (protocol §3.9) -------------------------------------------------------
+    # -- session calls (docs/protocol.md §3.9) -------------------------------------------------------
     def _post_session(self, body: dict[str, str]) -> requests.Response:
         """POST the session. A 409 that names no exception type is taken as the session conflict:
-        it is the one 409 this endpoint is known to answer (protocol §3.9), and a proxy or a
+        it is the one 409 this endpoint is known to answer (docs/protocol.md §3.9), and a proxy or a
         truncated error body should make a listener wait as a standby, not end its run.
         ASSUMPTION: no other 409 without a ``typeName`` exists here (docs/protocol-notes.md)."""
         try:
@@ -236,7 +236,7 @@ class MessageSession:
         """401 from the queue: refresh the session once (unless another thread did), re-sign."""
         return Recovery("session", lambda: self._refresh(seen_generation), build)
 
-    # -- queue calls (protocol §4) -----------------------------------------------------------
+    # -- queue calls (docs/protocol.md §4) -----------------------------------------------------------
     def get_message(self, last_message_id: int = 0, max_capacity: int = 0) -> RunnerScaleSetMessage | None:
         """Long-poll for the next message after ``last_message_id``; None when the poll ends empty.
 

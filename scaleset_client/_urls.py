@@ -1,6 +1,6 @@
 """The configuration URL: which organization, repository or enterprise, and where its API is.
 
-``parse_config_url`` follows protocol §1: one path segment is an organization, two are a
+``parse_config_url`` follows docs/protocol.md §1: one path segment is an organization, two are a
 repository, ``enterprises/<name>`` is an enterprise; github.com, www.github.com,
 github.localhost and ``*.ghe.com`` are hosted (API at ``api.<host>``), every other host is
 GitHub Enterprise Server (API at ``<host>/api/v3``), and ``GITHUB_ACTIONS_FORCE_GHES`` set to

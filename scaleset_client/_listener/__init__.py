@@ -381,7 +381,7 @@ class Listener:
     def _caught_up(self, session: MessageSession) -> None:
         """The queue was seen empty: when a figure held back still differs from the applied one,
         ask for the current statistics once (a session refresh: a session always carries them,
-        protocol §3.9). ASSUMPTION: a refreshed session's statistics are those of the moment of
+        docs/protocol.md §3.9). ASSUMPTION: a refreshed session's statistics are those of the moment of
         the refresh, as a new session's are; a failure applies the held figure instead."""
         if not self._statistics.drained():
             return

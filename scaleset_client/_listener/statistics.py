@@ -16,14 +16,14 @@ older figure. The listener then finds out cheaply, never by waiting a long poll:
   known, and catching up is over (no request needed);
 - a held figure equal to the current one needs nothing (whichever is newer, the scaler is right);
 - a differing one makes the listener peek: its next poll is cut short after ``CATCH_UP_PEEK``
-  seconds. The service answers a poll at once when it holds a message (protocol §4.8), so a poll
+  seconds. The service answers a poll at once when it holds a message (docs/protocol.md §4.8), so a poll
   still unanswered by then means every message queued before it has been delivered;
 - the queue seen empty (a peek cut short, an empty poll) ends the catching up. A held figure
   that still differs is settled by one request for the current statistics (``fetched``); should
   that fail, the held one, from the last message delivered, is applied, as the reference
   client would.
 
-Both timings rest on one assumption (protocol §4.8: a waiting message is returned at once).
+Both timings rest on one assumption (docs/protocol.md §4.8: a waiting message is returned at once).
 Were an answer slower than that, the listener would take a queued message for a new one, or
 the queue as drained, early, and apply later figures as they come, as the reference does: at
 worst a brief step back, which the next message already queued corrects.

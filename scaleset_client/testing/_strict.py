@@ -70,9 +70,9 @@ def form_problem(server: str, operation: str, method: str, query: dict[str, str]
     if operation == "unknown":
         return 404, f"no endpoint {method} for this path"
     if server == "actions":
-        if query.get("api-version") != "6.0-preview":  # protocol §3.1
+        if query.get("api-version") != "6.0-preview":  # docs/protocol.md §3.1
             return 400, "api-version=6.0-preview is required"
-        if not headers.get("Authorization", "").startswith("Bearer "):  # protocol §3.1
+        if not headers.get("Authorization", "").startswith("Bearer "):  # docs/protocol.md §3.1
             return 401, "a bearer token is required"
         if operation in _BODY_OPERATIONS and "application/json" not in headers.get("Content-Type", ""):
             return 415, "Content-Type must be application/json"  # ASSUMPTION: 415 for other types
@@ -85,21 +85,21 @@ def form_problem(server: str, operation: str, method: str, query: dict[str, str]
         why = _scale_set_problem(data, group_ids, create=True)
     elif operation == "update_runner_scale_set":
         why = _scale_set_problem(data, group_ids, create=False)
-    elif operation == "generate_jit_runner_config":  # protocol §3.7: name and workFolder always sent
+    elif operation == "generate_jit_runner_config":  # docs/protocol.md §3.7: name and workFolder always sent
         if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not data["name"].strip():
             why = "a JIT runner setting needs a non-empty name"
         elif not isinstance(data.get("workFolder"), str):
             why = "workFolder must be a string (empty when unset)"
         else:
             why = ""
-    elif operation == "create_session":  # protocol §3.9
+    elif operation == "create_session":  # docs/protocol.md §3.9
         owner = data.get("ownerName") if isinstance(data, dict) else None
         why = "" if isinstance(owner, str) and owner else "a session needs an ownerName"
-    elif operation == "acquire_jobs":  # protocol §3.10: a bare JSON array of int64
+    elif operation == "acquire_jobs":  # docs/protocol.md §3.10: a bare JSON array of int64
         ids_ok = isinstance(data, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in data)
         why = "" if ids_ok else "the body must be an array of runner request ids"
     elif operation == "get_message":
-        capacity = headers.get("X-ScaleSetMaxCapacity")  # protocol §4.1: always sent, even 0
+        capacity = headers.get("X-ScaleSetMaxCapacity")  # docs/protocol.md §4.1: always sent, even 0
         # ASSUMPTION: the real service's answer to a missing or negative capacity is unconfirmed;
         # the reference's test double answers 400 text/plain.
         why = "" if capacity is not None and capacity.strip().isdigit() else \
