@@ -8,6 +8,11 @@ storm that opened the breaker, a hung broker, a body dripped with Content-Length
 gets SIGTERM once the state is reached, and the time to its exit is measured: target <= 5 s
 (Kubernetes' default grace is 30 s). Then ``--once --duration D`` against a hung and a refused
 broker: target <= D + 2 s. Medians with the range over the repetitions.
+
+The shaped states (issue 22) put a ``ShapeFront`` before the fake, so every answer comes in a
+shape the fake does not send, and drip each long poll's answer a byte every 0.1 s: the shapes
+whose drip once escaped every bound (a response that says it will close: ``Connection: close``,
+HTTP/1.0 ended by the close, no length, gzip with close, over TLS) and a dripped status line.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 from collections.abc import Callable
 
 from scaleset_client.testing import FakeActionsService, Fault
+from scaleset_client.testing._shapes import SHAPES, ShapeFront
 
 from ._util import Row
 
@@ -35,15 +41,27 @@ STATES: dict[str, tuple[float, Callable[[FakeActionsService], None], int]] = {
     "body dripped with Content-Length": (0.05, lambda fake: fake.inject_always(
         "get_message", Fault.drip(0.1, size=36_000, chunked=False)), 1),
 }
+SHAPED: dict[str, tuple[str, str]] = {  # state -> (ShapeFront shape, fault on every long poll)
+    "body dripped, Connection: close": ("close", "body-drip"),
+    "body dripped, HTTP/1.0 ended by the close": ("http1.0", "body-drip"),
+    "body dripped, Connection: close, no length": ("close-no-length", "body-drip"),
+    "body dripped, gzip, Connection: close": ("gzip", "body-drip"),
+    "body dripped, TLS, Connection: close": ("tls", "body-drip"),
+    "status line and headers dripped": ("keep-alive", "head-drip"),
+}
+DRIP = 0.1  # seconds between two bytes of a shaped drip
 
 
-def _command(fake: FakeActionsService, *args: str) -> list[str]:
-    return [sys.executable, "-m", "scaleset_client", "--url", fake.config_url, "--scale-set-name", "bench",
+def _command(url: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "scaleset_client", "--url", url, "--scale-set-name", "bench",
             "--log-level", "WARNING", *args]
 
 
-def _env(fake: FakeActionsService) -> dict[str, str]:
-    return {**os.environ, "GITHUB_TOKEN": fake.token}
+def _env(fake: FakeActionsService, front: ShapeFront | None = None) -> dict[str, str]:
+    env = {**os.environ, "GITHUB_TOKEN": fake.token}
+    if front is not None and isinstance(front.verify, str):
+        env["REQUESTS_CA_BUNDLE"] = front.verify  # the CLI verifies with the front's test CA
+    return env
 
 
 def _wait(condition: Callable[[], bool], limit: float) -> None:
@@ -56,10 +74,12 @@ def _wait(condition: Callable[[], bool], limit: float) -> None:
 
 def time_to_exit(state: str) -> float:
     """Seconds from SIGTERM to the process's exit, with the service in ``state``."""
+    if state in SHAPED:
+        return _shaped_exit(state)
     hold, arrange, polls = STATES[state]
     with FakeActionsService(long_poll_hold=hold) as fake:
         arrange(fake)
-        proc = subprocess.Popen(_command(fake), env=_env(fake), stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(_command(fake.config_url), env=_env(fake), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         try:
             _wait(lambda: fake.count("get_message") >= polls, 90)
@@ -78,6 +98,32 @@ def time_to_exit(state: str) -> float:
         return took
 
 
+def _shaped_exit(state: str) -> float:
+    """``time_to_exit`` with a ``ShapeFront`` before the fake, dripping every long poll's answer."""
+    shape, fault = SHAPED[state]
+    with FakeActionsService(long_poll_hold=0.05) as fake, \
+            ShapeFront({name: server.url for name, server in fake.servers.items()}, SHAPES[shape],
+                       interval=DRIP) as front:
+        front.arm("GET", r"/scalesets/message$", fault, times=1_000_000)
+        proc = subprocess.Popen(_command(front.rewrite(fake.config_url)), env=_env(fake, front),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait(lambda: len(front.faulted) >= 1, 90)
+            time.sleep(0.3)  # well inside the drip
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+            took = time.monotonic() - sent
+        finally:
+            front.release()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if proc.returncode != 0 or fake.session_of(1) is not None:
+            raise RuntimeError(f"{state}: exit {proc.returncode}, session left behind")
+        return took
+
+
 def bounded_run(duration: float, broker: str) -> float:
     """Wall seconds of ``--once --duration D`` with the broker hung or refusing."""
     with FakeActionsService(long_poll_hold=0.05) as fake:
@@ -86,7 +132,7 @@ def bounded_run(duration: float, broker: str) -> float:
         else:
             fake.stop("broker")
         started = time.monotonic()
-        done = subprocess.run(_command(fake, "--once", "--duration", f"{duration:g}"), env=_env(fake),
+        done = subprocess.run(_command(fake.config_url, "--once", "--duration", f"{duration:g}"), env=_env(fake),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
         took = time.monotonic() - started
         fake.release_hangs()
@@ -102,7 +148,7 @@ def _summary(values: list[float]) -> str:
 def run(quick: bool) -> list[Row]:
     reps = 1 if quick else 5
     rows: list[Row] = []
-    for state in STATES:
+    for state in [*STATES, *SHAPED]:
         values = [time_to_exit(state) for _ in range(reps)]
         rows.append(Row("shutdown", f"SIGTERM to exit: {state}", _summary(values), target=f"<= {EXIT_TARGET:g} s",
                         ok=max(values) <= EXIT_TARGET))

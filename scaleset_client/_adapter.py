@@ -272,22 +272,17 @@ class ResilienceAdapter(HTTPAdapter):
             timer = WATCHDOG.schedule(min(left, connect_t + read_t), lambda: call.interrupt(reason))  # noqa: B023
             sending.call = call
             outcome: requests.Response | BaseException
-            why = ""
             try:
                 outcome = super().send(request, stream=True, timeout=(min(connect_t, left), min(read_t, left)),
                                        verify=verify, cert=cert, proxies=proxies)
                 self._read_body(outcome, policy, call)
             except (ResponseError, requests.RequestException, urllib3.exceptions.HTTPError, OSError) as raised:
-                outcome, why = raised, call.interrupted
-                if why == "slow":  # not the caller's doing: one attempt outlived its timeouts
-                    call.rearm()
-                    why, outcome = "", SlowResponse(f"the response was still arriving at the attempt deadline "
-                                                    f"({connect_t + read_t:g}s: connect + read timeout)")
-                    outcome.__cause__ = raised
+                outcome = raised
             finally:
                 sending.call = None
-                call.unbind()
+                cut = call.end_attempt()
                 WATCHDOG.cancel(timer)
+            outcome, why = self._settle(outcome, cut, call, connect_t + read_t)
             if isinstance(outcome, requests.Response) and log.isEnabledFor(logging.DEBUG):
                 log.debug("%s %s -> %s (attempt %d, %s)", request.method, redact_url(request.url or ""),
                           outcome.status_code, state.number, policy.operation)
@@ -297,6 +292,34 @@ class ResilienceAdapter(HTTPAdapter):
                 return done
             if isinstance(done, requests.PreparedRequest):
                 request = done
+
+    @staticmethod
+    def _settle(outcome: requests.Response | BaseException, cut: bool, call: Call,
+                bound: float) -> tuple[requests.Response | BaseException, str]:
+        """The attempt's outcome as ``classify`` must see it, and why another thread cut it ("").
+
+        A response read from a socket an interrupt shut is never handed back, whatever it looks
+        like: the shutdown may have ended a body early where nothing frames it (a close-delimited
+        body, a Connection: close response read to its end) or ended the headers half-way, which
+        http.client turns into a 200 with the headers it had. It becomes the error its cause
+        names. A "slow" cut (one attempt outlived its connect + read timeouts, the call still has
+        time) is the service's doing: a ``SlowResponse`` the breaker counts, and the call retries."""
+        why = call.interrupted if cut or isinstance(outcome, BaseException) else ""
+        if isinstance(outcome, requests.Response):
+            if not cut:
+                if call.interrupted == "slow":
+                    call.rearm()  # the timer fired after the response was complete: nothing was cut
+                return outcome, ""
+            outcome.close()
+            outcome = requests.exceptions.ConnectionError(
+                f"the response was cut ({why or 'interrupted'}) before it was complete")
+        if why == "slow":  # not the caller's doing: one attempt outlived its timeouts
+            call.rearm()
+            slow = SlowResponse(f"the response was still arriving at the attempt deadline "
+                                f"({bound:g}s: connect + read timeout)")
+            slow.__cause__ = outcome
+            return slow, ""
+        return outcome, why
 
     def _attempt(self, request: requests.PreparedRequest, state: _Progress, interrupted: str,
                  capped: tuple[bool, bool]) -> Attempt:

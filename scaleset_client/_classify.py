@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import http.client
+import json
 import re
 from dataclasses import dataclass
 
@@ -43,10 +44,16 @@ class SlowResponse(requests.exceptions.ReadTimeout):
 
 
 def self_inflicted(exc: BaseException, capped: tuple[bool, bool]) -> bool:
-    """A timeout that only happened because the socket timeout was cut to the time left."""
+    """A timeout that only happened because the socket timeout was cut to the time left.
+
+    A read timeout in the body arrives as a ``requests.ConnectionError`` wrapping urllib3's
+    ``ReadTimeoutError`` (requests keeps ``ReadTimeout`` for the headers), so the chain is read."""
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return capped[0]
-    return isinstance(exc, requests.Timeout) and capped[1]
+    if not capped[1]:
+        return False
+    return isinstance(exc, requests.Timeout) or any(
+        isinstance(x, urllib3.exceptions.ReadTimeoutError) for x in walk(exc))
 
 
 def walk(exc: BaseException) -> list[BaseException]:
@@ -93,15 +100,36 @@ def never_delivered(exc: BaseException) -> bool:
 
 
 def stale_connection(exc: BaseException) -> bool:
-    """The server closed a kept-alive connection before answering (no response bytes)."""
+    """The server closed a kept-alive connection before answering (no response bytes).
+
+    A reset while the body arrives (``ChunkedEncodingError``: the headers came) is not one: the
+    server was answering, and broke the answer."""
+    if isinstance(exc, (requests.Timeout, requests.exceptions.ChunkedEncodingError)):
+        return False
+    chain = walk(exc)
     return any(isinstance(x, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
-               for x in walk(exc)) and not isinstance(exc, requests.Timeout) and any(
-        isinstance(x, ProtocolError) for x in walk(exc))
+               for x in chain) and any(isinstance(x, ProtocolError) for x in chain)
 
 
 def looks_like_json(body: bytes | None) -> bool:
     text = (body or b"").lstrip(b"\xef\xbb\xbf \t\r\n")
     return bool(text) and text[:1] in b'{["-0123456789tfn'
+
+
+def unframed(response: requests.Response) -> bool:
+    """No Content-Length and not chunked: the body ended where the connection closed (HTTP/1.0,
+    ``Connection: close`` without a length), so a body cut short looks complete."""
+    headers = response.headers
+    return "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "").lower()
+
+
+def parses(body: bytes) -> bool:
+    """Whether ``body`` is whole JSON (read only for unframed bodies: the framing proves the rest)."""
+    try:
+        json.loads(body.decode("utf-8-sig"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError both are
+        return False
+    return True
 
 
 # -- the decision -----------------------------------------------------------------------------
@@ -177,10 +205,18 @@ def _response(policy: CallPolicy, response: requests.Response, attempt: Attempt)
     status = response.status_code
     may_repeat = policy.idempotent or policy.retry_unauthorized
     if 200 <= status < 300:
-        if policy.json_body and status in (200, 201) and not looks_like_json(response.content):
-            return Decision(Action.RETRY if may_repeat else Action.RETURN, Outcome.FAILURE,
-                            f"HTTP {status} with an empty or non-JSON body", error=_error(policy, response),
-                            status=status)
+        if policy.json_body and status in (200, 201):
+            body = response.content
+            reason = ""
+            if not looks_like_json(body):
+                reason = f"HTTP {status} with an empty or non-JSON body"
+            elif unframed(response) and not parses(body):
+                # An unframed body is read whole before it is trusted: where only the close ends
+                # it, a body cut short (or reset) looks complete to HTTP.
+                reason = f"HTTP {status} with an unframed body that is not whole JSON (cut short?)"
+            if reason:
+                return Decision(Action.RETRY if may_repeat else Action.RETURN, Outcome.FAILURE, reason,
+                                error=_error(policy, response), status=status)
         return Decision(Action.RETURN, Outcome.SUCCESS, status=status, reached=True)
     if status == 401 and policy.recovery is not None and not attempt.recovered:
         return Decision(Action.RECOVER, Outcome.NEUTRAL, status=status)

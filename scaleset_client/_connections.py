@@ -6,6 +6,21 @@ connecting: ``connect_socket`` hands the socket over before it connects; ``reque
 connection, new or reused, before it sends) to the call sending on it, so the watchdog, a
 cancelled scope, ``close()`` or ``recover()`` can shut that socket and end a blocked read or
 connect at once. Idle pooled connections need no cutting: closing the pools closes them.
+
+What is shut is the connection's ``wire``: the socket object that owns the TCP connection's
+descriptor, kept on the connection when it connects. The connection's ``sock`` is not enough:
+when a response says it will close (``Connection: close``, HTTP/1.0, a body ended by the close),
+http.client's ``getresponse()`` drops ``sock`` from the connection while the response goes on
+reading the same descriptor through its own file object, so shutting ``sock`` found nothing and
+the call outlived its deadline. The wire is shut with ``socket.socket.shutdown`` itself, under
+any TLS layer (a CONNECT tunnel included): the TCP connection ends, so a read blocked inside the
+TLS record layer returns too. ``Call`` also notes whether an interrupt actually cut the attempt's
+socket (``end_attempt``): a response read from a cut socket may be a fragment (a header drip cut
+mid-way parses as a 200 with no headers) and is never handed back.
+
+One gap remains: while a TLS handshake runs, the plain socket has been handed to the TLS layer
+and the TLS socket is not known yet, so an interrupt is seen only when the handshake ends; the
+handshake is bounded by the connect timeout, itself cut to the call's time left.
 """
 
 from __future__ import annotations
@@ -36,7 +51,7 @@ class Call:
     read returns at once. "recover" and "slow" (one attempt outlived connect + read timeout
     while the call still has time) are not terminal: the call retries on a fresh connection."""
 
-    __slots__ = ("_conn", "_lock", "caller_bound", "clock", "event", "expiry", "interrupted")
+    __slots__ = ("_conn", "_cut", "_lock", "caller_bound", "clock", "event", "expiry", "interrupted")
 
     def __init__(self, clock: Clock, expiry: float, caller_bound: bool) -> None:
         self.clock = clock
@@ -45,7 +60,8 @@ class Call:
         self.event = threading.Event()
         self.interrupted = ""
         self._lock = threading.Lock()
-        self._conn: HTTPConnection | None = None
+        self._conn: HTTPConnection | socket.socket | None = None
+        self._cut = False  # an interrupt shut the socket of the attempt in flight
 
     def left(self) -> float:
         return self.expiry - self.clock.monotonic()
@@ -57,6 +73,7 @@ class Call:
             self.interrupted = why
             if self._conn is not None:
                 shutdown(self._conn)  # under the lock: once unbind() returns, no interrupt reaches it
+                self._cut = True
             event = self.event
         event.set()
 
@@ -76,36 +93,80 @@ class Call:
     def bind(self, conn: HTTPConnection | socket.socket) -> None:
         """Track what to shut on interrupt: a connection, or a socket still connecting."""
         with self._lock:
-            self._conn = conn  # type: ignore[assignment]
+            self._conn = conn
             pending = bool(self.interrupted)
+            if pending:
+                self._cut = True
         if pending:
             shutdown(conn)
 
     def unbind(self) -> None:
+        """Let go of the connection (urllib3 hands it back to the pool with the body's last byte)."""
         with self._lock:
             self._conn = None
 
+    def end_attempt(self) -> bool:
+        """Let go of the connection at the end of an attempt; True when an interrupt cut the
+        attempt's socket, so whatever was read from it may be a fragment (resets for the next)."""
+        with self._lock:
+            self._conn = None
+            cut, self._cut = self._cut, False
+        return cut
+
+
+def wire_of(sock: object) -> socket.socket | None:
+    """The socket object that owns the TCP descriptor under ``sock``: ``sock`` itself for a plain
+    or TLS socket (``ssl.SSLSocket`` is a ``socket.socket``), the inner socket of urllib3's
+    ``SSLTransport`` (TLS inside a TLS proxy's tunnel)."""
+    for _ in range(4):
+        if sock is None or isinstance(sock, socket.socket):
+            return sock
+        sock = getattr(sock, "socket", None)
+    return None
+
 
 def shutdown(conn: HTTPConnection | socket.socket) -> None:
-    sock = conn if isinstance(conn, socket.socket) else getattr(conn, "sock", None)
-    if sock is not None:
+    """Shut the TCP connection under ``conn`` for reading and writing, so a read or connect blocked
+    on it in another thread returns at once. Both the wire kept at connect time and the
+    connection's current ``sock`` are shut (they differ only when http.client has let go of
+    ``sock`` while a response still reads the wire); closing stays with their owners."""
+    if isinstance(conn, socket.socket):
+        targets: list[socket.socket | None] = [conn]
+    else:
+        targets = [getattr(conn, "wire", None), wire_of(getattr(conn, "sock", None))]
+    done: list[socket.socket] = []
+    for sock in targets:
+        if sock is None or any(sock is seen for seen in done):
+            continue
+        done.append(sock)
         try:
-            sock.shutdown(socket.SHUT_RDWR)
+            # The socket's own shutdown, not SSLSocket.shutdown: that one also drops the TLS state
+            # under a thread that may be reading through it; the TCP shutdown alone ends the read.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
         except OSError:
             pass
 
 
 def tracked_pool(base: type[HTTPConnectionPool], conn_base: type[HTTPConnection]) -> type[HTTPConnectionPool]:
     class TrackedConnection(conn_base):  # type: ignore[valid-type,misc]
+        wire: socket.socket | None = None  # what an interrupt shuts: see the module's docstring
+
         def _new_conn(self) -> socket.socket:
             call = getattr(sending, "call", None)
             if call is None:
-                return super()._new_conn()  # type: ignore[no-any-return]
+                sock: socket.socket = super()._new_conn()
+                self.wire = sock
+                return sock
+
+            def hand_over(sock: socket.socket) -> None:
+                self.wire = sock
+                call.bind(self)
+
             # As urllib3 does, but the socket is known before it connects, so a cancel or the
             # deadline can abort a connect to a black-holed address (shutdown ends it on Linux).
             try:
                 return connect_socket((self._dns_host, self.port), self.timeout, self.source_address,
-                                      self.socket_options, call.bind)
+                                      self.socket_options, hand_over)
             except socket.gaierror as exc:
                 raise NameResolutionError(self.host, self, exc) from exc
             except TimeoutError as exc:
@@ -113,6 +174,12 @@ def tracked_pool(base: type[HTTPConnectionPool], conn_base: type[HTTPConnection]
                                                 f"(connect timeout={self.timeout})") from exc
             except OSError as exc:
                 raise NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
+
+        def connect(self) -> None:
+            super().connect()
+            # Connected (through a CONNECT tunnel and TLS, if any): the socket that now owns the
+            # descriptor. It outlives ``self.sock``, which http.client drops from a closing response.
+            self.wire = wire_of(self.sock) or self.wire
 
         def request(self, *args: Any, **kwargs: Any) -> None:
             call = getattr(sending, "call", None)
