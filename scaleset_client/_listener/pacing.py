@@ -59,6 +59,7 @@ class Pacer:
         self.beat()
 
     def finish(self) -> None:
+        """The run is over: ``stop()`` no longer has a scope to cancel."""
         self.scope = None
 
     # -- is the run over? --------------------------------------------------------------------
@@ -152,4 +153,5 @@ class Pacer:
                 return
 
     def beat(self) -> None:
+        """The loop showed progress now (``Listener.health`` reads ``last_beat``)."""
         self.last_beat = self._clock.monotonic()
