@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:  # the real imports, for type checkers; at run time each module loads on first use
-    from ._auth import GitHubAppAuth
+    from ._auth import AppSigner, CredentialSourceError, GitHubAppAuth, TokenUnavailableError
     from ._breaker import BreakerRegistry, State, Transition
     from ._client import Client
     from ._clock import Clock, SystemClock
@@ -79,6 +79,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers; at run time each modul
     )
     from ._secrets import Secret
     from ._session import MessageSession
+    from ._tls import ClientCertificate
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -149,6 +150,10 @@ _LAZY: dict[str, str] = {
     "Deadline": "_deadline",
     "RecoveryReport": "_health",
     "EventRef": "_listener",
+    "AppSigner": "_auth",
+    "CredentialSourceError": "_auth",
+    "TokenUnavailableError": "_auth",
+    "ClientCertificate": "_tls",
 }
 
 
@@ -171,15 +176,18 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "APIError",
+    "AppSigner",
     "AuthenticationError",
     "BreakerRegistry",
     "CallCancelledError",
     "CircuitBreakerConfig",
     "CircuitOpenError",
     "Client",
+    "ClientCertificate",
     "Clock",
     "ComponentHealth",
     "ConfigError",
+    "CredentialSourceError",
     "Deadline",
     "DeadlineExceededError",
     "EventRef",
@@ -231,6 +239,7 @@ __all__ = [
     "StateFileLockedError",
     "SystemClock",
     "SystemInfo",
+    "TokenUnavailableError",
     "TransientError",
     "Transition",
     "TransportError",

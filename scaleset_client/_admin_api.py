@@ -1,7 +1,17 @@
 """The Actions-service admin operations (protocol §3.2, rows 1-10): scale sets, runner groups,
 JIT runner configurations and runners. A mixin of ``Client``, which supplies ``_service``, the
 call seam's ``ActionsCalls`` (tenant URL, ``api-version``, admin bearer, exact success status,
-resilience)."""
+resilience).
+
+Listing (``list_runner_scale_sets``, ``list_runner_groups``) reads the same endpoints as the
+look-ups by name, without the name (the reference's ``ListRunnerScaleSets``, actions/scaleset
+PR #92; the group listing is proposed upstream, PR #125, and unconfirmed). The reference reads
+one answer; whether the service pages is unknown, so pages are followed the Azure DevOps way
+the service's stack uses elsewhere: a continuation token in the ``X-MS-ContinuationToken``
+header (or a ``continuationToken`` body field) is sent back as the ``continuationToken`` query
+parameter until none comes. A token that repeats, or more than ``MAX_PAGES`` pages, is a
+``ResponseError`` rather than a silent truncation or an endless loop.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +44,9 @@ from ._models import (
 from ._secrets import Secret, redact_url
 from ._validate import check_id, check_name
 
-__all__ = ["AdminAPI"]
+__all__ = ["MAX_PAGES", "AdminAPI"]
+
+MAX_PAGES = 1000  # a listing that has not ended by then is a service (or proxy) that never stops paging
 
 
 class AdminAPI:
@@ -66,6 +78,65 @@ class AdminAPI:
                                               params={"runnerGroupId": runner_group_id, "name": name})
         item = self._single(response, "get_runner_scale_set", f"runner scale sets named {name!r}")
         return None if item is None else parse(RunnerScaleSet, item, "get_runner_scale_set")
+
+    def _list_pages(self, operation: str, path: str, params: dict[str, object], what: str) -> list[Any]:
+        """Every item of a ``{"count", "value"}`` listing, following continuation tokens."""
+        items: list[Any] = []
+        seen: set[str] = set()
+        token = ""
+        for _ in range(MAX_PAGES):
+            query = {**params, "continuationToken": token} if token else params
+            response = self._service.actions_call(operation, "GET", path, params=query)
+            data = _wire.lower_keys(self._service.json(response, operation), operation)
+            values = data.get("value")
+            if values is None:
+                values = []
+            if not isinstance(values, list):
+                raise ResponseError(f"{operation}: value is not a list of {what}", operation=operation)
+            items.extend(values)
+            token = (response.headers.get("X-MS-ContinuationToken")
+                     or _wire.get_str(data, "continuationToken", operation)).strip()
+            if not token:
+                return items
+            if token in seen:
+                raise ResponseError(f"{operation}: the service sent the same continuation token twice; "
+                                    f"the listing of {what} does not advance", operation=operation)
+            seen.add(token)
+        raise ResponseError(f"{operation}: more than {MAX_PAGES} pages of {what}", operation=operation)
+
+    def list_runner_scale_sets(self, runner_group_id: int | None = None) -> list[RunnerScaleSet]:
+        """Every scale set in the runner group (``None``: every group the credentials can see), in
+        the service's order, every page followed. A scale set seen twice across pages (the listing
+        shifted while it was read) is kept once."""
+        params: dict[str, object] = {}
+        if runner_group_id is not None:
+            check_id("runner_group_id", runner_group_id)
+            params["runnerGroupId"] = runner_group_id
+        raw = self._list_pages("list_runner_scale_sets", "_apis/runtime/runnerscalesets", params,
+                               "runner scale sets")
+        found: list[RunnerScaleSet] = []
+        ids: set[int] = set()
+        for item in raw:
+            scale_set = parse(RunnerScaleSet, item, "list_runner_scale_sets")
+            if scale_set.id and scale_set.id in ids:
+                continue
+            ids.add(scale_set.id)
+            found.append(scale_set)
+        return found
+
+    def list_runner_groups(self) -> list[RunnerGroup]:
+        """Every runner group the credentials can see (the group named "Default" is id 1), every
+        page followed. The endpoint is the by-name look-up without ``groupName`` (unconfirmed)."""
+        raw = self._list_pages("list_runner_groups", "_apis/runtime/runnergroups/", {}, "runner groups")
+        found: list[RunnerGroup] = []
+        ids: set[int] = set()
+        for item in raw:
+            group = parse(RunnerGroup, item, "list_runner_groups")
+            if group.id and group.id in ids:
+                continue
+            ids.add(group.id)
+            found.append(group)
+        return found
 
     def get_runner_scale_set_by_id(self, scale_set_id: int) -> RunnerScaleSet | None:
         """The scale set, or None when the service answers ``null``; 404 raises ScaleSetNotFoundError."""

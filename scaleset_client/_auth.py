@@ -1,9 +1,26 @@
-"""Credentials: a PAT or a GitHub App, and the Actions-service admin token they buy.
+"""Credentials: a PAT, a token provider or a GitHub App, and the Actions-service admin token they buy.
 
 The admin token is fetched lazily and renewed 60 s before the ``exp`` in its (unverified) JWT
 payload. Renewal is single-flight: when many threads find it expired together, one request
 chain goes out (installation token for an App, registration token, runner registration) and
 the others wait for its result. A failed renewal keeps the old token.
+
+Two credential *sources* are the application's own code, called from inside that chain:
+
+- a ``token_provider`` (``Client(token_provider=...)``): returns the current PAT or installation
+  token, for tokens rotated outside the process (a mounted secret, a vault agent, a sidecar that
+  mints installation tokens). It is asked on every renewal, and again when GitHub answers 401
+  to the token it gave; the client never caches what it returns.
+- an App ``signer`` (``GitHubAppAuth(signer=...)``): signs the App JWT's bytes with RS256, so the
+  private key can stay in a KMS or HSM; the client never sees the key.
+
+Both are called the same way (``ask_source``): a ``TransientError`` raised by the source means
+"nothing now, but soon" and ends the call at once as ``TokenUnavailableError`` (transient: a
+listener waits it out); any other exception is the source failing, and it is asked again
+(``SOURCE_ATTEMPTS`` times in all, ``SOURCE_PAUSES`` apart) before the call ends with
+``CredentialSourceError``, an ``AuthenticationError`` (permanent: a listener stops). Their
+messages name the source and the exception type, with known secrets redacted; what a source
+returns never appears in a message, a log line or a ``repr``.
 """
 
 from __future__ import annotations
@@ -13,42 +30,138 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from ._errors import ConfigError, ResponseError
-from ._secrets import Secret
+from ._errors import AuthenticationError, ConfigError, ResponseError, ScalesetError, TransientError
+from ._secrets import Secret, redact
 from ._validate import check_id, check_instance
 
-__all__ = ["AdminCredentials", "AdminToken", "GitHubAppAuth", "GitHubCredentials", "SingleFlight", "jwt_expiry",
-           "make_app_jwt"]
+__all__ = ["SOURCE_ATTEMPTS", "SOURCE_PAUSES", "AdminCredentials", "AdminToken", "AppSigner",
+           "CredentialSourceError", "GitHubAppAuth", "GitHubCredentials", "SingleFlight", "TokenProvider",
+           "TokenUnavailableError", "app_jwt", "ask_source", "jwt_expiry", "make_app_jwt"]
 
 REFRESH_MARGIN = 60.0
+SOURCE_ATTEMPTS = 3  # calls of a failing token provider or App signer before the call gives up
+SOURCE_PAUSES = (0.25, 0.5)  # seconds between those calls
 _T = TypeVar("_T")
+
+TokenProvider = Callable[[], str]
+"""``Client(token_provider=...)``: returns the current PAT or installation token (a ``str``).
+
+Raise ``TransientError`` (or ``TokenUnavailableError``) for "no token now, try later" (set its
+``retry_after`` with ``set_retry`` to say when); any other exception counts as a failure."""
+
+
+@runtime_checkable
+class AppSigner(Protocol):
+    """Signs a GitHub App JWT: ``sign(message)`` returns the RS256 signature of ``message``
+    (RSASSA-PKCS1-v1_5 with SHA-256) as bytes, as long as the RSA modulus (256 bytes for a
+    2048-bit key). A KMS or HSM call in real use: AWS KMS ``Sign`` with
+    ``RSASSA_PKCS1_V1_5_SHA_256`` and ``MessageType=RAW``, Cloud KMS, Key Vault, PKCS#11.
+
+    ``GitHubAppAuth(signer=...)`` takes an object with this method, a plain callable
+    ``(bytes) -> bytes``, or a ``cryptography`` RSA private key object (an HSM-backed one, say)."""
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+class TokenUnavailableError(TransientError):
+    """A token provider or App signer has no credential now but expects to have one (it raised
+    ``TransientError``): worth waiting out. ``retry_at`` / ``retry_after`` are the source's own
+    hint when it gave one."""
+
+
+class CredentialSourceError(AuthenticationError):
+    """A token provider or App signer kept failing (``SOURCE_ATTEMPTS`` calls) or returned
+    something that is not a credential: no request could be signed. The cause is chained."""
+
+    def _render(self) -> str:
+        return self.message  # no request was made: no method, URL or status to show
+
+
+def _describe(exc: BaseException) -> str:
+    text = redact(str(exc))
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def ask_source(source: Callable[[], _T], what: str, sleep: Callable[[float], object]) -> _T:
+    """Call an application's credential source (``what`` names it in errors) the documented way.
+
+    ``source`` may raise ``TransientError`` (raised at once as ``TokenUnavailableError``, its
+    retry hint kept) or a ``ScalesetError`` of its own (raised as it is); any other exception,
+    or a ``ConfigError`` from checking what it returned, is a failure: it is called again after
+    ``SOURCE_PAUSES`` (``sleep``, the client's clock), ``SOURCE_ATTEMPTS`` times in all, then
+    ``CredentialSourceError`` is raised from the last failure."""
+    last: BaseException | None = None
+    for attempt in range(SOURCE_ATTEMPTS):
+        if attempt:
+            sleep(SOURCE_PAUSES[min(attempt, len(SOURCE_PAUSES)) - 1])
+        try:
+            return source()
+        except TransientError as exc:
+            unavailable = TokenUnavailableError(f"{what} has no credential now ({_describe(exc)}); retry later")
+            unavailable.set_retry(retry_at=exc.retry_at, retry_after=exc.retry_after)
+            raise unavailable from exc
+        except ConfigError as exc:  # what it returned is not a credential
+            last = exc
+        except ScalesetError:
+            raise
+        except Exception as exc:  # the application's code failed: ask again, then give up
+            last = exc
+    assert last is not None
+    raise CredentialSourceError(f"{what} failed {SOURCE_ATTEMPTS} times; last: {_describe(last)}") from last
 
 
 @dataclass(frozen=True)
 class GitHubAppAuth:
-    """GitHub App credentials: client id (or numeric app id), installation id, RSA private key (PEM).
+    """GitHub App credentials: client id (or numeric app id), installation id, and either the RSA
+    private key (PEM) or a ``signer`` that signs the App JWT where the key lives (see ``AppSigner``).
 
-    Needs the ``app`` extra: ``pip install 'scaleset-client[app]'``. The key is loaded once, at
-    ``Client`` construction, and never appears in ``repr``.
+    ``private_key`` needs the ``app`` extra: ``pip install 'scaleset-client[app]'``; it is loaded
+    once, at ``Client`` construction. A ``signer`` needs nothing: the JWT is assembled here and only
+    its signing input goes to the signer, when an installation token is due (about hourly). Neither
+    the key nor the signer appears in ``repr``; the signer's output is a credential and is never
+    logged or put in an error.
     """
 
     client_id: str | int
     installation_id: int
-    private_key: str | bytes = field(repr=False)
+    private_key: str | bytes | None = field(default=None, repr=False)
+    signer: AppSigner | Callable[[bytes], bytes] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.client_id, bool) or not str(self.client_id).strip():
             raise ConfigError("GitHubAppAuth.client_id is empty: pass the App's client ID (Iv1...) or app ID")
         check_id("GitHubAppAuth.installation_id", self.installation_id)
+        if self.signer is not None:
+            if self.private_key is not None:
+                raise ConfigError("GitHubAppAuth: pass private_key= or signer=, not both")
+            if not callable(getattr(self.signer, "sign", None)) and not callable(self.signer):
+                raise ConfigError("GitHubAppAuth.signer must have a sign(message: bytes) -> bytes method or be "
+                                  f"a callable taking bytes; got {type(self.signer).__name__}")
+            return
         if not self.private_key or not isinstance(self.private_key, (str, bytes)):
-            raise ConfigError("GitHubAppAuth.private_key is empty: pass the App's PEM private key (str or bytes)")
+            raise ConfigError("GitHubAppAuth.private_key is empty: pass the App's PEM private key (str or bytes), "
+                              "or signer= to sign where the key is kept")
         Secret(self.private_key.decode("ascii", "ignore") if isinstance(self.private_key, bytes)
                else self.private_key)  # register it with the redactor
 
+    def jwt_signer(self) -> Callable[[bytes], bytes]:
+        """A function signing JWT bytes with RS256: the loaded private key, or the ``signer``."""
+        signer = self.signer
+        if signer is None:
+            key = self.load_key()
+            return lambda message: _rs256(key, message)
+        if _is_rsa_key(signer):
+            return lambda message: _rs256(signer, message)
+        method = getattr(signer, "sign", None)
+        sign: Callable[[bytes], Any] = method if callable(method) else signer  # type: ignore[assignment]
+        return lambda message: _checked_signature(sign(message))
+
     def load_key(self) -> Any:
         """The parsed RSA key; ``ConfigError`` if cryptography is missing or the PEM is wrong."""
+        if self.private_key is None:
+            raise ConfigError("GitHubAppAuth has a signer, not a private key: there is no key to load")
         try:
             from cryptography.hazmat.primitives import serialization
             from cryptography.hazmat.primitives.asymmetric import rsa
@@ -68,46 +181,95 @@ class GitHubAppAuth:
         return key
 
 
+def _is_rsa_key(obj: object) -> bool:
+    try:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+    except ImportError:
+        return False
+    return isinstance(obj, rsa.RSAPrivateKey)
+
+
+def _rs256(key: Any, message: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    return key.sign(message, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[no-any-return]
+
+
+def _checked_signature(value: object) -> bytes:
+    """A signer's output as bytes; ``ConfigError`` (never showing the value) when it cannot be one."""
+    if isinstance(value, (bytearray, memoryview)):
+        value = bytes(value)
+    if not isinstance(value, bytes):
+        raise ConfigError(f"GitHubAppAuth.signer returned {type(value).__name__}; it must return the raw RS256 "
+                          "signature as bytes (not base64 text)")
+    if not 128 <= len(value) <= 1024:
+        raise ConfigError(f"GitHubAppAuth.signer returned {len(value)} bytes; an RS256 signature is as long as the "
+                          "RSA modulus (256 bytes for a 2048-bit key)")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class GitHubCredentials:
-    """What the registration chain signs with: a PAT, or a GitHub App and its parsed key.
+    """What the registration chain signs with: a PAT, a token provider, or a GitHub App and the
+    function that signs its JWTs (the parsed key, or the App's signer).
 
     Handed to ``Registration`` on its own, so the chain gets its credentials and nothing else of
     the client. Never shows a secret in ``repr``."""
 
     pat: Secret | None = field(default=None, repr=False)
     app: GitHubAppAuth | None = None
-    app_key: Any = field(default=None, repr=False)
+    app_signer: Callable[[bytes], bytes] | None = field(default=None, repr=False)
+    token_provider: Callable[[], str] | None = field(default=None, repr=False)
 
     @classmethod
-    def from_arguments(cls, token: object, app: object) -> GitHubCredentials:
-        """Exactly one of ``token`` (a PAT) or ``app`` (``GitHubAppAuth``, key parsed now)."""
-        if (token is None) == (app is None):
-            raise ConfigError("pass exactly one of token= (a personal access token) or app= (GitHubAppAuth)")
+    def from_arguments(cls, token: object, app: object, token_provider: object = None) -> GitHubCredentials:
+        """Exactly one of ``token`` (a PAT), ``token_provider`` (a callable returning the current
+        token) or ``app`` (``GitHubAppAuth``, its key parsed now)."""
+        given = [name for name, value in (("token", token), ("token_provider", token_provider), ("app", app))
+                 if value is not None]
+        if len(given) != 1:
+            raise ConfigError("pass exactly one of token= (a personal access token), token_provider= (a callable "
+                              "returning the current token) or app= (GitHubAppAuth)"
+                              + (f"; got {' and '.join(given)}" if given else ""))
         if token is not None:
-            if not isinstance(token, str) or not token.strip() or any(c in token for c in "\r\n "):
-                raise ConfigError("token must be a non-empty personal access token string without whitespace")
-            return cls(pat=Secret(token.strip()))
+            return cls(pat=Secret(check_token(token, "token")))
+        if token_provider is not None:
+            if not callable(token_provider):
+                raise ConfigError(f"token_provider must be a callable returning the token, "
+                                  f"got {type(token_provider).__name__}")
+            return cls(token_provider=token_provider)
         checked = check_instance("app", app, GitHubAppAuth)
-        return cls(app=checked, app_key=checked.load_key())
+        return cls(app=checked, app_signer=checked.jwt_signer())
+
+
+def check_token(token: object, what: str, kind: str = "personal access token") -> str:
+    """``token`` stripped, or ``ConfigError`` (never quoting it) when it cannot be a bearer token."""
+    if not isinstance(token, str) or not token.strip() or any(c in token for c in "\r\n \t"):
+        got = type(token).__name__ if not isinstance(token, str) else "an empty or whitespace-holding string"
+        raise ConfigError(f"{what} must be a non-empty {kind} string without whitespace; got {got}")
+    return token.strip()
 
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def make_app_jwt(client_id: str | int, key: Any, now: float) -> str:
-    """An RS256 App JWT: iat 60 s in the past (clock skew), exp 9 minutes after iat, iss a string."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding
-
+def app_jwt(client_id: str | int, sign: Callable[[bytes], bytes], now: float) -> str:
+    """An RS256 App JWT: iat 60 s in the past (clock skew), exp 9 minutes after iat, iss a string;
+    ``sign`` gets the signing input (header and claims) and returns the raw signature."""
     iat = int(now) - 60
     header = _b64url(json.dumps({"alg": "RS256", "typ": "JWT"}, separators=(",", ":")).encode())
     claims = _b64url(json.dumps({"iat": iat, "exp": iat + 540, "iss": str(client_id)},
                                 separators=(",", ":")).encode())
-    signing_input = f"{header}.{claims}".encode("ascii")
-    signature = key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
-    return f"{header}.{claims}.{_b64url(signature)}"
+    signature = _b64url(sign(f"{header}.{claims}".encode("ascii")))
+    Secret(signature)  # a credential for ten minutes: redacted wherever it might be echoed
+    return f"{header}.{claims}.{signature}"
+
+
+def make_app_jwt(client_id: str | int, key: Any, now: float) -> str:
+    """``app_jwt`` signed with a ``cryptography`` RSA private key."""
+    return app_jwt(client_id, lambda message: _rs256(key, message), now)
 
 
 def jwt_expiry(token: str) -> float:

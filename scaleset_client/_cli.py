@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
 
-from ._auth import GitHubAppAuth
+from ._auth import GitHubAppAuth, TokenUnavailableError
 from ._client import Client
 from ._deadline import Deadline
 from ._errors import (
@@ -42,10 +42,11 @@ from ._exec_scaler import ExecScaler, LogScaler
 from ._health_server import Metrics, serve_health
 from ._listener import Listener, ListenerConfig, RunSkippedError
 from ._models import Label, RunnerScaleSet, SystemInfo
+from ._tls import ClientCertificate
 from ._version import __version__
 
-__all__ = ["OPTIONS", "ExecScaler", "LogScaler", "Metrics", "Option", "build_parser", "main", "options_markdown",
-           "parse_args", "serve_health"]
+__all__ = ["OPTIONS", "ExecScaler", "LogScaler", "Metrics", "Option", "TokenFile", "build_parser", "main",
+           "options_markdown", "parse_args", "serve_health"]
 
 _DESCRIPTION = """\
 A listener for one runner scale set: cron jobs and services.
@@ -151,12 +152,19 @@ OPTIONS: tuple[Option, ...] = (
            ("SCALESET_CONFIG_URL", "GITHUB_CONFIG_URL"), metavar="URL"),
     Option("--token", "personal access token; prefer the environment, which stays out of ps",
            ("GITHUB_TOKEN", "GH_TOKEN"), metavar="TOKEN"),
+    Option("--token-file", "file holding the token (PAT or installation token), read again whenever it changes "
+           "(a mounted Kubernetes secret, a vault agent's sink); wins over --token",
+           ("SCALESET_TOKEN_FILE", "GITHUB_TOKEN_FILE"), metavar="PATH"),
     Option("--app-client-id", "GitHub App client id (or app id) instead of a token",
            ("GITHUB_APP_CLIENT_ID", "GITHUB_APP_ID"), metavar="ID"),
     Option("--app-installation-id", "GitHub App installation id", ("GITHUB_APP_INSTALLATION_ID",),
            convert=_positive_int, metavar="N"),
     Option("--app-private-key-file", "file holding the GitHub App private key (PEM); or the key itself in "
            "GITHUB_APP_PRIVATE_KEY", ("GITHUB_APP_PRIVATE_KEY_FILE",), metavar="PATH"),
+    Option("--client-cert", "TLS client certificate (PEM) presented to GitHub, the Actions service, the broker and "
+           "an HTTPS proxy (mutual TLS); may hold the key too", ("SCALESET_CLIENT_CERT",), metavar="PATH"),
+    Option("--client-key", "private key (PEM) of --client-cert when it is in its own file; an encrypted key's "
+           "password goes in SCALESET_CLIENT_KEY_PASSWORD", ("SCALESET_CLIENT_KEY",), metavar="PATH"),
     Option("--scale-set-name", "the scale set; created when missing", ("SCALESET_NAME",), metavar="NAME"),
     Option("--scale-set-id", "use this scale set id instead of looking up the name", ("SCALESET_ID",),
            convert=_positive_int, metavar="N"),
@@ -193,6 +201,7 @@ OPTIONS: tuple[Option, ...] = (
 
 ENVIRONMENT_ONLY: tuple[tuple[str, str], ...] = (
     ("GITHUB_APP_PRIVATE_KEY", "the GitHub App private key itself (PEM), instead of --app-private-key-file"),
+    ("SCALESET_CLIENT_KEY_PASSWORD", "password of an encrypted --client-key"),
     ("GITHUB_ACTIONS_FORCE_GHES", "set (even empty): treat the URL's host as GitHub Enterprise Server"),
     ("SCALESET_ALLOW_HTTP", "1: allow a plain http:// URL for a GitHub Enterprise Server host (never for "
                             "github.com or ghe.com)"),
@@ -280,9 +289,58 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class TokenFile:
+    """A ``token_provider`` reading the token from a file, again whenever the file changes.
+
+    A Kubernetes secret mounted as a volume is replaced by swapping a symlink, so a changed
+    inode, size or modification time means a new token; otherwise the token read last is
+    returned without touching the file's content. A file that cannot be read at the moment
+    (replaced under us) raises ``TokenUnavailableError``: a listener waits it out. ``reads``
+    counts the reads of the content."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.reads = 0
+        self._lock = threading.Lock()
+        self._seen: tuple[int, int, int] | None = None
+        self._token = ""
+
+    def __call__(self) -> str:
+        with self._lock:
+            try:
+                stat = os.stat(self.path)
+                seen = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+                if seen != self._seen:
+                    with open(self.path, encoding="utf-8") as handle:
+                        self._token = handle.read().strip()
+                    self._seen = seen
+                    self.reads += 1
+            except OSError as exc:
+                raise TokenUnavailableError(f"--token-file {self.path} cannot be read now: "
+                                            f"{exc.strerror or type(exc).__name__}") from None
+            return self._token
+
+    def check(self) -> None:
+        """Refuse, at start, a token file that cannot be read (``ConfigError``)."""
+        try:
+            self()
+        except TokenUnavailableError as exc:
+            raise ConfigError(str(exc).replace("cannot be read now", "cannot be read")) from None
+
+
+def _client_cert(args: argparse.Namespace) -> ClientCertificate | None:
+    if args.client_key and not args.client_cert:
+        raise ConfigError("--client-key needs --client-cert (the certificate it belongs to)")
+    if not args.client_cert:
+        return None
+    return ClientCertificate.from_files(args.client_cert, args.client_key or None,
+                                        _env("SCALESET_CLIENT_KEY_PASSWORD"))
+
+
 def _client(args: argparse.Namespace) -> Client:
     token = args.token
     info = SystemInfo(system="scaleset-listen", version=__version__, subsystem="listener")
+    tls: dict[str, Any] = {"client_cert": _client_cert(args)}
     if args.app_client_id:
         key = _env("GITHUB_APP_PRIVATE_KEY")
         if args.app_private_key_file:
@@ -295,10 +353,14 @@ def _client(args: argparse.Namespace) -> Client:
             raise ConfigError("a GitHub App needs --app-installation-id and --app-private-key-file "
                               "(or GITHUB_APP_PRIVATE_KEY)")
         app = GitHubAppAuth(args.app_client_id, args.app_installation_id, key)
-        return Client(args.url, app=app, system_info=info)
+        return Client(args.url, app=app, system_info=info, **tls)
+    if args.token_file:
+        token_file = TokenFile(args.token_file)
+        token_file.check()
+        return Client(args.url, token_provider=token_file, system_info=info, **tls)
     if not token:
-        raise ConfigError("no credentials: set GITHUB_TOKEN (a PAT) or the --app-* options")
-    return Client(args.url, token=token, system_info=info)
+        raise ConfigError("no credentials: set GITHUB_TOKEN (a PAT), --token-file or the --app-* options")
+    return Client(args.url, token=token, system_info=info, **tls)
 
 
 def _scale_set_id(client: Client, args: argparse.Namespace) -> int:

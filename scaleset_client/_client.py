@@ -8,14 +8,21 @@ the registration chain (``Registration``, sending through the same seam) fetches
 that varies per request (tokens, URLs, policy) travels on the prepared request, never on the
 shared Session. ``verify`` is passed on every request so ``REQUESTS_CA_BUNDLE`` cannot override
 an explicit CA bundle, cookies are refused, and ``.netrc`` is never consulted.
+
+A client certificate (``client_cert``) is loaded once, at construction, into the TLS context
+every origin's pool uses (``_tls.client_cert_context``) and into the one for the handshake with
+an HTTPS proxy (``_tls.proxy_cert_context``): GitHub's API, the Actions service and the broker,
+directly or through a proxy's CONNECT tunnel, and the proxy itself, all see the same certificate,
+next to the CA (``verify``) and partial-chain trust they always had.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._adapter import ResilienceAdapter
@@ -33,6 +40,7 @@ from ._models import SystemInfo
 from ._registration import Registration
 from ._resilience_store import ResilienceStore
 from ._session import MessageSession
+from ._tls import ClientCertificate, ClientCertInput, client_cert_context, proxy_cert_context
 from ._urls import GitHubConfig, parse_config_url
 from ._validate import (
     check_instance,
@@ -48,12 +56,55 @@ __all__ = ["Client"]
 log = logging.getLogger(__name__)
 
 
+class _ClientCertAdapter(ResilienceAdapter):
+    """A ``ResilienceAdapter`` whose every pool uses one given TLS context (a client certificate's).
+
+    The adapter builds a fresh partial-chain context for its direct pool and each proxy pool;
+    this one hands them the context that holds the certificate instead, and uses it for an
+    HTTPS proxy's own handshake too (a TLS-terminating proxy may be what asks for it)."""
+
+    def __init__(self, *, tls_context: ssl.SSLContext, proxy_tls_context: ssl.SSLContext, **kwargs: Any) -> None:
+        self.tls_context = tls_context  # read by init_poolmanager, which the base __init__ calls
+        self.proxy_tls_context = proxy_tls_context  # also holds the trust: urllib3 loads none into it
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        """The direct pools, presenting the client certificate."""
+        pool_kwargs.setdefault("ssl_context", self.tls_context)
+        super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """The pools through ``proxy``, presenting the client certificate to the origin (inside the
+        tunnel) and, for an ``https://`` proxy, to the proxy."""
+        proxy_kwargs.setdefault("ssl_context", self.tls_context)
+        if proxy.lower().startswith("https://"):
+            proxy_kwargs.setdefault("proxy_ssl_context", self.proxy_tls_context)
+        return super().proxy_manager_for(proxy, **proxy_kwargs)
+
+
 class Client(AdminAPI):
     """A thread-safe client for the runner scale set APIs.
 
     ``config_url`` names the organization, repository or enterprise (``https://github.com/org``);
-    pass exactly one of ``token`` (a PAT) or ``app`` (``GitHubAppAuth``). Nothing is sent until
-    the first call. ``timeout`` is the (connect, read) timeout of ordinary calls;
+    pass exactly one of ``token`` (a PAT), ``token_provider`` or ``app`` (``GitHubAppAuth``).
+    Nothing is sent until the first call.
+
+    ``token_provider`` is a callable returning the current PAT or installation token, for tokens
+    rotated outside the process (a mounted secret, a vault agent). It is called whenever the
+    admin token is renewed (single-flight: one call however many threads need it) and again
+    when GitHub answers 401 to its token. To say "no token now, try later" it raises
+    ``TransientError`` (the call fails with ``TokenUnavailableError``, which a ``Listener``
+    waits out); any other exception is retried twice (0.25 s, then 0.5 s later) and then ends
+    the call with ``CredentialSourceError``, an ``AuthenticationError``. Keep it fast: it runs
+    inside a call's time.
+
+    ``client_cert`` is a TLS client certificate for servers or proxies that demand one
+    (mutual TLS): a path to a PEM file holding certificate and key, a ``(cert, key)`` or
+    ``(cert, key, password)`` tuple of paths or PEM, or a ``ClientCertificate``. It is loaded
+    at construction (``ConfigError`` when it cannot be) and presented to every origin, direct
+    or through a proxy, with ``verify`` deciding the servers' trust as before.
+
+    ``timeout`` is the (connect, read) timeout of ordinary calls;
     ``long_poll_timeout`` the read timeout of the message long poll (the service holds it ~50 s).
     ``pool_maxsize`` is how many idle connections are kept per origin (256): keep it above the
     number of listeners sharing the client, or long polls that end together discard connections
@@ -87,23 +138,31 @@ class Client(AdminAPI):
         clock: Clock | None = None,
         pool_maxsize: int = 256,
         state_file: str | os.PathLike[str] | None = None,
+        token_provider: Callable[[], str] | None = None,
+        client_cert: ClientCertInput | None = None,
     ) -> None:
         self._github: GitHubConfig = parse_config_url(config_url)
-        self._credentials = GitHubCredentials.from_arguments(token, app)
+        self._credentials = GitHubCredentials.from_arguments(token, app, token_provider)
+        certificate = None if client_cert is None else ClientCertificate.of(client_cert)
         self._system_info = check_optional("system_info", system_info, SystemInfo) or SystemInfo()
         self._resilience = check_optional("resilience", resilience, ResilienceConfig) or ResilienceConfig()
         self.long_poll_timeout = check_positive_number("long_poll_timeout", long_poll_timeout)
         pool_maxsize = check_positive_int("pool_maxsize", pool_maxsize)
         self._timeout = timeout_pair(timeout)
         verify = resolve_verify(verify)
+        tls_contexts = None if certificate is None else \
+            (client_cert_context(certificate), proxy_cert_context(certificate, verify))
         self._log = logger or log
         self._clock: Clock = clock or SystemClock()
         self._info_lock = threading.Lock()
         self._closing = threading.Event()
         self._breakers = BreakerRegistry(self._resilience.circuit_breaker, self._clock)
-        self._adapter = ResilienceAdapter(config=self._resilience, clock=self._clock, breakers=self._breakers,
-                                          timeout=self._timeout, pool_maxsize=pool_maxsize, closing=self._closing,
-                                          server_time=lambda: self.server_time())
+        adapter_options: dict[str, Any] = dict(
+            config=self._resilience, clock=self._clock, breakers=self._breakers, timeout=self._timeout,
+            pool_maxsize=pool_maxsize, closing=self._closing, server_time=lambda: self.server_time())
+        self._adapter = ResilienceAdapter(**adapter_options) if tls_contexts is None else \
+            _ClientCertAdapter(tls_context=tls_contexts[0], proxy_tls_context=tls_contexts[1], **adapter_options)
+        self._client_cert = tls_contexts is not None
         # The call seam first; the registration chain sends through it to fetch the admin token
         # that the Actions-service calls are then signed with.
         self._calls = Calls(adapter=self._adapter, timeout=self._timeout, verify=verify,
@@ -364,6 +423,9 @@ class Client(AdminAPI):
         self.close()
 
     def __repr__(self) -> str:
-        auth = "app" if self._credentials.app is not None else "token"
-        return f"Client({self._github.config_url!r}, auth={auth})"
+        credentials = self._credentials
+        auth = "app" if credentials.app is not None else \
+            "token_provider" if credentials.token_provider is not None else "token"
+        cert = ", client_cert=yes" if self._client_cert else ""
+        return f"Client({self._github.config_url!r}, auth={auth}{cert})"
 

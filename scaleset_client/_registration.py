@@ -9,6 +9,13 @@ operation class. The chain is given the seam, the credentials and the clock, not
 GitHub judges JWT claims and token lifetimes by its own clock, so ours is corrected with the
 offset read from its ``Date`` header: a JWT rejected for its time claims is signed again
 once with GitHub's time, and a skew that cannot be fixed is reported as the cause.
+
+With a ``token_provider`` the bearer token is the provider's, asked for on every run of the
+chain (the chain runs single-flight under ``AdminCredentials``, so threads that need a token
+together cause one call) and never cached here. When GitHub answers 401 to it, the provider
+is asked once more: a token rotated since the first answer is tried once; the same token
+again means it really is rejected (``AuthenticationError``). An App ``signer`` is called
+when an installation token is due. Both are called through ``_auth.ask_source``.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any
 import requests
 
 from . import _wire
-from ._auth import GitHubCredentials, make_app_jwt
+from ._auth import GitHubCredentials, app_jwt, ask_source, check_token
 from ._calls import Calls
 from ._clock import Clock
 from ._errors import APIError, AuthenticationError, ResponseError
@@ -97,13 +104,27 @@ class Registration:
             raise ResponseError(f"{operation}: expected a JSON object", operation=operation)
         return data
 
+    def provided_token(self) -> str:
+        """The token provider's current token (asked now, never cached)."""
+        provider = self._credentials.token_provider
+        assert provider is not None
+
+        def ask() -> str:
+            token = check_token(provider(), "the token from token_provider", "token")
+            Secret(token)
+            return token
+
+        return ask_source(ask, "token_provider", self._clock.sleep)
+
     def bearer_token(self) -> str:
-        """The PAT, or an installation token for the App (cached)."""
+        """The PAT, the token provider's token, or an installation token for the App (cached)."""
         credentials = self._credentials
         if credentials.pat is not None:
             return credentials.pat.reveal()
-        app = credentials.app
-        assert app is not None
+        if credentials.token_provider is not None:
+            return self.provided_token()
+        app, sign = credentials.app, credentials.app_signer
+        assert app is not None and sign is not None
         with self._lock:
             cached = self._installation_token
             if cached is not None and self.server_time() < cached[1]:
@@ -112,7 +133,9 @@ class Registration:
         data: dict[str, Any] = {}
         for attempt in (1, 2):
             skew_before = self.skew
-            jwt = make_app_jwt(app.client_id, credentials.app_key, self.server_time())
+            now = self.server_time()
+            jwt = ask_source(lambda: app_jwt(app.client_id, sign, now), "GitHubAppAuth.signer",  # noqa: B023
+                             self._clock.sleep)
             try:
                 data = self._call("installation_token", url, f"Bearer {jwt}",
                                   content_type="application/vnd.github+json", expected=(201,))
@@ -145,8 +168,20 @@ class Registration:
     def fetch_admin_token(self) -> tuple[str, str]:
         """Registration token, then runner registration: the Actions service URL and admin JWT."""
         github = self._github
-        reg = self._call("registration_token", github.registration_token_url, f"Bearer {self.bearer_token()}",
-                         content_type="application/vnd.github.v3+json", expected=(201,))
+        bearer = self.bearer_token()
+        try:
+            reg = self._call("registration_token", github.registration_token_url, f"Bearer {bearer}",
+                             content_type="application/vnd.github.v3+json", expected=(201,))
+        except AuthenticationError as exc:
+            if exc.status != 401 or self._credentials.token_provider is None:
+                raise
+            rotated = self.provided_token()  # the token may have rotated since it was handed out
+            if rotated == bearer:
+                raise exc.recast(AuthenticationError, f"GitHub rejected the token from token_provider (401): "
+                                 f"{exc.message}; the provider still returns the same token") from exc
+            self._log.info("GitHub rejected the token from token_provider (401); trying the newer one it returned")
+            reg = self._call("registration_token", github.registration_token_url, f"Bearer {rotated}",
+                             content_type="application/vnd.github.v3+json", expected=(201,))
         reg_token = reg.get("token")
         if not isinstance(reg_token, str) or not reg_token:
             raise ResponseError("registration token response has no token", operation="registration_token")

@@ -87,6 +87,8 @@ def _call(client: sc.Client, session: sc.MessageSession | None, case: dict[str, 
 
 
 def _matches(value: Any, expected: Any) -> bool:
+    if isinstance(expected, list) and isinstance(value, list):  # a listing: item by item, in order
+        return len(value) == len(expected) and all(_matches(v, e) for v, e in zip(value, expected, strict=True))
     if isinstance(expected, dict):
         return all(_matches(getattr(value, k) if not isinstance(value, dict) else value[k], v)
                    for k, v in expected.items())
@@ -159,6 +161,8 @@ _TEMPLATES: dict[str, tuple[str, str]] = {
     "get_runner_scale_set_by_id": ("GET", "_apis/runtime/runnerscalesets/{scale_set_id}"),
     "delete_runner_scale_set": ("DELETE", "_apis/runtime/runnerscalesets/{scale_set_id}"),
     "get_runner_group_by_name": ("GET", "_apis/runtime/runnergroups/"),
+    "list_runner_scale_sets": ("GET", "_apis/runtime/runnerscalesets"),
+    "list_runner_groups": ("GET", "_apis/runtime/runnergroups/"),
     "generate_jit_runner_config": ("POST", "_apis/runtime/runnerscalesets/{scale_set_id}/generatejitconfig"),
     "get_runner": ("GET", "_apis/distributedtask/pools/0/agents/{runner_id}"),
     "get_runner_by_name": ("GET", "_apis/distributedtask/pools/0/agents"),
@@ -175,6 +179,7 @@ def _raw_request(case: dict[str, Any]) -> dict[str, Any]:
         spec.update(method=method, path=path)
         args = case.get("args", {})
         spec.setdefault("query", {"get_runner_scale_set": {"runnerGroupId": "1", "name": "ScaleSet"},
+                                  "list_runner_scale_sets": {"runnerGroupId": "1"},
                                   "get_runner_group_by_name": {"groupName": "no-such-group"},
                                   "get_runner_by_name": {"agentName": "nobody"}}.get(case["op"], {}))
         if case["op"] == "generate_jit_runner_config":

@@ -23,7 +23,15 @@ TASK_TYPE = "GitHub.DistributedTask.WebApi.{}, GitHub.DistributedTask.WebApi"
 
 
 class AdminSide:
-    """Scale sets, runner groups and runners."""
+    """Scale sets, runner groups and runners.
+
+    ``list_page_size``: None (the default) answers a listing in one page, as the reference's
+    test double does; a number splits it into pages of that many items, the next page named by
+    a ``continuationToken`` in the body, to be sent back as the ``continuationToken`` query
+    parameter. ASSUMPTION: whether and how the real service pages these listings is unknown.
+    """
+
+    list_page_size: int | None = None
 
     _lock: threading.RLock
     _scale_sets: dict[int, dict[str, Any]]
@@ -126,6 +134,35 @@ class AdminSide:
                 return 400, {"message": f"Runner scale set {params['id']} does not exist"}
             self.delete_scale_set(int(params["id"]))
         return 204, None
+
+    def _page(self, items: list[dict[str, Any]], req: LoggedRequest) -> tuple[int, Any]:
+        """``items`` as a ``{"count", "value"}`` listing, one page of ``list_page_size`` at a time."""
+        size = self.list_page_size
+        try:
+            start = int(req.query.get("continuationToken") or 0)
+        except ValueError:
+            return 400, {"message": "invalid continuation token"}
+        if not size:
+            return 200, {"count": len(items), "value": items}
+        page = items[start:start + size]
+        answer: dict[str, Any] = {"count": len(page), "value": page}
+        if start + size < len(items):
+            answer["continuationToken"] = str(start + size)
+        return 200, answer
+
+    def _op_list_runner_scale_sets(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        group = req.query.get("runnerGroupId")
+        with self._lock:
+            # ASSUMPTION: without runnerGroupId every group's scale sets are listed (the reference
+            # always sends it).
+            found = [self._scale_set_now(s["id"], "scale_set") for s in sorted(
+                self._scale_sets.values(), key=lambda s: s["id"]) if group is None or str(s["runnerGroupId"]) == group]
+        return self._page([f for f in found if f is not None], req)
+
+    def _op_list_runner_groups(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
+        with self._lock:
+            groups = sorted((dict(g) for g in self._groups.values()), key=lambda g: g["id"])
+        return self._page(groups, req)
 
     def _op_get_runner_group_by_name(self, params: dict[str, str], req: LoggedRequest) -> tuple[int, Any]:
         with self._lock:

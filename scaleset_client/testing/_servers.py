@@ -1,4 +1,11 @@
-"""Loopback HTTP servers with connection counting, stop/start on the same port, and fault writers."""
+"""Loopback HTTP servers with connection counting, stop/start on the same port, and fault writers.
+
+Over TLS each connection's handshake runs first thing in its handler thread, so the server
+knows what the client presented before any request: ``LoopbackServer.client_certificates``
+lists the subject of every client certificate seen, and ``tls_refused`` counts handshakes that
+failed (no certificate where one is required, one from an unknown CA, an untrusted server).
+``require_client_certificate`` turns a server context into the mutual-TLS mode.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ from typing import Any
 
 from ._faults import Fault
 
-__all__ = ["LoopbackServer", "write_fault", "write_response"]
+__all__ = ["LoopbackServer", "require_client_certificate", "write_fault", "write_response"]
 
 Dispatch = Callable[[str, BaseHTTPRequestHandler], None]
 
@@ -29,6 +36,18 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return None
 
+    def setup(self) -> None:
+        sock = self.request
+        if isinstance(sock, ssl.SSLSocket):
+            try:
+                sock.do_handshake()
+            except (ssl.SSLError, OSError):
+                self.server.tls_handshake(None, failed=True)
+                _linger(sock)
+                raise  # handle_error stays quiet about it; the connection is closed
+            self.server.tls_handshake(sock.getpeercert())
+        super().setup()
+
     def _dispatch(self) -> None:
         self.server.dispatch(self.server.name, self)
 
@@ -41,14 +60,30 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _dispatch
 
 
+def _linger(sock: socket.socket) -> None:
+    """Close gently after a refused handshake: OpenSSL has written its alert; closing at once with
+    the client's request unread would send a reset that can overtake the alert, and the client
+    would see a dropped connection (worth retrying) instead of the refusal (not worth it). So
+    the write side is shut and what the client still sends is read, until it closes (1 s at most)."""
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_WR)
+        sock.settimeout(1.0)
+        while socket.socket.recv(sock, 65536):
+            pass
+    except OSError:
+        pass
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
 
     def __init__(self, port: int, name: str, dispatch: Dispatch, counter: Callable[[], None],
-                 ssl_context: ssl.SSLContext | None = None, wall: Callable[[], float] = time.time) -> None:
+                 ssl_context: ssl.SSLContext | None = None, wall: Callable[[], float] = time.time,
+                 on_handshake: Callable[[Any, bool], None] | None = None) -> None:
         self.name = name
+        self._on_handshake = on_handshake
         self.wall = wall
         self.dispatch = dispatch
         self._count = counter
@@ -59,6 +94,10 @@ class _Server(ThreadingHTTPServer):
             # The handshake runs in the handler thread, so a client that never completes it
             # cannot stall accept() for everyone else.
             self.socket = ssl_context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    def tls_handshake(self, peer: Any, failed: bool = False) -> None:
+        if self._on_handshake is not None:
+            self._on_handshake(peer, failed)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = super().get_request()
@@ -95,10 +134,21 @@ class LoopbackServer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.accepted = 0
+        self.tls_refused = 0  # TLS handshakes that failed (see the module docstring)
+        self.client_certificates: list[str] = []  # subject of each client certificate presented
 
     def _counted(self) -> None:
         with self._lock:
             self.accepted += 1
+
+    def _handshake(self, peer: Any, failed: bool) -> None:
+        with self._lock:
+            if failed:
+                self.tls_refused += 1
+            elif peer:
+                subject = ", ".join(f"{k}={v}" for rdn in peer.get("subject", ()) for k, v in rdn)
+                alt = ", ".join(v for _, v in peer.get("subjectAltName", ()))
+                self.client_certificates.append(subject or alt or "(no subject)")
 
     @property
     def url(self) -> str:
@@ -114,7 +164,8 @@ class LoopbackServer:
         server = None
         for _ in range(50):  # the old socket may linger a moment after a stop
             try:
-                server = _Server(self.port, self.name, self._dispatch, self._counted, self._ssl, self._wall)
+                server = _Server(self.port, self.name, self._dispatch, self._counted, self._ssl, self._wall,
+                                 self._handshake)
                 break
             except OSError:
                 if self.port == 0:
@@ -152,6 +203,15 @@ class LoopbackServer:
             except OSError:
                 pass
         return len(conns)
+
+
+def require_client_certificate(context: ssl.SSLContext, ca_pem: str | bytes) -> ssl.SSLContext:
+    """The mutual-TLS mode of a server ``context`` (``FakeActionsService(ssl_context=...)``): every
+    connection must present a client certificate issued by the CA in ``ca_pem``, or its handshake
+    fails (counted in ``tls_refused``) and no request is read. Returns ``context``, changed."""
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=ca_pem.decode("ascii") if isinstance(ca_pem, bytes) else ca_pem)
+    return context
 
 
 def write_response(handler: BaseHTTPRequestHandler, status: int, body: bytes = b"",

@@ -305,7 +305,14 @@ class FakeActionsService(GitHubSide, JobsSide, AdminSide):
         ("broker", "DELETE", r"/scalesets/message/(?P<mid>\d+)", "delete_message"),
     )
 
-    def _route(self, server: str, method: str, path: str) -> tuple[str, dict[str, str]]:
+    # A look-up by name without the name is a listing (actions/scaleset PR #92 for scale sets;
+    # the runner group listing is ASSUMED to follow the same pattern, upstream PR #125).
+    _LISTINGS: tuple[tuple[str, str, str], ...] = (
+        ("get_runner_scale_set", "name", "list_runner_scale_sets"),
+        ("get_runner_group_by_name", "groupName", "list_runner_groups"),
+    )
+
+    def _route(self, server: str, method: str, path: str, query: str = "") -> tuple[str, dict[str, str]]:
         if server == "actions":
             prefix = f"/{self.tenant}/"
             if not path.startswith(prefix):
@@ -315,6 +322,9 @@ class FakeActionsService(GitHubSide, JobsSide, AdminSide):
             if srv == server and verb == method:
                 match = re.fullmatch(pattern, path)
                 if match:
+                    for by_name, key, listing in self._LISTINGS:
+                        if operation == by_name and key not in dict(parse_qsl(query)):
+                            operation = listing
                     return operation, match.groupdict()
         return "unknown", {}
 
@@ -327,7 +337,7 @@ class FakeActionsService(GitHubSide, JobsSide, AdminSide):
             handler.close_connection = True
             write_response(handler, 400, str(exc).encode(), {"Content-Type": "text/plain"})
             return
-        operation, params = self._route(server, handler.command, parts.path)
+        operation, params = self._route(server, handler.command, parts.path, parts.query)
         fault = self._faults.next(operation, server)
         entry = LoggedRequest(server, operation, handler.command, parts.path, dict(parse_qsl(parts.query)),
                               headers, body, self.clock.monotonic(), fault.kind if fault else "")
