@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:  # the real imports, for type checkers; at run time each module loads on first use
-    from ._auth import AppSigner, CredentialSourceError, GitHubAppAuth, TokenUnavailableError
+    from ._auth import AppSigner, GitHubAppAuth
     from ._breaker import BreakerRegistry, State, Transition
     from ._client import Client
     from ._clock import Clock, SystemClock
@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers; at run time each modul
         CallCancelledError,
         CircuitOpenError,
         ConfigError,
+        CredentialSourceError,
         DeadlineExceededError,
         JobStillRunningError,
         MessageQueueTokenExpiredError,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers; at run time each modul
         SessionNotFoundError,
         StateFileError,
         StateFileLockedError,
+        TokenUnavailableError,
         TransientError,
         TransportError,
     )
@@ -151,8 +153,8 @@ _LAZY: dict[str, str] = {
     "RecoveryReport": "_health",
     "EventRef": "_listener",
     "AppSigner": "_auth",
-    "CredentialSourceError": "_auth",
-    "TokenUnavailableError": "_auth",
+    "CredentialSourceError": "_errors",
+    "TokenUnavailableError": "_errors",
     "ClientCertificate": "_tls",
 }
 

@@ -32,7 +32,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from ._errors import AuthenticationError, ConfigError, ResponseError, ScalesetError, TransientError
+from ._errors import (
+    ConfigError,
+    CredentialSourceError,
+    ResponseError,
+    ScalesetError,
+    TokenUnavailableError,
+    TransientError,
+)
 from ._secrets import Secret, redact
 from ._validate import check_id, check_instance
 
@@ -63,20 +70,6 @@ class AppSigner(Protocol):
     ``(bytes) -> bytes``, or a ``cryptography`` RSA private key object (an HSM-backed one, say)."""
 
     def sign(self, message: bytes) -> bytes: ...
-
-
-class TokenUnavailableError(TransientError):
-    """A token provider or App signer has no credential now but expects to have one (it raised
-    ``TransientError``): worth waiting out. ``retry_at`` / ``retry_after`` are the source's own
-    hint when it gave one."""
-
-
-class CredentialSourceError(AuthenticationError):
-    """A token provider or App signer kept failing (``SOURCE_ATTEMPTS`` calls) or returned
-    something that is not a credential: no request could be signed. The cause is chained."""
-
-    def _render(self) -> str:
-        return self.message  # no request was made: no method, URL or status to show
 
 
 def _describe(exc: BaseException) -> str:

@@ -37,6 +37,9 @@ from ._retry import hint_seconds, is_throttle
 from ._secrets import redact
 
 MESSAGE_ID = re.compile(rb'"messageid"\s*:\s*(\d{1,18})', re.IGNORECASE)
+# TLS alerts a server sends when it refuses (or wants) the client's certificate.
+_CERTIFICATE_REFUSED = re.compile(r"ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|"
+                                  r"CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED|ACCESS_DENIED)", re.IGNORECASE)
 
 
 class SlowResponse(requests.exceptions.ReadTimeout):
@@ -258,9 +261,14 @@ def _exception(policy: CallPolicy, exc: BaseException, attempt: Attempt) -> Deci
         ended.__cause__ = exc
         return Decision(Action.ENDED, Outcome.NEUTRAL, error=ended)
     if isinstance(exc, requests.exceptions.SSLError):
+        text = redact(str(exc))
+        alert = _CERTIFICATE_REFUSED.search(text)
+        hint = ("the server or a proxy refused this client's TLS certificate: pass client_cert= to Client "
+                "(scaleset-listen: --client-cert/--client-key)" if alert else
+                "If the server uses a private CA, pass verify='/path/to/ca-bundle.pem' to Client")
+        shown = text[:300] if alert is None or alert.end() <= 300 else f"{text[:200]} ... {alert.group(0)}"
         return Decision(Action.RAISE, Outcome.NEUTRAL, error=_caused(TransportError(
-            f"TLS failed for {url}: {redact(str(exc))[:300]}. If the server uses a private CA, pass "
-            "verify='/path/to/ca-bundle.pem' to Client", method=method, url=url, delivered=False), exc))
+            f"TLS failed for {url}: {shown}. {hint}", method=method, url=url, delivered=False), exc))
     if isinstance(exc, requests.exceptions.ProxyError) and "407" in str(exc):
         return Decision(Action.RAISE, Outcome.NEUTRAL, error=_caused(TransportError(
             f"the proxy for {url} requires authentication (407): put the credentials in the proxy URL "

@@ -8,6 +8,7 @@
     ├── RecoveryError                  ``recover()`` could not restore a working state
     ├── APIError                       the service answered with an unexpected status
     │   ├── AuthenticationError        credentials rejected (PAT, App, registration)
+    │   │   └── CredentialSourceError  a token provider or App signer kept failing
     │   ├── RateLimitedError  (T)      429 / GitHub rate limit
     │   ├── ServerError  (T)           5xx (but 501): the service failed, not the request
     │   ├── RunnerNotFoundError        AgentNotFoundException
@@ -26,6 +27,7 @@
         ├── CircuitOpenError           the origin's breaker refuses calls
         ├── RetryExhaustedError        every allowed attempt failed; keeps the last error
         ├── RunSkippedError            a bounded run did not start: the service is known down
+        ├── TokenUnavailableError      a token provider or App signer has no credential yet
         ├── RateLimitedError           (also an APIError, above)
         └── ServerError                (also an APIError, above)
 
@@ -40,6 +42,11 @@ with the service), so a loop that catches ``TransientError`` checks its own stop
 listener does. ``ResponseError`` is not: the same malformed or oversized body comes back however
 long one waits (the listener sets such a message aside after ``poison_after`` tries). 4xx answers,
 ``ConfigError`` and ``StateFileError`` need someone to change something.
+
+Outside the tree: ``ScalerInterruptedError`` (a ``RuntimeError``) is what an ``--exec`` scaler
+raises when the listener stops it; it is the scaler's error, as any exception a scaler raises,
+and leaves its message unacknowledged. The CLI's ``UsageError`` and ``_Stopped`` stay in
+``_cli.py``: they never leave ``main()`` (one is an exit code, the other a control-flow signal).
 
 Transport exceptions of requests/urllib3 are kept as ``__cause__``, never as base classes, so
 the public API does not depend on them. Every error pickles (threads and process pools pass them
@@ -59,6 +66,7 @@ __all__ = [
     "CallCancelledError",
     "CircuitOpenError",
     "ConfigError",
+    "CredentialSourceError",
     "DeadlineExceededError",
     "JobStillRunningError",
     "MessageQueueTokenExpiredError",
@@ -72,12 +80,14 @@ __all__ = [
     "RunnerNotFoundError",
     "ScaleSetExistsError",
     "ScaleSetNotFoundError",
+    "ScalerInterruptedError",
     "ScalesetError",
     "ServerError",
     "SessionConflictError",
     "SessionNotFoundError",
     "StateFileError",
     "StateFileLockedError",
+    "TokenUnavailableError",
     "TransientError",
     "TransportError",
 ]
@@ -369,3 +379,21 @@ class RunnerGroupNotFoundError(APIError):
 
     def _render(self) -> str:
         return f"{self.message} ({self.method} {self.url})" if self.url else self.message
+
+
+class TokenUnavailableError(TransientError):
+    """A token provider or App signer has no credential now but expects to have one (it raised
+    ``TransientError``): worth waiting out. ``retry_at`` / ``retry_after`` are the source's own
+    hint when it gave one."""
+
+
+class CredentialSourceError(AuthenticationError):
+    """A token provider or App signer kept failing (``SOURCE_ATTEMPTS`` calls) or returned
+    something that is not a credential: no request could be signed. The cause is chained."""
+
+    def _render(self) -> str:
+        return self.message  # no request was made: no method, URL or status to show
+
+
+class ScalerInterruptedError(RuntimeError):
+    """An ``--exec`` command was terminated because the listener is stopping."""

@@ -18,6 +18,7 @@ from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ._errors import ScalerInterruptedError
 from ._models import JobCompleted, JobStarted
 
 if TYPE_CHECKING:
@@ -33,10 +34,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [_jsonable(v) for v in value]
     return value
-
-
-class ScalerInterruptedError(RuntimeError):
-    """An ``--exec`` command was terminated because the listener is stopping."""
 
 
 class ExecScaler:

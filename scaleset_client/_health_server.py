@@ -2,7 +2,9 @@
 small stdlib HTTP server started only with ``--health-port``.
 
 Metrics follow Prometheus' text format: HELP and TYPE on every family, units in names, states
-as values (a transition never starts a new series).
+as values (a transition never starts a new series). Beside our ``scaleset_*`` families, the
+``gha_*`` families of actions-runner-controller's listener (``_arc_metrics``), so ARC dashboards
+and alerts keep working.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._arc_metrics import ArcMetrics, ScaleSetLabels
 from ._models import JobCompleted, JobStarted, RunnerScaleSetStatistic
 from ._version import __version__
 
@@ -26,9 +29,18 @@ _CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2, "forced_open": 3}
 
 class Metrics:
     """Counters and gauges for /metrics, fed through the listener's MetricsRecorder hooks, in the
-    Prometheus text format: HELP and TYPE on every family, units in names, states as values."""
+    Prometheus text format: HELP and TYPE on every family, units in names, states as values.
 
-    def __init__(self) -> None:
+    The ARC-compatible ``gha_*`` families come too. Their scale-set labels are read when
+    rendering, from the listener's configuration (``scale_set_name``, ``min_runners``, the
+    current ``max_runners``) and the client's configuration URL (enterprise, organization,
+    repository), so nothing needs wiring; ``namespace`` (ARC's Kubernetes namespace) is given
+    here. ``job_name_limit`` and ``series_limit`` bound the job families' label values (see
+    ``_arc_metrics``)."""
+
+    def __init__(self, *, namespace: str = "", job_name_limit: int = 50, series_limit: int = 500) -> None:
+        self.namespace = namespace
+        self.arc = ArcMetrics(job_name_limit=job_name_limit, series_limit=series_limit)
         self._lock = threading.Lock()
         self.counters = {"jobs_started": 0, "jobs_completed": 0, "statistics_updates": 0, "scaler_failures": 0,
                          "messages_poisoned": 0, "state_cursor_ahead": 0}
@@ -41,21 +53,25 @@ class Metrics:
             self.counters["statistics_updates"] += 1
             self.gauges["assigned_jobs"] = statistics.total_assigned_jobs
             self.gauges["running_jobs"] = statistics.total_running_jobs
+        self.arc.record_statistics(statistics)
 
     def record_job_started(self, job: JobStarted) -> None:
         """A job-started event was handled."""
         with self._lock:
             self.counters["jobs_started"] += 1
+        self.arc.record_job_started(job)
 
     def record_job_completed(self, job: JobCompleted) -> None:
         """A job-completed event was handled."""
         with self._lock:
             self.counters["jobs_completed"] += 1
+        self.arc.record_job_completed(job)
 
     def record_desired_runners(self, count: int) -> None:
         """The scaler reported ``count`` runners."""
         with self._lock:
             self.gauges["desired_runners"] = count
+        self.arc.record_desired_runners(count)
 
     def record_circuit_state(self, origin: str, state: str) -> None:
         """A breaker changed state."""
@@ -114,6 +130,7 @@ class Metrics:
                    [("", 1)])
             family("scaleset_listener_ready", "gauge", "1 with an active session, a working broker and scaler.",
                    [("", 0)])
+            out.extend(self.arc.render(None, None, None))
             return "\n".join(out) + "\n"
         health = listener.health()
         family("scaleset_listener_live", "gauge", "1 while the loop makes progress (an outage never makes it 0).",
@@ -141,7 +158,22 @@ class Metrics:
                    "Circuit breaker state: 0 closed, 1 half_open, 2 open, 3 forced_open.", samples_state)
             family("scaleset_circuit_open", "gauge", "1 while the circuit refuses calls (open or forced_open).",
                    samples_open)
+        out.extend(self.arc.render(*self._arc_scale_set(listener, client)))
         return "\n".join(out) + "\n"
+
+    def _arc_scale_set(self, listener: Listener | None, client: Client | None
+                       ) -> tuple[ScaleSetLabels | None, int | None, int | None]:
+        """The ARC gauges' labels, minimum and maximum: known once the listener exists."""
+        if listener is None:
+            return None, None, None
+        github = client.config if client is not None else None
+        labels = ScaleSetLabels(
+            enterprise=github.enterprise if github is not None else "",
+            organization=(github.organization or github.owner) if github is not None else "",
+            repository=github.repository if github is not None else "",
+            name=listener.config.scale_set_name or "",
+            namespace=self.namespace)
+        return labels, int(getattr(listener.config, "min_runners", 0)), listener.max_runners
 
 
 class _Probe:

@@ -226,6 +226,7 @@ def test_no_certificate_where_one_is_required_fails_once(mtls_fake: FakeActionsS
     with _client(mtls_fake, verify=bundle) as client:
         error = _fails_once(mtls_fake, client)
     assert "TLS" in str(error) and "certificate required" in str(error).lower()  # the server's alert, named
+    assert "client_cert=" in str(error)  # and what to do about it
 
 
 def test_a_certificate_from_an_unknown_ca_fails_once(mtls_fake: FakeActionsService, bundle: str,

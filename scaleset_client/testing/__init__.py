@@ -8,7 +8,11 @@ tests use.
 
 from ._clock import FakeClock
 from ._faults import Fault
+from ._jobs_side import FigureSent
 from ._proxy import ForwardProxy
+from ._servers import require_client_certificate
+from ._shapes import ShapeFront
 from .fake_service import FakeActionsService, LoggedRequest
 
-__all__ = ["FakeActionsService", "FakeClock", "Fault", "ForwardProxy", "LoggedRequest"]
+__all__ = ["FakeActionsService", "FakeClock", "Fault", "FigureSent", "ForwardProxy", "LoggedRequest", "ShapeFront",
+           "require_client_certificate"]
