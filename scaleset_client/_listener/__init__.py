@@ -5,7 +5,7 @@ is over), ``sessions`` (opening, standby, renewal, a scale set confirmed gone), 
 (which figure the scaler should be on) and ``poll_errors`` (what a failed poll means, a pure
 table). ``Listener`` keeps the loop, the delivery of each message and the state file.
 
-Promises (the listener's part of ``../shared/design.md``, restated here):
+Promises (the README and docs/listener.md say them to users):
 
 - Statistics (``total_assigned_jobs``) drive the desired count, never message counts.
 - A message is acknowledged only after the scaler handled it. The cursor (the last handled
@@ -24,7 +24,7 @@ Promises (the listener's part of ``../shared/design.md``, restated here):
   ``recover()``); the scaler is never left on a figure older than the newest the listener knows
   and never moved back to an older one. Statistics taken with a session are applied before the
   first poll; messages that were already queued then may carry older figures, which are held
-  back, never waited for: ``_statistics_tracker.py`` says how (at most one extra request, and one
+  back, never waited for: ``statistics.py`` says how (at most one extra request, and one
   poll cut short, per session opened or renewed; none in steady state).
 - Transient trouble (open breakers, 5xx, timeouts, rate limits, garbage) makes the loop wait,
   interruptibly, and go on; expired or evicted sessions are renewed in place; a session
