@@ -1,4 +1,7 @@
-"""The circuit breaker state machine on a fake clock: every transition, leases, generations."""
+"""The circuit breaker's counting on a fake clock: what trips it and what does not, how long a
+break lasts (doubling, jitter, the reset after a quiet spell), what ``retry_after()`` and a refusal
+report, and what listeners are told. No test reads a private attribute.
+"""
 
 from __future__ import annotations
 
@@ -10,27 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import scaleset_client as sc
-from scaleset_client._breaker import BreakerRegistry, CircuitBreaker, Outcome, State, Transition
+from scaleset_client._breaker import BreakerRegistry, CircuitBreaker, Outcome, Permit, State, Transition
 from scaleset_client.testing import FakeClock
 
-CFG = sc.CircuitBreakerConfig(failure_threshold=3, window_size=10, minimum_calls=6, failure_ratio=0.5,
-                              open_duration=5.0, max_open_duration=40.0, jitter=0.0)
-
-
-def make(config: sc.CircuitBreakerConfig = CFG) -> tuple[CircuitBreaker, FakeClock, list[Transition]]:
-    clock = FakeClock()
-    events: list[Transition] = []
-    return CircuitBreaker("https://h:443", "admin", config, clock, events.extend), clock, events
-
-
-def fail(breaker: CircuitBreaker, n: int = 1) -> None:
-    for _ in range(n):
-        breaker.record(breaker.acquire(lease=10), Outcome.FAILURE, "HTTP 503")
-
-
-def succeed(breaker: CircuitBreaker, n: int = 1) -> None:
-    for _ in range(n):
-        breaker.record(breaker.acquire(lease=10), Outcome.SUCCESS)
+from .breakers import CFG, ORIGIN, RATIO_ONLY, FixedRandomClock, fail, make, moves, refusal, succeed
 
 
 def test_consecutive_failures_open_the_circuit() -> None:
@@ -72,20 +58,6 @@ def test_neutral_outcomes_change_nothing() -> None:
     assert breaker.state is State.CLOSED and breaker.last_failure_wall is None
 
 
-def test_break_over_admits_one_probe_and_success_closes() -> None:
-    breaker, clock, events = make()
-    fail(breaker, 3)
-    clock.advance(5.0)
-    assert breaker.state is State.HALF_OPEN
-    probe = breaker.acquire(lease=10)
-    assert probe.probe_id and breaker.probes_in_flight() == 1
-    with pytest.raises(sc.CircuitOpenError, match="probe is in flight"):
-        breaker.acquire(lease=10)
-    breaker.record(probe, Outcome.SUCCESS)
-    assert breaker.state is State.CLOSED
-    assert [e.new for e in events] == [State.OPEN, State.HALF_OPEN, State.CLOSED]
-
-
 def test_failed_probes_double_the_break_up_to_the_cap() -> None:
     breaker, clock, _ = make()
     fail(breaker, 3)
@@ -119,79 +91,6 @@ def test_jitter_spreads_breaks_within_twenty_percent() -> None:
     assert len(values) > 10 and min(values) >= 4.0 and max(values) <= 6.0
 
 
-def test_an_expired_probe_lease_reopens_and_a_late_result_is_discarded() -> None:
-    breaker, clock, events = make()
-    fail(breaker, 3)
-    clock.advance(5)
-    hung = breaker.acquire(lease=3)
-    clock.advance(3.5)
-    assert breaker.state is State.OPEN and events[-1].new is State.HALF_OPEN  # a read moves nothing
-    with pytest.raises(sc.CircuitOpenError):
-        breaker.acquire(lease=3)  # the next caller finds the hung probe and re-opens
-    assert "lease expired" in events[-1].reason and events[-1].new is State.OPEN
-    generation = breaker.generation
-    breaker.record(hung, Outcome.SUCCESS)  # the hung call finally returns: too late to count
-    assert breaker.state is State.OPEN and breaker.generation == generation
-
-
-def test_results_from_an_earlier_generation_are_ignored() -> None:
-    breaker, clock, _ = make()
-    slow = breaker.acquire(lease=10)  # admitted while closed
-    fail(breaker, 3)
-    clock.advance(5)
-    probe = breaker.acquire(lease=10)
-    breaker.record(slow, Outcome.SUCCESS)  # from the closed era: must not close anything
-    assert breaker.state is State.HALF_OPEN and breaker.probes_in_flight() == 1
-    breaker.record(probe, Outcome.SUCCESS)
-    assert breaker.state is State.CLOSED
-
-
-def test_success_threshold_needs_that_many_probe_successes() -> None:
-    breaker, clock, _ = make(sc.CircuitBreakerConfig(failure_threshold=1, success_threshold=2, jitter=0.0))
-    fail(breaker)
-    clock.advance(5)
-    succeed(breaker)
-    assert breaker.state is State.HALF_OPEN
-    succeed(breaker)
-    assert breaker.state is State.CLOSED
-
-
-def test_operator_states() -> None:
-    breaker, clock, _ = make()
-    breaker.force_open()
-    with pytest.raises(sc.CircuitOpenError) as info:
-        breaker.acquire(lease=1)
-    assert info.value.retry_after is None
-    clock.advance(10_000)
-    assert breaker.state is State.FORCED_OPEN
-    breaker.reset()
-    assert breaker.state is State.CLOSED
-    breaker.force_open(duration=30)
-    clock.advance(31)
-    breaker.acquire(lease=1)
-    assert breaker.state is State.CLOSED
-    breaker.disable()
-    fail(breaker, 20)
-    assert breaker.state is State.DISABLED
-    breaker.metrics_only()
-    fail(breaker, 20)
-    assert breaker.state is State.METRICS_ONLY and breaker.last_failure_wall is not None
-
-
-def test_snapshot_and_restore_keep_an_open_break_but_never_beyond_its_cap() -> None:
-    breaker, clock, _ = make()
-    fail(breaker, 3)
-    clock.advance(2)
-    snap = breaker.snapshot()
-    other_clock = FakeClock(start=50.0, wall=clock.wall() + 1)  # a new process, one second later
-    restored = CircuitBreaker("https://h:443", "admin", CFG, other_clock)
-    restored.restore(snap)
-    assert restored.state is State.OPEN and restored.retry_after() == pytest.approx(2.0)
-    snap["open_remaining"] = 10_000
-    restored.restore(snap)
-    assert (restored.retry_after() or 0) <= CFG.max_open_duration
-
-
 def test_listener_errors_do_not_break_the_breaker() -> None:
     registry = BreakerRegistry(CFG, FakeClock())
     seen: list[Transition] = []
@@ -204,16 +103,6 @@ def test_listener_errors_do_not_break_the_breaker() -> None:
     breaker = registry.get("https://h:443", "admin")
     fail(breaker, 3)
     assert breaker.state is State.OPEN and len(seen) == 1
-
-
-def test_registry_operator_controls_act_per_origin() -> None:
-    registry = BreakerRegistry(CFG, FakeClock())
-    a, b = registry.get("https://a:443", "admin"), registry.get("https://b:443", "admin")
-    registry.force_open("https://a:443")
-    assert (a.state, b.state) == (State.FORCED_OPEN, State.CLOSED)
-    assert registry.states() == {"https://a:443 admin": "forced_open", "https://b:443 admin": "closed"}
-    registry.reset()
-    assert a.state is State.CLOSED
 
 
 @settings(max_examples=60, deadline=None)
@@ -279,3 +168,193 @@ def test_reading_a_breaker_fires_no_transition_and_calls_no_listener(moment: str
     except sc.CircuitOpenError:
         assert moment == "lease expired"  # a hung probe re-opens the circuit: this call is refused
     assert len(events) == len(before) + 1 and breaker.generation != generation
+
+
+def test_trip_reasons_name_the_rule_and_the_last_failure() -> None:
+    breaker, _, events = make()
+    fail(breaker, 3)
+    assert moves(events) == [(State.CLOSED, State.OPEN, "3 consecutive failures (HTTP 503)")]
+    assert events[0].retry_after == 5.0 and events[0].origin == ORIGIN and events[0].operation_class == "admin"
+    ratio, _, ratio_events = make(RATIO_ONLY)
+    for _ in range(2):
+        fail(ratio)
+        succeed(ratio)
+    fail(ratio, 2)
+    assert moves(ratio_events) == [(State.CLOSED, State.OPEN, "failure ratio 67% over 6 calls (HTTP 503)")]
+
+
+def test_a_failure_without_a_reason_is_reported_as_failure() -> None:
+    breaker, _, events = make()
+    for _ in range(3):
+        breaker.record(breaker.acquire(lease=10), Outcome.FAILURE)
+    assert events[-1].reason == "3 consecutive failures (failure)"
+    assert str(refusal(breaker)).endswith("open after failures (failure); next attempt in 5.0s")
+
+
+def test_the_failure_ratio_trips_at_exactly_the_configured_share() -> None:
+    breaker, _, _ = make(RATIO_ONLY)
+    for _ in range(2):
+        fail(breaker)
+        succeed(breaker)
+    succeed(breaker)
+    assert breaker.state is State.CLOSED
+    fail(breaker)  # 3 failures in 6 calls: exactly 50 %
+    assert breaker.state is State.OPEN
+
+
+@pytest.mark.parametrize("state", ["closed", "half_open"])
+def test_neutral_outcomes_neither_count_nor_clear_failures(state: str) -> None:
+    """A throttle between failures does not reset the run, and a neutral probe closes nothing."""
+    breaker, clock, _ = make()
+    if state == "closed":
+        fail(breaker, 2)
+        breaker.record(breaker.acquire(lease=10), Outcome.NEUTRAL)
+        fail(breaker)
+        assert breaker.state is State.OPEN
+    else:
+        fail(breaker, 3)
+        clock.advance(5)
+        breaker.record(breaker.acquire(lease=10), Outcome.NEUTRAL)
+        assert breaker.state is State.HALF_OPEN and breaker.last_success_wall is None
+        probe = breaker.acquire(lease=10)  # the permit came back: the next caller probes
+        assert probe.probe_id
+
+
+def test_a_disabled_breaker_records_nothing() -> None:
+    breaker, _, _ = make()
+    breaker.disable()
+    fail(breaker, 5)
+    succeed(breaker)
+    assert breaker.last_failure_wall is None and breaker.last_success_wall is None
+    assert breaker.last_failure_reason == ""
+
+
+def test_success_and_failure_times_are_the_wall_clock() -> None:
+    breaker, clock, _ = make()
+    succeed(breaker)
+    assert breaker.last_success_wall == clock.wall()
+    clock.advance(3)
+    fail(breaker)
+    assert breaker.last_failure_wall == clock.wall() and breaker.last_failure_reason == "HTTP 503"
+
+
+def test_closing_forgets_the_failures_seen_before_the_break() -> None:
+    consecutive, clock, _ = make()
+    fail(consecutive, 3)
+    clock.advance(5)
+    succeed(consecutive)  # the probe closes it
+    fail(consecutive, 2)
+    assert consecutive.state is State.CLOSED  # 2 new failures, not 5
+    ratio, clock, _ = make(RATIO_ONLY)
+    fail(ratio, 6)
+    assert ratio.state is State.OPEN
+    clock.advance(5)
+    succeed(ratio)
+    fail(ratio)
+    assert ratio.state is State.CLOSED  # one call in a fresh window, below minimum_calls
+
+
+def test_a_break_keeps_its_doubling_while_closed_briefly() -> None:
+    breaker, clock, _ = make()
+    fail(breaker, 3)
+    clock.advance(5)
+    fail(breaker)  # the probe fails: 10 s
+    clock.advance(10)
+    succeed(breaker)
+    clock.advance(599)
+    fail(breaker, 3)
+    assert breaker.retry_after() == 10.0
+
+
+def test_the_doubling_resets_after_exactly_reset_after_seconds_closed() -> None:
+    breaker, clock, _ = make()
+    fail(breaker, 3)
+    clock.advance(5)
+    fail(breaker)
+    clock.advance(10)
+    succeed(breaker)
+    clock.advance(600)
+    fail(breaker, 3)
+    assert breaker.retry_after() == 5.0
+
+
+def test_closed_time_counts_from_closing_not_from_the_probe_starting() -> None:
+    breaker, clock, _ = make()
+    fail(breaker, 3)
+    clock.advance(5)
+    fail(breaker)  # 10 s break
+    clock.advance(10)
+    probe = breaker.acquire(lease=1000)
+    clock.advance(590)  # a slow probe
+    breaker.record(probe, Outcome.SUCCESS)
+    clock.advance(20)  # closed for 20 s only (610 s since the probe started)
+    fail(breaker, 3)
+    assert breaker.retry_after() == 10.0
+
+
+def test_jitter_scales_the_break_by_the_random_draw() -> None:
+    config = sc.CircuitBreakerConfig(failure_threshold=1, open_duration=5.0, jitter=0.2)
+    high, _, high_events = make(config, FixedRandomClock(0.75))  # spread 1 + 0.2 * 0.5
+    fail(high)
+    low, _, _ = make(config, FixedRandomClock(0.25))
+    fail(low)
+    assert high.retry_after() == pytest.approx(5.5) and high_events[0].retry_after == pytest.approx(5.5)
+    assert low.retry_after() == pytest.approx(4.5)
+
+
+def test_a_break_shorter_than_a_second_is_kept() -> None:
+    breaker, _, _ = make(sc.CircuitBreakerConfig(failure_threshold=1, open_duration=0.5, max_open_duration=1.0,
+                                                 jitter=0.0))
+    fail(breaker)
+    assert breaker.retry_after() == 0.5
+
+
+def test_retry_after_reads_zero_when_a_call_may_go() -> None:
+    breaker, clock, _ = make()
+    assert breaker.retry_after() == 0.0
+    fail(breaker, 3)
+    clock.advance(7)  # the break is over but nobody has called yet
+    assert breaker.retry_after() == 0.0
+
+
+def test_an_open_refusal_says_why_and_when() -> None:
+    breaker, clock, _ = make()
+    fail(breaker, 3)
+    clock.advance(2)
+    refused = refusal(breaker)
+    assert str(refused) == (f"circuit for {ORIGIN} [admin] is open: open after failures (HTTP 503); "
+                            "next attempt in 3.0s")
+    assert refused.retry_after == 3.0 and refused.operation_class == "admin"
+
+
+def test_transitions_are_frozen_for_every_listener() -> None:
+    breaker, _, events = make()
+    fail(breaker, 3)
+    with pytest.raises(AttributeError):
+        events[0].reason = "changed by a listener"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        Permit(1).generation = 2  # type: ignore[misc]
+
+
+def test_every_transition_moves_the_generation() -> None:
+    breaker, clock, _ = make()
+    seen = {breaker.generation}
+    fail(breaker, 3)
+    seen.add(breaker.generation)
+    clock.advance(5)
+    probe = breaker.acquire(lease=10)
+    seen.add(breaker.generation)
+    assert len(seen) == 3 and probe.generation == breaker.generation
+
+
+def test_retry_after_never_reads_negative_just_past_a_deadline() -> None:
+    breaker, clock, _ = make()
+    breaker.force_open(duration=30)
+    clock.advance(31)  # over, but nobody has called yet
+    assert breaker.retry_after() == 0.0
+    probing, clock, _ = make()
+    fail(probing, 3)
+    clock.advance(5)
+    probing.acquire(lease=10)
+    clock.advance(9.5)
+    assert refusal(probing).retry_after == pytest.approx(0.5)

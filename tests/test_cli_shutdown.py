@@ -20,8 +20,7 @@ import scaleset_client as sc
 from scaleset_client._state import StateFile
 from scaleset_client.testing import FakeActionsService, Fault
 
-from .test_cli import cli, env
-from .test_listener import wait_until
+from .helpers import cli, env, wait_until
 
 HOUR = 3600.0
 EXIT_BOUND = 15.0  # what a test waits for; the target (5 s) is measured by the benchmark

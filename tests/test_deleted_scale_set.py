@@ -14,7 +14,7 @@ import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
 from .conftest import make_client, wait_until
-from .test_listener import RecordingScaler, Running
+from .helpers import RecordingScaler, Running
 
 NOT_FOUND = "GitHub.Actions.Runtime.WebApi.RunnerScaleSetNotFoundException, GitHub.Actions.Runtime.WebApi"
 

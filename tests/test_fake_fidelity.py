@@ -12,7 +12,8 @@ import requests
 import scaleset_client as sc
 from scaleset_client._retry import hint_seconds
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
-from tests.conftest import make_client
+
+from .helpers import make_client
 
 
 def _raw(port: int, head: str, body: bytes = b"") -> bytes:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock
 
-from .conftest import make_client
-from .test_listener import RecordingScaler, job, stats
+from .helpers import RecordingScaler, job, make_client, stats
 
 
 def test_a_message_with_ten_thousand_jobs_is_handled(fake: FakeActionsService, clock: FakeClock,

@@ -1,20 +1,18 @@
-"""What a supervisor and an operator see of a listener, read the way they read it: ``health()``
-at the liveness boundary and with each readiness reason, ``stop()`` before, during and after a
-run, ``set_max_runners`` (the capacity header the fake receives), ``current_event`` and
-``handled_messages`` from inside the scaler, and a metrics recorder's calls. Time is a FakeClock
-shared with the fake; the health window is 5 s long poll + 120 s retry deadline + 30 s = 155 s."""
+"""What a supervisor and an operator see of a listener's health, read the way they read it:
+``health()`` at the liveness boundary and with each readiness reason, before a run, after standing
+by, through a hung broker and a long backoff, and the time of the last answered poll. Time is a
+FakeClock shared with the fake; the health window is 5 s long poll + 120 s retry deadline + 30 s =
+155 s.
+"""
 
 from __future__ import annotations
-
-import threading
 
 import pytest
 
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
-from .conftest import WatchedClock, make_client
-from .test_listener import RecordingScaler, Running, job, stats
+from .helpers import RecordingScaler, Running, WatchedClock, job, make_client, stats, wait_until
 
 WINDOW = 155.0
 
@@ -90,118 +88,6 @@ def test_an_open_broker_circuit_and_a_failing_scaler_are_both_reasons_not_to_be_
     client.close()
 
 
-def test_stop_from_inside_the_scaler_ends_the_run(fake: FakeActionsService, clock: FakeClock,
-                                                  scale_set: sc.RunnerScaleSet) -> None:
-    """run()'s own thread (a scaler, or a signal handler) may call stop(): the run ends, and the
-    message the scaler finished is acknowledged."""
-    fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
-    client = make_client(fake, clock)
-    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
-    running = Running(listener, RecordingScaler(lambda _s, _k, _r: listener.stop()))
-    running.thread.join(timeout=15)
-    assert not running.thread.is_alive(), "stop() from the run's own thread did not end the run"
-    assert running.error is None and fake.unacked(scale_set.id) == []
-    client.close()
-
-
-def test_stop_from_another_thread_sets_the_stop_event_the_run_was_given(
-        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
-    """One stop signal: whatever else waits on the caller's event ends with the run."""
-    fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
-    client = make_client(fake, clock)
-    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
-    runs: list[Running] = []
-    set_when_stop_returned: list[bool] = []
-
-    def from_elsewhere(_s: RecordingScaler, _k: str, _r: int) -> None:
-        other = threading.Thread(target=listener.stop)
-        other.start()
-        other.join()
-        set_when_stop_returned.append(runs[0].stop.is_set())  # done by the time stop() returns
-
-    runs.append(Running(listener, RecordingScaler(from_elsewhere)))  # run(scaler, its own stop event)
-    runs[0].thread.join(timeout=15)
-    assert not runs[0].thread.is_alive() and set_when_stop_returned == [True]
-    client.close()
-
-
-def test_a_stop_before_run_ends_that_run_at_once_and_only_that_run(
-        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
-    fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
-    client = make_client(fake, clock)
-    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
-    listener.stop()
-    first = RecordingScaler()
-    listener.run(first, until_idle=True)
-    assert fake.count("get_message") == 0 and first.started == []
-    second = RecordingScaler()
-    listener.run(second, until_idle=True)
-    assert second.started == [1]
-    client.close()
-
-
-def test_max_runners_is_checked_and_sent_on_the_next_poll(fake: FakeActionsService, clock: FakeClock,
-                                                          scale_set: sc.RunnerScaleSet) -> None:
-    client = make_client(fake, clock)
-    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
-    for bad in (-1, 1.5, True):
-        with pytest.raises(sc.ConfigError) as info:
-            listener.set_max_runners(bad)  # type: ignore[arg-type]
-        assert str(info.value) == f"max_runners must be an integer of at least 0 and at most 2147483647, got {bad}"
-    listener.set_max_runners(0)  # none for now is a capacity too
-    assert listener.max_runners == 0
-    listener.run(RecordingScaler(), until_idle=True)
-    listener.set_max_runners(7)
-    listener.run(RecordingScaler(), until_idle=True)
-    sent = [{k.lower(): v for k, v in r.headers.items()}.get("x-scalesetmaxcapacity")
-            for r in fake.requests("get_message")]
-    assert sent == ["0", "7"]
-    client.close()
-
-
-def test_the_scaler_can_read_which_event_it_is_handed_and_how_many_messages_were_handled(
-        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
-    first = fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
-    second = fake.push_message(scale_set.id, [job("JobStarted", 2), job("JobCompleted", 3, result="succeeded")],
-                               statistics=stats(1))
-    client = make_client(fake, clock)
-    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
-    seen: list[tuple[sc.EventRef | None, int]] = []
-
-    class Scaler(RecordingScaler):
-        def handle_desired_runner_count(self, count: int) -> int:
-            seen.append((listener.current_event, listener.handled_messages))
-            return super().handle_desired_runner_count(count)
-
-    def hook(_: RecordingScaler, kind: str, request_id: int) -> None:
-        seen.append((listener.current_event, listener.handled_messages))
-
-    listener.run(Scaler(hook), until_idle=True)
-    assert seen == [(None, 0),  # the session's count, before any message
-                    (sc.EventRef(first, "job_started", 0), 0), (sc.EventRef(first, "desired_runner_count", 0), 0),
-                    (sc.EventRef(second, "job_started", 0), 1), (sc.EventRef(second, "job_completed", 0), 1),
-                    (sc.EventRef(second, "desired_runner_count", 0), 1)]
-    assert listener.current_event is None and listener.handled_messages == 2
-    client.close()
-
-
-def test_a_metrics_recorder_hears_of_every_circuit_transition(
-        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
-    client = make_client(fake, clock)
-    heard: list[tuple[str, str]] = []
-
-    class Recorder:
-        def record_circuit_state(self, origin: str, state: str) -> None:
-            heard.append((origin, state))
-
-    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3), metrics=Recorder())
-    listener.run(RecordingScaler(), until_idle=True)
-    client.circuit_breakers.force_open(operation_class="long_poll")
-    client.circuit_breakers.reset()
-    assert [state for _, state in heard] == ["forced_open", "closed"]
-    client.close()
-
-
 def test_an_open_broker_circuit_alone_makes_a_listener_not_ready(
         fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
     fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
@@ -220,17 +106,6 @@ def test_an_open_broker_circuit_alone_makes_a_listener_not_ready(
     client.close()
 
 
-def test_a_stop_before_a_run_given_its_own_event_sets_that_event(
-        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
-    client = make_client(fake, clock)
-    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
-    listener.stop()
-    stop = threading.Event()
-    listener.run(RecordingScaler(), stop, until_idle=True)
-    assert stop.is_set() and fake.count("get_message") == 0
-    client.close()
-
-
 def test_a_listener_backing_off_longer_than_the_health_window_stays_live() -> None:
     """A 250 s backoff (error_backoff 500 s at the narrowest draw) is longer than the 155 s window:
     the wait beats as it goes, so a supervisor never sees a waiting listener as hung."""
@@ -245,3 +120,90 @@ def test_a_listener_backing_off_longer_than_the_health_window_stays_live() -> No
         clock.watch = lambda seconds: seen.append(listener.health().live)
         listener.run(RecordingScaler(), until_idle=True)
     assert clock.total_slept >= 250.0 and seen and all(seen)
+
+
+def test_hung_broker_keeps_liveness_drops_readiness_and_recovers() -> None:
+    with FakeActionsService(long_poll_hold=0.05) as fake:
+        client = sc.Client(fake.config_url, token=fake.token, timeout=(0.5, 0.5), long_poll_timeout=0.5,
+                           resilience=sc.ResilienceConfig(
+                               retry=sc.RetryConfig(max_attempts=1, deadline=2.0),
+                               circuit_breaker=sc.CircuitBreakerConfig(failure_threshold=2, open_duration=0.3,
+                                                                       max_open_duration=0.6)))
+        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="x"))
+        listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, error_backoff=0.05,
+                                                         error_backoff_max=0.2))
+        scaler = RecordingScaler()
+        running = Running(listener, scaler)
+        wait_until(lambda: listener.health().ready)
+        fake.inject_always("get_message", Fault.hang(30))
+        wait_until(lambda: not listener.health().ready)
+        health = listener.health()
+        assert health.live and "broker circuit" in health.reason
+        fake.clear_faults()
+        fake.release_hangs()
+        fake.push_message(scale_set.id, [job("JobStarted", 3)], statistics=stats(1))
+        wait_until(lambda: scaler.started == [3])
+        assert listener.health().ready and listener.health().live
+        running.finish()
+        client.close()
+
+
+def test_health_before_a_run_names_the_missing_session(client: sc.Client, scale_set: sc.RunnerScaleSet) -> None:
+    health = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).health()
+    assert health.live and not health.ready and "no active session" in health.reason
+
+
+def test_health_after_standing_by_says_so(fake: FakeActionsService, clock: FakeClock,
+                                          scale_set: sc.RunnerScaleSet) -> None:
+    owner = make_client(fake, clock)
+    held = owner.message_session(scale_set.id, owner="other-host")
+    client = make_client(fake, clock)
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, standby_timeout=40.0))
+    with pytest.raises(sc.SessionConflictError):
+        listener.run(RecordingScaler())
+    health = listener.health()
+    assert health.standby and not health.ready
+    assert health.reason == "standby: another listener owns the session"
+    held.close()
+    owner.close()
+    client.close()
+
+
+def test_the_last_poll_time_is_the_wall_time_of_the_last_answered_poll(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
+    before = clock.wall()
+    listener.run(RecordingScaler(), until_idle=True)
+    polled = listener.health().last_poll_time
+    assert polled is not None and before <= polled <= clock.wall()
+    client.close()
+
+
+def test_a_listener_not_yet_run_is_live_not_ready_and_has_seen_nothing(client: sc.Client,
+                                                                       scale_set: sc.RunnerScaleSet) -> None:
+    health = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).health()
+    assert health == sc.ListenerHealth(live=True, ready=False, reason="no active session", last_message_id=0,
+                                       last_poll_time=None, session_id="", standby=False, scaler_failures=0)
+    assert health.ready is False and health.standby is False
+
+
+def test_health_says_the_scaler_is_failing_after_poison_after_failures_in_a_row_not_before(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
+    fake.push_message(scale_set.id, [job("JobStarted", 2)], statistics=stats(1))
+    client = make_client(fake, clock)
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, poison_after=3))
+    seen: list[tuple[int, bool, str]] = []
+
+    def hook(_: RecordingScaler, kind: str, request_id: int) -> None:
+        health = listener.health()
+        seen.append((request_id, health.ready, health.reason))
+        if request_id == 1:
+            raise RuntimeError("cannot start runners")
+
+    listener.run(RecordingScaler(hook), until_idle=True)
+    assert [(rid, ready) for rid, ready, _ in seen] == [(1, True), (1, True), (1, True), (2, False)]
+    assert "scaler failing: 3 errors in a row" in seen[3][2]
+    assert listener.health().scaler_failures == 0  # message 2 was handled: the run of failures ended
+    client.close()

@@ -1,6 +1,6 @@
-"""What a metrics recorder hears, in order, over one run with every kind of event: the session's
-statistics, jobs started and completed, desired counts, a scaler failure that a retry mends, and
-a message set aside after ``poison_after`` failures. Time is a FakeClock shared with the fake."""
+"""What a metrics recorder hears: every event of a run in order, the session's statistics first,
+every circuit transition, and a recorder whose hooks raise does not stop delivery.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from typing import Any
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock
 
-from .conftest import make_client
-from .test_listener import RecordingScaler, job, stats
+from .helpers import RecordingScaler, job, make_client, stats
 
 
 class Recorder:
@@ -74,4 +73,69 @@ def test_a_metrics_recorder_hears_every_event_of_a_run_in_order(
         ("record_scaler_failure", third, "cannot start 3"), ("record_scaler_failure", third, "cannot start 3"),
         ("record_poisoned", third),
         ("record_statistics", ("assigned", 3)), ("record_desired_runners", 13)]  # the queue drained
+    client.close()
+
+
+def test_a_metrics_recorder_hears_the_sessions_statistics_first(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(4))
+    client = make_client(fake, clock)
+    heard: list[int] = []
+
+    class Recorder:
+        def record_statistics(self, statistics: sc.RunnerScaleSetStatistic) -> None:
+            heard.append(statistics.total_assigned_jobs)
+
+    session = client.message_session(scale_set.id, owner="here")
+    try:
+        opened = session.session.statistics
+        assert opened is not None
+        sc.Listener(session, sc.ListenerConfig(scale_set.id, 3), metrics=Recorder()).run(RecordingScaler(),
+                                                                                        until_idle=True)
+    finally:
+        session.close()
+    assert heard[0] == opened.total_assigned_jobs
+    client.close()
+
+
+def test_a_metrics_recorder_hears_of_every_circuit_transition(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    heard: list[tuple[str, str]] = []
+
+    class Recorder:
+        def record_circuit_state(self, origin: str, state: str) -> None:
+            heard.append((origin, state))
+
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3), metrics=Recorder())
+    listener.run(RecordingScaler(), until_idle=True)
+    client.circuit_breakers.force_open(operation_class="long_poll")
+    client.circuit_breakers.reset()
+    assert [state for _, state in heard] == ["forced_open", "closed"]
+    client.close()
+
+
+class RaisingMetrics:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def record_statistics(self, statistics: sc.RunnerScaleSetStatistic) -> None:
+        self.calls.append("statistics")
+        raise RuntimeError("metrics backend down")
+
+    def record_job_started(self, job: sc.JobStarted) -> None:
+        self.calls.append("job_started")
+        raise RuntimeError("metrics backend down")
+
+
+def test_metrics_hooks_that_raise_do_not_stop_delivery(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
+    fake.push_message(scale_set.id, [job("JobStarted", 6)], statistics=stats(2))
+    metrics = RaisingMetrics()
+    scaler = RecordingScaler()
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3), metrics).run(scaler, until_idle=True)
+    assert scaler.started == [5, 6] and fake.unacked(scale_set.id) == []
+    assert metrics.calls.count("job_started") == 2
     client.close()

@@ -1,6 +1,8 @@
-"""A run's start and end as seen from outside: the state file names the session as soon as it is
-open, a cancelled enclosing ``client.deadline()`` scope ends the run, and a metrics recorder
-hears the session's statistics first. Time is a FakeClock shared with the fake."""
+"""A run's start and end as seen from outside: the state file names the session before the first
+poll; a stop from the scaler, another thread or before the run ends it; a bounded run skips what
+it cannot do before its end; closing the client or an enclosing deadline ends it; clean-up is
+bounded.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +14,9 @@ from pathlib import Path
 import pytest
 
 import scaleset_client as sc
-from scaleset_client.testing import FakeActionsService, FakeClock
+from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
-from .conftest import make_client
-from .test_listener import RecordingScaler, job, stats
+from .helpers import Outcome, RecordingScaler, Running, job, make_client, stats, wait_until
 
 
 def test_the_state_file_names_the_session_before_the_first_poll(
@@ -56,28 +57,6 @@ def test_cancelling_an_enclosing_deadline_scope_ends_the_run(
     thread.join(timeout=15)
     assert not thread.is_alive(), "the run outlived the scope it was cancelled by"
     assert scaler.started == [1] and fake.unacked(scale_set.id) == []
-    client.close()
-
-
-def test_a_metrics_recorder_hears_the_sessions_statistics_first(
-        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
-    fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(4))
-    client = make_client(fake, clock)
-    heard: list[int] = []
-
-    class Recorder:
-        def record_statistics(self, statistics: sc.RunnerScaleSetStatistic) -> None:
-            heard.append(statistics.total_assigned_jobs)
-
-    session = client.message_session(scale_set.id, owner="here")
-    try:
-        opened = session.session.statistics
-        assert opened is not None
-        sc.Listener(session, sc.ListenerConfig(scale_set.id, 3), metrics=Recorder()).run(RecordingScaler(),
-                                                                                        until_idle=True)
-    finally:
-        session.close()
-    assert heard[0] == opened.total_assigned_jobs
     client.close()
 
 
@@ -127,22 +106,134 @@ def test_a_bounded_run_that_outlasts_the_break_goes_ahead(
     assert fake.count("create_session") == 2  # the warm-up's and the run's
 
 
-def test_a_renewed_session_is_in_the_state_file_before_the_next_message_is_handled(
-        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
-    state = tmp_path / "state.json"
-    fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
-    fake.push_message(scale_set.id, [job("JobStarted", 6)], statistics=stats(1))
+def test_stop_ends_the_run_promptly_and_the_owned_session_is_deleted(
+        client: sc.Client, fake: FakeActionsService, scale_set: sc.RunnerScaleSet) -> None:
+    running = Running(sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)), RecordingScaler())
+    wait_until(lambda: fake.count("get_message") > 0)
+    running.finish()
+    assert fake.session_of(scale_set.id) is None
+
+
+def test_closing_the_client_ends_the_run(fake: FakeActionsService, clock: FakeClock,
+                                        scale_set: sc.RunnerScaleSet) -> None:
     client = make_client(fake, clock)
-    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state))
-    seen: list[tuple[str, str]] = []
+    running = Running(sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)), RecordingScaler())
+    wait_until(lambda: fake.count("get_message") > 0)
+    client.close()
+    running.thread.join(timeout=15)
+    assert not running.thread.is_alive() and running.error is None
 
-    def hook(_: RecordingScaler, kind: str, request_id: int) -> None:
-        seen.append((json.loads(state.read_text())["session_id"], listener.health().session_id))
-        if request_id == 5:
-            fake.evict_session(scale_set.id)  # the next poll is turned away; the listener renews
 
-    listener.run(RecordingScaler(hook), until_idle=True)
-    (first_file, first_open), (second_file, second_open) = seen
-    assert first_file == first_open and second_open != first_open
-    assert second_file == second_open  # saved before the poll that brought message 6
+def test_stop_from_inside_the_scaler_ends_the_run(fake: FakeActionsService, clock: FakeClock,
+                                                  scale_set: sc.RunnerScaleSet) -> None:
+    """run()'s own thread (a scaler, or a signal handler) may call stop(): the run ends, and the
+    message the scaler finished is acknowledged."""
+    fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
+    client = make_client(fake, clock)
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
+    running = Running(listener, RecordingScaler(lambda _s, _k, _r: listener.stop()))
+    running.thread.join(timeout=15)
+    assert not running.thread.is_alive(), "stop() from the run's own thread did not end the run"
+    assert running.error is None and fake.unacked(scale_set.id) == []
+    client.close()
+
+
+def test_stop_from_another_thread_sets_the_stop_event_the_run_was_given(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    """One stop signal: whatever else waits on the caller's event ends with the run."""
+    fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
+    client = make_client(fake, clock)
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
+    runs: list[Running] = []
+    set_when_stop_returned: list[bool] = []
+
+    def from_elsewhere(_s: RecordingScaler, _k: str, _r: int) -> None:
+        other = threading.Thread(target=listener.stop)
+        other.start()
+        other.join()
+        set_when_stop_returned.append(runs[0].stop.is_set())  # done by the time stop() returns
+
+    runs.append(Running(listener, RecordingScaler(from_elsewhere)))  # run(scaler, its own stop event)
+    runs[0].thread.join(timeout=15)
+    assert not runs[0].thread.is_alive() and set_when_stop_returned == [True]
+    client.close()
+
+
+def test_a_stop_before_run_ends_that_run_at_once_and_only_that_run(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
+    client = make_client(fake, clock)
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
+    listener.stop()
+    first = RecordingScaler()
+    listener.run(first, until_idle=True)
+    assert fake.count("get_message") == 0 and first.started == []
+    second = RecordingScaler()
+    listener.run(second, until_idle=True)
+    assert second.started == [1]
+    client.close()
+
+
+def test_a_stop_before_a_run_given_its_own_event_sets_that_event(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
+    listener.stop()
+    stop = threading.Event()
+    listener.run(RecordingScaler(), stop, until_idle=True)
+    assert stop.is_set() and fake.count("get_message") == 0
+    client.close()
+
+
+def test_a_stop_between_runs_makes_the_next_run_return_before_sending_anything(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock)
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
+    listener.run(RecordingScaler(), until_idle=True)
+    sent = fake.count()
+    listener.stop()
+    scaler = RecordingScaler()
+    listener.run(scaler)  # not until_idle: only the stop can end it
+    assert fake.count() == sent and scaler.desired == []
+    client.close()
+
+
+def _scale_set(client: sc.Client) -> sc.RunnerScaleSet:
+    return client.create_runner_scale_set(sc.RunnerScaleSet(name="linux-x64", runner_group_id=1))
+
+
+@pytest.mark.timeout(30)
+def test_clean_up_is_bounded_when_deleting_the_session_hangs(fake: FakeActionsService) -> None:
+    """The run is over; saving and deleting the session get 1.5 s, whatever the service does."""
+    client = sc.Client(fake.config_url, token=fake.token, timeout=(2.0, 10.0))
+    scale_set = _scale_set(client)
+    fake.inject("delete_session", Fault.hang(3600.0))
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3))
+    try:  # 1.5 s of clean-up; the call's own timeouts (2 + 10 s) would outlast the join's limit
+        outcome = Outcome(lambda: listener.run(RecordingScaler(), until_idle=True)).join(limit=8.0)
+    finally:
+        fake.release_hangs()
+        client.close()
+    assert outcome.error is None
+    assert fake.count("delete_session") == 1
+
+
+def test_a_bounded_run_whose_broker_is_known_down_past_its_end_sends_nothing_and_says_when_to_retry(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
+    client = make_client(fake, clock, resilience=sc.ResilienceConfig(
+        retry=sc.RetryConfig(max_attempts=1),
+        circuit_breaker=sc.CircuitBreakerConfig(failure_threshold=1, open_duration=300.0,
+                                                max_open_duration=300.0, jitter=0.0)))
+    session = client.message_session(scale_set.id)
+    fake.stop("broker")
+    with pytest.raises(sc.TransientError):
+        session.get_message(0, 1)  # refused: the broker's circuit opens for 300 s
+    session.close()
+    fake.clear_log()
+    with pytest.raises(sc.RunSkippedError, match="known down") as info:
+        sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(RecordingScaler(), duration=60.0)
+    skipped = info.value
+    assert fake.count() == 0  # not even a session was asked for
+    assert skipped.retry_after is not None and 60.0 < skipped.retry_after <= 300.0
+    assert skipped.retry_at == pytest.approx(clock.wall() + skipped.retry_after, abs=1.0)
     client.close()

@@ -9,8 +9,7 @@ import pytest
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock
 
-from .conftest import make_client
-from .test_listener import RecordingScaler, job, stats
+from .helpers import RecordingScaler, job, make_client, stats
 
 LOOK_INTERVAL = sc.CircuitBreakerConfig().reachability_check
 

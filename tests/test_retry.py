@@ -24,7 +24,7 @@ from scaleset_client._retry import (
 )
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
-from .conftest import make_client
+from .helpers import make_client
 
 NOW = 1_800_000_000.0
 Canned = Callable[..., requests.Response]

@@ -28,20 +28,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock
 
-from .conftest import make_client, wait_until
-from .test_listener import _RUNNING, RecordingScaler, Running, stats
+from .helpers import RecordingScaler, Running, make_client, stats, wait_until
 
 HOLD = 30.0  # the fake holds an empty poll this long: "a long poll late" cannot pass a 10 s bound
 PROMPTLY = 10.0
-
-
-@pytest.fixture(autouse=True)
-def _stop_listeners_after_each_test() -> Iterator[None]:
-    yield
-    while _RUNNING:  # a failed test must not leave a listener polling a closed fake
-        running = _RUNNING.pop()
-        running.stop.set()
-        running.thread.join(timeout=15)
 
 
 @pytest.fixture
@@ -430,3 +420,35 @@ class ScaleOnTime(RuleBasedStateMachine):
 ScaleOnTime.TestCase.settings = settings(max_examples=6, stateful_step_count=8, deadline=None,
                                          suppress_health_check=list(HealthCheck), derandomize=True)
 test_the_scaler_follows_the_service_through_any_interleaving = ScaleOnTime.TestCase
+
+
+def test_a_queue_that_never_pauses_does_not_hold_a_figure_back_past_the_limit(
+        held: tuple[FakeActionsService, FakeClock], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages every 0.1 s from the session's opening on: no peek ever finds the queue quiet, so
+    catching up is settled at its limit (1 s here) with one request, while the stream still runs."""
+    import scaleset_client._listener as listener_module
+
+    monkeypatch.setattr(listener_module, "CATCH_UP_LIMIT", 1.0)
+    fake, clock = held
+    ssid = scale_set_on(fake, clock)
+    stop_stream = threading.Event()
+
+    def stream() -> None:
+        figure = 0
+        while not stop_stream.wait(0.1):
+            figure += 1
+            fake.push_message(ssid, [], statistics=stats(figure))
+
+    client, scaler, running = start(fake, clock, ssid)
+    feeder = threading.Thread(target=stream, daemon=True)
+    wait_until(lambda: bool(scaler.desired))
+    feeder.start()
+    try:
+        wait_until(lambda: any(d > 0 for d in scaler.desired), timeout=PROMPTLY)
+        assert feeder.is_alive()  # a figure got through while the queue never paused
+    finally:
+        stop_stream.set()
+        feeder.join(timeout=5)
+    assert fake.count("refresh_session") >= 1
+    running.finish()
+    client.close()

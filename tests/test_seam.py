@@ -1,5 +1,7 @@
 """The call seam from outside: what the Client, a message session and the registration chain
-are given, and the one style of argument checks, as a caller or the fake service sees them."""
+are given, and the one style of argument checks, as a caller or the fake service sees them; and
+what the seam sends: no cookie comes back, a path is sent as named.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ from scaleset_client._calls import ActionsCalls, Calls
 from scaleset_client._registration import Registration
 from scaleset_client._session import MessageSession
 from scaleset_client._urls import parse_config_url
-from scaleset_client.testing import FakeActionsService, FakeClock
+from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
-from .conftest import make_client
+from .helpers import make_client
 
 URL = "https://github.com/org"
 
@@ -142,3 +144,34 @@ def test_app_installation_id_is_checked_like_every_id(installation_id: object) -
                        match=re.escape(f"GitHubAppAuth.installation_id must be a positive integer, got "
                                        f"{installation_id!r}")):
         sc.GitHubAppAuth(client_id="Iv1.x", installation_id=installation_id, private_key="pem")  # type: ignore[arg-type]
+
+
+OP = "get_runner_scale_set"
+
+
+def test_a_cookie_the_service_sets_is_never_sent_back(client: sc.Client, fake: FakeActionsService) -> None:
+    """The shared Session keeps no cookies: no state leaks from one call (or thread) to the next.
+    (Pinned at the wire: today the seam's own request preparation would not attach the Session's
+    jar either, so this fails only if both the refusing policy and that preparation change.)"""
+    fake.inject(OP, Fault.respond(200, json_body={"count": 0, "value": []},
+                                  headers={"Set-Cookie": "affinity=node-7; Path=/"}))
+    assert client.get_runner_scale_set(1, "absent") is None
+    assert client.get_runner_scale_set(1, "absent") is None
+    sent = fake.requests(OP)
+    assert len(sent) == 2
+    assert all("cookie" not in {k.lower() for k in r.headers} for r in sent)
+
+
+def test_a_repository_named_with_a_leading_dot_is_sent_as_named(clock: FakeClock) -> None:
+    """A URL with a ``/.`` segment takes requests' full preparation; the repository ``.github``
+    must still reach the service as it is spelled (a dot-led name is not a dot segment)."""
+    with FakeActionsService(clock=clock, org="acme/.github", strict=True) as fake:
+        client = make_client(fake, clock)
+        try:
+            with pytest.raises(sc.AuthenticationError, match=r"acme/\.github"):
+                client.get_runner_group_by_name("default")  # the fake knows organizations only: a 404
+            [sent] = fake.requests("registration_token")
+            assert sent.path == "/api/v3/repos/acme/.github/actions/runners/registration-token"
+            assert sent.method == "POST" and sent.headers.get("Authorization", "").startswith("Bearer ")
+        finally:
+            client.close()

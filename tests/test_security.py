@@ -14,7 +14,7 @@ import trustme
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault, ForwardProxy
 
-from .conftest import make_client
+from .helpers import make_client
 
 
 @pytest.fixture(scope="module")

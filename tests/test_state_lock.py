@@ -7,7 +7,9 @@ lets go when told, and the patience is long enough (seconds) that a slow machine
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import json
 import os
 import stat
 import threading
@@ -112,3 +114,90 @@ def test_a_refused_try_lock_leaves_no_file_open(tmp_path: Path) -> None:
         for _ in range(5):
             assert try_lock(path, patience=0.0) is None
         assert len(list(Path("/proc/self/fd").iterdir())) == before
+
+
+def test_the_lock_file_names_the_holder_and_only_the_holder(tmp_path: Path) -> None:
+    lock = tmp_path / "s.json.lock"
+    lock.write_text("4194304999999")  # a longer pid left by an earlier run
+    with StateFile(tmp_path / "s.json"):
+        assert lock.read_text() == str(os.getpid())
+        with pytest.raises(sc.StateFileLockedError) as info:
+            StateFile(tmp_path / "s.json").acquire()
+    message = str(info.value)
+    assert message == (f"state file {tmp_path / 's.json'} is in use by another process (pid {os.getpid()}): "
+                       "another run of this listener is still active (each listener needs its own state file)")
+
+
+def test_a_holder_that_wrote_no_pid_is_named_unknown(tmp_path: Path) -> None:
+    lock = tmp_path / "s.json.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held, but nothing written yet
+        with pytest.raises(sc.StateFileLockedError, match=r"\(pid unknown\)"):
+            StateFile(tmp_path / "s.json").acquire()
+    finally:
+        os.close(fd)
+    with StateFile(tmp_path / "s.json"):  # released: the next one takes it
+        pass
+
+
+def test_a_lock_that_cannot_be_written_is_a_state_file_error_naming_both_paths(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "s.json.lock")  # opens and locks, but cannot be truncated
+    with pytest.raises(sc.StateFileError) as info:
+        StateFile(tmp_path / "s.json").acquire()
+    assert not isinstance(info.value, sc.StateFileLockedError)
+    assert str(info.value).startswith(f"cannot lock the state file {tmp_path / 's.json'} "
+                                      f"({tmp_path / 's.json.lock'}): ")
+
+
+def test_a_lock_path_that_cannot_be_opened_is_a_state_file_error(tmp_path: Path) -> None:
+    (tmp_path / "s.json.lock").mkdir()
+    with pytest.raises(sc.StateFileError, match="cannot open the state file lock"):
+        StateFile(tmp_path / "s.json").acquire()
+
+
+def test_a_lock_that_cannot_be_opened_names_the_lock_and_why(tmp_path: Path) -> None:
+    (tmp_path / "s.json.lock").mkdir()
+    with pytest.raises(sc.StateFileError) as info:
+        StateFile(tmp_path / "s.json").acquire()
+    assert str(info.value) == f"cannot open the state file lock {tmp_path / 's.json.lock'}: {os.strerror(errno.EISDIR)}"
+
+
+def test_a_holder_named_with_stray_bytes_is_still_named(tmp_path: Path) -> None:
+    import fcntl
+    lock = tmp_path / "s.json.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b"\xff4242\xfe\n")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(sc.StateFileLockedError, match=r"\(pid 4242\)"):
+            StateFile(tmp_path / "s.json").acquire()
+    finally:
+        os.close(fd)
+
+
+def test_a_state_file_released_and_taken_again_is_locked_again(tmp_path: Path) -> None:
+    state = StateFile(tmp_path / "s.json")
+    state.acquire()
+    state.release()
+    other = StateFile(tmp_path / "s.json")
+    other.acquire()  # free while released
+    other.release()
+    state.acquire()
+    try:
+        with pytest.raises(sc.StateFileLockedError):
+            StateFile(tmp_path / "s.json").acquire()
+    finally:
+        state.release()
+    state.release()  # idempotent
+
+
+def test_the_lock_belongs_to_the_real_file_not_to_a_name(tmp_path: Path) -> None:
+    real = tmp_path / "real.json"
+    alias = tmp_path / "alias.json"
+    alias.symlink_to(real)
+    with StateFile(real), pytest.raises(sc.StateFileLockedError):
+        StateFile(alias).acquire()
+    with StateFile(alias) as held:  # and the alias writes through to the real file
+        held.save({"cursor": 3})
+    assert alias.is_symlink() and json.loads(real.read_text())["cursor"] == 3

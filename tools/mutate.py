@@ -61,47 +61,55 @@ REPORT = ROOT / "MUTATION.md"
 NOT_LOADED = 9  # a child's exit code: the tests ran, but not against the mutant
 
 _LISTENER_TESTS = [  # the listener's fast test files, in the order they run
-    "tests/test_listener_mutants.py", "tests/test_listener_observed.py", "tests/test_listener_paths.py",
-    "tests/test_listener.py", "tests/test_listener_renewal.py", "tests/test_coverage_listener.py",
-    "tests/test_listener_pinned.py", "tests/test_listener_numbers.py", "tests/test_listener_health.py",
-    "tests/test_listener_run.py", "tests/test_listener_backlog.py", "tests/test_listener_metrics.py",
-    "tests/test_listener_cursor.py", "tests/test_listener_trouble.py", "tests/test_seam.py",
+    "tests/test_listener_cursor.py", "tests/test_listener_standby.py", "tests/test_listener_renewal.py",
+    "tests/test_listener_desired_count.py", "tests/test_listener_pacing.py", "tests/test_listener_delivery.py",
+    "tests/test_listener_trouble.py", "tests/test_listener.py", "tests/test_listener_health.py",
+    "tests/test_listener_run.py", "tests/test_listener_metrics.py", "tests/test_seam.py",
     "tests/test_recovery.py", "tests/test_large_messages.py", "tests/test_state_file.py", "tests/test_deadlines.py"]
+
+# Where the listener's end-to-end tests (once all in tests/test_listener.py) live now: the session and
+# state modules run them too.
+_LISTENER_END_TO_END = [
+    "tests/test_listener.py", "tests/test_listener_delivery.py", "tests/test_listener_desired_count.py",
+    "tests/test_listener_standby.py", "tests/test_listener_trouble.py", "tests/test_listener_health.py",
+    "tests/test_listener_run.py", "tests/test_listener_cursor.py", "tests/test_state_file.py"]
 
 # module -> (source file, fast test files in the order they run; -x stops at the first failure).
 MODULES: dict[str, tuple[str, list[str]]] = {
     "breaker": ("scaleset_client/_breaker.py",
-                ["tests/test_breaker_mutants.py", "tests/test_breaker.py", "tests/test_resilience.py"]),
+                ["tests/test_breaker.py", "tests/test_breaker_half_open.py", "tests/test_breaker_operator.py",
+                 "tests/test_breaker_snapshot.py", "tests/test_resilience.py"]),
     "retry": ("scaleset_client/_retry.py",
-              ["tests/test_retry.py", "tests/test_transport.py", "tests/test_resilience.py"]),
+              ["tests/test_retry.py", "tests/test_transport.py", "tests/test_resilience.py",
+               "tests/test_breaker_half_open.py"]),
     "adapter": ("scaleset_client/_adapter.py",
                 ["tests/test_adapter_mutants.py", "tests/test_adapter_survivors.py", "tests/test_adapter_pinned.py",
                  "tests/test_coverage_adapter.py",
                  "tests/test_adapter_observed.py",
                  "tests/test_retry.py",
-                 "tests/test_resilience.py", "tests/test_recovery.py",
+                 "tests/test_resilience.py", "tests/test_breaker_half_open.py", "tests/test_recovery.py",
                  "tests/test_transport.py", "tests/test_deadlines.py", "tests/test_large_messages.py",
                  "tests/test_tls_chain.py"]),
     "connections": ("scaleset_client/_connections.py",
                     ["tests/test_coverage_connections.py", "tests/test_adapter_pinned.py", "tests/test_deadlines.py",
                      "tests/test_transport.py",
-                     "tests/test_resilience.py"]),
+                     "tests/test_resilience.py", "tests/test_breaker_half_open.py"]),
     "classify": ("scaleset_client/_classify.py",
                  ["tests/test_classify_table.py", "tests/test_transport.py", "tests/test_resilience.py",
+                  "tests/test_breaker_half_open.py",
                   "tests/test_adapter_observed.py",
                   "tests/test_large_messages.py"]),
     "listener": ("scaleset_client/_listener.py", _LISTENER_TESTS),
     # The listener's session and waiting logic, a mixin of Listener: the same tests reach it.
     "listener_trouble": ("scaleset_client/_listener_trouble.py", _LISTENER_TESTS),
     "session": ("scaleset_client/_session.py",
-                ["tests/test_session_mutants.py", "tests/test_coverage_session.py", "tests/test_session_edges.py",
-                 "tests/test_session.py",
+                ["tests/test_session_queue.py", "tests/test_session_renewal.py", "tests/test_session.py",
                  "tests/test_recovery.py",
-                 "tests/test_listener.py"]),
+                 *_LISTENER_END_TO_END]),
     "state": ("scaleset_client/_state.py",
-              ["tests/test_state_mutants.py", "tests/test_state_lock.py", "tests/test_state_unit.py",
-               "tests/test_state_file.py", "tests/test_coverage_resilience_store.py",
-               "tests/test_listener.py"]),
+              ["tests/test_state_store.py", "tests/test_cursor_record.py", "tests/test_state_lock.py",
+               "tests/test_client_state_file.py",
+               *_LISTENER_END_TO_END]),
 }
 # The CLI's tests (tests/test_cli*.py) start subprocesses, which never see the mutant: not mapped.
 

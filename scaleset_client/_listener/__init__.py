@@ -63,7 +63,7 @@ from .._validate import INT32_MAX, check_range
 from .pacing import Pacer
 from .poll_errors import PERMANENT, PollAction, decide
 from .sessions import SessionKeeper
-from .statistics import CATCH_UP_PEEK, HELD_BY_SERVICE, StatisticsTracker
+from .statistics import CATCH_UP_LIMIT, CATCH_UP_PEEK, HELD_BY_SERVICE, StatisticsTracker
 
 __all__ = ["EventRef", "Listener", "ListenerConfig", "ListenerHealth", "MetricsRecorder", "RunSkippedError",
            "Scaler"]
@@ -125,6 +125,7 @@ class Listener:
         self._statistics = StatisticsTracker()
         self._generation = -1  # the session generation whose statistics were taken (-1: none yet)
         self._after_a_hold = False  # the message in hand came after the service held its poll
+        self._catching_up_since = 0.0  # real time catching up began (StatisticsTracker)
         self._failures: dict[int, int] = {}
         self._partial: dict[int, set[tuple[str, int]]] = {}
         self._last_poll_wall: float | None = None
@@ -370,6 +371,7 @@ class Listener:
             self._definition = described
         before = self._statistics.current
         self._statistics.from_service(session.session.statistics)
+        self._catching_up_since = time.monotonic()
         self._note_statistics(before)
 
     def _note_statistics(self, before: RunnerScaleSetStatistic | None) -> None:
@@ -425,6 +427,8 @@ class Listener:
             self._save()
         # The scaler hears the current figure before the listener waits for anything.
         self._observe_session(session)
+        if self._statistics.catching_up and time.monotonic() - self._catching_up_since >= CATCH_UP_LIMIT:
+            self._caught_up(session)  # a queue that never paused: settle now, never hold a figure longer
         if self._refresh_desired(scaler):
             return False
         # However fast the service answers empty or fails, about one poll a second.

@@ -16,17 +16,23 @@ older figure. The listener then finds out cheaply, never by waiting a long poll:
   known, and catching up is over (no request needed);
 - a held figure equal to the current one needs nothing (whichever is newer, the scaler is right);
 - a differing one makes the listener peek: its next poll is cut short after ``CATCH_UP_PEEK``
-  seconds. The service answers a poll at once when it holds a message (docs/protocol.md §4.8), so a poll
-  still unanswered by then means every message queued before it has been delivered;
+  seconds. The service answers a poll at once when it holds a message (docs/protocol.md §4.8),
+  so a poll still unanswered by then means every message queued before it has been delivered;
 - the queue seen empty (a peek cut short, an empty poll) ends the catching up. A held figure
   that still differs is settled by one request for the current statistics (``fetched``); should
   that fail, the held one, from the last message delivered, is applied, as the reference
   client would.
 
-Both timings rest on one assumption (docs/protocol.md §4.8: a waiting message is returned at once).
-Were an answer slower than that, the listener would take a queued message for a new one, or
-the queue as drained, early, and apply later figures as they come, as the reference does: at
-worst a brief step back, which the next message already queued corrects.
+Catching up lasts ``CATCH_UP_LIMIT`` seconds at most: a queue that never pauses for half a
+second (more than a few messages a second, or a backlog of hundreds) is settled then as if
+drained, so a figure is never held back longer; messages of a backlog still waiting after that
+are applied as they come, as the reference client applies every figure.
+
+Both timings rest on one assumption (docs/protocol.md §4.8: a waiting message is returned at
+once) and on the listener's process being scheduled. Were an answer slower than that (a lossy
+link, a starved host), the listener would take a queued message for a new one, or the queue as
+drained, early, and apply later figures as they come, as the reference does: at worst a brief
+step back, which the next message already queued corrects.
 
 Pure: no I/O, no clock. The listener feeds it what it reads and asks what to do next.
 """
@@ -35,10 +41,11 @@ from __future__ import annotations
 
 from .._models import RunnerScaleSetStatistic
 
-__all__ = ["CATCH_UP_PEEK", "HELD_BY_SERVICE", "StatisticsTracker"]
+__all__ = ["CATCH_UP_LIMIT", "CATCH_UP_PEEK", "HELD_BY_SERVICE", "StatisticsTracker"]
 
 CATCH_UP_PEEK = 0.5  # seconds a poll may go unanswered before the queue is taken as drained
 HELD_BY_SERVICE = 0.25  # a message answered this late came after its poll reached the service
+CATCH_UP_LIMIT = 5.0  # catching up never lasts longer: a queue busy without a pause is settled then
 
 
 class StatisticsTracker:
