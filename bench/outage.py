@@ -117,9 +117,10 @@ def run_client(minutes: float, counter: ConnectCounter, use_recover: bool = Fals
             session.get_message(0, 1)
             return True
         except sc.CircuitOpenError as exc:
-            clock.sleep(exc.retry_after if exc.retry_after is not None else 1.0)
+            # As the docs advise a loop of one's own: a wait that recover() ends.
+            client.pause(exc.retry_after if exc.retry_after is not None else 1.0)
         except sc.ScalesetError:
-            clock.sleep(1.0)
+            client.pause(1.0)
         return False
 
     try:

@@ -175,6 +175,8 @@ class Client(AdminAPI):
         self._sessions_lock = threading.Lock()
         self._recovery: SingleFlight[RecoveryReport] = SingleFlight()
         self.recoveries = 0
+        self._pauses: set[threading.Event] = set()  # callers in pause(), woken by recover() and close()
+        self._pauses_lock = threading.Lock()
         self._store = ResilienceStore(state_file, self._github.config_url, self.export_resilience_state,
                                       self.import_resilience_state, self._log)
         if self._store.path is not None:
@@ -310,6 +312,29 @@ class Client(AdminAPI):
         """
         return self._recovery.do(self._recover_now)
 
+    def pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` on the client's clock, or less: ``recover()`` or ``close()`` from any
+        thread ends the wait at once. True when it was ended early.
+
+        For a loop of your own that waits out a ``CircuitOpenError`` (``retry_after``) or a backoff:
+        with ``client.pause`` an operator's ``recover()`` takes effect now instead of after the
+        wait (``Listener`` waits this way by itself)."""
+        woken = threading.Event()
+        with self._pauses_lock:
+            if self._closing.is_set():
+                return True
+            self._pauses.add(woken)
+        try:
+            return self._clock.sleep(max(0.0, seconds), woken) or woken.is_set()
+        finally:
+            with self._pauses_lock:
+                self._pauses.discard(woken)
+
+    def _wake_pauses(self) -> None:
+        with self._pauses_lock:
+            for woken in self._pauses:
+                woken.set()
+
     def _recover_now(self) -> RecoveryReport:
         self.recoveries += 1
         done: list[str] = []
@@ -322,6 +347,7 @@ class Client(AdminAPI):
                    if b.state.value in ("open", "half_open")]
         self._breakers.probe_now()
         self._adapter.wake_all()
+        self._wake_pauses()
         if probing:
             done.append("open circuits set to probe: " + ", ".join(probing))
         skipped: list[str] = []
@@ -412,6 +438,7 @@ class Client(AdminAPI):
                 except Exception:  # best effort: closing must not raise
                     self._log.debug("closing a message session failed", exc_info=True)
         self._closing.set()
+        self._wake_pauses()
         self._adapter.interrupt_in_flight("close")  # each call's socket is shut; idle ones close below
         self._calls.close()
         self._store.close()  # the final resilience state, after the last call ended
