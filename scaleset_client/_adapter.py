@@ -47,7 +47,7 @@ from ._classify import MESSAGE_ID, Action, Attempt, Decision, SlowResponse, clas
 from ._clock import Clock
 from ._config import ResilienceConfig
 from ._connections import Call, keepalive_options, sending, tracked_pool
-from ._deadline import WATCHDOG, Deadline, current
+from ._deadline import MIN_ATTEMPT_TIME, WATCHDOG, Deadline, current
 from ._errors import (
     CallCancelledError,
     CircuitOpenError,
@@ -68,7 +68,6 @@ __all__ = ["MIN_ATTEMPT_TIME", "ResilienceAdapter"]
 
 log = logging.getLogger(__name__)
 
-MIN_ATTEMPT_TIME = 0.25  # seconds: with less left, an attempt could only time out, so none is sent
 
 
 def _hand_over(response: requests.Response, body: bytes) -> None:

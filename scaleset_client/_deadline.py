@@ -45,9 +45,10 @@ from typing import Any
 
 from ._clock import Clock, SystemClock
 
-__all__ = ["POLL_INTERVAL", "Deadline", "current_scopes"]
+__all__ = ["MIN_ATTEMPT_TIME", "POLL_INTERVAL", "Deadline", "current_scopes"]
 
 POLL_INTERVAL = 0.2  # how often the watchdog looks at ``cancel_on`` events
+MIN_ATTEMPT_TIME = 0.25  # seconds: with less left, an attempt could only time out, so none is sent
 _current: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("scaleset_deadline", default=None)
 _DEFAULT_CLOCK = SystemClock()
 

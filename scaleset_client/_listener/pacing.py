@@ -15,11 +15,10 @@ import logging
 import threading
 import time
 
-from .._adapter import MIN_ATTEMPT_TIME
 from .._breaker import State
 from .._client import Client
 from .._clock import Clock
-from .._deadline import Deadline
+from .._deadline import MIN_ATTEMPT_TIME, Deadline
 from .._errors import (
     CallCancelledError,
     CircuitOpenError,
