@@ -59,6 +59,7 @@ from ._errors import (
     TransportError,
 )
 from ._http import origin_of
+from ._jitter import exponential, half_to_full, plus_up_to
 from ._policy import CallPolicy, PolicyRequest, policy_of, with_policy
 from ._reachability import Reachability
 from ._retry import RateGate, RetryBudget
@@ -250,7 +251,7 @@ class ResilienceAdapter(HTTPAdapter):
                 wait = exc.retry_after
                 if (state.number > 0 and wait is not None and wait <= retry_cfg.max_hint_wait
                         and wait + MIN_ATTEMPT_TIME < left):
-                    self._sleep(wait + 0.05 + clock.random() * 0.5, call, scope, request, state)
+                    self._sleep(plus_up_to(wait + 0.05, 0.5, clock.random()), call, scope, request, state)
                     continue
                 if state.last_error is not None:
                     raise exc from state.last_error
@@ -458,8 +459,9 @@ class ResilienceAdapter(HTTPAdapter):
         self.gate.strike(origin)
         hint = decision.hint
         if hint is None:
-            hint = self._config.retry.backoff(state.number, 0.5 + 0.5 * self._clock.random())
-        wait = hint + self._clock.random()
+            retry = self._config.retry
+            hint = half_to_full(exponential(state.number, retry.backoff_base, retry.backoff_max), self._clock.random())
+        wait = plus_up_to(hint, 1.0, self._clock.random())
         self.gate.arm(origin, wait)
         error = decision.error
         assert isinstance(error, RateLimitedError)

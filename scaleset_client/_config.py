@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ._errors import ConfigError
+from ._jitter import exponential, full
 from ._validate import check_range
 
 __all__ = ["CircuitBreakerConfig", "ResilienceConfig", "RetryConfig"]
@@ -113,8 +114,7 @@ class RetryConfig:
 
     def backoff(self, retry_number: int, rand: float) -> float:
         """The wait before retry ``retry_number`` (1-based) given a uniform ``rand`` in [0, 1)."""
-        exp = min(self.backoff_max, self.backoff_base * 2.0 ** min(retry_number - 1, 60))
-        return rand * exp
+        return full(exponential(retry_number, self.backoff_base, self.backoff_max), rand)
 
 
 @dataclass(frozen=True, slots=True)
