@@ -46,7 +46,7 @@ from ._breaker import BreakerRegistry, Outcome
 from ._classify import MESSAGE_ID, Action, Attempt, Decision, SlowResponse, classify
 from ._clock import Clock
 from ._config import ResilienceConfig
-from ._connections import Call, keepalive_options, sending, tracked_pool
+from ._connections import Call, Interrupt, keepalive_options, sending, tracked_pool
 from ._deadline import MIN_ATTEMPT_TIME, WATCHDOG, Deadline, current
 from ._errors import (
     CallCancelledError,
@@ -162,7 +162,7 @@ class ResilienceAdapter(HTTPAdapter):
         with self._calls_lock:
             return list(self._calls)
 
-    def interrupt_in_flight(self, why: str) -> int:
+    def interrupt_in_flight(self, why: Interrupt) -> int:
         """Interrupt every call in progress: ``close`` ends them, ``recover`` makes each retry at
         once on a fresh connection (a call blocked on a black-holed socket gains its retry now)."""
         calls = self._in_flight()
@@ -211,9 +211,9 @@ class ResilienceAdapter(HTTPAdapter):
         call = Call(self._clock, min(expiry, caller_expiry), caller_expiry < expiry)
         with self._calls_lock:
             self._calls.add(call)
-        handles = scope.subscribe(lambda reason: call.interrupt("cancel")) if scope is not None else []
+        handles = scope.subscribe(lambda reason: call.interrupt(Interrupt.CANCEL)) if scope is not None else []
         if self._closing.is_set():
-            call.interrupt("close")
+            call.interrupt(Interrupt.CLOSE)
         try:
             return self._loop(request, policy, call, scope, read_t, verify, cert, proxies)
         finally:
@@ -268,7 +268,7 @@ class ResilienceAdapter(HTTPAdapter):
             # The watchdog cuts the attempt at the call's deadline, or earlier when one attempt
             # outlives its connect + read timeouts (a body dripped byte by byte).
             slow = connect_t + read_t < left
-            reason = "slow" if slow else "deadline"
+            reason = Interrupt.SLOW if slow else Interrupt.DEADLINE
             timer = WATCHDOG.schedule(min(left, connect_t + read_t), lambda: call.interrupt(reason))  # noqa: B023
             sending.call = call
             outcome: requests.Response | BaseException
@@ -295,8 +295,8 @@ class ResilienceAdapter(HTTPAdapter):
 
     @staticmethod
     def _settle(outcome: requests.Response | BaseException, cut: bool, call: Call,
-                bound: float) -> tuple[requests.Response | BaseException, str]:
-        """The attempt's outcome as ``classify`` must see it, and why another thread cut it ("").
+                bound: float) -> tuple[requests.Response | BaseException, Interrupt]:
+        """The attempt's outcome as ``classify`` must see it, and why another thread cut it (NONE).
 
         A response read from a socket an interrupt shut is never handed back, whatever it looks
         like: the shutdown may have ended a body early where nothing frames it (a close-delimited
@@ -304,24 +304,24 @@ class ResilienceAdapter(HTTPAdapter):
         http.client turns into a 200 with the headers it had. It becomes the error its cause
         names. A "slow" cut (one attempt outlived its connect + read timeouts, the call still has
         time) is the service's doing: a ``SlowResponse`` the breaker counts, and the call retries."""
-        why = call.interrupted if cut or isinstance(outcome, BaseException) else ""
+        why = call.interrupted if cut or isinstance(outcome, BaseException) else Interrupt.NONE
         if isinstance(outcome, requests.Response):
             if not cut:
-                if call.interrupted == "slow":
+                if call.interrupted is Interrupt.SLOW:
                     call.rearm()  # the timer fired after the response was complete: nothing was cut
-                return outcome, ""
+                return outcome, Interrupt.NONE
             outcome.close()
             outcome = requests.exceptions.ConnectionError(
                 f"the response was cut ({why or 'interrupted'}) before it was complete")
-        if why == "slow":  # not the caller's doing: one attempt outlived its timeouts
+        if why is Interrupt.SLOW:  # not the caller's doing: one attempt outlived its timeouts
             call.rearm()
             slow = SlowResponse(f"the response was still arriving at the attempt deadline "
                                 f"({bound:g}s: connect + read timeout)")
             slow.__cause__ = outcome
-            return slow, ""
+            return slow, Interrupt.NONE
         return outcome, why
 
-    def _attempt(self, request: requests.PreparedRequest, state: _Progress, interrupted: str,
+    def _attempt(self, request: requests.PreparedRequest, state: _Progress, interrupted: Interrupt,
                  capped: tuple[bool, bool]) -> Attempt:
         """What this attempt knows, frozen for ``classify``."""
         return Attempt(method=request.method or "", url=redact_url(request.url or ""),
@@ -338,15 +338,15 @@ class ResilienceAdapter(HTTPAdapter):
         last = f"; last error: {state.last_error}" if state.last_error is not None else ""
         why = call.interrupted
         error: TransportError | None = None
-        if why == "close" or (self._closing.is_set() and why != "deadline"):
+        if why is Interrupt.CLOSE or (self._closing.is_set() and why is not Interrupt.DEADLINE):
             during = " during the request" if in_flight else ""
             error = CallCancelledError(f"{method} {url}: the client was closed{during}{last}",
                                        method=method, url=url, delivered=delivered)
-        elif why == "cancel" or (scope is not None and scope.cancelled):
+        elif why is Interrupt.CANCEL or (scope is not None and scope.cancelled):
             reason = scope.cancel_reason() if scope is not None else ""
             error = CallCancelledError(f"{method} {url} was cancelled ({reason or 'cancelled'}){last}",
                                        method=method, url=url, delivered=delivered)
-        elif why == "deadline" or too_little or call.left() <= 0:
+        elif why is Interrupt.DEADLINE or too_little or call.left() <= 0:
             if call.caller_bound or state.number == 0:
                 error = DeadlineExceededError(
                     f"{method} {url}: the caller's deadline passed" if call.caller_bound

@@ -30,6 +30,7 @@ import urllib3
 from urllib3.exceptions import ConnectTimeoutError, ProtocolError
 
 from ._breaker import Outcome
+from ._connections import Interrupt
 from ._errors import DeadlineExceededError, ResponseError, ScalesetError, TransientError, TransportError
 from ._http import error_from_response
 from ._policy import CallPolicy
@@ -164,7 +165,7 @@ class Attempt:
     url: str  # redacted
     recovered: bool
     stale_retry_used: bool
-    interrupted: str
+    interrupted: Interrupt
     capped: tuple[bool, bool]
     wall: float
     server_time: float | None
@@ -254,7 +255,7 @@ def _exception(policy: CallPolicy, exc: BaseException, attempt: Attempt) -> Deci
     delivered = not never_delivered(exc)
     if attempt.interrupted or self_inflicted(exc, attempt.capped):
         # Our own doing (the caller's deadline or cancel, a close, a recover): the service is not to blame.
-        if attempt.interrupted == "recover" and (policy.idempotent or not delivered):
+        if attempt.interrupted == Interrupt.RECOVER and (policy.idempotent or not delivered):
             return Decision(Action.RESEND, Outcome.NEUTRAL)
         ended = DeadlineExceededError(f"{policy.operation}: the call's time ran out while the request was in flight",
                                       method=method, url=url, delivered=None)

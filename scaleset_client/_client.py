@@ -32,6 +32,7 @@ from ._breaker import BreakerRegistry
 from ._calls import ActionsCalls, Calls
 from ._clock import Clock, SystemClock
 from ._config import ResilienceConfig
+from ._connections import Interrupt
 from ._deadline import Deadline, detached
 from ._errors import RecoveryError, ScalesetError
 from ._health import HealthReport, RecoveryReport, build_health_report
@@ -338,7 +339,7 @@ class Client(AdminAPI):
     def _recover_now(self) -> RecoveryReport:
         self.recoveries += 1
         done: list[str] = []
-        interrupted = self._adapter.interrupt_in_flight("recover")
+        interrupted = self._adapter.interrupt_in_flight(Interrupt.RECOVER)
         if interrupted:
             done.append(f"interrupted {interrupted} call(s) in flight")
         self._adapter.close()
@@ -439,7 +440,7 @@ class Client(AdminAPI):
                     self._log.debug("closing a message session failed", exc_info=True)
         self._closing.set()
         self._wake_pauses()
-        self._adapter.interrupt_in_flight("close")  # each call's socket is shut; idle ones close below
+        self._adapter.interrupt_in_flight(Interrupt.CLOSE)  # each call's socket is shut; idle ones close below
         self._calls.close()
         self._store.close()  # the final resilience state, after the last call ended
 

@@ -25,6 +25,7 @@ handshake is bounded by the connect timeout, itself cut to the call's time left.
 
 from __future__ import annotations
 
+import enum
 import socket
 import threading
 from collections.abc import Callable
@@ -37,7 +38,29 @@ from urllib3.util.connection import allowed_gai_family
 
 from ._clock import Clock
 
-TERMINAL = ("deadline", "cancel", "close")
+
+class Interrupt(str, enum.Enum):
+    """Why another thread cut a call (a ``str`` so it compares and logs as its word).
+
+    ``DEADLINE``, ``CANCEL`` and ``CLOSE`` end the call; ``RECOVER`` (``client.recover()``) and
+    ``SLOW`` (one attempt outlived its connect + read timeouts while the call had time) make it
+    retry on a fresh connection."""
+
+    NONE = ""
+    SLOW = "slow"
+    RECOVER = "recover"
+    DEADLINE = "deadline"
+    CANCEL = "cancel"
+    CLOSE = "close"
+
+    def __str__(self) -> str:  # the word, in messages and logs, on every Python version
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+TERMINAL = (Interrupt.DEADLINE, Interrupt.CANCEL, Interrupt.CLOSE)
 
 
 sending = threading.local()  # the Call of the attempt this thread is sending, for connection binding
@@ -58,7 +81,7 @@ class Call:
         self.expiry = expiry
         self.caller_bound = caller_bound  # the caller's scope, not the call's own deadline, ends it
         self.event = threading.Event()
-        self.interrupted = ""
+        self.interrupted = Interrupt.NONE
         self._lock = threading.Lock()
         self._conn: HTTPConnection | socket.socket | None = None
         self._cut = False  # an interrupt shut the socket of the attempt in flight
@@ -66,7 +89,7 @@ class Call:
     def left(self) -> float:
         return self.expiry - self.clock.monotonic()
 
-    def interrupt(self, why: str) -> None:
+    def interrupt(self, why: Interrupt) -> None:
         with self._lock:
             if self.interrupted in TERMINAL or (why not in TERMINAL and self.interrupted):
                 return
@@ -88,7 +111,7 @@ class Call:
         with self._lock:
             if self.event.is_set() and self.interrupted not in TERMINAL:
                 self.event = threading.Event()
-                self.interrupted = ""
+                self.interrupted = Interrupt.NONE
 
     def bind(self, conn: HTTPConnection | socket.socket) -> None:
         """Track what to shut on interrupt: a connection, or a socket still connecting."""
