@@ -131,3 +131,24 @@ def test_by_default_a_deleted_scale_set_ends_the_run_and_nothing_is_created(
 def test_min_runners_outside_zero_to_max_is_a_config_error(minimum: int, maximum: int) -> None:
     with pytest.raises(sc.ConfigError, match="min_runners"):
         sc.ListenerConfig(1, maximum, min_runners=minimum)
+
+
+def test_a_scale_set_another_process_created_again_first_is_used_not_duplicated(
+        fake: FakeActionsService, clock: FakeClock) -> None:
+    """Someone re-created the deleted scale set under the same name before the listener did: its
+    create is refused (the name is taken) and it serves that one."""
+    client = make_client(fake, clock)
+    old = _scale_set(client)
+    listener = sc.Listener(client, sc.ListenerConfig(old.id, 5, recreate_deleted=True))
+    running = Running(listener, RecordingScaler())
+    wait_until(lambda: fake.session_of(old.id) is not None)
+    fake.inject("get_runner_scale_set_by_id", Fault.delay(0.5), times=2)  # the listener looks slowly
+    fake.delete_scale_set(old.id)
+    other = make_client(fake, clock)
+    theirs = _scale_set(other)
+    wait_until(lambda: listener.scale_set_id == theirs.id and fake.session_of(theirs.id) is not None)
+    running.finish()
+    assert running.error is None
+    assert fake.count("create_runner_scale_set") == 3  # ours at first, theirs, ours refused
+    other.close()
+    client.close()
