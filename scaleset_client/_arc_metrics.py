@@ -41,6 +41,10 @@ Where we differ from ARC, on purpose:
 * A duration is observed only when both of its timestamps are set (ARC subtracts the zero time
   and records a huge value), and a negative one (stamps out of order) counts as 0.
 * ``gha_max_runners`` follows ``Listener.set_max_runners`` (ARC's is fixed at start-up).
+* Several scale sets served by one process (``scaleset-listen --config``): every scale set's
+  gauges come with its own scale-set labels, and the job families get the scale set's ``name``
+  label too (``render_arc(..., name_jobs=True)``); ARC runs one listener per process, where the
+  scrape target tells them apart.
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ from datetime import datetime
 
 from ._models import JobCompleted, JobMessage, JobStarted, RunnerScaleSetStatistic
 
-__all__ = ["ARC_BUCKETS", "ARC_FAMILIES", "OVERFLOW", "ArcFamily", "ArcMetrics", "ScaleSetLabels"]
+__all__ = ["ARC_BUCKETS", "ARC_FAMILIES", "OVERFLOW", "ArcFamily", "ArcMetrics", "ArcSource", "ScaleSetLabels",
+           "render_arc"]
 
 OVERFLOW = "__overflow__"
 """The value a bounded label takes once its limit is reached."""
@@ -254,32 +259,65 @@ class ArcMetrics:
                ) -> list[str]:
         """Exposition lines for every ARC family (HELP and TYPE always; samples once known).
         ``scale_set`` None: the listener does not exist yet, so no gauge has a value."""
+        return render_arc([ArcSource(self, scale_set, min_runners, max_runners)])
+
+    def snapshot(self) -> tuple[dict[str, float], dict[str, dict[tuple[str, ...], int]],
+                                dict[str, dict[tuple[str, ...], tuple[list[int], float, int]]]]:
+        """Copies of the gauges, the counters' series and the histograms' (counts, sum, count)."""
         with self._lock:
             gauges = dict(self._gauges)
             counters = {name: dict(series) for name, series in self._counters.items()}
             histograms = {name: {key: (list(h.counts), h.total, h.count) for key, h in series.items()}
                           for name, series in self._histograms.items()}
-        if scale_set is not None:
-            if min_runners is not None:
-                gauges["gha_min_runners"] = min_runners
-            if max_runners is not None:
-                gauges["gha_max_runners"] = max_runners
-        enterprise = scale_set.enterprise if scale_set is not None else ""
-        out: list[str] = []
-        for family in ARC_FAMILIES:
-            out.append(f"# HELP {family.name} {family.help}")
-            out.append(f"# TYPE {family.name} {family.type}")
+        return gauges, counters, histograms
+
+
+@dataclass(frozen=True, slots=True)
+class ArcSource:
+    """One scale set's ARC metrics and what is known of it at render time (see ``ArcMetrics.render``)."""
+
+    metrics: ArcMetrics
+    scale_set: ScaleSetLabels | None
+    min_runners: int | None = None
+    max_runners: int | None = None
+
+
+def render_arc(sources: Sequence[ArcSource], *, name_jobs: bool = False) -> list[str]:
+    """Exposition lines for every ARC family, each family once with the samples of every source.
+
+    One source is ARC's own shape. With several (scale sets served by one process), the gauges
+    differ by their scale-set labels already; the job families do not carry them in ARC (one
+    listener per process there), so ``name_jobs`` adds the scale set's ``name`` label to them,
+    which keeps their series apart (a label more: ARC's queries and dashboards still match)."""
+    snapshots = []
+    for source in sources:
+        gauges, counters, histograms = source.metrics.snapshot()
+        if source.scale_set is not None:
+            if source.min_runners is not None:
+                gauges["gha_min_runners"] = source.min_runners
+            if source.max_runners is not None:
+                gauges["gha_max_runners"] = source.max_runners
+        snapshots.append((source.scale_set, gauges, counters, histograms))
+    out: list[str] = []
+    for family in ARC_FAMILIES:
+        out.append(f"# HELP {family.name} {family.help}")
+        out.append(f"# TYPE {family.name} {family.type}")
+        job_labels = (*family.labels, "name") if name_jobs else family.labels
+        for scale_set, gauges, counters, histograms in snapshots:
+            enterprise = scale_set.enterprise if scale_set is not None else ""
+            extra: tuple[str, ...] = (scale_set.name if scale_set is not None else "",) if name_jobs else ()
             if family.type == "gauge":
                 if scale_set is not None and family.name in gauges:
                     out.append(f"{family.name}{_labels(family.labels, scale_set.values())} "
                                f"{number(gauges[family.name])}")
             elif family.type == "counter":
                 for key, value in sorted(counters[family.name].items()):
-                    out.append(f"{family.name}{_labels(family.labels, (enterprise, *key))} {number(value)}")
+                    out.append(f"{family.name}{_labels(job_labels, (enterprise, *key, *extra))} {number(value)}")
             else:
+                named = ArcFamily(family.name, family.type, job_labels, family.help)
                 for key, (counts, total, count) in sorted(histograms[family.name].items()):
-                    out.extend(_histogram_lines(family, (enterprise, *key), counts, total, count))
-        return out
+                    out.extend(_histogram_lines(named, (enterprise, *key, *extra), counts, total, count))
+    return out
 
 
 def _clip(value: str) -> str:

@@ -2,6 +2,8 @@
 
 Every option, its environment variable and its default are defined once in ``OPTIONS``: the
 parser, ``--help`` and the README's table (``options_markdown()``, checked by a test) come from it.
+``--config FILE`` runs several scale sets in one process (``load_config``, ``FILE_KEYS``): a
+thread each, on one client, one health server and one ``Metrics``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
@@ -43,16 +46,26 @@ from ._health_server import Metrics, serve_health
 from ._listener import Listener, ListenerConfig, RunSkippedError
 from ._models import Label, RunnerScaleSet, SystemInfo
 from ._tls import ClientCertificate
+from ._validate import INT32_MAX
 from ._version import __version__
 
-__all__ = ["OPTIONS", "ExecScaler", "LogScaler", "Metrics", "Option", "TokenFile", "build_parser", "main",
-           "options_markdown", "parse_args", "serve_health"]
+__all__ = ["FILE_KEYS", "OPTIONS", "ExecScaler", "LogScaler", "Metrics", "Option", "TokenFile", "build_parser",
+           "load_config", "main", "options_markdown", "parse_args", "serve_health"]
 
 _DESCRIPTION = """\
-A listener for one runner scale set: cron jobs and services.
+A listener for one runner scale set, or several in one process: cron jobs and services.
 
   scaleset-listen --url https://github.com/my-org --scale-set-name linux --max-runners 10 \\
       --state-file /var/lib/scaleset/linux.json --exec ./scale.sh --health-port 8080
+  scaleset-listen --url https://github.com/my-org --config /etc/scaleset/listeners.toml
+
+--config FILE (TOML, or JSON; TOML needs Python 3.11 or the tomli package) lists the scale sets,
+one entry each under "scale_sets", with the keys name or id, runner_group, labels, min_runners,
+max_runners, state_file, exec, recreate_deleted and recreate_interval. A key an entry leaves out
+takes its flag's value (so --max-runners 10 is every scale set's default); name, id and
+state_file are never shared. All share one client (connections, token), one health port and
+one /metrics (labelled scale_set="NAME"); one that fails for good is reported (log, /readyz)
+and the others go on. The exit code is then the most severe of theirs (2, 3, 4, then 0).
 
 Exit codes: 0 done (stopped by SIGTERM or SIGINT, --once drained the queue, or --duration
 passed); 2 usage or configuration error (one line on stderr); 3 permanent service error
@@ -128,6 +141,17 @@ def _format(text: str) -> str:
     return text
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _switch(text: str) -> bool:
+    """A switch's environment variable: 1/true/yes/on or 0/false/no/off."""
+    value = text.strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise ValueError("must be 1, true, yes or on (or 0, false, no, off)")
+    return value in _TRUE
+
+
 @dataclass(frozen=True)
 class Option:
     """One CLI option: the single source of ``--help``, the environment fallback and the README table."""
@@ -138,7 +162,7 @@ class Option:
     default: Any = None
     convert: Callable[[str], Any] | None = None
     metavar: str | None = None
-    switch: bool = False  # a flag without a value
+    switch: bool = False  # a flag without a value (its environment variable: 1/true/yes/on)
 
     @property
     def dest(self) -> str:
@@ -165,6 +189,10 @@ OPTIONS: tuple[Option, ...] = (
            "an HTTPS proxy (mutual TLS); may hold the key too", ("SCALESET_CLIENT_CERT",), metavar="PATH"),
     Option("--client-key", "private key (PEM) of --client-cert when it is in its own file; an encrypted key's "
            "password goes in SCALESET_CLIENT_KEY_PASSWORD", ("SCALESET_CLIENT_KEY",), metavar="PATH"),
+    Option("--config", "many scale sets in one process: a TOML or JSON file with one entry per scale set "
+           "(name or id, runner_group, labels, min_runners, max_runners, state_file, exec, recreate_deleted, "
+           "recreate_interval; a key left out takes its flag's value); see docs/cli.md",
+           ("SCALESET_CONFIG_FILE",), metavar="FILE"),
     Option("--scale-set-name", "the scale set; created when missing", ("SCALESET_NAME",), metavar="NAME"),
     Option("--scale-set-id", "use this scale set id instead of looking up the name", ("SCALESET_ID",),
            convert=_positive_int, metavar="N"),
@@ -174,6 +202,9 @@ OPTIONS: tuple[Option, ...] = (
            ("SCALESET_LABELS",), "", metavar="A,B"),
     Option("--max-runners", "capacity advertised to GitHub", ("SCALESET_MAX_RUNNERS",), 10,
            convert=_nonneg_int, metavar="N"),
+    Option("--min-runners", "the fewest runners the scaler should keep: passed to --exec (min_runners) and to "
+           "gha_min_runners, not added to the desired count; at most --max-runners", ("SCALESET_MIN_RUNNERS",), 0,
+           convert=_nonneg_int, metavar="N"),
     Option("--state-file", "cursor, session id and breaker states across runs (one file per listener)",
            ("SCALESET_STATE_FILE",), metavar="PATH"),
     Option("--once", "handle what is queued, then exit (bounded by 55 s): for cron", switch=True, default=False),
@@ -181,6 +212,12 @@ OPTIONS: tuple[Option, ...] = (
            metavar="S"),
     Option("--standby-timeout", "while another listener owns the scale set, give up after this many seconds "
            "(default: stand by for ever)", ("SCALESET_STANDBY_TIMEOUT",), convert=_nonneg_float, metavar="S"),
+    Option("--recreate-deleted", "when the scale set is confirmed deleted on the service, create it again as its "
+           "last session described it and go on (default: exit 3)", ("SCALESET_RECREATE_DELETED",),
+           switch=True, default=False),
+    Option("--recreate-interval", "with --recreate-deleted, create it again at most once per this many seconds "
+           "(across restarts, through the state file)", ("SCALESET_RECREATE_INTERVAL",), 600.0,
+           convert=_nonneg_float, metavar="S"),
     Option("--start-jitter", "wait a random 0 to S seconds first, so a fleet of cron jobs does not fire together",
            ("SCALESET_START_JITTER",), 0.0, convert=_nonneg_float, metavar="S"),
     Option("--health-port", "serve /livez, /readyz and /metrics on this port", ("SCALESET_HEALTH_PORT",),
@@ -205,6 +242,8 @@ ENVIRONMENT_ONLY: tuple[tuple[str, str], ...] = (
     ("GITHUB_ACTIONS_FORCE_GHES", "set (even empty): treat the URL's host as GitHub Enterprise Server"),
     ("SCALESET_ALLOW_HTTP", "1: allow a plain http:// URL for a GitHub Enterprise Server host (never for "
                             "github.com or ghe.com)"),
+    ("SCALESET_NAMESPACE", "the namespace label of the gha_* metrics (ARC's Kubernetes namespace; default empty)"),
+    ("POD_NAMESPACE", "read for that label when SCALESET_NAMESPACE is unset (Kubernetes' downward API)"),
 )
 
 
@@ -253,8 +292,20 @@ def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | N
     ``UsageError`` naming the flag or variable it came from."""
     env = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
+    sources: dict[str, str] = {}  # dest: the flag or variable a value came from (absent: the default)
     for opt in OPTIONS:
         if opt.switch:
+            if getattr(args, opt.dest):
+                sources[opt.dest] = opt.flag
+                continue
+            for name in opt.env:
+                if env.get(name):
+                    try:
+                        setattr(args, opt.dest, _switch(env[name]))
+                    except ValueError as exc:
+                        raise UsageError(f"{name}={env[name]!r}: {exc}") from None
+                    sources[opt.dest] = name
+                    break
             continue
         value, source = getattr(args, opt.dest), opt.flag
         if value is None:
@@ -265,6 +316,7 @@ def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | N
         if value is None:
             setattr(args, opt.dest, opt.default)
             continue
+        sources[opt.dest] = source
         if opt.convert is not None:
             try:
                 value = opt.convert(value)
@@ -273,6 +325,8 @@ def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | N
                 raise UsageError(f"{source}={value!r}: {why}") from None
         setattr(args, opt.dest, value)
     args.token_source = "--token" if "--token" in (argv or sys.argv[1:]) else "environment"
+    args.sources = sources
+    args.key = args.scale_set_name or (str(args.scale_set_id) if args.scale_set_id else "")
     return args
 
 
@@ -280,10 +334,26 @@ _KIND: dict[Any, str] = {_nonneg_int: "a whole number, 0 or more", _positive_int
                          _nonneg_float: "a number of seconds", _port: "a port number"}
 
 
+_thread_scale_set = threading.local()  # .key: the scale set a --config worker thread serves
+
+
+class _ScaleSetTag(logging.Filter):
+    """Tags each record with the scale set of the thread that logs it (with --config)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = getattr(_thread_scale_set, "key", "")
+        record.scale_set = key
+        record.scale_set_tag = f"[{key}] " if key else ""
+        return True
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {"time": datetime.fromtimestamp(record.created).isoformat(timespec="milliseconds"),
                  "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        scale_set = getattr(record, "scale_set", "")
+        if scale_set:
+            entry["scale_set"] = scale_set
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
@@ -415,59 +485,205 @@ def _start_up(client: Client, args: argparse.Namespace, stop: threading.Event, s
                 raise _Stopped() from exc
 
 
-def check_exec(command: str) -> None:
+def check_exec(command: str, what: str = "--exec") -> None:
     """Refuse, at start, an --exec whose program is missing or not executable (otherwise every
-    message would fail, be set aside and its events lost)."""
+    message would fail, be set aside and its events lost). ``what`` names it in the error."""
     try:
         words = shlex.split(command)
     except ValueError as exc:
-        raise UsageError(f"--exec {command!r}: {exc}") from None
+        raise UsageError(f"{what} {command!r}: {exc}") from None
     if not words:
-        raise UsageError("--exec is empty")
+        raise UsageError(f"{what} is empty")
     program = words[0]
     if "/" in program:
         if not os.path.isfile(program):
-            raise UsageError(f"--exec: {program} does not exist")
+            raise UsageError(f"{what}: {program} does not exist")
         if not os.access(program, os.X_OK):
-            raise UsageError(f"--exec: {program} is not executable (chmod +x it)")
+            raise UsageError(f"{what}: {program} is not executable (chmod +x it)")
     elif shutil.which(program) is None:
-        raise UsageError(f"--exec: {program} is not found on PATH")
+        raise UsageError(f"{what}: {program} is not found on PATH")
 
 
+# -- --config: many scale sets -------------------------------------------------------------------
+FILE_KEYS: dict[str, str] = {
+    "name": "--scale-set-name", "id": "--scale-set-id", "runner_group": "--runner-group", "labels": "--labels",
+    "min_runners": "--min-runners", "max_runners": "--max-runners", "state_file": "--state-file",
+    "exec": "--exec", "recreate_deleted": "--recreate-deleted", "recreate_interval": "--recreate-interval",
+}
+"""A scale set's keys in a --config file, and the flag each stands for (whose value is the default)."""
+
+_OWN_KEYS = ("name", "id", "state_file")  # one scale set's alone: never taken from a flag
+_DEST = {key: next(o.dest for o in OPTIONS if o.flag == flag) for key, flag in FILE_KEYS.items()}
+
+
+def _toml_reader() -> Any:
+    """``tomllib`` (Python 3.11+), else ``tomli`` if it is installed, else None (JSON only)."""
+    import importlib
+
+    for name in ("tomllib", "tomli"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
+def _read_config(path: str) -> Any:
+    """The file's data: JSON for a .json name or a file starting with "{", TOML otherwise."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise UsageError(f"--config {path}: {exc.strerror or type(exc).__name__}") from None
+    if path.endswith(".json") or (not path.endswith(".toml") and data.lstrip()[:1] == b"{"):
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise UsageError(f"--config {path}: not valid JSON: {exc}") from None
+    toml = _toml_reader()
+    if toml is None:
+        raise UsageError(f"--config {path}: reading TOML needs Python 3.11 or the tomli package; on Python "
+                         f"{sys.version_info[0]}.{sys.version_info[1]} without it, write the file as JSON (.json)")
+    try:
+        return toml.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError is a ValueError
+        raise UsageError(f"--config {path}: not valid TOML: {exc}") from None
+
+
+def _whole(where: str, value: Any, least: int, most: int = INT32_MAX) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+        kind = "a whole number above 0" if least == 1 else "a whole number, 0 or more"
+        raise UsageError(f"{where}: must be {kind}, not {value!r}")
+    return value
+
+
+def _text(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise UsageError(f"{where}: must be a non-empty string, not {value!r}")
+    return value.strip()
+
+
+def _file_value(where: str, key: str, value: Any, base: str) -> Any:
+    """One key's value from the file, checked; in the form its flag's value has."""
+    if key == "id":
+        return _whole(where, value, 1)
+    if key in ("min_runners", "max_runners"):
+        return _whole(where, value, 0)
+    if key == "recreate_deleted":
+        if not isinstance(value, bool):
+            raise UsageError(f"{where}: must be true or false, not {value!r}")
+        return value
+    if key == "recreate_interval":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            raise UsageError(f"{where}: must be a number of seconds, 0 or more, not {value!r}")
+        return float(value)
+    if key == "labels":
+        names = value.split(",") if isinstance(value, str) else value
+        if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() and "," not in n
+                                                  for n in names):
+            raise UsageError(f"{where}: must be a list of label names (or one comma-separated string), "
+                             f"not {value!r}")
+        return ",".join(n.strip() for n in names)
+    text = _text(where, value)
+    if key == "state_file":  # relative to the file, wherever the process runs
+        return os.path.join(base, os.path.expanduser(text))
+    if key == "exec":
+        check_exec(text, where)
+    return text
+
+
+def load_config(path: str, args: argparse.Namespace) -> list[argparse.Namespace]:
+    """The scale sets of a --config file, each as the flags' namespace with its own values: a key
+    left out takes its flag's value. Raises ``UsageError`` (one line naming the key) on any problem."""
+    for key in _OWN_KEYS:
+        source = args.sources.get(_DEST[key])
+        if source is not None:
+            raise UsageError(f"{source} names one scale set: with --config, put {key!r} in each scale set of "
+                             f"{path} instead")
+    data = _read_config(path)
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path}: must hold a table (JSON object) with a 'scale_sets' list")
+    for key in data:
+        if key != "scale_sets":
+            raise UsageError(f"--config {path}: {key}: unknown key (the file holds 'scale_sets' only; the shared "
+                             "settings are flags)")
+    raw = data.get("scale_sets")
+    if not isinstance(raw, list) or not raw:
+        raise UsageError(f"--config {path}: scale_sets: must be a non-empty list of scale sets "
+                         "([[scale_sets]] tables in TOML)")
+    base = os.path.dirname(os.path.abspath(path))
+    entries: list[argparse.Namespace] = []
+    seen: dict[tuple[str, Any], str] = {}
+    for index, item in enumerate(raw):
+        here = f"--config {path}: scale_sets[{index}]"
+        if not isinstance(item, dict):
+            raise UsageError(f"{here}: must be a table (JSON object), not {item!r}")
+        if isinstance(item.get("name"), str) and item["name"].strip():
+            here += f" ({item['name'].strip()})"
+        entry = argparse.Namespace(**vars(args))
+        entry.scale_set_name = entry.scale_set_id = entry.state_file = None
+        for key, value in item.items():
+            if key not in FILE_KEYS:
+                raise UsageError(f"{here}.{key}: unknown key (known: {', '.join(FILE_KEYS)})")
+            setattr(entry, _DEST[key], _file_value(f"{here}.{key}", key, value, base))
+        if entry.scale_set_name is None and entry.scale_set_id is None:
+            raise UsageError(f"{here}: needs 'name' or 'id'")
+        if entry.min_runners > entry.max_runners:
+            raise UsageError(f"{here}.min_runners: {entry.min_runners} is above max_runners ({entry.max_runners})")
+        entry.key = entry.scale_set_name or str(entry.scale_set_id)
+        for key, value in (("name", (entry.scale_set_name or "").casefold()), ("id", entry.scale_set_id),
+                           ("state_file", entry.state_file and os.path.abspath(entry.state_file)),
+                           ("name", entry.key.casefold())):
+            if value and (key, value) in seen and seen[(key, value)] != here:
+                raise UsageError(f"{here}.{key}: {value!r} is also {seen[(key, value)].split(': ', 1)[1]}'s "
+                                 "(each scale set needs its own)")
+            if value:
+                seen[(key, value)] = here
+        entries.append(entry)
+    return entries
+
+
+# -- running --------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``scaleset-listen``; returns the exit code (see ``--help``)."""
+    entries: list[argparse.Namespace] | None = None
     try:
         args = parse_args(argv)
         if not args.url:
             raise UsageError("--url (or SCALESET_CONFIG_URL) is required")
         if args.exec_cmd:
             check_exec(args.exec_cmd)
+        if args.config:
+            entries = load_config(args.config, args)
+        elif args.min_runners > args.max_runners:
+            raise UsageError(f"{args.sources.get('min_runners', '--min-runners')}={args.min_runners} is above "
+                             f"--max-runners ({args.max_runners})")
     except UsageError as exc:
         print(f"scaleset-listen: {exc} (see --help)", file=sys.stderr)
         return EXIT_USAGE
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_ScaleSetTag())
     handler.setFormatter(_JsonFormatter() if args.log_format == "json"
-                         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+                         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(scale_set_tag)s%(message)s"))
     handler.setLevel(args.log_level)
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(args.log_level)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
-    metrics = Metrics()
+    metrics = Metrics(namespace=_env("SCALESET_NAMESPACE", "POD_NAMESPACE") or "")
     try:
-        return _run(args, metrics)
+        return _run(args, entries, metrics)
     finally:
         root.removeHandler(handler)
 
 
-def _run(args: argparse.Namespace, metrics: Metrics) -> int:
-    stop = threading.Event()
-    duration = args.duration if args.duration is not None else (55.0 if args.once else None)
-    run_scope = Deadline(duration, cancel_on=stop, reason="scaleset-listen")
+@contextmanager
+def _signals(stop: threading.Event, run_scope: Deadline) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` and cancel ``run_scope``, from a thread.
 
-    # A signal handler runs between two bytecodes of the main thread, maybe while it holds the
-    # stop event's lock, a scope's lock or stderr's buffer: taking any of them there can
-    # deadlock. The handler only writes the signal number to a pipe; a thread does the stopping.
+    A signal handler runs between two bytecodes of the main thread, maybe while it holds the
+    stop event's lock, a scope's lock or stderr's buffer: taking any of them there can
+    deadlock. The handler only writes the signal number to a pipe; a thread does the stopping."""
     wake_read, wake_write = os.pipe()
 
     def stop_on_signal() -> None:
@@ -485,67 +701,150 @@ def _run(args: argparse.Namespace, metrics: Metrics) -> int:
         os.write(wake_write, bytes([signum & 0xFF]))
 
     threading.Thread(target=stop_on_signal, daemon=True, name="scaleset-signal").start()
-
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    health_server = None
     try:
-        if args.health_port is not None:
-            try:  # bound before anything else, so a port in use is refused at once
-                health_server = serve_health(args.health_address, args.health_port, None, None, metrics)
-            except OSError as exc:
-                print(f"scaleset-listen: --health-port {args.health_port} on {args.health_address}: "
-                      f"{exc.strerror or exc} (see --help)", file=sys.stderr)
-                return EXIT_USAGE
-        if args.start_jitter > 0 and stop.wait(random.uniform(0.0, min(args.start_jitter, run_scope.remaining()))):
-            return EXIT_OK
-        client = _client(args)
-        with client, run_scope:
-            if health_server is not None:
-                health_server.probe.client = client  # type: ignore[attr-defined]
-            scale_set_id = _start_up(client, args, stop, run_scope)
-            config = ListenerConfig(scale_set_id, args.max_runners, state_file=args.state_file,
-                                    standby_timeout=args.standby_timeout, scale_set_name=args.scale_set_name)
-            listener = Listener(client, config, metrics=metrics)
-            if health_server is not None:
-                health_server.probe.listener = listener  # type: ignore[attr-defined]
-            scaler: ExecScaler | LogScaler
-            if args.exec_cmd:
-                scaler = ExecScaler(args.exec_cmd, stop=stop, grace=args.exec_grace)
-                scaler.listener = listener
-            else:
-                scaler = LogScaler()
-            listener.run(scaler, stop, until_idle=args.once)
-            log.info("done: last message id %d", listener.cursor)
-        return EXIT_OK
-    except _Stopped:
-        log.info("stopped during start-up")
-        return EXIT_OK
-    except RunSkippedError as exc:
-        log.warning("%s", exc)
-        return EXIT_SKIPPED
-    except StateFileLockedError as exc:
-        log.warning("skipped: %s", exc)
-        return EXIT_SKIPPED
-    except StateFileError as exc:
-        log.error("state file error: %s", exc)
-        return EXIT_USAGE
-    except ConfigError as exc:
-        log.error("configuration error: %s", exc)
-        return EXIT_USAGE
-    except (CallCancelledError, DeadlineExceededError) as exc:
-        if stop.is_set() or run_scope.cancelled or run_scope.expired:
-            log.info("stopped: %s", exc)
-            return EXIT_OK
-        log.error("stopping on an error: %s: %s", type(exc).__name__, exc)
-        return EXIT_PERMANENT
-    except ScalesetError as exc:
-        log.error("stopping on a permanent error: %s: %s", type(exc).__name__, exc)
-        return EXIT_PERMANENT
+        yield
     finally:
-        if health_server is not None:
-            health_server.shutdown()
-            health_server.server_close()
         for sig, earlier in previous.items():
             signal.signal(sig, earlier)
         os.close(wake_write)  # the stopping thread reads end-of-file and ends
         os.close(wake_read)
+
+
+def _run(args: argparse.Namespace, entries: list[argparse.Namespace] | None, metrics: Metrics) -> int:
+    stop = threading.Event()
+    duration = args.duration if args.duration is not None else (55.0 if args.once else None)
+    run_scope = Deadline(duration, cancel_on=stop, reason="scaleset-listen")
+    with _signals(stop, run_scope):
+        health_server = None
+        try:
+            if args.health_port is not None:
+                try:  # bound before anything else, so a port in use is refused at once
+                    health_server = serve_health(args.health_address, args.health_port, None, None, metrics)
+                except OSError as exc:
+                    print(f"scaleset-listen: --health-port {args.health_port} on {args.health_address}: "
+                          f"{exc.strerror or exc} (see --help)", file=sys.stderr)
+                    return EXIT_USAGE
+            if args.start_jitter > 0 and stop.wait(random.uniform(0.0, min(args.start_jitter,
+                                                                            run_scope.remaining()))):
+                return EXIT_OK
+            client = _client(args)
+            with client:
+                if health_server is not None:
+                    health_server.probe.client = client  # type: ignore[attr-defined]
+                if entries is not None:
+                    return _serve_many(client, entries, stop, run_scope, metrics)
+                with run_scope:
+                    def attach(listener: Listener) -> None:
+                        if health_server is not None:
+                            health_server.probe.listener = listener  # type: ignore[attr-defined]
+
+                    _serve(client, args, stop, run_scope, metrics, attach)
+            return EXIT_OK
+        except Exception as exc:
+            code = _ended(exc, stop, run_scope)
+            if code is None:
+                raise
+            return code[0]
+        finally:
+            if health_server is not None:
+                health_server.shutdown()
+                health_server.server_close()
+
+
+def _serve(client: Client, entry: argparse.Namespace, stop: threading.Event, run_scope: Deadline,
+           recorder: Metrics, attach: Callable[[Listener], None]) -> None:
+    """One scale set: resolve it, then run its listener until the run ends."""
+    scale_set_id = _start_up(client, entry, stop, run_scope)
+    config = ListenerConfig(scale_set_id, entry.max_runners, state_file=entry.state_file,
+                            standby_timeout=entry.standby_timeout, scale_set_name=entry.scale_set_name,
+                            min_runners=entry.min_runners, recreate_deleted=entry.recreate_deleted,
+                            recreate_interval=entry.recreate_interval)
+    listener = Listener(client, config, metrics=recorder)
+    attach(listener)
+    scaler: ExecScaler | LogScaler
+    if entry.exec_cmd:
+        scaler = ExecScaler(entry.exec_cmd, stop=stop, grace=entry.exec_grace)
+        scaler.listener = listener
+    else:
+        scaler = LogScaler()
+    listener.run(scaler, stop, until_idle=entry.once)
+    log.info("done: last message id %d", listener.cursor)
+
+
+def _ended(exc: Exception, stop: threading.Event, run_scope: Deadline) -> tuple[int, str] | None:
+    """The exit code for an exception that ends a run, and why in a few words (logged here);
+    None for an exception that is not one of ours (a bug: the caller lets it go)."""
+    if isinstance(exc, _Stopped):
+        log.info("stopped during start-up")
+        return EXIT_OK, "stopped"
+    if isinstance(exc, RunSkippedError):
+        log.warning("%s", exc)
+        return EXIT_SKIPPED, f"skipped: {exc}"
+    if isinstance(exc, StateFileLockedError):
+        log.warning("skipped: %s", exc)
+        return EXIT_SKIPPED, f"skipped: {exc}"
+    if isinstance(exc, StateFileError):
+        log.error("state file error: %s", exc)
+        return EXIT_USAGE, f"state file error: {exc}"
+    if isinstance(exc, ConfigError):
+        log.error("configuration error: %s", exc)
+        return EXIT_USAGE, f"configuration error: {exc}"
+    if isinstance(exc, (CallCancelledError, DeadlineExceededError)):
+        if stop.is_set() or run_scope.cancelled or run_scope.expired:
+            log.info("stopped: %s", exc)
+            return EXIT_OK, "stopped"
+        log.error("stopping on an error: %s: %s", type(exc).__name__, exc)
+        return EXIT_PERMANENT, f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ScalesetError):
+        log.error("stopping on a permanent error: %s: %s", type(exc).__name__, exc)
+        return EXIT_PERMANENT, f"{type(exc).__name__}: {exc}"
+    return None
+
+
+_SEVERITY = (EXIT_OK, EXIT_SKIPPED, EXIT_PERMANENT, EXIT_USAGE)  # the process exits with the worst
+
+
+def _serve_many(client: Client, entries: list[argparse.Namespace], stop: threading.Event, run_scope: Deadline,
+                metrics: Metrics) -> int:
+    """--config: a thread per scale set on the one client. A scale set whose run ends (a permanent
+    error, a skip) is reported and the others go on; SIGTERM stops them all, each deleting its
+    session; the exit code is the most severe of theirs."""
+    codes: dict[str, int] = {}
+
+    def worker(entry: argparse.Namespace, recorder: Metrics) -> None:
+        _thread_scale_set.key = entry.key
+        try:
+            with run_scope:
+                _serve(client, entry, stop, run_scope, recorder, lambda listener: setattr(recorder, "listener",
+                                                                                         listener))
+            code, why = EXIT_OK, "done"
+        except Exception as exc:
+            ended = _ended(exc, stop, run_scope)
+            if ended is None:
+                log.exception("scale set %s: unexpected error", entry.key)
+                ended = (EXIT_PERMANENT, f"unexpected error: {type(exc).__name__}: {exc}")
+            code, why = ended
+        codes[entry.key] = code
+        if not stop.is_set():
+            recorder.ended = why  # /readyz says so; the reason was logged above
+            if code != EXIT_OK:
+                log.error("scale set %s ended (exit code %d); the others go on", entry.key, code)
+
+    threads = []
+    for entry in entries:
+        recorder = metrics.add_scale_set(entry.key)
+        threads.append(threading.Thread(target=worker, args=(entry, recorder), daemon=True,
+                                        name=f"scaleset-{entry.key}"))
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads) and not stop.wait(0.2):
+        pass
+    if stop.is_set():  # each listener ends within its bound; wait for that, not longer
+        limit = time.monotonic() + max(e.exec_grace for e in entries) + 5.0
+        for thread in threads:
+            thread.join(max(0.0, limit - time.monotonic()))
+        late = [t.name for t in threads if t.is_alive()]
+        if late:
+            log.error("not stopped in time: %s; closing the client deletes their sessions", ", ".join(late))
+    return max((codes.get(e.key, EXIT_OK) for e in entries), key=_SEVERITY.index)

@@ -58,7 +58,9 @@ class ExecScaler:
         if ref is not None:  # what a scaler needs to de-duplicate the one event a crash may repeat
             event = {**event, "message_id": ref.message_id, "event_index": ref.index}
         if listener is not None:  # the bounds the scaler works within, as ARC's scalers get them
-            event = {**event, "min_runners": listener.config.min_runners, "max_runners": listener.max_runners}
+            event = {**event, "min_runners": listener.config.min_runners, "max_runners": listener.max_runners,
+                     "scale_set_id": listener.scale_set_id,  # which one, for a command several scale sets share
+                     "scale_set_name": listener.config.scale_set_name or ""}
         proc = subprocess.Popen(self.command, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True)
         data: bytes | None = json.dumps(event).encode()

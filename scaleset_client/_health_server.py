@@ -5,6 +5,12 @@ Metrics follow Prometheus' text format: HELP and TYPE on every family, units in 
 as values (a transition never starts a new series). Beside our ``scaleset_*`` families, the
 ``gha_*`` families of actions-runner-controller's listener (``_arc_metrics``), so ARC dashboards
 and alerts keep working.
+
+Several scale sets in one process (``scaleset-listen --config``): one ``Metrics`` serves them
+all. ``Metrics.add_scale_set(name)`` gives each listener a recorder of its own; ``render`` then
+writes each family once, with a sample per scale set labelled ``scale_set="NAME"`` (the client's
+own families, HTTP attempts and breakers, stay unlabelled: the client is shared), and each scale
+set's ``gha_*`` labels. ``/readyz`` and ``/livez`` answer for all of them, a line each.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._arc_metrics import ArcMetrics, ScaleSetLabels
+from ._arc_metrics import ArcMetrics, ArcSource, ScaleSetLabels, escape, render_arc
 from ._models import JobCompleted, JobStarted, RunnerScaleSetStatistic
 from ._version import __version__
 
@@ -36,16 +42,42 @@ class Metrics:
     current ``max_runners``) and the client's configuration URL (enterprise, organization,
     repository), so nothing needs wiring; ``namespace`` (ARC's Kubernetes namespace) is given
     here. ``job_name_limit`` and ``series_limit`` bound the job families' label values (see
-    ``_arc_metrics``)."""
+    ``_arc_metrics``).
+
+    Several listeners: ``add_scale_set(name)`` returns a ``Metrics`` for one of them (give it
+    to that ``Listener``, and set its ``listener`` attribute once the listener exists); from
+    then on this one renders theirs, each labelled, instead of its own."""
 
     def __init__(self, *, namespace: str = "", job_name_limit: int = 50, series_limit: int = 500) -> None:
         self.namespace = namespace
         self.arc = ArcMetrics(job_name_limit=job_name_limit, series_limit=series_limit)
+        self.scale_set: str | None = None  # the label value, for a recorder made by add_scale_set
+        self.listener: Listener | None = None  # a scale set's listener, once it exists
+        self.ended = ""  # why a scale set's run ended while the process goes on ("" while it runs)
+        self._scale_sets: list[Metrics] = []
         self._lock = threading.Lock()
         self.counters = {"jobs_started": 0, "jobs_completed": 0, "statistics_updates": 0, "scaler_failures": 0,
                          "messages_poisoned": 0, "state_cursor_ahead": 0}
         self.gauges: dict[str, float] = {"desired_runners": 0, "assigned_jobs": 0, "running_jobs": 0}
         self.circuits: dict[str, str] = {}
+
+    def add_scale_set(self, name: str) -> Metrics:
+        """A recorder for one of several listeners served together, labelled ``scale_set=name``
+        (and, in the ``gha_*`` families, with its own scale-set labels); names are unique."""
+        child = Metrics(namespace=self.namespace, job_name_limit=self.arc.job_name_limit,
+                        series_limit=self.arc.series_limit)
+        child.scale_set = name
+        with self._lock:
+            if any(known.scale_set == name for known in self._scale_sets):
+                raise ValueError(f"scale set {name!r} is already added")
+            self._scale_sets.append(child)
+        return child
+
+    @property
+    def scale_sets(self) -> list[Metrics]:
+        """The recorders ``add_scale_set`` returned, in order (empty: one listener, unlabelled)."""
+        with self._lock:
+            return list(self._scale_sets)
 
     def record_statistics(self, statistics: RunnerScaleSetStatistic) -> None:
         """Statistics were applied."""
@@ -94,58 +126,86 @@ class Metrics:
             self.counters["state_cursor_ahead"] += 1
 
     def render(self, listener: Listener | None, client: Client | None) -> str:
-        """The exposition text; before start-up finished, only what is known then."""
-        out: list[str] = []
+        """The exposition text; before start-up finished, only what is known then. With scale sets
+        added (``add_scale_set``), theirs, each with its own listener; ``listener`` is unused."""
+        children = self.scale_sets
+        if children:
+            return _render([(child, child.listener) for child in children], client, labelled=True)
+        return _render([(self, listener)], client, labelled=False)
 
-        def family(name: str, kind: str, help_text: str, samples: Sequence[tuple[str, float]]) -> None:
-            out.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"])
-            out.extend(f"{name}{labels} {value:.17g}" for labels, value in samples)
-
-        family("scaleset_build_info", "gauge", "Version of scaleset-listen and Python (always 1).",
-               [(f'{{version="{__version__}",python="{platform.python_version()}"}}', 1)])
+    def snapshot(self) -> tuple[dict[str, int], dict[str, float]]:
+        """Copies of the counters and the gauges."""
         with self._lock:
-            counters, gauges = dict(self.counters), dict(self.gauges)
-        helps = {
-            "jobs_started": "Job-started events handed to the scaler.",
-            "jobs_completed": "Job-completed events handed to the scaler.",
-            "statistics_updates": "Statistics applied (only newer ones are).",
-            "scaler_failures": "Times the scaler failed on a message (the message stays unacknowledged).",
-            "messages_poisoned": "Messages set aside (acknowledged unhandled) after repeated failures.",
-            "state_cursor_ahead": "Times the state file's cursor was ahead of the service and was reset.",
-        }
-        for name, value in counters.items():
-            family(f"scaleset_{name}_total", "counter", helps[name], [("", value)])
-        gauge_helps = {"desired_runners": "Runners the scaler reported after the last desired count.",
-                       "assigned_jobs": "Jobs assigned to the scale set (the scaling signal).",
-                       "running_jobs": "Jobs running on the scale set's runners."}
-        for name, gauge in gauges.items():
-            family(f"scaleset_{name}", "gauge", gauge_helps[name], [("", gauge)])
-        family("scaleset_http_retries_total", "counter", "HTTP attempts that were retries of a failed attempt.",
-               [("", client.retries_sent if client is not None else 0)])
-        if client is not None:
-            family("scaleset_http_requests_total", "counter", "HTTP attempts sent, retries included.",
-                   [("", client.attempts_sent)])
+            return dict(self.counters), dict(self.gauges)
+
+    def arc_source(self, listener: Listener | None, client: Client | None) -> ArcSource:
+        """The ARC gauges' labels, minimum and maximum: known once the listener exists."""
         if listener is None:
-            family("scaleset_listener_live", "gauge", "1 while the loop makes progress (an outage never makes it 0).",
-                   [("", 1)])
-            family("scaleset_listener_ready", "gauge", "1 with an active session, a working broker and scaler.",
-                   [("", 0)])
-            out.extend(self.arc.render(None, None, None))
-            return "\n".join(out) + "\n"
-        health = listener.health()
-        family("scaleset_listener_live", "gauge", "1 while the loop makes progress (an outage never makes it 0).",
-               [("", int(health.live))])
-        family("scaleset_listener_ready", "gauge", "1 with an active session, a working broker and scaler.",
-               [("", int(health.ready))])
+            return ArcSource(self.arc, None)
+        github = client.config if client is not None else None
+        labels = ScaleSetLabels(
+            enterprise=github.enterprise if github is not None else "",
+            organization=(github.organization or github.owner) if github is not None else "",
+            repository=github.repository if github is not None else "",
+            name=listener.config.scale_set_name or self.scale_set or "",
+            namespace=self.namespace)
+        return ArcSource(self.arc, labels, int(getattr(listener.config, "min_runners", 0)), listener.max_runners)
+
+
+_HELPS = {
+    "jobs_started": "Job-started events handed to the scaler.",
+    "jobs_completed": "Job-completed events handed to the scaler.",
+    "statistics_updates": "Statistics applied (only newer ones are).",
+    "scaler_failures": "Times the scaler failed on a message (the message stays unacknowledged).",
+    "messages_poisoned": "Messages set aside (acknowledged unhandled) after repeated failures.",
+    "state_cursor_ahead": "Times the state file's cursor was ahead of the service and was reset.",
+}
+_GAUGE_HELPS = {"desired_runners": "Runners the scaler reported after the last desired count.",
+                "assigned_jobs": "Jobs assigned to the scale set (the scaling signal).",
+                "running_jobs": "Jobs running on the scale set's runners."}
+
+
+def _render(sources: Sequence[tuple[Metrics, Listener | None]], client: Client | None, *, labelled: bool) -> str:
+    """Every family once, with a sample per source: unlabelled for one listener, labelled
+    ``scale_set`` for several. Families that need a listener appear once one exists."""
+    out: list[str] = []
+
+    def family(name: str, kind: str, help_text: str, samples: Sequence[tuple[str, float]]) -> None:
+        out.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"])
+        out.extend(f"{name}{labels} {value:.17g}" for labels, value in samples)
+
+    def tag(metrics: Metrics) -> str:
+        return f'{{scale_set="{escape(metrics.scale_set or "")}"}}' if labelled else ""
+
+    family("scaleset_build_info", "gauge", "Version of scaleset-listen and Python (always 1).",
+           [(f'{{version="{__version__}",python="{platform.python_version()}"}}', 1)])
+    taken = [(metrics, listener, *metrics.snapshot()) for metrics, listener in sources]
+    for name, help_text in _HELPS.items():
+        family(f"scaleset_{name}_total", "counter", help_text, [(tag(m), c[name]) for m, _, c, _ in taken])
+    for name, help_text in _GAUGE_HELPS.items():
+        family(f"scaleset_{name}", "gauge", help_text, [(tag(m), g[name]) for m, _, _, g in taken])
+    family("scaleset_http_retries_total", "counter", "HTTP attempts that were retries of a failed attempt.",
+           [("", client.retries_sent if client is not None else 0)])
+    if client is not None:
+        family("scaleset_http_requests_total", "counter", "HTTP attempts sent, retries included.",
+               [("", client.attempts_sent)])
+    healths = [(metrics, listener, listener.health() if listener is not None else None)
+               for metrics, listener in sources]
+    running = [(m, lis, h) for m, lis, h in healths if lis is not None and h is not None]
+    family("scaleset_listener_live", "gauge", "1 while the loop makes progress (an outage never makes it 0).",
+           [(tag(m), int(h.live) if h is not None else 1) for m, _, h in healths])
+    family("scaleset_listener_ready", "gauge", "1 with an active session, a working broker and scaler.",
+           [(tag(m), int(h.ready) if h is not None else 0) for m, _, h in healths])
+    if running:
         family("scaleset_messages_handled_total", "counter", "Messages handled and acknowledged.",
-               [("", listener.handled_messages)])
+               [(tag(m), lis.handled_messages) for m, lis, _ in running])
         family("scaleset_scaler_consecutive_failures", "gauge",
                "Scaler failures in a row; at the poison threshold or above, /readyz is 503.",
-               [("", health.scaler_failures)])
+               [(tag(m), h.scaler_failures) for m, _, h in running])
         family("scaleset_last_message_id", "gauge", "Id of the last message handled (the cursor).",
-               [("", health.last_message_id)])
+               [(tag(m), h.last_message_id) for m, _, h in running])
         family("scaleset_last_poll_timestamp_seconds", "gauge", "Unix time of the last answered poll.",
-               [("", health.last_poll_time or 0)])
+               [(tag(m), h.last_poll_time or 0) for m, _, h in running])
         if client is not None:
             samples_state: list[tuple[str, float]] = []
             samples_open: list[tuple[str, float]] = []
@@ -158,22 +218,8 @@ class Metrics:
                    "Circuit breaker state: 0 closed, 1 half_open, 2 open, 3 forced_open.", samples_state)
             family("scaleset_circuit_open", "gauge", "1 while the circuit refuses calls (open or forced_open).",
                    samples_open)
-        out.extend(self.arc.render(*self._arc_scale_set(listener, client)))
-        return "\n".join(out) + "\n"
-
-    def _arc_scale_set(self, listener: Listener | None, client: Client | None
-                       ) -> tuple[ScaleSetLabels | None, int | None, int | None]:
-        """The ARC gauges' labels, minimum and maximum: known once the listener exists."""
-        if listener is None:
-            return None, None, None
-        github = client.config if client is not None else None
-        labels = ScaleSetLabels(
-            enterprise=github.enterprise if github is not None else "",
-            organization=(github.organization or github.owner) if github is not None else "",
-            repository=github.repository if github is not None else "",
-            name=listener.config.scale_set_name or "",
-            namespace=self.namespace)
-        return labels, int(getattr(listener.config, "min_runners", 0)), listener.max_runners
+    out.extend(render_arc([m.arc_source(lis, client) for m, lis in sources], name_jobs=labelled))
+    return "\n".join(out) + "\n"
 
 
 class _Probe:
@@ -190,12 +236,25 @@ class _Probe:
             return 200, self.metrics.render(listener, self.client)
         if path not in ("/livez", "/readyz"):
             return 404, "not found"
-        if listener is None:
-            return (200, "ok (starting)") if path == "/livez" else (503, "starting: no session yet")
-        health = listener.health()
-        if path == "/livez":
-            return (200 if health.live else 503), ("ok" if health.live else health.reason)
-        return (200 if health.ready else 503), ("ok" if health.ready else health.reason)
+        scale_sets = self.metrics.scale_sets
+        if scale_sets:
+            answers = [(m.scale_set, *_one_answer(path, m.listener, m.ended)) for m in scale_sets]
+            worst = max(status for _, status, _ in answers)
+            return worst, "\n".join(f"{name}: {text}" for name, _, text in answers)
+        return _one_answer(path, listener, "")
+
+
+def _one_answer(path: str, listener: Listener | None, ended: str) -> tuple[int, str]:
+    """/livez or /readyz for one listener. A run that ended while others go on (``ended``) is not
+    ready, and still live: restarting the process would not cure it, and would stop the others."""
+    if ended:
+        return (200, f"ok (ended: {ended})") if path == "/livez" else (503, f"ended: {ended}")
+    if listener is None:
+        return (200, "ok (starting)") if path == "/livez" else (503, "starting: no session yet")
+    health = listener.health()
+    if path == "/livez":
+        return (200 if health.live else 503), ("ok" if health.live else health.reason)
+    return (200 if health.ready else 503), ("ok" if health.ready else health.reason)
 
 
 def serve_health(address: str, port: int, listener: Listener | None, client: Client | None, metrics: Metrics

@@ -76,6 +76,9 @@ class JobRecord:
     runner_id: int = 0
     runner_name: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    queued_at: float = 0.0  # the fake's wall time of each step, as the service stamps its messages
+    started_at: float | None = None
+    finished_at: float | None = None
 
 
 class JobsSide:
@@ -163,19 +166,28 @@ class JobsSide:
             self._stated.pop(scale_set_id, None)
 
     def _job_fields(self, job: JobRecord, kind: str) -> dict[str, Any]:
-        now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.clock.wall())) + ".1234567Z"
+        """A job message's fields. Its times move on as the job does: queued (and assigned to the
+        scale set) when queued, ``runnerAssignTime`` once it started on a runner, ``finishTime``
+        once it ended; a time not reached yet is the zero time the service sends."""
+        def stamp(wall: float | None) -> str:
+            if wall is None:
+                return "0001-01-01T00:00:00Z"
+            return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int(wall % 1 * 10**7):07d}Z"
+
+        queued = stamp(job.queued_at or self.clock.wall())
         return {"messageType": kind, "runnerRequestId": job.request_id, "repositoryName": "api",
                 "ownerName": self.org, "jobId": job.job_id,
                 "jobWorkflowRef": f"{self.org}/api/.github/workflows/ci.yml@refs/heads/main",
                 "jobDisplayName": "build", "workflowRunId": 15087234561, "eventName": "push",
-                "requestLabels": job.labels, "queueTime": now, "scaleSetAssignTime": now,
-                "runnerAssignTime": "0001-01-01T00:00:00Z", "finishTime": "0001-01-01T00:00:00Z",
+                "requestLabels": job.labels, "queueTime": queued, "scaleSetAssignTime": queued,
+                "runnerAssignTime": stamp(job.started_at), "finishTime": stamp(job.finished_at),
                 **job.extra}
 
     def queue_job(self, scale_set_id: int, labels: list[str] | None = None) -> int:
         """A new job for the scale set: a ``JobAvailable`` message. Returns its runner request id."""
         with self._lock:
-            job = JobRecord(next(self._request_ids), scale_set_id, str(uuid.uuid4()), labels or ["self-hosted"])
+            job = JobRecord(next(self._request_ids), scale_set_id, str(uuid.uuid4()), labels or ["self-hosted"],
+                            queued_at=self.clock.wall())
             self._jobs[job.request_id] = job
             self._job_changed(scale_set_id)
             available = self._job_fields(job, "JobAvailable")
@@ -189,6 +201,7 @@ class JobsSide:
             job = self._jobs[request_id]
             runner = next((r for r in self._runners.values() if r["name"] == runner_name), None)
             job.state, job.runner_name = "running", runner_name or f"runner-{request_id}"
+            job.started_at = self.clock.wall()
             self._job_changed(job.scale_set_id)
             job.runner_id = runner["id"] if runner else 0
             fields = self._job_fields(job, "JobStarted")
@@ -199,7 +212,7 @@ class JobsSide:
         """The job ends: a ``JobCompleted`` message (the runner, ephemeral, goes away)."""
         with self._lock:
             job = self._jobs[request_id]
-            job.state = "completed"
+            job.state, job.finished_at = "completed", self.clock.wall()
             self._job_changed(job.scale_set_id)
             fields = self._job_fields(job, "JobCompleted")
             fields.update(result=result, runnerId=job.runner_id, runnerName=job.runner_name)
@@ -219,7 +232,7 @@ class JobsSide:
         session). With ``announce``, a ``JobCompleted`` with result ``canceled`` is queued."""
         with self._lock:
             job = self._jobs[request_id]
-            job.state = "completed"
+            job.state, job.finished_at = "completed", self.clock.wall()
             self._job_changed(job.scale_set_id)
             if announce:
                 fields = self._job_fields(job, "JobCompleted")
