@@ -29,12 +29,22 @@ from ._util import Row, bench_main, median, spread
 _Call = Callable[[], object]
 
 
-def _pair(fake: RemoteFake, pool: int) -> tuple[sc.Client, _Call, _Call, Callable[[], None]]:
+def _pair(fake: RemoteFake, pool: int, what: str = "runner") -> tuple[sc.Client, _Call, _Call, Callable[[], None]]:
+    """Ours and the bare call: ``get_runner_by_name`` (what="runner") or ``get_runner_scale_set``
+    of a scale set with two labels, statistics and a timestamp (what="scale set": a model parsed)."""
     client = sc.Client(fake.config_url, token=fake.token, pool_maxsize=pool)
     client.get_runner_by_name("x")
     admin = client._admin.peek()
     assert admin is not None
     url = f"{admin.service_url}_apis/distributedtask/pools/0/agents?agentName=x&api-version=6.0-preview"
+    ours: _Call = lambda: client.get_runner_by_name("x")  # noqa: E731
+    if what == "scale set":
+        if client.get_runner_scale_set(1, "overhead") is None:
+            client.create_runner_scale_set(sc.RunnerScaleSet(name="overhead", runner_group_id=1,
+                                                             labels=[sc.Label("overhead"), sc.Label("linux")]))
+        url = (f"{admin.service_url}_apis/runtime/runnerscalesets?runnerGroupId=1&name=overhead"
+               f"&api-version=6.0-preview")
+        ours = lambda: client.get_runner_scale_set(1, "overhead")  # noqa: E731
     bare = requests.Session()
     bare.trust_env = False
     bare.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=pool))
@@ -52,12 +62,13 @@ def _pair(fake: RemoteFake, pool: int) -> tuple[sc.Client, _Call, _Call, Callabl
         bare.close()
 
     plain()
-    return client, (lambda: client.get_runner_by_name("x")), plain, close
+    ours()
+    return client, ours, plain, close
 
 
-def per_call_cpu(fake: RemoteFake, calls: int) -> tuple[float, float]:
+def per_call_cpu(fake: RemoteFake, calls: int, what: str = "runner") -> tuple[float, float]:
     """Median CPU seconds per call (ours, bare), alternating call by call."""
-    _, ours, plain, close = _pair(fake, 4)
+    _, ours, plain, close = _pair(fake, 4, what)
     cpu = time.process_time
     mine: list[float] = []
     base: list[float] = []
@@ -118,12 +129,19 @@ def throughput(fake: RemoteFake, threads: int, seconds: float, blocks: int) -> t
 def run(quick: bool = False) -> list[Row]:
     runs, calls, threads, seconds, blocks = (3, 300, 8, 1.0, 4) if quick else (7, 2000, 32, 6.0, 12)
     cpu_ours, cpu_base, cpu_ratio, tp_ours, tp_base, tp_ratio = [], [], [], [], [], []
+    ss_ours: list[float] = []
+    ss_base: list[float] = []
+    ss_ratio: list[float] = []
     with RemoteFake() as fake:
         for _ in range(runs):
             a, b = per_call_cpu(fake, calls)
             cpu_ours.append(a * 1e6)
             cpu_base.append(b * 1e6)
             cpu_ratio.append(a / b)
+            a, b = per_call_cpu(fake, calls, "scale set")
+            ss_ours.append(a * 1e6)
+            ss_base.append(b * 1e6)
+            ss_ratio.append(a / b)
             x, y = throughput(fake, threads, seconds, blocks)
             tp_ours.append(x)
             tp_base.append(y)
@@ -133,6 +151,9 @@ def run(quick: bool = False) -> list[Row]:
         Row("overhead", f"CPU per call, µs ({runs} runs x {calls} alternating calls)", spread(cpu_ours, "{:.0f}"),
             spread(cpu_base, "{:.0f}") + " (bare, trust_env=False)", spread(cpu_ratio, "{:.3f}"), "<= 1.05",
             r_cpu <= 1.05),
+        Row("overhead", f"CPU per get_runner_scale_set call, µs ({runs} runs x {calls} alternating calls)",
+            spread(ss_ours, "{:.0f}"), spread(ss_base, "{:.0f}") + " (bare, trust_env=False, dicts)",
+            spread(ss_ratio, "{:.3f}"), "<= 1.02", median(ss_ratio) <= 1.02),
         Row("overhead", f"calls per second, {threads} threads ({runs} runs x {seconds:g} s, alternating)",
             spread(tp_ours, "{:.0f}"), spread(tp_base, "{:.0f}"), spread(tp_ratio, "{:.3f}"), ">= 1.0",
             r_tp >= 1.0),

@@ -103,3 +103,47 @@ def test_user_agent_is_compact_json_in_protocol_order() -> None:
 def test_session_problems_name_what_is_missing() -> None:
     assert sc.RunnerScaleSetSession(session_id="00000000-0000-0000-0000-000000000000").problems() == [
         "sessionId is empty", "messageQueueUrl is not an absolute http(s) URL", "messageQueueAccessToken is empty"]
+
+
+def test_models_behave_as_the_frozen_dataclasses_they_were() -> None:
+    """Issue 28: the models are no longer dataclasses, but keep what users relied on."""
+    import copy
+    import dataclasses
+    import inspect
+    import pickle
+
+    job = sc.JobStarted(runner_request_id=7, request_labels=["x"], runner_id=3, runner_name="r3")
+    assert job == sc.JobStarted(7, "", "", "", "", "", 0, "", ["x"], runner_id=3, runner_name="r3")
+    assert job != sc.JobCompleted(runner_request_id=7, request_labels=["x"], runner_id=3, runner_name="r3")
+    assert sc.Label("a") == sc.Label("a", "System") and hash(sc.Label("a")) == hash(sc.Label(name="a"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.runner_id = 4  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        del job.runner_id  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        sc.Label()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        sc.Label("a", bogus=1)  # type: ignore[call-arg]
+    assert not hasattr(job, "__dict__")
+    for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+        assert pickle.loads(pickle.dumps(job, proto)) == job
+    assert copy.deepcopy(job) == job and copy.copy(job) == job
+    assert [f.name for f in dataclasses.fields(sc.JobStarted)][-2:] == ["runner_id", "runner_name"]
+    assert dataclasses.is_dataclass(job) and dataclasses.asdict(job)["runner_name"] == "r3"
+    assert dataclasses.replace(job, runner_id=5).runner_id == 5
+    assert list(inspect.signature(sc.Label).parameters) == ["name", "type"]
+    assert repr(sc.Label("a")) == "Label(name='a', type='System')"
+    assert sc.JobStarted.__match_args__[0] == "runner_request_id"
+    assert sc.RunnerScaleSet(name="x").fields_set() == {"name"}
+    unset = sc.RunnerScaleSet().runner_setting
+    assert unset == sc.RunnerSetting() and hash(unset) == hash(sc.RunnerSetting())
+
+
+def test_importing_the_models_loads_neither_dataclasses_nor_inspect() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, requests; before = set(sys.modules); import scaleset_client._models; "
+            "print(sorted({'dataclasses', 'inspect', 'ast', 'dis'} & (set(sys.modules) - before)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
