@@ -162,7 +162,7 @@ class AdminAPI:
             if not scale_set.name:
                 raise ConfigError("a scale set needs a name or at least one label")
             labels = [Label(name=scale_set.name)]
-        body = RunnerScaleSet(**{**{f: getattr(scale_set, f) for f in scale_set.__dataclass_fields__},
+        body = RunnerScaleSet(**{**{f: getattr(scale_set, f) for f in scale_set.__match_args__},
                                  "labels": labels}).to_wire()
         return body
 
