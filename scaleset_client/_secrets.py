@@ -19,6 +19,7 @@ _MAX_REMEMBERED = 256
 _lock = threading.Lock()
 _known: OrderedDict[str, None] = OrderedDict()
 _longest_first: tuple[str, ...] = ()
+_generation = 0  # bumped whenever the remembered secrets change
 
 # Query keys whose values we send ourselves and that never carry a credential.
 _SAFE_QUERY_KEYS = frozenset(
@@ -27,7 +28,7 @@ _SAFE_QUERY_KEYS = frozenset(
 
 
 def _remember(value: str) -> None:
-    global _longest_first
+    global _longest_first, _generation
     if len(value) < _MIN_SECRET_LEN:
         return
     with _lock:
@@ -38,6 +39,7 @@ def _remember(value: str) -> None:
         while len(_known) > _MAX_REMEMBERED:
             _known.popitem(last=False)
         _longest_first = tuple(sorted(_known, key=len, reverse=True))
+        _generation += 1
 
 
 def redact(text: str) -> str:
@@ -54,8 +56,27 @@ def redact(text: str) -> str:
     return text
 
 
+_URL_CACHE_SIZE = 256
+_redacted_urls: dict[tuple[str, int], str] = {}
+
+
 def redact_url(url: str) -> str:
-    """Return ``url`` without userinfo and with unknown query values replaced by ``***``."""
+    """Return ``url`` without userinfo and with unknown query values replaced by ``***``.
+
+    Every attempt names its URL (in errors, logs and the classification), and a client asks for
+    the same few URLs over and over: the answer is kept per URL and set of known secrets (a new
+    secret makes every earlier answer stale, so it is part of the key), at most 256 of them."""
+    key = (url, _generation)
+    found = _redacted_urls.get(key)
+    if found is None:
+        found = _redact_url(url)
+        if len(_redacted_urls) >= _URL_CACHE_SIZE:
+            _redacted_urls.clear()  # a bound, not an LRU: URLs repeat, a clear is rare and cheap
+        _redacted_urls[key] = found
+    return found
+
+
+def _redact_url(url: str) -> str:
     try:
         parts = urlsplit(url)
     except ValueError:
