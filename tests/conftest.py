@@ -48,6 +48,14 @@ def low() -> Iterator[tuple[FakeActionsService, FakeClock]]:
 
 
 @pytest.fixture
+def wide() -> Iterator[tuple[FakeActionsService, FakeClock]]:
+    """A started fake whose clock draws 0.99: every jitter is its widest, so a pause is known."""
+    fake, clock = fake_with_draw(0.99)
+    with fake:
+        yield fake, clock
+
+
+@pytest.fixture
 def client(fake: FakeActionsService, clock: FakeClock) -> Iterator[sc.Client]:
     c = make_client(fake, clock)
     yield c

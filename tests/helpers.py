@@ -1,7 +1,8 @@
 """Helpers the test modules share: import them from here (fixtures live in ``conftest.py``).
 
-A client wired to a fake, waiting on another thread, a scaler that records what it is handed,
-a listener run in a thread, the shapes of a job message, and ``scaleset-listen``'s command line.
+A client wired to a fake, waiting on another thread (or inside a deadline scope), a scaler that
+records what it is handed, a listener run in a thread, the shapes of a job message, and
+``scaleset-listen``'s command line.
 """
 
 from __future__ import annotations
@@ -25,6 +26,17 @@ def make_client(fake: FakeActionsService, clock: object = None, **kwargs: object
     kwargs.setdefault("timeout", (2.0, 5.0))
     kwargs.setdefault("long_poll_timeout", 5.0)
     return sc.Client(fake.config_url, token=fake.token, clock=clock, **kwargs)  # type: ignore[arg-type]
+
+
+def client_with_retry(fake: FakeActionsService, clock: FakeClock, **retry: float) -> sc.Client:
+    """A client whose ``RetryConfig`` is built from ``retry`` (the rest of its resilience default)."""
+    config = sc.ResilienceConfig(retry=sc.RetryConfig(**retry))  # type: ignore[arg-type]
+    return make_client(fake, clock, resilience=config)
+
+
+def port_of(url: str) -> int:
+    """The port of ``http://host:port/...`` (a fake server's URL)."""
+    return int(url.split("//")[1].split("/")[0].rsplit(":", 1)[1])
 
 
 def fake_with_draw(draw: float) -> tuple[FakeActionsService, FakeClock]:
@@ -111,6 +123,12 @@ class Outcome:
         self.thread.join(timeout=limit)
         assert not self.thread.is_alive(), "the call was not bounded"
         return self
+
+
+def inside(scope: sc.Deadline, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` inside ``scope`` (for an ``Outcome``: ``Outcome(lambda: inside(scope, call))``)."""
+    with scope:
+        return fn()
 
 
 # -- a listener and its scaler ---------------------------------------------------------------------

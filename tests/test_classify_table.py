@@ -2,7 +2,7 @@
 
 Each row is (the call's policy, what one attempt produced, what the attempt knew) -> the decision
 the adapter applies. The end-to-end tests (test_retry, test_resilience, test_transport,
-test_adapter_observed) prove the adapter applies these decisions; this table pins the policy.
+test_attempts) prove the adapter applies these decisions; this table pins the policy.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ import pytest
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService
 
+from .helpers import cli, env
+
 RECORDER = """
 import json, sys
 event = json.load(sys.stdin)
@@ -33,14 +35,6 @@ if event["event"] == "desired_runner_count":
 def live_fake() -> Iterator[FakeActionsService]:
     with FakeActionsService(long_poll_hold=0.1) as service:
         yield service
-
-
-def cli(fake: FakeActionsService, *args: str, token: str | None = None) -> list[str]:
-    return [sys.executable, "-m", "scaleset_client", "--url", fake.config_url, "--log-level", "INFO", *args]
-
-
-def env(fake: FakeActionsService, token: str | None = None) -> dict[str, str]:
-    return {**os.environ, "GITHUB_TOKEN": token or fake.token}
 
 
 def recorder(tmp_path: Path) -> tuple[str, Path]:

@@ -274,7 +274,7 @@ def test_fake_exchange(case: dict[str, Any]) -> None:
 
 
 def conformance_table() -> str:
-    """The table for the issue note (``from tests.test_conformance import conformance_table``)."""
+    """The table for the issue note: ``tests.test_conformance.conformance_table()``, from the repository root."""
     rows = ["| exchange | reference | fake | source |", "|---|---|---|---|"]
     for case in CASES:
         ref = case["reference"]

@@ -18,31 +18,9 @@ import pytest
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
-from .conftest import make_client, run_together
-from .test_listener import RecordingScaler, Running, stats, wait_until
+from .helpers import Outcome, RecordingScaler, Running, inside, make_client, run_together, stats, wait_until
 
 HOUR = 3600.0
-
-
-class Outcome:
-    """Run ``fn`` in a thread; keep what it returned or raised."""
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
-        self.thread.start()
-
-    def _run(self, fn: Callable[[], Any]) -> None:
-        try:
-            self.value = fn()
-        except BaseException as exc:  # kept for the assertion
-            self.error = exc
-
-    def join(self, limit: float = 20.0) -> Outcome:
-        self.thread.join(timeout=limit)
-        assert not self.thread.is_alive(), "the call was not bounded"
-        return self
 
 
 def _broker_failures(client: sc.Client) -> float | None:
@@ -107,7 +85,7 @@ def test_cancel_from_another_thread_ends_a_hung_call_without_blaming_the_service
     client.get_runner_by_name("warm")
     live.inject("get_runner_by_name", Fault.hang(HOUR))
     scope = client.deadline()
-    outcome = Outcome(lambda: _inside(scope, lambda: client.get_runner_by_name("x")))
+    outcome = Outcome(lambda: inside(scope, lambda: client.get_runner_by_name("x")))
     wait_until(lambda: live.count("get_runner_by_name") == 2)
     scope.cancel("test")
     outcome.join()
@@ -120,7 +98,7 @@ def test_cancel_from_another_thread_ends_a_hung_call_without_blaming_the_service
 def test_an_event_linked_to_a_scope_ends_a_long_poll(held: Held) -> None:
     session = held.client.message_session(held.scale_set.id)
     stop = threading.Event()
-    outcome = Outcome(lambda: _inside(held.client.deadline(cancel_on=stop), lambda: session.get_message(0, 1)))
+    outcome = Outcome(lambda: inside(held.client.deadline(cancel_on=stop), lambda: session.get_message(0, 1)))
     wait_until(lambda: held.fake.count("get_message") == 1)
     stop.set()
     outcome.join()
@@ -328,11 +306,6 @@ def _within(client: sc.Client, seconds: float, fn: Callable[[], Any]) -> Any:
         return fn()
 
 
-def _inside(scope: sc.Deadline, fn: Callable[[], Any]) -> Any:
-    with scope:
-        return fn()
-
-
 @pytest.fixture
 def black_hole() -> Any:
     """A loopback port whose accept queue is full: a connect to it hangs (SYNs are dropped)."""
@@ -359,7 +332,7 @@ def black_hole() -> Any:
 def test_a_connect_to_a_black_hole_ends_on_cancel(black_hole: int) -> None:
     client = sc.Client(f"http://127.0.0.1:{black_hole}/org", token="ghp_test", timeout=(HOUR, HOUR))
     scope = client.deadline()
-    outcome = Outcome(lambda: _inside(scope, lambda: client.get_runner_by_name("x")))
+    outcome = Outcome(lambda: inside(scope, lambda: client.get_runner_by_name("x")))
     outcome.thread.join(timeout=0.5)
     assert outcome.thread.is_alive()  # the connect hangs
     scope.cancel("test")
@@ -379,7 +352,7 @@ def test_a_connect_to_a_black_hole_ends_at_the_deadline(black_hole: int) -> None
 def test_one_scope_entered_by_many_threads_cancels_them_all(held: Held) -> None:
     session = held.client.message_session(held.scale_set.id)
     scope = held.client.deadline()
-    outcomes = [Outcome(lambda: _inside(scope, lambda: session.get_message(0, 1))) for _ in range(4)]
+    outcomes = [Outcome(lambda: inside(scope, lambda: session.get_message(0, 1))) for _ in range(4)]
     wait_until(lambda: held.fake.count("get_message") == 4)
     scope.cancel("all of them")
     for outcome in outcomes:

@@ -14,8 +14,6 @@ import pytest
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock
 
-# tests/test_deadlines.py and tests/test_deleted_scale_set.py still import RecordingScaler, Running, stats and
-# wait_until from this module: keep them imported here until they import from .helpers.
 from .helpers import RecordingScaler, Running, job, make_client, stats, wait_until
 
 

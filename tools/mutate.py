@@ -64,8 +64,12 @@ _LISTENER_TESTS = [  # the listener's fast test files, in the order they run
     "tests/test_listener_cursor.py", "tests/test_listener_standby.py", "tests/test_listener_renewal.py",
     "tests/test_listener_desired_count.py", "tests/test_listener_pacing.py", "tests/test_listener_delivery.py",
     "tests/test_listener_trouble.py", "tests/test_listener.py", "tests/test_listener_health.py",
-    "tests/test_listener_run.py", "tests/test_listener_metrics.py", "tests/test_seam.py",
-    "tests/test_recovery.py", "tests/test_large_messages.py", "tests/test_state_file.py", "tests/test_deadlines.py"]
+    "tests/test_listener_run.py", "tests/test_listener_metrics.py", "tests/test_deleted_scale_set.py",
+    "tests/test_seam.py", "tests/test_recovery.py", "tests/test_large_messages.py", "tests/test_state_file.py",
+    "tests/test_deadlines.py"]
+# The scale-on-time tests measure the real catch-up bounds (about 30 s in all): for the parts that
+# decide which figure the scaler is on and when it is asked.
+_SCALE_ON_TIME = "tests/test_scale_on_time.py"
 
 # Where the listener's end-to-end tests (once all in tests/test_listener.py) live now: the session and
 # state modules run them too.
@@ -73,6 +77,23 @@ _LISTENER_END_TO_END = [
     "tests/test_listener.py", "tests/test_listener_delivery.py", "tests/test_listener_desired_count.py",
     "tests/test_listener_standby.py", "tests/test_listener_trouble.py", "tests/test_listener_health.py",
     "tests/test_listener_run.py", "tests/test_listener_cursor.py", "tests/test_state_file.py"]
+
+# A call's way through the adapter, filed by behaviour: the tests once in test_adapter_*.py and
+# test_coverage_adapter.py (MUTATION.md's last section says where each went).
+_CALL_TESTS = [
+    "tests/test_retry_hints.py", "tests/test_retry_deadlines.py", "tests/test_attempts.py",
+    "tests/test_transport_errors.py", "tests/test_breaker_calls.py", "tests/test_interrupts.py"]
+
+
+def _first(*files: str | list[str]) -> list[str]:
+    """The files in the order given, each once (a module's own tests first, then the shared ones)."""
+    out: list[str] = []
+    for item in files:
+        for name in [item] if isinstance(item, str) else item:
+            if name not in out:
+                out.append(name)
+    return out
+
 
 # module -> (source file, fast test files in the order they run; -x stops at the first failure).
 MODULES: dict[str, tuple[str, list[str]]] = {
@@ -83,25 +104,45 @@ MODULES: dict[str, tuple[str, list[str]]] = {
               ["tests/test_retry.py", "tests/test_transport.py", "tests/test_resilience.py",
                "tests/test_breaker_half_open.py"]),
     "adapter": ("scaleset_client/_adapter.py",
-                ["tests/test_adapter_mutants.py", "tests/test_adapter_survivors.py", "tests/test_adapter_pinned.py",
-                 "tests/test_coverage_adapter.py",
-                 "tests/test_adapter_observed.py",
-                 "tests/test_retry.py",
-                 "tests/test_resilience.py", "tests/test_breaker_half_open.py", "tests/test_recovery.py",
-                 "tests/test_transport.py", "tests/test_deadlines.py", "tests/test_large_messages.py",
-                 "tests/test_tls_chain.py"]),
+                _first(_CALL_TESTS, "tests/test_retry.py",
+                       "tests/test_resilience.py", "tests/test_breaker_half_open.py", "tests/test_recovery.py",
+                       "tests/test_transport.py", "tests/test_deadlines.py", "tests/test_large_messages.py",
+                       "tests/test_tls_chain.py")),
     "connections": ("scaleset_client/_connections.py",
-                    ["tests/test_coverage_connections.py", "tests/test_adapter_pinned.py", "tests/test_deadlines.py",
-                     "tests/test_transport.py",
-                     "tests/test_resilience.py", "tests/test_breaker_half_open.py"]),
+                    _first("tests/test_connections.py", "tests/test_connection_sockets.py",
+                           "tests/test_interrupts.py", "tests/test_attempts.py", _CALL_TESTS,
+                           "tests/test_deadlines.py", "tests/test_transport.py",
+                           "tests/test_resilience.py", "tests/test_breaker_half_open.py")),
+    # The Deadline scope and its watchdog; the listener's pacer reads MIN_ATTEMPT_TIME from it.
+    "deadline": ("scaleset_client/_deadline.py",
+                 ["tests/test_deadline_scopes.py", "tests/test_interrupts.py", "tests/test_retry_deadlines.py",
+                  "tests/test_deadlines.py", "tests/test_listener_pacing.py", "tests/test_listener_run.py"]),
     "classify": ("scaleset_client/_classify.py",
                  ["tests/test_classify_table.py", "tests/test_transport.py", "tests/test_resilience.py",
                   "tests/test_breaker_half_open.py",
-                  "tests/test_adapter_observed.py",
+                  "tests/test_attempts.py", "tests/test_transport_errors.py",
                   "tests/test_large_messages.py"]),
-    "listener": ("scaleset_client/_listener.py", _LISTENER_TESTS),
-    # The listener's session and waiting logic, a mixin of Listener: the same tests reach it.
-    "listener_trouble": ("scaleset_client/_listener_trouble.py", _LISTENER_TESTS),
+    # Every pause's backoff and jitter: a call's retries, throttle pauses and waits past a break, the
+    # breaker's break, the reachability looks, the listener's pauses.
+    "jitter": ("scaleset_client/_jitter.py",
+               ["tests/test_jitter.py", "tests/test_retry.py", "tests/test_retry_hints.py",
+                "tests/test_retry_deadlines.py", "tests/test_breaker_calls.py", "tests/test_breaker.py",
+                "tests/test_listener_pacing.py", "tests/test_listener_standby.py", "tests/test_listener_trouble.py",
+                "tests/test_recovery.py"]),
+    # The listener is a package (scaleset_client/_listener/): the loop and delivery in __init__.py,
+    # and its parts, each reached through a running listener as well as by its own tests.
+    "listener": ("scaleset_client/_listener/__init__.py", _first(_LISTENER_TESTS, _SCALE_ON_TIME)),
+    "listener_pacing": ("scaleset_client/_listener/pacing.py",
+                        _first("tests/test_listener_pacing.py", _LISTENER_TESTS, _SCALE_ON_TIME)),
+    "listener_sessions": ("scaleset_client/_listener/sessions.py",
+                          _first("tests/test_listener_standby.py", "tests/test_listener_renewal.py",
+                                 "tests/test_deleted_scale_set.py", _LISTENER_TESTS)),
+    "listener_statistics": ("scaleset_client/_listener/statistics.py",
+                            _first("tests/test_statistics_tracker.py", "tests/test_listener_desired_count.py",
+                                   "tests/test_listener_metrics.py", _LISTENER_TESTS, _SCALE_ON_TIME)),
+    "listener_poll_errors": ("scaleset_client/_listener/poll_errors.py",
+                             _first("tests/test_poll_errors.py", "tests/test_listener_trouble.py",
+                                    _LISTENER_TESTS)),
     "session": ("scaleset_client/_session.py",
                 ["tests/test_session_queue.py", "tests/test_session_renewal.py", "tests/test_session.py",
                  "tests/test_recovery.py",
@@ -357,7 +398,10 @@ class _MutantFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path: object, target: object = None) -> object:
         if fullname != self.fullname:
             return None
-        return importlib.util.spec_from_file_location(fullname, str(self.path), loader=_MutantLoader(self.code))
+        # A package (its __init__.py) keeps its search path, so its relative imports of its parts work.
+        locations = [str(self.path.parent)] if self.path.name == "__init__.py" else None
+        return importlib.util.spec_from_file_location(fullname, str(self.path), loader=_MutantLoader(self.code),
+                                                      submodule_search_locations=locations)
 
 
 def _pytest_args(tests: list[str]) -> list[str]:
@@ -367,6 +411,12 @@ def _pytest_args(tests: list[str]) -> list[str]:
     # the module from disk, and the mutant then survives untested. _child checks which loader won.
     return [*tests, "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "--timeout=60", "--assert=plain",
             "-W", "ignore::pytest.PytestUnraisableExceptionWarning"]
+
+
+def _module_name(path: Path) -> str:
+    """The import name of a source file: ``scaleset_client/_listener/__init__.py`` is ``scaleset_client._listener``."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _child(module_path: Path, index: int | None, tests: list[str], verbose: bool,
@@ -379,7 +429,7 @@ def _child(module_path: Path, index: int | None, tests: list[str], verbose: bool
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
     code = 3
-    fullname = ".".join(module_path.relative_to(ROOT).with_suffix("").parts)
+    fullname = _module_name(module_path)
     try:
         if index is not None:
             sys.meta_path.insert(0, _MutantFinder(fullname, module_path, _mutant_code(module_path, index)))

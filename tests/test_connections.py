@@ -1,15 +1,15 @@
-"""Branch coverage of the cuttable connections (issue 12): real loopback sockets, no mocks.
-
-What is observed is what a peer or a caller sees: a socket that reaches EOF because the call
-shut it, a connect error of the type urllib3 callers expect, a request that still works when
-no call is bound.
-"""
+"""Connections and pools. First the cuttable connection over real loopback sockets, no mocks: a call
+binds the socket it sends on and an interrupt shuts it (the peer reads EOF), terminal and soft
+interrupts, connect errors of the types urllib3 callers expect, the keepalive options, a request
+that still works when no call is bound. Then a client's pool as the service and the kernel see it:
+one connection reused, keepalive armed on it, a burst of calls never queued behind a small pool."""
 
 from __future__ import annotations
 
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from urllib3.connection import HTTPConnection
@@ -22,6 +22,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
+import scaleset_client as sc
 from scaleset_client._clock import SystemClock
 from scaleset_client._connections import (
     Call,
@@ -31,9 +32,9 @@ from scaleset_client._connections import (
     shutdown,
     tracked_pool,
 )
-from scaleset_client.testing import FakeActionsService, Fault
+from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
-from .conftest import wait_until
+from .helpers import make_client, port_of, wait_until
 
 
 def _peer_sees_eof(peer: socket.socket) -> bool:
@@ -259,3 +260,56 @@ def test_an_interrupt_shuts_the_socket_already_bound(pair: tuple[socket.socket, 
     call.bind(pair[0])
     call.interrupt("deadline")
     assert _peer_sees_eof(pair[1])
+
+
+linux_only = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the kernel's socket table")
+
+
+def _timers_to(port: int) -> list[int]:
+    """The timer kind of every established socket to 127.0.0.1:``port`` (2: keepalive armed)."""
+    found = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state, timer = fields[2], fields[3], fields[5]
+        if int(remote.split(":")[1], 16) == port and state == "01":
+            found.append(int(timer.split(":")[0], 16))
+    return found
+
+
+@linux_only
+def test_pooled_connections_have_tcp_keepalive_armed(fake: FakeActionsService, clock: FakeClock) -> None:
+    """A NAT that drops an idle pooled flow is noticed by keepalive probes, not by a hung call."""
+    with make_client(fake, clock) as client:
+        assert client.get_runner_by_name("x") is None
+        timers = _timers_to(port_of(fake.servers["actions"].url))
+        assert timers and all(t == 2 for t in timers), timers
+
+
+def test_sequential_calls_reuse_one_pooled_connection(fake: FakeActionsService, clock: FakeClock) -> None:
+    """A body read to the end hands its connection back to the pool: five calls, one connection."""
+    with make_client(fake, clock) as client:
+        client.get_runner_by_name("warm")
+        before = fake.connections("actions")
+        for _ in range(5):
+            assert client.get_runner_by_name("x") is None
+        assert fake.connections("actions") == before
+
+
+@pytest.mark.timeout(30)
+def test_more_concurrent_calls_than_pooled_connections_are_all_sent_at_once(fake: FakeActionsService) -> None:
+    """``pool_maxsize`` bounds the idle connections kept, not the calls in flight: a burst of
+    threads is never queued behind a small pool (each gets a connection of its own)."""
+    client = sc.Client(fake.config_url, token=fake.token, pool_maxsize=2)
+    try:
+        group = client.get_runner_group_by_name("default")  # the admin token, before the burst
+        fake.inject("get_runner_group_by_name", Fault.hang(), times=6)
+        threads = [threading.Thread(target=client.get_runner_group_by_name, args=("default",)) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: fake.count("get_runner_group_by_name") == 7, timeout=15)  # all six held at once
+        fake.release_hangs()
+        for thread in threads:
+            thread.join(15)
+        assert group.id == 1 and not any(thread.is_alive() for thread in threads)
+    finally:
+        client.close()

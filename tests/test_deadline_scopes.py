@@ -1,5 +1,6 @@
-"""Branch coverage of ``Deadline`` (issue 12): validation, cancel chains, nesting, detached
-scopes, subscriptions and the watchdog, observed through the public scope API and what a
+"""The ``Deadline`` scope on its own: what it accepts, how a cancel travels (outer to inner, once,
+with the first reason), nested and detached scopes, subscriptions, one scope across threads, and
+the watchdog that notices a cancel nobody reads. Observed through the public scope API and what a
 caller gets (errors, reasons, remaining time, callbacks run, log records)."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import scaleset_client as sc
 from scaleset_client._deadline import WATCHDOG, current, current_scopes, detached
 from scaleset_client.testing import FakeClock
 
-from .conftest import wait_until
+from .helpers import wait_until
 
 
 @pytest.mark.parametrize("seconds", [-1, math.nan, True, "5"])
