@@ -8,8 +8,9 @@ A page asks for generated text with an HTML comment on a line of its own:
     <!-- generated: api-reference -->          one mkdocstrings entry per name in scaleset_client.__all__
     <!-- include: PATH LANGUAGE -->            a repository file as a code block (examples/...)
 
-The root files the docs link to (BENCHMARKS.md, MUTATION.md, COVERAGE.md, CONTRIBUTING.md,
-CHANGELOG.md, SECURITY.md) stay where they are and are added to the site as they are.
+The root files the docs link to (CONTRIBUTING.md, CHANGELOG.md, SECURITY.md) stay where they are
+and are added to the site as they are; the development reports (BENCHMARKS.md, MUTATION.md,
+COVERAGE.md) live under docs/.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-ROOT_PAGES = ("BENCHMARKS.md", "MUTATION.md", "COVERAGE.md", "CONTRIBUTING.md", "CHANGELOG.md", "SECURITY.md")
+ROOT_PAGES = ("CONTRIBUTING.md", "CHANGELOG.md", "SECURITY.md")
 
 _DIRECTIVE = re.compile(r"^<!-- (generated|include): ([^>]*?) -->$", re.MULTILINE)
 
@@ -252,6 +253,9 @@ def on_files(files: Any, config: Any) -> Any:
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    if page.file.src_uri in ROOT_PAGES:
+        # A root page links to docs/X.md as GitHub shows it; on the site it sits beside X.md.
+        markdown = markdown.replace("](docs/", "](")
     return expand(markdown)
 
 

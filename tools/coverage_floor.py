@@ -4,7 +4,7 @@ Run after the test suite (which writes ``.coverage`` through pytest-cov, the CLI
 included)::
 
     .venv/bin/python tools/coverage_floor.py            # print the table; exit 1 below a floor
-    .venv/bin/python tools/coverage_floor.py --write    # and commit-ready: write it to COVERAGE.md
+    .venv/bin/python tools/coverage_floor.py --write    # and commit-ready: write it to docs/COVERAGE.md
 
 Branch coverage here is branches taken / branches in the module (coverage.py's JSON summary),
 stricter than the combined line+branch percentage in the terminal table. Exits 1 when a module is
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 def _write(rows: list[str]) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
-    (ROOT / "COVERAGE.md").write_text("\n".join([
+    (ROOT / "docs" / "COVERAGE.md").write_text("\n".join([
         "# Branch coverage",
         "",
         "Branches taken by the whole suite (the CLI's subprocesses included) in the modules that carry a floor;",

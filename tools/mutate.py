@@ -3,7 +3,7 @@
 One command::
 
     .venv/bin/python tools/mutate.py breaker retry            # print the table
-    .venv/bin/python tools/mutate.py breaker retry --write    # and update MUTATION.md
+    .venv/bin/python tools/mutate.py breaker retry --write    # and update docs/MUTATION.md
 
 For each module it parses the source, makes one small change at a time (a mutant: ``<`` for
 ``<=``, ``and`` for ``or``, a constant off by one, a statement dropped, ...) and runs that
@@ -57,7 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENT_FILE = ROOT / "tools" / "mutants-equivalent.txt"
 # Survivors that are not equivalent but have no practical test (say why); they still count against the score.
 KNOWN_SURVIVORS_FILE = ROOT / "tools" / "mutants-known-survivors.txt"
-REPORT = ROOT / "MUTATION.md"
+REPORT = ROOT / "docs" / "MUTATION.md"
 NOT_LOADED = 9  # a child's exit code: the tests ran, but not against the mutant
 
 _LISTENER_TESTS = [  # the listener's fast test files, in the order they run
