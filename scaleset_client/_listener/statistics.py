@@ -23,10 +23,12 @@ older figure. The listener then finds out cheaply, never by waiting a long poll:
   that fail, the held one, from the last message delivered, is applied, as the reference
   client would.
 
-Catching up lasts ``CATCH_UP_LIMIT`` seconds at most: a queue that never pauses for half a
-second (more than a few messages a second, or a backlog of hundreds) is settled then as if
+Catching up lasts ``CATCH_UP_LIMIT`` seconds at most: a queue that never pauses for a peek
+(more than a few messages a second, or a backlog of hundreds) is settled then as if
 drained, so a figure is never held back longer; messages of a backlog still waiting after that
-are applied as they come, as the reference client applies every figure.
+are applied as they come, as the reference client applies every figure. So a figure held back
+waits for the burst of messages it came in (each within ``HELD_BY_SERVICE`` of its poll) plus
+one peek and one request: about half a second after an opening, more in a long burst.
 
 Both timings rest on one assumption (docs/protocol.md §4.8: a waiting message is returned at
 once) and on the listener's process being scheduled. Were an answer slower than that (a lossy
@@ -43,7 +45,7 @@ from .._models import RunnerScaleSetStatistic
 
 __all__ = ["CATCH_UP_LIMIT", "CATCH_UP_PEEK", "HELD_BY_SERVICE", "StatisticsTracker"]
 
-CATCH_UP_PEEK = 0.5  # seconds a poll may go unanswered before the queue is taken as drained
+CATCH_UP_PEEK = 0.4  # seconds a poll may go unanswered before the queue is taken as drained
 HELD_BY_SERVICE = 0.25  # a message answered this late came after its poll reached the service
 CATCH_UP_LIMIT = 5.0  # catching up never lasts longer: a queue busy without a pause is settled then
 
