@@ -79,23 +79,30 @@ def time_to_exit(state: str) -> float:
     hold, arrange, polls = STATES[state]
     with FakeActionsService(long_poll_hold=hold) as fake:
         arrange(fake)
-        proc = subprocess.Popen(_command(fake.config_url), env=_env(fake), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        try:
-            _wait(lambda: fake.count("get_message") >= polls, 90)
-            time.sleep(0.3)  # well inside the state: the poll is held, the wait has begun
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=120)
-            took = time.monotonic() - sent
-        finally:
-            fake.release_hangs()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if proc.returncode != 0 or fake.session_of(1) is not None:
-            raise RuntimeError(f"{state}: exit {proc.returncode}, session left behind")
-        return took
+        return _terminate(state, fake, _command(fake.config_url), _env(fake),
+                          lambda: fake.count("get_message") >= polls, fake.release_hangs)
+
+
+def _terminate(state: str, fake: FakeActionsService, command: list[str], env: dict[str, str],
+               reached: Callable[[], bool], release: Callable[[], None]) -> float:
+    """Start the CLI, wait until the service is in ``state`` (``reached``), send SIGTERM and time
+    the exit; the process must exit 0 and leave no session behind."""
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait(reached, 90)
+        time.sleep(0.3)  # well inside the state: the poll is held, the wait (or the drip) has begun
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+        took = time.monotonic() - sent
+    finally:
+        release()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode != 0 or fake.session_of(1) is not None:
+        raise RuntimeError(f"{state}: exit {proc.returncode}, session left behind")
+    return took
 
 
 def _shaped_exit(state: str) -> float:
@@ -105,23 +112,8 @@ def _shaped_exit(state: str) -> float:
             ShapeFront({name: server.url for name, server in fake.servers.items()}, SHAPES[shape],
                        interval=DRIP) as front:
         front.arm("GET", r"/scalesets/message$", fault, times=1_000_000)
-        proc = subprocess.Popen(_command(front.rewrite(fake.config_url)), env=_env(fake, front),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            _wait(lambda: len(front.faulted) >= 1, 90)
-            time.sleep(0.3)  # well inside the drip
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=120)
-            took = time.monotonic() - sent
-        finally:
-            front.release()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if proc.returncode != 0 or fake.session_of(1) is not None:
-            raise RuntimeError(f"{state}: exit {proc.returncode}, session left behind")
-        return took
+        return _terminate(state, fake, _command(front.rewrite(fake.config_url)), _env(fake, front),
+                          lambda: len(front.faulted) >= 1, front.release)
 
 
 def bounded_run(duration: float, broker: str) -> float:

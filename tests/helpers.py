@@ -199,3 +199,21 @@ def cli(fake: FakeActionsService, *args: str, token: str | None = None) -> list[
 
 def env(fake: FakeActionsService, token: str | None = None) -> dict[str, str]:
     return {**os.environ, "GITHUB_TOKEN": token or fake.token}
+
+
+def run_bounded(listener: sc.Listener, scaler: RecordingScaler, duration: float) -> None:
+    """Run with a duration (fake time) in a thread; the join's real-time bound only stops a broken
+    run from holding the test for its whole timeout."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            listener.run(scaler, duration=duration)
+        except BaseException as exc:  # handed to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "the bounded run did not end"
+    assert errors == []

@@ -14,7 +14,7 @@ import pytest
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
-from .helpers import RecordingScaler, Running, fake_with_draw, job, make_client, stats, wait_until
+from .helpers import RecordingScaler, Running, fake_with_draw, job, make_client, run_bounded, stats, wait_until
 
 
 def test_initial_statistics_drive_the_first_desired_count(client: sc.Client, fake: FakeActionsService,
@@ -160,24 +160,6 @@ def test_after_a_failed_poll_the_next_poll_comes_before_a_desired_count_that_is_
     client.close()
 
 
-def _run_bounded(listener: sc.Listener, scaler: RecordingScaler, duration: float) -> None:
-    """Run with a duration (fake time) in a thread; the join's real-time bound only stops a broken
-    run from holding the test for its whole timeout."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            listener.run(scaler, duration=duration)
-        except BaseException as exc:  # handed to the test
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout=15)
-    assert not thread.is_alive(), "the bounded run did not end"
-    assert errors == []
-
-
 def test_a_scaler_that_cannot_apply_the_count_keeps_the_run_bounded_and_polling(
         fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
     client = make_client(fake, clock)
@@ -191,7 +173,7 @@ def test_a_scaler_that_cannot_apply_the_count_keeps_the_run_bounded_and_polling(
     fake.push_message(scale_set.id, [job("JobStarted", 3)], statistics=stats(1))
     scaler = Failing()
     try:
-        _run_bounded(sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, error_backoff=4.0)), scaler, 60.0)
+        run_bounded(sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, error_backoff=4.0)), scaler, 60.0)
     finally:
         client.close()
     assert scaler.started == [3] and len(calls) >= 2  # retried after a pause, not given up

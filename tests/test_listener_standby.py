@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import threading
 from itertools import pairwise
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
-from .helpers import RecordingScaler, Running, fake_with_draw, job, make_client, stats, wait_until
+from .helpers import RecordingScaler, Running, fake_with_draw, job, make_client, run_bounded, stats, wait_until
 
 
 def test_session_conflict_stands_by_and_takes_over_when_the_owner_leaves(
@@ -115,31 +114,13 @@ def test_the_standby_timeout_error_names_the_request_it_gave_up_on(
         client.close()
 
 
-def _run_bounded(listener: sc.Listener, scaler: RecordingScaler, duration: float) -> None:
-    """Run with a duration (fake time) in a thread; the join's real-time bound only stops a broken
-    run from holding the test for its whole timeout."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            listener.run(scaler, duration=duration)
-        except BaseException as exc:  # handed to the test
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout=15)
-    assert not thread.is_alive(), "the bounded run did not end"
-    assert errors == []
-
-
 def test_a_session_that_cannot_be_opened_before_a_bounded_run_ends_returns_quietly(
         fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet) -> None:
     client = make_client(fake, clock)
     fake.inject_always("create_session", Fault.error(400, "SomethingElseException", "try later"))
     scaler = RecordingScaler()
     try:
-        _run_bounded(sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, error_backoff=4.0)), scaler, 20.0)
+        run_bounded(sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, error_backoff=4.0)), scaler, 20.0)
     finally:
         client.close()
     tries = [r.time for r in fake.requests("create_session")]

@@ -330,30 +330,28 @@ class ScaleOnTime(RuleBasedStateMachine):
         self._queue()
         self._settle()
 
+    def _move_one(self, data: st.DataObject, state: str, move: Callable[[int], None],
+                  announced: list[int] | None = None) -> None:
+        """Move one job in ``state`` on (drawn by hypothesis), then settle."""
+        jobs = self._jobs(state)
+        if jobs:
+            rid = data.draw(st.sampled_from(jobs))
+            move(rid)
+            if announced is not None:
+                announced.append(rid)
+            self._settle()
+
     @rule(data=st.data())
     def start_a_job(self, data: st.DataObject) -> None:
-        acquired = self._jobs("acquired")
-        if acquired:
-            rid = data.draw(st.sampled_from(acquired))
-            self.fake.start_job(rid)
-            self.started.append(rid)
-            self._settle()
+        self._move_one(data, "acquired", self.fake.start_job, self.started)
 
     @rule(data=st.data())
     def complete_a_job(self, data: st.DataObject) -> None:
-        running = self._jobs("running")
-        if running:
-            rid = data.draw(st.sampled_from(running))
-            self.fake.complete_job(rid)
-            self.completed.append(rid)
-            self._settle()
+        self._move_one(data, "running", self.fake.complete_job, self.completed)
 
     @rule(data=st.data())
     def cancel_a_job_silently(self, data: st.DataObject) -> None:
-        acquired = self._jobs("acquired")
-        if acquired:
-            self.fake.cancel_job(data.draw(st.sampled_from(acquired)), announce=False)
-            self._settle()
+        self._move_one(data, "acquired", lambda rid: self.fake.cancel_job(rid, announce=False))
 
     @rule()
     def expire_the_queue_token(self) -> None:
