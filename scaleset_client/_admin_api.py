@@ -16,7 +16,7 @@ parameter until none comes. A token that repeats, or more than ``MAX_PAGES`` pag
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import requests
 
@@ -48,6 +48,27 @@ __all__ = ["MAX_PAGES", "AdminAPI"]
 
 MAX_PAGES = 1000  # a listing that has not ended by then is a service (or proxy) that never stops paging
 
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+_Item = TypeVar("_Item", bound=_Identified)
+
+
+def _once_each(items: list[_Item]) -> list[_Item]:
+    """Items in order, one per id: a listing whose pages shifted while they were read may repeat
+    one (an item without an id, 0, is kept as it came)."""
+    seen: set[int] = set()
+    kept: list[_Item] = []
+    for item in items:
+        if item.id and item.id in seen:
+            continue
+        seen.add(item.id)
+        kept.append(item)
+    return kept
 
 class AdminAPI:
     """Scale sets, runner groups, JIT configs and runners."""
@@ -114,29 +135,13 @@ class AdminAPI:
             params["runnerGroupId"] = runner_group_id
         raw = self._list_pages("list_runner_scale_sets", "_apis/runtime/runnerscalesets", params,
                                "runner scale sets")
-        found: list[RunnerScaleSet] = []
-        ids: set[int] = set()
-        for item in raw:
-            scale_set = parse(RunnerScaleSet, item, "list_runner_scale_sets")
-            if scale_set.id and scale_set.id in ids:
-                continue
-            ids.add(scale_set.id)
-            found.append(scale_set)
-        return found
+        return _once_each([parse(RunnerScaleSet, item, "list_runner_scale_sets") for item in raw])
 
     def list_runner_groups(self) -> list[RunnerGroup]:
         """Every runner group the credentials can see (the group named "Default" is id 1), every
         page followed. The endpoint is the by-name look-up without ``groupName`` (unconfirmed)."""
         raw = self._list_pages("list_runner_groups", "_apis/runtime/runnergroups/", {}, "runner groups")
-        found: list[RunnerGroup] = []
-        ids: set[int] = set()
-        for item in raw:
-            group = parse(RunnerGroup, item, "list_runner_groups")
-            if group.id and group.id in ids:
-                continue
-            ids.add(group.id)
-            found.append(group)
-        return found
+        return _once_each([parse(RunnerGroup, item, "list_runner_groups") for item in raw])
 
     def get_runner_scale_set_by_id(self, scale_set_id: int) -> RunnerScaleSet | None:
         """The scale set, or None when the service answers ``null``; 404 raises ScaleSetNotFoundError."""
