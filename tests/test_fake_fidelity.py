@@ -51,6 +51,20 @@ def test_chunked_request_bodies_are_read_and_the_connection_stays_in_step(fake: 
     fake.take_violations()  # the second request went to an unknown path on purpose
 
 
+def test_a_request_whose_body_was_cut_short_is_neither_logged_nor_judged(
+        fake: FakeActionsService, scale_set: sc.RunnerScaleSet) -> None:
+    """A client stopped mid-POST (a listener's stop while it creates its session) sends fewer bytes
+    than its Content-Length: the strict fake must not read that as a session without an owner."""
+    path = f"/{fake.tenant}/_apis/runtime/runnerscalesets/{scale_set.id}/sessions?api-version=6.0-preview"
+    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n"
+            "Content-Type: application/json\r\nContent-Length: 69\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", fake.servers["actions"].port), timeout=5) as sock:
+        sock.sendall(head.encode() + b'{"sessionId"')
+        sock.shutdown(socket.SHUT_WR)  # and nothing more: the rest never comes
+        assert sock.recv(4096).startswith(b"HTTP/1.1 400")
+    assert fake.count("create_session") == 0 and fake.violations == []
+
+
 def test_answers_are_gzip_compressed_when_asked_and_the_client_asks(
         client: sc.Client, fake: FakeActionsService, scale_set: sc.RunnerScaleSet) -> None:
     assert client.get_runner_scale_set_by_id(scale_set.id) is not None

@@ -50,7 +50,7 @@ class Headers(dict[str, str]):
 
 
 class BodyError(ValueError):
-    """A request body the server cannot frame (bad chunk size, too large)."""
+    """A request body the server cannot frame (bad chunk size, too large, cut short)."""
 
 
 def read_body(handler: BaseHTTPRequestHandler, headers: Headers) -> bytes:
@@ -79,7 +79,11 @@ def read_body(handler: BaseHTTPRequestHandler, headers: Headers) -> bytes:
         raise BodyError("bad Content-Length") from None
     if length < 0 or length > MAX_REQUEST_BODY:
         raise BodyError("bad Content-Length")
-    return handler.rfile.read(length) if length else b""
+    body = handler.rfile.read(length) if length else b""
+    if len(body) < length:
+        # The client went away mid-body (a stop, a cut): nothing to answer, and no form to judge.
+        raise BodyError(f"request body cut short ({len(body)} of {length} bytes)")
+    return body
 
 
 def accepts_gzip(headers: Headers) -> bool:
