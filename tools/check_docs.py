@@ -1,8 +1,7 @@
 """Check the documentation: the site builds in strict mode, the reference covers the public API,
-the README's CLI table is the generated one, and every Python example runs or says why not.
+the CLI table is the generated one (no page keeps a copy), and every Python example runs or says why not.
 
     python tools/check_docs.py            # everything (needs the `docs` extra: pip install -e '.[docs]')
-    python tools/check_docs.py --fix      # rewrite the README's generated CLI table, then check
     python tools/check_docs.py --no-examples --site-dir site   # skip running the examples; keep the site
 
 Python examples: every ```python block in README.md, CONTRIBUTING.md and docs/*.md runs against
@@ -33,7 +32,6 @@ EXAMPLE_FILES = ("README.md", "CONTRIBUTING.md", "docs/*.md")
 MARKER = re.compile(r"^<!-- example: (?P<kind>not run|runs until stopped)(?::\s*(?P<reason>.*?))?\s*-->$")
 _FENCE = re.compile(r"^(?P<fence>`{3,})(?P<info>[^`\n]*)$")
 TABLE_START = re.compile(r"^<!-- options:start.*-->$", re.MULTILINE)
-TABLE_END = "<!-- options:end -->"
 NOT_METRICS = {"scaleset_client", "scaleset_fake", "scaleset_fake_client"}  # the package, the pytest fixtures
 
 
@@ -102,24 +100,16 @@ def all_blocks() -> tuple[list[Block], list[str]]:
     return blocks, problems
 
 
-def readme_table(fix: bool) -> list[str]:
-    """The README's CLI table must be ``options_markdown()``; ``fix`` rewrites it."""
-    from scaleset_client._cli import options_markdown
-
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    start = TABLE_START.search(text)
-    end = text.find(TABLE_END)
-    if not start or end < start.end():
-        return ["README.md: the generated CLI table's markers (options:start / options:end) are missing"]
-    want = text[:start.end()] + "\n" + options_markdown() + text[end:]
-    if want == text:
-        return []
-    if fix:
-        readme.write_text(want)
-        print("README.md: CLI table regenerated")
-        return []
-    return ["README.md: the CLI table differs from options_markdown(); run `python tools/check_docs.py --fix`"]
+def cli_table() -> list[str]:
+    """The CLI's flags and variables are shown in one place, generated: docs/cli.md asks the hooks
+    for ``options_markdown()``; no page keeps a hand-made copy that could drift."""
+    problems = []
+    if "<!-- generated: cli-options -->" not in (ROOT / "docs" / "cli.md").read_text():
+        problems.append("docs/cli.md: the generated CLI table (<!-- generated: cli-options -->) is missing")
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        if TABLE_START.search(path.read_text()):
+            problems.append(f"{path.relative_to(ROOT)}: a copy of the CLI table; link to docs/cli.md instead")
+    return problems
 
 
 def build(site_dir: Path) -> list[str]:
@@ -166,12 +156,11 @@ def examples() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fix", action="store_true", help="rewrite the README's generated CLI table")
     parser.add_argument("--no-examples", action="store_true", help="do not run the Python examples")
     parser.add_argument("--site-dir", help="build the site here (default: a temporary directory)")
     args = parser.parse_args(argv)
 
-    problems = readme_table(args.fix)
+    problems = cli_table()
     blocks, marker_problems = all_blocks()
     problems += marker_problems
     skipped = [b for b in blocks if b.mode == "skip"]
