@@ -154,7 +154,8 @@ class ShapeFront:
         for name in upstreams:
             listener = socket.create_server(("127.0.0.1", 0))
             self._listeners[name] = listener
-            threading.Thread(target=self._accept, args=(listener,), name=f"shape-{shape.name}-{name}",
+            # The name goes with the thread: the next listeners are still being added to the dict.
+            threading.Thread(target=self._accept, args=(listener, name), name=f"shape-{shape.name}-{name}",
                              daemon=True).start()
 
     # -- what a client is given ---------------------------------------------------------------
@@ -228,8 +229,7 @@ class ShapeFront:
         self.close()
 
     # -- serving ------------------------------------------------------------------------------
-    def _accept(self, listener: socket.socket) -> None:
-        name = next(n for n, s in self._listeners.items() if s is listener)
+    def _accept(self, listener: socket.socket, name: str) -> None:
         while not self._stop.is_set():
             try:
                 conn, _ = listener.accept()
