@@ -27,7 +27,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import scaleset_client as sc
-from scaleset_client import _cli
+from scaleset_client import _cli, _cli_config
 from scaleset_client._health_server import Metrics
 from scaleset_client.testing import FakeActionsService
 
@@ -257,7 +257,7 @@ def test_json_works_too_and_a_key_left_out_takes_its_flags_value(tmp_path: Path)
 
 def test_without_a_toml_reader_the_error_says_to_write_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                             ) -> None:
-    monkeypatch.setattr(_cli, "_toml_reader", lambda: None)  # Python 3.10 without tomli
+    monkeypatch.setattr(_cli_config, "_toml_reader", lambda: None)  # Python 3.10 without tomli
     with pytest.raises(_cli.UsageError, match=r"needs Python 3\.11 or the tomli package.*write the file as JSON"):
         _load(tmp_path, '[[scale_sets]]\nname = "a"\n')
     assert _load(tmp_path, '{"scale_sets": [{"name": "a"}]}', name="listeners.conf")[0].key == "a"
@@ -305,7 +305,7 @@ def test_one_metrics_renders_several_scale_sets_without_a_duplicate_series() -> 
 
 # -- the examples ----------------------------------------------------------------------------------
 def _toml() -> Any:
-    reader = _cli._toml_reader()
+    reader = _cli_config._toml_reader()
     if reader is None:
         pytest.skip("no TOML reader (Python 3.10 without tomli): the examples are TOML")
     return reader
@@ -396,7 +396,7 @@ def test_the_kubernetes_example_validates_and_its_config_loads() -> None:
         env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
         args = _cli.parse_args(["--url", "https://github.com/o", *container["args"]], env)
         fake_path = Path("/nonexistent") / config_path.name
-        patch.setattr(_cli, "_read_config", lambda path: toml.loads(text))
+        patch.setattr(_cli_config, "_read_config", lambda path: toml.loads(text))
         entries = _cli.load_config(str(fake_path), args)
     assert len(entries) >= 2
     for entry in entries:

@@ -232,7 +232,7 @@ def test_help_and_the_docs_table_come_from_one_source() -> None:
                  "SCALESET_STATE_FILE", "GITHUB_APP_PRIVATE_KEY", "SCALESET_ALLOW_HTTP", "--config"):
         assert name in text and name in table, name
     # every environment variable the CLI reads is in the table
-    source = (ROOT / "scaleset_client/_cli.py").read_text()
+    source = "".join(path.read_text() for path in (ROOT / "scaleset_client").glob("_cli*.py"))
     for name in set(re.findall(r'"((?:GITHUB|GH|SCALESET)_[A-Z_]+)"', source)):
         assert f"`{name}`" in table, name
 
