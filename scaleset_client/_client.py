@@ -33,7 +33,7 @@ from ._calls import ActionsCalls, Calls
 from ._clock import Clock, SystemClock
 from ._config import ResilienceConfig
 from ._connections import Interrupt
-from ._deadline import Deadline, detached
+from ._deadline import Deadline, current, detached
 from ._errors import RecoveryError, ScalesetError
 from ._health import HealthReport, RecoveryReport, build_health_report
 from ._http import origin_of
@@ -315,19 +315,26 @@ class Client(AdminAPI):
 
     def pause(self, seconds: float) -> bool:
         """Wait ``seconds`` on the client's clock, or less: ``recover()`` or ``close()`` from any
-        thread ends the wait at once. True when it was ended early.
+        thread ends the wait at once, and so does the end or cancel of the caller's ``deadline``
+        scope. True when it was ended early (by those, not by the scope's time running out).
 
         For a loop of your own that waits out a ``CircuitOpenError`` (``retry_after``) or a backoff:
         with ``client.pause`` an operator's ``recover()`` takes effect now instead of after the
         wait (``Listener`` waits this way by itself)."""
         woken = threading.Event()
+        scope = current()  # the caller's deadline scope, if any: its end and its cancel end the wait too
+        handles = scope.subscribe(lambda reason: woken.set()) if scope is not None else []
+        if scope is not None:
+            seconds = min(seconds, scope.remaining())
         with self._pauses_lock:
             if self._closing.is_set():
+                Deadline.unsubscribe(handles)
                 return True
             self._pauses.add(woken)
         try:
             return self._clock.sleep(max(0.0, seconds), woken) or woken.is_set()
         finally:
+            Deadline.unsubscribe(handles)
             with self._pauses_lock:
                 self._pauses.discard(woken)
 

@@ -46,3 +46,29 @@ def test_a_pause_nobody_ends_lasts_its_time_on_the_clients_clock(fake: FakeActio
     assert client.pause(90.0) is False
     assert clock.monotonic() - before == 90.0
     client.close()
+
+
+def test_a_pause_ends_with_the_callers_deadline_scope(fake: FakeActionsService, clock: FakeClock) -> None:
+    client = make_client(fake, clock)
+    before = clock.monotonic()
+    with client.deadline(2.0):
+        assert client.pause(60.0) is False  # the scope's time, not the pause's, ran out
+    assert clock.monotonic() - before == 2.0
+    client.close()
+
+
+def test_cancelling_the_callers_scope_ends_a_pause_at_once(fake: FakeActionsService) -> None:
+    client = make_client(fake)  # the real clock
+    scope = client.deadline()
+    result: list[bool] = []
+
+    def pause() -> None:
+        with scope:
+            result.append(client.pause(60.0))
+
+    thread = threading.Thread(target=pause, daemon=True)
+    thread.start()
+    scope.cancel("operator")  # before or during the pause: either way it must not wait a minute
+    thread.join(timeout=5)
+    assert not thread.is_alive() and result == [True]
+    client.close()
