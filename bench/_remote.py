@@ -47,7 +47,10 @@ def _child(fd: int, kwargs_json: str) -> None:
 
 
 class RemoteFake:
-    """A ``FakeActionsService`` running in a child process; ``call`` reaches it by name."""
+    """A ``FakeActionsService`` running in a child process; ``call`` reaches it by name.
+    ``CHILD`` names the module whose ``_child`` the process runs (a subclass may serve another fake)."""
+
+    CHILD = "bench._remote"
 
     def __init__(self, **kwargs: Any) -> None:
         self._kwargs = json.dumps(kwargs)  # plain values only (numbers, strings)
@@ -59,7 +62,7 @@ class RemoteFake:
         # A socket pair, not a listening socket: if the child dies, recv() ends with EOFError
         # instead of waiting for a connection that never comes.
         ours, theirs = socket.socketpair()
-        code = f"from bench._remote import _child; _child({theirs.fileno()}, {self._kwargs!r})"
+        code = f"from {self.CHILD} import _child; _child({theirs.fileno()}, {self._kwargs!r})"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_ROOT), os.environ.get("PYTHONPATH", "")])}
         self._proc = subprocess.Popen([sys.executable, "-c", code], cwd=_ROOT, env=env, pass_fds=[theirs.fileno()])
         theirs.close()

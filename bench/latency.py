@@ -51,10 +51,7 @@ import argparse
 import functools
 import json
 import logging
-import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -62,14 +59,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService
 
-from ._remote import _ROOT, RemoteFake
+from ._remote import RemoteFake
 from ._util import Row, median, pct, rows_table, table
 
 PHASES = ("first session", "restart, state file", "restart, no state file", "session refresh (token expired)",
@@ -125,16 +121,7 @@ def _child(fd: int, kwargs_json: str) -> None:
 class StampedRemote(RemoteFake):
     """``RemoteFake`` whose child serves a ``StampedFake``."""
 
-    def __enter__(self) -> StampedRemote:
-        ours, theirs = socket.socketpair()
-        code = f"from bench.latency import _child; _child({theirs.fileno()}, {self._kwargs!r})"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_ROOT), os.environ.get("PYTHONPATH", "")])}
-        self._proc = subprocess.Popen([sys.executable, "-c", code], cwd=_ROOT, env=env, pass_fds=[theirs.fileno()])
-        theirs.close()
-        self.pid = self._proc.pid
-        self._conn = Connection(ours.detach())
-        self.config_url, self.token = self._conn.recv()
-        return self
+    CHILD = "bench.latency"
 
 
 # -- the scaler and the two clients ---------------------------------------------------------------
