@@ -152,3 +152,42 @@ def test_a_scale_set_another_process_created_again_first_is_used_not_duplicated(
     assert fake.count("create_runner_scale_set") == 3  # ours at first, theirs, ours refused
     other.close()
     client.close()
+
+
+def test_a_restart_does_not_create_the_scale_set_again_within_the_interval(
+        fake: FakeActionsService, clock: FakeClock, tmp_path: Path) -> None:
+    """The interval is counted across restarts: the state file says when the last re-creation was."""
+    client = make_client(fake, clock)
+    old = _scale_set(client)
+    config = sc.ListenerConfig(old.id, 5, state_file=tmp_path / "state.json", recreate_deleted=True)
+    first = sc.Listener(client, config)
+    running = Running(first, RecordingScaler())
+    wait_until(lambda: fake.session_of(old.id) is not None)
+    fake.delete_scale_set(old.id)
+    wait_until(lambda: first.scale_set_id != old.id and fake.session_of(first.scale_set_id) is not None)
+    running.finish()
+    fake.delete_scale_set(first.scale_set_id)
+    clock.advance(60.0)  # a restart a minute later: well within the 600 s interval
+    with pytest.raises(sc.ScaleSetNotFoundError, match="recreate_interval"):
+        sc.Listener(client, config).run(RecordingScaler(), until_idle=True)
+    assert fake.count("create_runner_scale_set") == 2
+    client.close()
+
+
+def test_a_scale_set_no_session_described_is_not_created_again(
+        fake: FakeActionsService, clock: FakeClock) -> None:
+    from scaleset_client._listener.healing import Healer
+    from scaleset_client._listener.pacing import Pacer
+    from scaleset_client._listener.sessions import SessionKeeper
+
+    client = make_client(fake, clock)
+    old = _scale_set(client)
+    config = sc.ListenerConfig(old.id, 5, recreate_deleted=True)
+    pacer = Pacer(client, config, clock)
+    healer = Healer(config, clock, SessionKeeper(client, config, clock, pacer), pacer)
+    healer.described(None)  # a session without its scale set tells nothing
+    fake.delete_scale_set(old.id)
+    with pytest.raises(sc.ScaleSetNotFoundError, match="no session described it"):
+        healer.heal(sc.ScaleSetNotFoundError("404"), own_session=True)
+    assert fake.count("create_runner_scale_set") == 1
+    client.close()

@@ -137,6 +137,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "listener_sessions": ("scaleset_client/_listener/sessions.py",
                           _first("tests/test_listener_standby.py", "tests/test_listener_renewal.py",
                                  "tests/test_deleted_scale_set.py", _LISTENER_TESTS)),
+    "listener_healing": ("scaleset_client/_listener/healing.py",
+                         ["tests/test_deleted_scale_set.py"]),
     "listener_statistics": ("scaleset_client/_listener/statistics.py",
                             _first("tests/test_statistics_tracker.py", "tests/test_listener_desired_count.py",
                                    "tests/test_listener_metrics.py", _LISTENER_TESTS, _SCALE_ON_TIME)),

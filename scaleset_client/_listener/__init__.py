@@ -55,11 +55,12 @@ from .._errors import (
 from .._http import origin_of
 from .._jitter import around
 from .._listener_config import EventRef, ListenerConfig, ListenerHealth, MetricsRecorder, Scaler
-from .._listener_state import Moved, binding, binding_key, document, moved, restore
-from .._models import RunnerScaleSet, RunnerScaleSetMessage, RunnerScaleSetStatistic
+from .._listener_state import binding, binding_key, document, moved, restore
+from .._models import RunnerScaleSetMessage, RunnerScaleSetStatistic
 from .._session import MessageSession
 from .._state import CursorRecord, StateFile
 from .._validate import INT32_MAX, check_range
+from .healing import Healer
 from .pacing import Pacer
 from .poll_errors import PERMANENT, PollAction, decide
 from .sessions import SessionKeeper
@@ -136,9 +137,7 @@ class Listener:
         self._saved_session = ""  # the session id the state file names
         self._binding_digest = binding_key(self._client.config.config_url, config.scale_set_id)
         self._owned = self._session is None  # this listener opens (and may re-create) its own session
-        self._definition: RunnerScaleSet | None = None  # the scale set as its last session described it
-        self._move = Moved()  # ids this scale set had before it was created again, and when
-        self._recreated_at: float | None = None  # monotonic time of this process's last re-creation
+        self._healer = Healer(config, self._clock, self._keeper, self._pacer)
         self._check_cursor = False  # the first poll after loading a cursor asks from 0 to verify it
         self._current: EventRef | None = None
         self._scaler_failures = 0
@@ -291,38 +290,12 @@ class Listener:
                 saved = {}
 
     def _heal(self, exc: ScaleSetNotFoundError) -> None:
-        """The scale set answered 404. Unless ``recreate_deleted`` (and this listener opened its own
-        session), the run ends with it. Otherwise: look once more (a 404 has been seen during
-        incidents for scale sets that exist; a 5xx means "cannot tell": wait and go on), then
-        create it again as its last session described it, at most once per
-        ``recreate_interval``, and move the session and the state file to the new id."""
-        config = self.config
-        if not config.recreate_deleted or not self._owned:
-            raise exc
-        try:
-            self._keeper.confirm_scale_set_gone(exc)
-        except ScaleSetNotFoundError as gone:
-            self._recreate(gone)
+        """The scale set answered 404: the run ends with it, unless the ``Healer`` created it again
+        (``recreate_deleted``); then this listener serves the new one from a fresh start."""
+        created = self._healer.heal(exc, own_session=self._owned)
+        if created is None:
             return
-        self._pacer.wait(self._pacer.backoff(2))  # still there, or cannot tell: the loop goes on
-
-    def _recreate(self, gone: ScaleSetNotFoundError) -> None:
-        config, old_id = self.config, self._keeper.scale_set_id
-        definition = self._definition
-        if definition is None or not definition.name:
-            raise gone.recast(ScaleSetNotFoundError, f"{gone.message}; it cannot be created again: no session "
-                              "described it (recreate_deleted needs one session opened first)") from gone
-        since = self._seconds_since_recreated()
-        if since is not None and since < config.recreate_interval:
-            raise gone.recast(ScaleSetNotFoundError, f"{gone.message}; it was created again {since:.0f}s ago, "
-                              f"and is not created again within recreate_interval ({config.recreate_interval:g}s)"
-                              ) from gone
-        created = self._keeper.recreate(definition)
-        log.warning("scale set %d (%s) was deleted on the service; created it again as %d", old_id,
-                    definition.name, created.id)
-        self._record("record_scale_set_recreated", old_id, created.id)
-        self._recreated_at = self._clock.monotonic()
-        self._move = Moved((*self._move.from_ids, old_id), self._clock.wall())
+        self._record("record_scale_set_recreated", self._keeper.scale_set_id, created.id)
         if self._session is not None:
             self._session.close()  # gone with its scale set; deleting it is quiet
             self._session = None
@@ -336,13 +309,6 @@ class Listener:
         if self._state is not None:
             self._state.write_cursor(CursorRecord(0, 0, 0, 0, self._binding_digest), durable=True)
         self._dirty = True
-
-    def _seconds_since_recreated(self) -> float | None:
-        if self._recreated_at is not None:
-            return self._clock.monotonic() - self._recreated_at
-        if self._move.at is not None:  # an earlier process's, from the state file
-            return max(0.0, self._clock.wall() - self._move.at)
-        return None
 
     def _rebind(self, scale_set_id: int) -> None:
         """Serve ``scale_set_id`` from now on: the session, the state file's binding and cursor."""
@@ -366,9 +332,7 @@ class Listener:
         if generation == self._generation:
             return
         self._generation = generation
-        described = session.session.runner_scale_set
-        if described is not None and described.name:
-            self._definition = described
+        self._healer.described(session.session.runner_scale_set)
         before = self._statistics.current
         self._statistics.from_service(session.session.statistics)
         self._catching_up_since = time.monotonic()
@@ -717,7 +681,7 @@ class Listener:
         differ, both files get the same section, and each restore keeps whichever was saved last."""
         if self._state is None:
             return {}
-        follow, self._move = moved(self._state.load(), self._binding())
+        follow, self._healer.move = moved(self._state.load(), self._binding())
         if follow != self._keeper.scale_set_id:
             log.warning("scale set %d was created again as %d by an earlier run (state file %s); serving %d",
                         self._keeper.scale_set_id, follow, self._state.path, follow)
@@ -742,6 +706,6 @@ class Listener:
         session_id = session.session.session_id if session is not None and not session.closed else ""
         self._state.save(document(
             self._binding(), cursor=self._cursor, pending_acks=self._pending_acks, session_id=session_id,
-            resilience=self._client.resilience_store.section(), move=self._move))
+            resilience=self._client.resilience_store.section(), move=self._healer.move))
         self._saved_pending, self._saved_session = frozenset(self._pending_acks), session_id
 
