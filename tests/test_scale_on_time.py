@@ -16,7 +16,6 @@ import itertools
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -112,8 +111,7 @@ def test_a_job_that_comes_while_the_service_holds_the_poll_needs_no_extra_reques
     fake, clock = held
     ssid = scale_set_on(fake, clock)
     client, scaler, running = start(fake, clock, ssid)
-    wait_until(lambda: waiting_on_the_queue(fake, ssid))
-    time.sleep(0.5)  # the scenario: the service has held the poll for a while when the jobs come
+    wait_until(lambda: fake.poll_held_for(ssid) >= 0.5)  # the service has held the poll a while
     for _ in range(3):
         fake.queue_job(ssid)
     wait_until(settled(fake, ssid, scaler), timeout=PROMPTLY)

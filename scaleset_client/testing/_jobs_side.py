@@ -39,6 +39,7 @@ class SessionRecord:
     token_expires: float
     last_seen: float = 0.0  # service wall time of the last create, refresh, poll or ack
     polling: int = 0  # long polls in progress: a session being polled is not idle
+    poll_since: float = 0.0  # time.monotonic() when the newest poll in progress began to be held
 
 
 @dataclass

@@ -252,6 +252,14 @@ class FakeActionsService(GitHubSide, JobsSide, AdminSide):
         with self._lock:
             return [dict(r) for r in self._runners.values()]
 
+    def poll_held_for(self, scale_set_id: int) -> float:
+        """Seconds (real time) the scale set's newest long poll has been held so far; 0 when none is."""
+        with self._lock:
+            session = self._sessions.get(scale_set_id)
+            if session is None or not session.polling:
+                return 0.0
+            return time.monotonic() - session.poll_since
+
     def evict_session(self, scale_set_id: int) -> None:
         """Forget the session server side: its token stops working and refresh answers 404."""
         with self._lock:
@@ -494,6 +502,7 @@ class FakeActionsService(GitHubSide, JobsSide, AdminSide):
         deadline = time.monotonic() + self.long_poll_hold
         with self._cond:
             session.polling += 1
+            session.poll_since = time.monotonic()
             try:
                 return self._hold_poll(session, last, deadline)
             finally:
