@@ -8,9 +8,12 @@ records what it is handed, a listener run in a thread, the shapes of a job messa
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -217,3 +220,21 @@ def run_bounded(listener: sc.Listener, scaler: RecordingScaler, duration: float)
     thread.join(timeout=15)
     assert not thread.is_alive(), "the bounded run did not end"
     assert errors == []
+
+
+def free_port() -> int:
+    """A loopback port free right now (for a server the test starts itself)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """(status, body) of a GET; (0, "") while nothing listens there yet."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""

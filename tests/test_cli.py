@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService
 
-from .helpers import cli, env
+from .helpers import cli, env, free_port, http_get
 
 RECORDER = """
 import json, sys
@@ -121,22 +119,8 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(live_fake: FakeActionsSer
     assert live_fake.unacked(scale_set.id) == []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def test_health_endpoints_and_graceful_sigterm(live_fake: FakeActionsService) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(cli(live_fake, "--scale-set-name", "probed", "--health-port", str(port),
                                 "--health-address", "127.0.0.1"), env=env(live_fake), stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
@@ -144,17 +128,17 @@ def test_health_endpoints_and_graceful_sigterm(live_fake: FakeActionsService) ->
     status = 0
     while time.monotonic() < deadline:
         try:
-            status, _ = _get(base + "/readyz")
+            status, _ = http_get(base + "/readyz")
         except OSError:
             status = 0
         if status == 200:
             break
         time.sleep(0.05)
     assert status == 200
-    assert _get(base + "/livez") == (200, "ok\n")
-    code, metrics = _get(base + "/metrics")
+    assert http_get(base + "/livez") == (200, "ok\n")
+    code, metrics = http_get(base + "/metrics")
     assert code == 200 and "scaleset_listener_ready 1" in metrics and "# TYPE scaleset_circuit_open gauge" in metrics
-    assert _get(base + "/nope")[0] == 404
+    assert http_get(base + "/nope")[0] == 404
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
     assert live_fake.session_of(1) is None  # the session was deleted on the way out

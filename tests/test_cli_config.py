@@ -13,12 +13,9 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,8 @@ import scaleset_client as sc
 from scaleset_client import _cli, _cli_config
 from scaleset_client._health_server import Metrics
 from scaleset_client.testing import FakeActionsService
+
+from .helpers import free_port, http_get
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = str(Path(sys.executable).parent)
@@ -45,22 +44,6 @@ if event["event"] == "desired_runner_count":
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return 0, ""
-
-
 def _wait(condition: Callable[[], object], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -137,21 +120,21 @@ exec = "{command}"
 """)
     (tmp_path / "state").mkdir()
     fake.clear_log()
-    port = _free_port()
+    port = free_port()
     proc = _start(fake, config, port, env={"POD_NAMESPACE": "ci"})
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait(lambda: _get(base + "/readyz")[0] == 200)
+        _wait(lambda: http_get(base + "/readyz")[0] == 200)
         created = next(i for i in range(1, 10) if (fake.scale_set(i) or {}).get("name") == "linux")
         assert [lb["name"] for lb in (fake.scale_set(created) or {})["labels"]] == ["linux", "x64"]
-        assert _get(base + "/readyz") == (200, f"linux: ok\n{existing.id}: ok\n")
-        assert _get(base + "/livez")[0] == 200
+        assert http_get(base + "/readyz") == (200, f"linux: ok\n{existing.id}: ok\n")
+        assert http_get(base + "/livez")[0] == 200
         for scale_set_id, request_id in ((created, 11), (existing.id, 22)):
             fake.push_message(scale_set_id, [{"messageType": "JobStarted", "runnerRequestId": request_id}],
                               statistics={"totalAssignedJobs": 1})
-        _wait(lambda: _by_label(_families(_get(base + "/metrics")[1])["scaleset_jobs_started"], "scale_set")
+        _wait(lambda: _by_label(_families(http_get(base + "/metrics")[1])["scaleset_jobs_started"], "scale_set")
               == {"linux": 1, str(existing.id): 1})
-        families = _families(_get(base + "/metrics")[1])
+        families = _families(http_get(base + "/metrics")[1])
     finally:
         code, err, took = _sigterm(proc)
     print(f"SIGTERM to exit: {took:.2f}s")
@@ -185,15 +168,15 @@ def _fails_and_heals(fake: FakeActionsService, tmp_path: Path) -> None:
     setup.close()
     config = tmp_path / "listeners.json"
     config.write_text(json.dumps({"scale_sets": [{"id": 999}, {"name": "healing", "recreate_deleted": True}]}))
-    port = _free_port()
+    port = free_port()
     proc = _start(fake, config, port, "--recreate-interval", "0")
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait(lambda: [line.split(":")[1].strip() for line in _get(base + "/readyz")[1].splitlines()]
+        _wait(lambda: [line.split(":")[1].strip() for line in http_get(base + "/readyz")[1].splitlines()]
               == ["ended", "ok"])
-        status, body = _get(base + "/readyz")
+        status, body = http_get(base + "/readyz")
         assert status == 503 and "ScaleSetNotFoundError" in body.splitlines()[0], body
-        assert _get(base + "/livez")[0] == 200  # a restart would not cure it, and would stop the others
+        assert http_get(base + "/livez")[0] == 200  # a restart would not cure it, and would stop the others
         assert fake.session_of(healing.id) is not None
         fake.delete_scale_set(healing.id)  # deleted on the service: recreate_deleted creates it again
         _wait(lambda: any((fake.scale_set(i) or {}).get("name") == "healing" and fake.session_of(i) is not None
@@ -343,7 +326,7 @@ def test_the_systemd_example_runs_as_written_and_stops_every_scale_set(tmp_path:
         entry["exec"] = command
     config = tmp_path / "listeners.json"
     config.write_text(json.dumps(example))
-    port = _free_port()
+    port = free_port()
     argv = unit["ExecStart"][0].split()
     argv[0] = f"{BIN}/scaleset-listen"
     argv[argv.index("--config") + 1] = str(config)
@@ -352,7 +335,7 @@ def test_the_systemd_example_runs_as_written_and_stops_every_scale_set(tmp_path:
         proc = subprocess.Popen(argv, env={"PATH": f"{BIN}:/usr/bin:/bin", "GITHUB_TOKEN": fake.token,
                                            "SCALESET_CONFIG_URL": fake.config_url}, stderr=subprocess.PIPE)
         try:
-            _wait(lambda: _get(f"http://127.0.0.1:{port}/readyz")[0] == 200)
+            _wait(lambda: http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200)
             names = {(fake.scale_set(i) or {}).get("name"): i for i in (1, 2)}
             assert set(names) == {"linux-x64", "linux-arm64"}
             _wait(lambda: {e["scale_set_name"] for e in _events(events)} == set(names))  # a first count each
