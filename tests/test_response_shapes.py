@@ -48,7 +48,7 @@ TARGETS = {  # the request each call makes: (method, path pattern) for ShapeFron
     "long_poll": ("GET", r"/scalesets/message$"),
     "ack": ("DELETE", r"/scalesets/message/\d+$"),
 }
-ATTEMPT = 1.5  # connect + read timeout under the "attempt" bound (a read of 1 s leaves a loaded CI room)
+ATTEMPT = 2.5  # connect + read timeout under the "attempt" bound (a 2 s read leaves a loaded runner room)
 DEADLINE = 1.0  # the call's own deadline, the caller's scope
 CANCEL_AT = 0.5  # when the caller cancels, or recover() runs
 
@@ -119,7 +119,7 @@ def expected(cell: Cell) -> Expected:
 def _client(fake: FakeActionsService, front: ShapeFront, cell: Cell) -> sc.Client:
     quick: dict[str, Any] = {"backoff_base": 0.05}
     if cell.bound == "attempt":
-        timeout, long_poll, retry = (0.5, 1.0), 1.0, sc.RetryConfig(max_attempts=2, deadline=10.0, **quick)
+        timeout, long_poll, retry = (0.5, 2.0), 2.0, sc.RetryConfig(max_attempts=2, deadline=10.0, **quick)
     elif cell.bound == "call":
         timeout, long_poll, retry = (2.0, 2.0), DEADLINE, sc.RetryConfig(max_attempts=1, deadline=DEADLINE)
     else:
