@@ -106,12 +106,15 @@ def test_jobs_queued_just_after_the_session_opened_reach_the_scaler_without_wait
 
 def test_a_job_that_comes_while_the_service_holds_the_poll_needs_no_extra_request(
         held: tuple[FakeActionsService, FakeClock]) -> None:
-    """Half a second into the first held poll, nothing older can be waiting: the job's figure is
+    """Well into the first held poll, nothing older can be waiting: the job's figure is
     newer than the session's, applied as it comes, and nothing is asked for."""
     fake, clock = held
     ssid = scale_set_on(fake, clock)
     client, scaler, running = start(fake, clock, ssid)
-    wait_until(lambda: fake.poll_held_for(ssid) >= 0.5)  # the service has held the poll a while
+    import scaleset_client._listener as listener_module
+
+    held = listener_module.HELD_BY_SERVICE + 0.3
+    wait_until(lambda: fake.poll_held_for(ssid) >= held)  # the service has held the poll a while
     for _ in range(3):
         fake.queue_job(ssid)
     wait_until(settled(fake, ssid, scaler), timeout=PROMPTLY)
