@@ -38,6 +38,7 @@ import ssl
 import struct
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
@@ -147,6 +148,8 @@ class ShapeFront:
         self._armed: list[_Armed] = []
         self._conns: set[socket.socket] = set()
         self.faulted: list[tuple[str, str, str]] = []  # (method, path, fault) of each faulted request
+        self._served = threading.Event()  # a fault was served (its request arrived)
+        self.first_fault_at: float | None = None  # time.monotonic() when the first fault was served
         self._tls = _TLS.shared() if shape.tls else None
         self._proxy = ForwardProxy().start() if shape.proxy else None
         self._upstreams = {name: urlsplit(url) for name, url in upstreams.items()}
@@ -195,8 +198,15 @@ class ShapeFront:
                 if armed.times > 0 and armed.method == method and armed.path.search(path):
                     armed.times -= 1
                     self.faulted.append((method, path, armed.fault))
+                    if self.first_fault_at is None:
+                        self.first_fault_at = time.monotonic()
+                    self._served.set()
                     return armed.fault
         return ""
+
+    def wait_for_fault(self, timeout: float) -> bool:
+        """Wait until an armed fault is served (its request arrived); False if ``timeout`` passed first."""
+        return self._served.wait(timeout)
 
     def release(self) -> None:
         """End every drip and hang now (their connections are closed); the front goes on serving."""
