@@ -33,7 +33,6 @@ import logging
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -82,16 +81,19 @@ def _hand_over(response: requests.Response, body: bytes) -> None:
     response._content_consumed = True
 
 
-@dataclass(slots=True)
 class _Progress:
     """What the loop remembers between attempts (``Attempt`` is the frozen view one attempt's
-    classification reads)."""
+    classification reads). A plain slotted class: one per call, mutated in place, never compared
+    (a dataclass cost the import of ``dataclasses`` and a compile at start-up, issue 28)."""
 
-    number: int = 0
-    recovered: bool = False
-    stale_retry_used: bool = False
-    last_error: ScalesetError | None = None
-    last_status: int = 0
+    __slots__ = ("last_error", "last_status", "number", "recovered", "stale_retry_used")
+
+    def __init__(self) -> None:
+        self.number = 0
+        self.recovered = False
+        self.stale_retry_used = False
+        self.last_error: ScalesetError | None = None
+        self.last_status = 0
 
 
 class ResilienceAdapter(HTTPAdapter):

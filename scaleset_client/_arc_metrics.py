@@ -45,6 +45,10 @@ Where we differ from ARC, on purpose:
   gauges come with its own scale-set labels, and the job families get the scale set's ``name``
   label too (``render_arc(..., name_jobs=True)``); ARC runs one listener per process, where the
   scrape target tells them apart.
+
+``ArcFamily``, ``ScaleSetLabels`` and ``ArcSource`` are frozen value classes
+(``_value_class.py``), not dataclasses: the CLI imports this module on every start, and a
+dataclass costs the ``dataclasses`` import and a compile per class (issue 28).
 """
 
 from __future__ import annotations
@@ -53,10 +57,10 @@ import math
 import threading
 from bisect import bisect_left
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from ._models import JobCompleted, JobMessage, JobStarted, RunnerScaleSetStatistic
+from ._value_class import ValueClass
 
 __all__ = ["ARC_BUCKETS", "ARC_FAMILIES", "OVERFLOW", "ArcFamily", "ArcMetrics", "ArcSource", "ScaleSetLabels",
            "render_arc"]
@@ -77,9 +81,10 @@ ARC_BUCKETS: tuple[float, ...] = (
 """Upper bounds (seconds) of both duration histograms, as ARC's listener has them."""
 
 
-@dataclass(frozen=True, slots=True)
-class ArcFamily:
+class ArcFamily(ValueClass):
     """One ARC family: its full name (counters end in ``_total``), type, labels and help text."""
+
+    __slots__ = ()
 
     name: str
     type: str
@@ -113,13 +118,14 @@ _STATISTIC_GAUGES = (("gha_assigned_jobs", "total_assigned_jobs"), ("gha_running
                      ("gha_busy_runners", "total_busy_runners"), ("gha_idle_runners", "total_idle_runners"))
 
 
-@dataclass(frozen=True, slots=True)
-class ScaleSetLabels:
+class ScaleSetLabels(ValueClass):
     """The five labels of ARC's scale-set gauges, known from the configuration (not the service).
 
     ``enterprise``, ``organization`` and ``repository`` come from the configuration URL (a
     repository URL: the owner as ``organization``); ``name`` is the scale set's name;
     ``namespace`` is the Kubernetes namespace in ARC, anything the operator likes here ("")."""
+
+    __slots__ = ()
 
     enterprise: str = ""
     organization: str = ""
@@ -272,9 +278,10 @@ class ArcMetrics:
         return gauges, counters, histograms
 
 
-@dataclass(frozen=True, slots=True)
-class ArcSource:
+class ArcSource(ValueClass):
     """One scale set's ARC metrics and what is known of it at render time (see ``ArcMetrics.render``)."""
+
+    __slots__ = ()
 
     metrics: ArcMetrics
     scale_set: ScaleSetLabels | None

@@ -21,6 +21,11 @@ listener waits it out); any other exception is the source failing, and it is ask
 ``CredentialSourceError``, an ``AuthenticationError`` (permanent: a listener stops). Their
 messages name the source and the exception type, with known secrets redacted; what a source
 returns never appears in a message, a log line or a ``repr``.
+
+``GitHubAppAuth``, ``GitHubCredentials`` and ``AdminToken`` are frozen value classes
+(``_value_class.py``), not dataclasses: the same fields, validation, equality, ``repr`` and
+``dataclasses.replace``, without the ``dataclasses`` import and the per-class compile that every
+cron run paid at start-up (issue 28).
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ import base64
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from ._errors import (
@@ -42,6 +46,7 @@ from ._errors import (
 )
 from ._secrets import Secret, redact
 from ._validate import check_id, check_instance
+from ._value_class import ValueClass, value_field
 
 __all__ = ["SOURCE_ATTEMPTS", "SOURCE_PAUSES", "AdminCredentials", "AdminToken", "AppSigner",
            "CredentialSourceError", "GitHubAppAuth", "GitHubCredentials", "SingleFlight", "TokenProvider",
@@ -105,8 +110,7 @@ def ask_source(source: Callable[[], _T], what: str, sleep: Callable[[float], obj
     raise CredentialSourceError(f"{what} failed {SOURCE_ATTEMPTS} times; last: {_describe(last)}") from last
 
 
-@dataclass(frozen=True)
-class GitHubAppAuth:
+class GitHubAppAuth(ValueClass):
     """GitHub App credentials: client id (or numeric app id), installation id, and either the RSA
     private key (PEM) or a ``signer`` that signs the App JWT where the key lives (see ``AppSigner``).
 
@@ -117,10 +121,12 @@ class GitHubAppAuth:
     logged or put in an error.
     """
 
+    __slots__ = ()
+
     client_id: str | int
     installation_id: int
-    private_key: str | bytes | None = field(default=None, repr=False)
-    signer: AppSigner | Callable[[bytes], bytes] | None = field(default=None, repr=False, compare=False)
+    private_key: str | bytes | None = value_field(default=None, repr=False)
+    signer: AppSigner | Callable[[bytes], bytes] | None = value_field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.client_id, bool) or not str(self.client_id).strip():
@@ -202,18 +208,19 @@ def _checked_signature(value: object) -> bytes:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class GitHubCredentials:
+class GitHubCredentials(ValueClass):
     """What the registration chain signs with: a PAT, a token provider, or a GitHub App and the
     function that signs its JWTs (the parsed key, or the App's signer).
 
     Handed to ``Registration`` on its own, so the chain gets its credentials and nothing else of
     the client. Never shows a secret in ``repr``."""
 
-    pat: Secret | None = field(default=None, repr=False)
+    __slots__ = ()
+
+    pat: Secret | None = value_field(default=None, repr=False)
     app: GitHubAppAuth | None = None
-    app_signer: Callable[[bytes], bytes] | None = field(default=None, repr=False)
-    token_provider: Callable[[], str] | None = field(default=None, repr=False)
+    app_signer: Callable[[bytes], bytes] | None = value_field(default=None, repr=False)
+    token_provider: Callable[[], str] | None = value_field(default=None, repr=False)
 
     @classmethod
     def from_arguments(cls, token: object, app: object, token_provider: object = None) -> GitHubCredentials:
@@ -321,9 +328,10 @@ class SingleFlight(Generic[_T]):
         return flight.result  # type: ignore[return-value]
 
 
-@dataclass(frozen=True, slots=True)
-class AdminToken:
+class AdminToken(ValueClass):
     """The Actions service base URL and the admin token for it."""
+
+    __slots__ = ()
 
     service_url: str
     token: Secret

@@ -19,6 +19,10 @@ Rules that make it safe under threads:
 - Every transition bumps a generation; a result recorded with a permit from an earlier
   generation is discarded (a slow call admitted while CLOSED cannot close a newer OPEN).
 - Time is the injected monotonic clock; ``snapshot``/``restore`` carry state across processes.
+
+``Permit`` and ``Transition`` are value classes (``_value_class.py``), not dataclasses: frozen
+and compared the same, without the import and the per-class compile a cron run paid (issue
+28); a permit is made on every call, so its ``__init__`` is written out.
 """
 
 from __future__ import annotations
@@ -28,13 +32,13 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from ._clock import Clock
 from ._config import CircuitBreakerConfig
 from ._errors import CircuitOpenError
 from ._jitter import around, exponential
+from ._value_class import ValueClass, set_fields
 
 __all__ = ["BreakerRegistry", "CircuitBreaker", "Outcome", "Permit", "State", "Transition"]
 
@@ -62,17 +66,22 @@ class Outcome(enum.Enum):
     NEUTRAL = "neutral"  # throttles, auth, 4xx, cancellation: nothing learned about health
 
 
-@dataclass(frozen=True, slots=True)
-class Permit:
+class Permit(ValueClass):
     """Admission to send one attempt; give it back through ``record``."""
+
+    __slots__ = ()
 
     generation: int
     probe_id: int = 0
 
+    def __init__(self, generation: int, probe_id: int = 0) -> None:
+        set_fields(self, (generation, probe_id))
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+
+class Transition(ValueClass):
     """A state change, delivered to listeners after the breaker's lock is released."""
+
+    __slots__ = ()
 
     origin: str
     operation_class: str

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from ._value_class import ValueClass
 from ._version import __version__
 
 _DESCRIPTION = """\
@@ -114,9 +113,13 @@ def _switch(text: str) -> bool:
     return value in _TRUE
 
 
-@dataclass(frozen=True)
-class Option:
-    """One CLI option: the single source of ``--help``, the environment fallback and the README table."""
+class Option(ValueClass):
+    """One CLI option: the single source of ``--help``, the environment fallback and the README table.
+
+    A frozen value class (``_value_class.py``), not a dataclass: every CLI start builds the table,
+    and a dataclass cost the ``dataclasses`` import and a compile (issue 28)."""
+
+    __slots__ = ()
 
     flag: str
     help: str
@@ -300,6 +303,8 @@ _KIND: dict[Any, str] = {_nonneg_int: "a whole number, 0 or more", _positive_int
 def check_exec(command: str, what: str = "--exec") -> None:
     """Refuse, at start, an --exec whose program is missing or not executable (otherwise every
     message would fail, be set aside and its events lost). ``what`` names it in the error."""
+    import shlex  # only with --exec: not worth its import on every start
+
     try:
         words = shlex.split(command)
     except ValueError as exc:

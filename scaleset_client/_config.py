@@ -2,21 +2,24 @@
 
 All durations are seconds (float). A ``ConfigError`` names the field and the accepted range.
 Derive a changed copy with ``dataclasses.replace(config, field=value)``.
+
+They are value classes (``_value_class.py``), not ``@dataclass``es: they behave as the frozen
+dataclasses they were (``dataclasses.fields``/``replace``/``asdict`` included, validation in
+``__post_init__``), and importing them costs neither ``dataclasses`` nor a compile per class,
+which a cron run paid on every start (issue 28).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from ._errors import ConfigError
 from ._jitter import exponential, full
 from ._validate import check_range
+from ._value_class import ValueClass, value_field
 
 __all__ = ["CircuitBreakerConfig", "ResilienceConfig", "RetryConfig"]
 
 
-@dataclass(frozen=True, slots=True)
-class CircuitBreakerConfig:
+class CircuitBreakerConfig(ValueClass):
     """How one breaker partition (an origin and an operation class) trips and recovers.
 
     failure_threshold
@@ -46,6 +49,8 @@ class CircuitBreakerConfig:
         30 s about 3x, at the cost of a slower return for each.
     """
 
+    __slots__ = ()
+
     failure_threshold: int = 5
     failure_ratio: float = 0.5
     window_size: int = 20
@@ -72,8 +77,7 @@ class CircuitBreakerConfig:
         check_range("reset_after", self.reset_after, 0.0)
 
 
-@dataclass(frozen=True, slots=True)
-class RetryConfig:
+class RetryConfig(ValueClass):
     """How a single call is repeated inside the resilience adapter.
 
     max_attempts
@@ -97,6 +101,8 @@ class RetryConfig:
         multiply the load on a failing service. 0 disables the budget.
     """
 
+    __slots__ = ()
+
     max_attempts: int = 5
     backoff_base: float = 0.5
     backoff_max: float = 30.0
@@ -117,8 +123,7 @@ class RetryConfig:
         return full(exponential(retry_number, self.backoff_base, self.backoff_max), rand)
 
 
-@dataclass(frozen=True, slots=True)
-class ResilienceConfig:
+class ResilienceConfig(ValueClass):
     """Everything about surviving a failing service, in one object.
 
     auto_recover_session
@@ -139,9 +144,11 @@ class ResilienceConfig:
         sets it aside by id (like a poison message) so it cannot wedge the queue.
     """
 
+    __slots__ = ()
+
     auto_recover_session: bool = True
-    circuit_breaker: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
-    retry: RetryConfig = field(default_factory=RetryConfig)
+    circuit_breaker: CircuitBreakerConfig = value_field(default_factory=CircuitBreakerConfig)
+    retry: RetryConfig = value_field(default_factory=RetryConfig)
     health_check_interval: float = 30.0
     max_response_bytes: int = 4 * 1024 * 1024
     max_message_bytes: int = 64 * 1024 * 1024

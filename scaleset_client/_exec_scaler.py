@@ -3,6 +3,11 @@
 An ``--exec`` command in flight when the listener stops gets a grace period, then its process
 group is terminated and the message stays unacknowledged; a command that cannot run at all is
 refused at start instead of failing every message.
+
+An event's job is turned into JSON through its fields (``field_values``), not
+``dataclasses.asdict``: the models are value classes, and importing ``dataclasses`` (with
+``inspect``, ``ast`` and ``dis``) cost every CLI start, a cron run included (issue 28); and
+``subprocess`` is imported when a command first runs, not by every start that logs only.
 """
 
 from __future__ import annotations
@@ -11,23 +16,28 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import threading
 import time
-from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ScalerInterruptedError
 from ._models import JobCompleted, JobStarted
+from ._value_class import ValueClass, field_values
 
 if TYPE_CHECKING:
+    import subprocess
+
     from ._listener import Listener
 
 log = logging.getLogger("scaleset_client._cli")
 
 def _jsonable(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
+    if isinstance(value, ValueClass):
+        return {k: _jsonable(v) for k, v in field_values(value).items()}
+    if hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type):  # a dataclass of the caller's
+        from dataclasses import asdict
+
         return {k: _jsonable(v) for k, v in asdict(value).items()}
     if isinstance(value, datetime):
         return value.isoformat()
@@ -53,6 +63,8 @@ class ExecScaler:
         self.listener: Listener | None = None  # set by main(): events then carry message_id and event_index
 
     def _run(self, event: dict[str, Any]) -> str:
+        import subprocess  # here, not at the top: a start without --exec never needs it
+
         listener = self.listener
         ref = listener.current_event if listener is not None else None
         if ref is not None:  # what a scaler needs to de-duplicate the one event a crash may repeat
@@ -107,6 +119,8 @@ class ExecScaler:
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the command's process group, SIGKILL if it is still there 2 s later."""
+    import subprocess  # loaded already: the command ran
+
     for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, sig)

@@ -4,39 +4,46 @@ Components: ``github_api`` (token and registration calls), ``actions_service`` (
 sessions), ``broker`` (the message queue), ``token`` (the admin token) and ``session`` (open
 message sessions). Each is "ok", "degraded" (half-open, recovering), "down" (an open breaker;
 ``retry_at`` says when the next probe may go) or "unknown" (not used yet).
+
+The reports are frozen value classes (``_value_class.py``), not dataclasses: the same fields,
+equality, ``repr`` and ``dataclasses.asdict``, without the ``dataclasses`` import and the
+per-class compile that every cron run paid at start-up (issue 28).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from ._auth import AdminToken
 from ._breaker import CircuitBreaker, State
 from ._http import origin_of
 from ._session import MessageSession
+from ._value_class import ValueClass, value_field
 
 __all__ = ["ComponentHealth", "HealthReport", "RecoveryReport", "build_health_report"]
 
 _RANK = {"ok": 0, "unknown": 0, "degraded": 1, "down": 2}
 
 
-@dataclass(frozen=True, slots=True)
-class ComponentHealth:
+class ComponentHealth(ValueClass):
     """One origin's health: breaker state, last success and failure, when it is probed next."""
+
+    __slots__ = ()
+
     name: str
     status: str
     reason: str = ""
-    breakers: dict[str, str] = field(default_factory=dict)
+    breakers: dict[str, str] = value_field(default_factory=dict)
     retry_at: float | None = None
     last_success: float | None = None
     last_failure: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class HealthReport:
+class HealthReport(ValueClass):
     """Overall and per-component health. ``healthy`` is False only when a component is down."""
+
+    __slots__ = ()
 
     healthy: bool
     status: str
@@ -59,10 +66,11 @@ class HealthReport:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class RecoveryReport:
+class RecoveryReport(ValueClass):
     """What ``Client.recover()`` did (``actions``), what it had no reason to do (``skipped``), and
     how many calls in flight it interrupted so they retry at once."""
+
+    __slots__ = ()
 
     actions: tuple[str, ...]
     skipped: tuple[str, ...] = ()

@@ -2,18 +2,23 @@
 your code implements, ``ListenerConfig``, ``ListenerHealth``, ``EventRef`` (which event is being
 handled, for de-duplication); ``RunSkippedError`` (defined in ``errors.py``) is importable from here
 too. The loop itself is in ``listener.py``.
+
+``EventRef``, ``ListenerConfig`` and ``ListenerHealth`` are frozen value classes
+(``_value_class.py``), not dataclasses: the same fields, defaults, validation
+(``__post_init__``), equality, ``repr``, pickling and ``dataclasses.fields``/``replace``, without
+the ``dataclasses`` import and the per-class compile that every cron run paid (issue 28).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from ._errors import RunSkippedError as RunSkippedError  # its home before errors.py held every error
 from ._models import JobCompleted, JobStarted, RunnerScaleSetStatistic
 from ._validate import INT32_MAX, check_id, check_range
+from ._value_class import ValueClass, value_field
 
 
 class Scaler(Protocol):
@@ -35,11 +40,12 @@ class Scaler(Protocol):
         """Have ``count`` runners (the jobs assigned to the scale set); return how many you have."""
 
 
-@dataclass(frozen=True)
-class EventRef:
+class EventRef(ValueClass):
     """Which event the scaler is handling: ``kind`` is ``job_started``, ``job_completed`` or
     ``desired_runner_count``; ``index`` counts events of that kind within the message. The pair
     (``message_id``, ``kind``, ``index``) is unique, so a scaler can de-duplicate on it."""
+
+    __slots__ = ()
 
     message_id: int
     kind: str
@@ -74,8 +80,7 @@ class MetricsRecorder(Protocol):
         """The state file's cursor was ahead of what the service delivers; it was reset."""
 
 
-@dataclass(frozen=True)
-class ListenerConfig:
+class ListenerConfig(ValueClass):
     """How a listener runs.
 
     scale_set_id, max_runners
@@ -114,6 +119,8 @@ class ListenerConfig:
         Only for a listener that opens its own session (given a ``Client``).
     """
 
+    __slots__ = ()
+
     scale_set_id: int
     max_runners: int
     state_file: str | os.PathLike[str] | None = None
@@ -122,7 +129,7 @@ class ListenerConfig:
     error_backoff: float = 1.0
     error_backoff_max: float = 60.0
     poison_after: int = 3
-    on_poison: Callable[[int, BaseException], None] | None = field(default=None, compare=False)
+    on_poison: Callable[[int, BaseException], None] | None = value_field(default=None, compare=False)
     owner: str | None = None
     scale_set_name: str | None = None
     min_runners: int = 0
@@ -142,12 +149,13 @@ class ListenerConfig:
         check_range("recreate_interval", self.recreate_interval, 0.0)
 
 
-@dataclass(frozen=True)
-class ListenerHealth:
+class ListenerHealth(ValueClass):
     """``live``: the loop is making progress (an outage never makes it false, so a supervisor does
     not restart us into a crash loop). ``ready``: a session is active and the broker's breaker is
     not open, and the scaler is not failing on every message (``scaler_failures``: scaler
     errors in a row; at ``poison_after`` or more, ``ready`` is false until a message succeeds)."""
+
+    __slots__ = ()
 
     live: bool
     ready: bool

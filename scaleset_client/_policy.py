@@ -7,14 +7,20 @@ request sent through the client's session) gets the policy its method implies.
 
 One idempotency rule (``is_idempotent``): RFC 9110's idempotent methods. A call site that knows
 better (a session refresh PATCH, an update that sets absolute values) says so in its policy.
+
+``Recovery`` and ``CallPolicy`` are frozen value classes (``_value_class.py``), not dataclasses:
+the same equality, ``repr`` and ``dataclasses.replace``, without the ``dataclasses`` import and
+per-class compile a cron run paid (issue 28). A policy is made on every call, so its
+``__init__`` is written out (checked against the fields when the class is created).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import requests
+
+from ._value_class import ValueClass, set_fields
 
 __all__ = ["CallPolicy", "PolicyRequest", "Recovery", "is_idempotent", "policy_of", "with_policy"]
 
@@ -27,8 +33,7 @@ def is_idempotent(method: str) -> bool:
     return method.upper() in IDEMPOTENT_METHODS
 
 
-@dataclass(frozen=True, slots=True)
-class Recovery:
+class Recovery(ValueClass):
     """How a call recovers from a 401: what it ``renews`` (for logs: "admin token", "session"),
     ``renew()`` to do it, and ``resign()`` to build the request again with what was renewed.
 
@@ -37,13 +42,14 @@ class Recovery:
     (its error is the call's); ``resign`` always builds the request again.
     """
 
+    __slots__ = ()
+
     renews: str
     renew: Callable[[], object]
     resign: Callable[[], requests.PreparedRequest]
 
 
-@dataclass(frozen=True, slots=True)
-class CallPolicy:
+class CallPolicy(ValueClass):
     """How one call may be repeated and recovered.
 
     ``operation_class`` is the breaker partition within the origin: ``long_poll``, ``session``,
@@ -55,6 +61,8 @@ class CallPolicy:
     ``github_api`` choose how an error answer is read (``error_from_response``).
     """
 
+    __slots__ = ()
+
     operation: str
     operation_class: str
     idempotent: bool
@@ -65,6 +73,13 @@ class CallPolicy:
     queue_operation: bool = False
     github_api: bool = False
     max_body: int | None = None
+
+    def __init__(self, operation: str, operation_class: str, idempotent: bool, json_body: bool = True,
+                 recovery: Recovery | None = None, retry_unauthorized: bool = False,
+                 read_timeout: float | None = None, queue_operation: bool = False, github_api: bool = False,
+                 max_body: int | None = None) -> None:
+        set_fields(self, (operation, operation_class, idempotent, json_body, recovery, retry_unauthorized,
+                          read_timeout, queue_operation, github_api, max_body))
 
 
 class PolicyRequest(requests.PreparedRequest):

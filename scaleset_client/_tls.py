@@ -29,13 +29,13 @@ import ssl
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from urllib3.util.ssl_ import create_urllib3_context
 
 from ._errors import ConfigError
 from ._secrets import Secret
+from ._value_class import ValueClass, value_field
 
 __all__ = ["ClientCertInput", "ClientCertificate", "client_cert_context", "partial_chain_context",
            "proxy_cert_context"]
@@ -62,8 +62,7 @@ def _is_pem(value: object) -> bool:
     return isinstance(value, str) and "-----BEGIN" in value
 
 
-@dataclass(frozen=True)
-class ClientCertificate:
+class ClientCertificate(ValueClass):
     """A TLS client certificate and its private key, from files or from PEM in memory.
 
     ``cert`` is a path to a PEM file, or the PEM itself (``bytes``, or a ``str`` holding
@@ -73,11 +72,16 @@ class ClientCertificate:
 
     ``Client(client_cert=...)`` also takes a path (certificate and key in one file) or a tuple
     ``(cert, key)`` / ``(cert, key, password)`` of the same forms, as requests does.
+
+    A frozen value class (``_value_class.py``), not a dataclass: the same fields, validation,
+    equality and ``repr``, without the ``dataclasses`` import a cron run paid (issue 28).
     """
 
+    __slots__ = ()
+
     cert: PathOrPem
-    key: PathOrPem | None = field(default=None, repr=False)
-    password: str | bytes | None = field(default=None, repr=False)
+    key: PathOrPem | None = value_field(default=None, repr=False)
+    password: str | bytes | None = value_field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name, value in (("cert", self.cert), ("key", self.key)):

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote, urlencode, urlsplit
 
 from ._errors import ConfigError
+from ._value_class import ValueClass
 
 __all__ = ["GitHubConfig", "join_url", "parse_config_url"]
 
@@ -30,9 +30,13 @@ _SHAPES = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class GitHubConfig:
-    """What a configuration URL names. ``config_url`` is the normalized form sent at registration."""
+class GitHubConfig(ValueClass):
+    """What a configuration URL names. ``config_url`` is the normalized form sent at registration.
+
+    A frozen value class (``_value_class.py``), not a dataclass: the same value, without the
+    ``dataclasses`` import and the per-class compile a cron run paid at start-up (issue 28)."""
+
+    __slots__ = ()
 
     config_url: str
     scheme: str
