@@ -39,7 +39,7 @@ from ._health import HealthReport, RecoveryReport, build_health_report
 from ._http import origin_of
 from ._models import SystemInfo
 from ._registration import Registration
-from ._resilience_store import ResilienceStore
+from ._resilience_store import section_of
 from ._session import MessageSession
 from ._tls import ClientCertificate, ClientCertInput, client_cert_context, proxy_cert_context
 from ._urls import GitHubConfig, parse_config_url
@@ -116,11 +116,12 @@ class Client(AdminAPI):
     construction (missing: fresh start; unreadable: a warning and a fresh start; bound to another
     configuration URL: a warning, and the file is never read or written); written by a
     background thread when a breaker changes state or a rate limit arms a gate (at most once a
-    second, the first change at once) and on ``close()``. Writes are atomic and take the file's
-    lock only for the write, waiting at most 0.1 s for it: while a ``Listener`` holds the same
-    file, it writes the resilience state and this client leaves the file to it. Only the ``resilience``
-    key of the file is this client's; a listener's cursor in the same file is kept as it is.
-    See ``scaleset_client._resilience_store`` for the design.
+    second, the first change at once) and on ``close()``. Writes are atomic. In one process,
+    every client and listener on a file hand their parts to the file's one owner, which writes
+    them (a listener on the same file saves this client's state with its cursor); another
+    process's running listener keeps the file to itself. Only the ``resilience`` key of the file
+    is this client's; a listener's cursor in the same file is kept as it is. See
+    ``scaleset_client._state_owner`` and ``scaleset_client._resilience_store`` for the design.
     """
 
     def __init__(
@@ -178,12 +179,11 @@ class Client(AdminAPI):
         self.recoveries = 0
         self._pauses: set[threading.Event] = set()  # callers in pause(), woken by recover() and close()
         self._pauses_lock = threading.Lock()
-        self._store = ResilienceStore(state_file, self._github.config_url, self.export_resilience_state,
-                                      self.import_resilience_state, self._log)
-        if self._store.path is not None:
-            self._breakers.add_listener(self._store.changed)
-            self._adapter.gate.add_listener(self._store.changed)
-            self._store.load()
+        self._state_section = section_of(self, self._log)
+        if state_file is not None:
+            self._state_section.open(state_file)
+            self._breakers.add_listener(self._state_section.changed)
+            self._adapter.gate.add_listener(self._state_section.changed)
 
     # -- public state ------------------------------------------------------------------------
     @property
@@ -203,12 +203,6 @@ class Client(AdminAPI):
         with self._info_lock:
             self._system_info = info
             self._calls.user_agent = info.user_agent()
-
-    @property
-    def resilience_store(self) -> ResilienceStore:
-        """Where this client's resilience state is saved (``path`` None without a state file);
-        a ``Listener`` saves and restores the resilience part of its own state file through it."""
-        return self._store
 
     @property
     def circuit_breakers(self) -> BreakerRegistry:
@@ -449,7 +443,7 @@ class Client(AdminAPI):
         self._wake_pauses()
         self._adapter.interrupt_in_flight(Interrupt.CLOSE)  # each call's socket is shut; idle ones close below
         self._calls.close()
-        self._store.close()  # the final resilience state, after the last call ended
+        self._state_section.close()  # the final resilience state, after the last call ended
 
     def __enter__(self) -> Client:
         return self

@@ -1,8 +1,9 @@
 """What a listener keeps in its state file, and how a starting listener reads it back.
 
-The listener decides *when* to write (``_listener.py``); this module says *what*: the JSON
-document, and the restore of the cursor, the progress within a message, the pending acks and
-the resilience section from it and from the cursor record.
+The listener decides *when* to write (``_listener.py``); this module says *what*: its keys of the
+JSON document (``KEYS``; the file's owner, ``_state_owner``, adds the client's ``resilience``
+section and writes it), and the restore of the cursor, the progress within a message and the
+pending acks from the saved document and the cursor record.
 
 What ties the file to one configuration: the configuration URL and scale set. A state file
 copied to another host, or left behind after the listener was pointed at another scale set, must
@@ -15,14 +16,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 from ._state import StateFile
+from ._value_class import ValueClass
 
-__all__ = ["Moved", "Restored", "binding", "binding_key", "document", "mismatch", "moved", "restore"]
+__all__ = ["KEYS", "Moved", "Restored", "binding", "binding_key", "document", "mismatch", "moved", "restore"]
 
 log = logging.getLogger("scaleset_client._listener")  # the listener's own logger: these are its warnings
+
+# The document's keys that are the listener's: each save sets them all (an absent one is removed).
+KEYS = frozenset({"scale_set_id", "binding", "cursor", "pending_acks", "session_id", "writer_pid",
+                  "recreated_from", "recreated_at"})
 
 
 def binding(config_url: str, scale_set_id: int, scale_set_name: str | None) -> dict[str, Any]:
@@ -52,23 +57,29 @@ def mismatch(saved: dict[str, Any], ours: dict[str, Any]) -> str:
     return ""
 
 
-@dataclass
 class Restored:
     """What a state file gives back: the cursor merged with what the listener had, the events
-    handled within a message past the cursor, acks still owed, the resilience section, and the
-    whole saved document (for the stale session id)."""
+    handled within a message past the cursor, acks still owed, the saved document (for the stale
+    session id; empty when it was another configuration's) and whether it was (``foreign``).
+    A plain slotted record, filled in place (no ``dataclasses`` on a cron run)."""
 
-    cursor: int
-    partial: dict[int, set[tuple[str, int]]] = field(default_factory=dict)
-    pending_acks: set[int] = field(default_factory=set)
-    resilience: Any = None
-    saved: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("cursor", "foreign", "partial", "pending_acks", "saved")
+
+    def __init__(self, cursor: int, partial: dict[int, set[tuple[str, int]]] | None = None,
+                 pending_acks: set[int] | None = None, saved: dict[str, Any] | None = None,
+                 foreign: bool = False) -> None:
+        self.cursor = cursor
+        self.partial = {} if partial is None else partial
+        self.pending_acks = set() if pending_acks is None else pending_acks
+        self.saved = {} if saved is None else saved
+        self.foreign = foreign
 
 
-def restore(state: StateFile, ours: dict[str, Any], digest: str, *, cursor: int) -> Restored:
-    """Read the JSON document and the cursor record; a file of another configuration, or values of
-    the wrong type, are a warning and a fresh start (never a foreign cursor)."""
-    saved = state.load()
+def restore(state: StateFile, saved: dict[str, Any], ours: dict[str, Any], digest: str, *,
+            cursor: int) -> Restored:
+    """Read ``saved`` (the JSON document, as the file's owner read it) and the cursor record; a
+    file of another configuration, or values of the wrong type, are a warning and a fresh start
+    (never a foreign cursor)."""
     why = mismatch(saved, ours)
     if why:
         log.warning("state file %s belongs to %s, not to %s scale set %d%s; ignoring it and starting afresh",
@@ -78,7 +89,7 @@ def restore(state: StateFile, ours: dict[str, Any], digest: str, *, cursor: int)
     found = saved.get("cursor")
     if isinstance(found, int) and not isinstance(found, bool) and found >= 0:
         cursor = max(cursor, found)
-    out = Restored(cursor, saved=saved, resilience=saved.get("resilience"))
+    out = Restored(cursor, saved=saved, foreign=bool(why))
     record = state.load_cursor()
     if record is not None and record.binding != digest:
         log.warning("cursor record %s belongs to another configuration URL or scale set; ignoring it",
@@ -96,10 +107,11 @@ def restore(state: StateFile, ours: dict[str, Any], digest: str, *, cursor: int)
     return out
 
 
-@dataclass(frozen=True)
-class Moved:
+class Moved(ValueClass):
     """A scale set this listener created again after it was deleted: the ids it had before (oldest
     first) and when (wall time) it was last created again."""
+
+    __slots__ = ()
 
     from_ids: tuple[int, ...] = ()
     at: float | None = None
@@ -124,8 +136,8 @@ def moved(saved: dict[str, Any], ours: dict[str, Any]) -> tuple[int, Moved]:
 
 
 def document(ours: dict[str, Any], *, cursor: int, pending_acks: set[int], session_id: str,
-             resilience: dict[str, Any], move: Moved = Moved()) -> dict[str, Any]:
-    """The JSON document a listener saves (the cursor record is written per message)."""
+             move: Moved = Moved()) -> dict[str, Any]:  # noqa: B008  (a frozen value)
+    """The listener's keys of the JSON document (the cursor record is written per message)."""
     extra: dict[str, Any] = {"recreated_from": list(move.from_ids), "recreated_at": move.at} if move.from_ids else {}
     return {
         "scale_set_id": ours["scale_set_id"],
@@ -133,7 +145,6 @@ def document(ours: dict[str, Any], *, cursor: int, pending_acks: set[int], sessi
         "cursor": cursor,
         "pending_acks": sorted(pending_acks),
         "session_id": session_id,
-        "resilience": resilience,
         "writer_pid": os.getpid(),
         **extra,
     }

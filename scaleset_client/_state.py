@@ -12,11 +12,12 @@ when the name is a symlink) for as long as a listener runs, so two processes nev
   writes never touch the slot holding the last synced record, and a torn slot fails its checksum,
   so after a power loss the last synced record is read.
 
-A plain ``Client(state_file=...)`` shares the JSON document (its ``resilience`` key only) under
-the same lock, taken with ``try_lock`` just for the length of one read-modify-write (no wait, a
-few milliseconds): a listener's ``acquire`` retries for up to ``ACQUIRE_PATIENCE`` seconds so such
-a write never makes it fail, and a client that finds a listener holding the lock leaves the
-writing to it.
+This module is the storage only. Within one process a file has one owner
+(``_state_owner.StateOwner``), which holds this object and is the only code that writes the
+document; between processes the lock keeps them apart: a listener ``acquire``s it for its run,
+and an owner without a running listener takes it (``try_acquire``) for one read-modify-write of a
+few milliseconds. A listener's ``acquire`` waits up to ``ACQUIRE_PATIENCE`` seconds so another
+process's brief write never makes it fail.
 
 Neither holds a token: only ids, counters and times. Every storage fault is a ``StateFileError``
 with the path and the reason; content that does not fit (bad JSON, wrong types) is a warning and
@@ -32,24 +33,24 @@ import os
 import threading
 import time
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ._errors import StateFileError, StateFileLockedError
+from ._value_class import ValueClass
 
 try:  # POSIX advisory locks; elsewhere the file is used without a lock
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["CursorRecord", "StateFile", "try_lock", "unlock"]
+__all__ = ["CursorRecord", "StateFile"]
 
 log = logging.getLogger(__name__)
 SCHEMA = 1
 SLOT = 512  # bytes per cursor slot: one sector, so a slot write is (almost always) atomic
 _FDATASYNC = getattr(os, "fdatasync", os.fsync)
-ACQUIRE_PATIENCE = 1.0  # seconds a listener waits for a client's brief write to finish before "in use"
+ACQUIRE_PATIENCE = 1.0  # seconds a listener waits for another process's brief write before "in use"
 _LOCK_PAUSE = 0.02
 
 
@@ -57,30 +58,9 @@ def _lock_path(real_path: Path) -> Path:
     return real_path.with_name(real_path.name + ".lock")
 
 
-def try_lock(path: str | os.PathLike[str], patience: float = 0.1) -> int | None:
-    """Take the state file's lock for one short write: an fd to pass to ``unlock``, or None when
-    someone else (a running listener, another process's write) holds it for longer than
-    ``patience`` seconds. Never blocks longer than that; the holder's pid is not recorded."""
-    real = Path(os.path.realpath(path))
-    try:
-        real.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(_lock_path(real), os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError:
-        return None
-    if fcntl is None:  # pragma: no cover - Windows: no advisory locks
-        return fd
-    try:
-        if _flock_within(fd, patience):
-            return fd
-    except OSError:
-        pass
-    os.close(fd)
-    return None
-
-
 def _flock_within(fd: int, patience: float) -> bool:
     """The exclusive lock on ``fd``, trying every 20 ms for up to ``patience`` seconds: a brief
-    hold (one write) ends within milliseconds, a running listener's does not."""
+    hold (one write by another process) ends within milliseconds, a running listener's does not."""
     assert fcntl is not None
     give_up = time.monotonic() + patience
     while True:
@@ -93,19 +73,14 @@ def _flock_within(fd: int, patience: float) -> bool:
             time.sleep(_LOCK_PAUSE)
 
 
-def unlock(fd: int) -> None:
-    """Release a ``try_lock`` (closing the fd drops the flock)."""
-    with contextlib.suppress(OSError):
-        os.close(fd)
-
-
-@dataclass(frozen=True)
-class CursorRecord:
+class CursorRecord(ValueClass):
     """The delivery record: ``cursor`` is the last message handled (its events all handed over);
     ``message_id`` is the message in flight (0: none), of which the first ``started`` job-started
     and ``completed`` job-completed events were handed over; ``binding`` names the configuration
     the record belongs to; ``stats_message_id`` is no longer written (0) nor read: older versions kept
     the message whose statistics were last applied, and their records still read."""
+
+    __slots__ = ()
 
     cursor: int = 0
     message_id: int = 0
@@ -199,6 +174,38 @@ class StateFile:
             raise StateFileError(f"cannot lock the state file {self.path} ({lock_path}): {exc.strerror}") from exc
         self._lock_fd = fd
 
+    def try_acquire(self, patience: float) -> bool:
+        """Take the lock for one brief write, waiting at most ``patience`` seconds: False when
+        another process holds it longer (a running listener) or it cannot be opened. The holder's
+        pid is not recorded (the hold lasts milliseconds); ``release`` lets it go."""
+        if self._lock_fd is not None:
+            return True
+        try:
+            self.real_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(_lock_path(self.real_path), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return False
+        try:
+            if fcntl is None or _flock_within(fd, patience):
+                self._lock_fd = fd
+                return True
+        except OSError:
+            pass
+        os.close(fd)
+        return False
+
+    @property
+    def locked(self) -> bool:
+        """True while this object holds the lock."""
+        return self._lock_fd is not None
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: close the descriptors inherited from the parent without unlocking
+        (the parent still holds the lock through its own copy; closing ours does not release it)."""
+        self.release()
+        self._last_payload = None
+        self._unsynced = False
+
     def release(self) -> None:
         """Drop the lock and close the cursor record (idempotent)."""
         for name in ("_cursor_fd", "_lock_fd"):
@@ -234,7 +241,7 @@ class StateFile:
         key = json.dumps(_without_stamps(data), sort_keys=True).encode()
         if key == self._last_payload and not force:
             return False
-        # Per process and thread: a client's writer thread and a listener never share a temp file.
+        # Per process and thread: two processes (or threads) writing at once never share a temp file.
         tmp = self.real_path.with_name(f".{self.real_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

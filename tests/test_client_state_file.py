@@ -3,7 +3,8 @@
 Seen from outside: what a new process sends to the fake service after the last one found it
 down, what lands on disk, and what a second writer (another client, a listener, a forked child)
 leaves there; a file that cannot be read or written, or belongs to another configuration, is a
-warning and a fresh start, never a crash.
+warning and a fresh start, never a crash. How one process's clients and listener share a file
+through its one owner: ``test_state_owner.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 import scaleset_client as sc
-from scaleset_client import _resilience_store
+from scaleset_client import _state_owner
 from scaleset_client._http import origin_of
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
@@ -215,7 +216,7 @@ def test_a_breaker_opening_reaches_the_file_before_close(fake: FakeActionsServic
 def test_a_storm_of_transitions_is_not_a_storm_of_writes(fake: FakeActionsService, clock: FakeClock,
                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state = tmp_path / "state.json"
-    monkeypatch.setattr(_resilience_store, "MIN_INTERVAL", 3600.0)
+    monkeypatch.setattr(_state_owner, "MIN_INTERVAL", 3600.0)
     replaced: list[str] = []
     real_replace = os.replace
 
@@ -370,8 +371,8 @@ def test_a_listener_restores_its_files_state_only_when_newer_than_the_clients(
 def test_the_writer_thread_ends_when_quiet_and_comes_back_on_the_next_change(
         fake: FakeActionsService, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state = tmp_path / "state.json"
-    monkeypatch.setattr(_resilience_store, "IDLE_EXIT", 0.05)
-    monkeypatch.setattr(_resilience_store, "MIN_INTERVAL", 0.0)
+    monkeypatch.setattr(_state_owner, "IDLE_EXIT", 0.05)
+    monkeypatch.setattr(_state_owner, "MIN_INTERVAL", 0.0)
 
     def writers() -> set[threading.Thread]:
         return {t for t in threading.enumerate() if t.name == "scaleset-state-writer" and t.is_alive()}
@@ -461,21 +462,29 @@ def test_a_file_whose_resilience_section_names_another_configuration_is_left_alo
     assert state.read_bytes() == before
 
 
-def test_a_section_of_another_configuration_handed_to_restore_is_ignored(
-        client: sc.Client, caplog: pytest.LogCaptureFixture) -> None:
-    """The listener's path: a section read from its own file, bound to another configuration."""
-    section = {"version": 1, "saved_wall": 1.0, "config_url": "https://github.com/theirs",
-               "breakers": [{"origin": ELSEWHERE, "operation_class": "admin", "state": "forced_open",
-                             "open_remaining": None, "saved_wall": 1.0}]}
+def test_a_listener_file_whose_section_names_another_configuration_is_not_restored_then_replaced(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The listener's path: its own file (no binding yet) carries a section of another
+    configuration. It is a warning naming both, nothing of it is restored, and the listener's
+    save replaces it with this client's section (the file is the listener's)."""
+    state = tmp_path / "listener.json"
+    theirs = {"origin": ELSEWHERE, "operation_class": "admin", "state": "forced_open", "open_remaining": None,
+              "saved_wall": clock.wall()}
+    state.write_text(json.dumps({"version": 1, "resilience": {
+        "version": 1, "saved_wall": clock.wall(), "breakers": [theirs], "config_url": "https://github.com/theirs"}}))
+    client = make_client(fake, clock)
     with caplog.at_level(logging.WARNING):
-        assert client.resilience_store.restore(section, source="listener.json") is False
+        sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state)).run(
+            RecordingScaler(), until_idle=True)
     assert any("listener.json" in m and "https://github.com/theirs" in m for m in _warnings(caplog))
-    assert client.circuit_breakers.states() == {}
-    assert client.resilience_store.restore(["not", "a", "mapping"]) is False
+    assert client.circuit_breakers.states().get(f"{ELSEWHERE} admin") is None
+    assert saved(state)["resilience"]["config_url"] == fake.config_url
+    client.close()
 
 
-def test_a_closed_store_neither_writes_again_nor_starts_a_writer(fake: FakeActionsService, clock: FakeClock,
-                                                                  tmp_path: Path) -> None:
+def test_a_closed_client_neither_writes_again_nor_starts_a_writer(fake: FakeActionsService, clock: FakeClock,
+                                                                   tmp_path: Path) -> None:
     state = tmp_path / "state.json"
     client = make_client(fake, clock, state_file=state)
     _open_a_breaker(client)
@@ -483,35 +492,40 @@ def test_a_closed_store_neither_writes_again_nor_starts_a_writer(fake: FakeActio
     assert "forced_open" in state.read_text()
     state.unlink()
     before = _writers()
-    client.resilience_store.changed()  # a late change after close: no writer thread is started
+    client.circuit_breakers.reset(ELSEWHERE)  # a late change after close: no writer thread is started
+    _open_a_breaker(client, "https://late.example:443")
     assert not _writers() - before
     client.close()  # idempotent: the final state is not written a second time
-    client.resilience_store.close()
     assert not state.exists()
 
 
 def test_a_client_without_a_state_file_reads_and_writes_nothing(
         fake: FakeActionsService, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    before = _writers()
     client = make_client(fake, clock)
-    store = client.resilience_store
-    assert store.path is None and repr(store) == "ResilienceStore(None)"
-    store.load()
     _open_a_breaker(client)
-    store.changed()
+    assert client.get_runner_group_by_name("default").name == "Default"
+    assert not _writers() - before
     client.close()
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_store_repr_names_the_path_and_nothing_secret(fake: FakeActionsService, clock: FakeClock,
-                                                          tmp_path: Path) -> None:
+def test_the_state_file_holds_no_secret_and_the_client_shows_no_store(fake: FakeActionsService, clock: FakeClock,
+                                                                      tmp_path: Path) -> None:
+    """What the file keeps is ids, counters and times; how it is kept is not on the client's
+    public face (``Client.resilience_store`` is gone: the state file is the interface)."""
     state = tmp_path / "state.json"
     client = make_client(fake, clock, state_file=state)
     try:
-        assert repr(client.resilience_store) == f"ResilienceStore({str(state)!r})"
-        assert fake.token not in repr(client.resilience_store)
+        assert client.get_runner_group_by_name("default").name == "Default"
+        _open_a_breaker(client)
+        assert not hasattr(client, "resilience_store")
+        assert fake.token not in repr(client)
     finally:
         client.close()
+    assert fake.token not in state.read_text()
+    assert fake.token not in repr(_state_owner.owner_for(state))
 
 
 # A cron-like process that forks after its client has a pooled connection, an admin token and a
@@ -566,10 +580,11 @@ def test_a_forked_child_uses_its_client_and_saves_its_own_state(fake: FakeAction
 
 def test_a_change_flushed_during_the_writers_pause_is_not_written_twice(
         fake: FakeActionsService, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The writer waits out ``MIN_INTERVAL`` after a write; a ``flush()`` in that pause saves the
-    change, so the writer, waking, finds nothing left to write and replaces the file no more."""
-    monkeypatch.setattr(_resilience_store, "MIN_INTERVAL", 2.0)
-    monkeypatch.setattr(_resilience_store, "IDLE_EXIT", 0.2)
+    """The writer waits out ``MIN_INTERVAL`` after a write; a flush by the file's owner in that
+    pause saves the change, so the writer, waking, finds nothing left to write and replaces the
+    file no more."""
+    monkeypatch.setattr(_state_owner, "MIN_INTERVAL", 2.0)
+    monkeypatch.setattr(_state_owner, "IDLE_EXIT", 0.2)
     state = tmp_path / "state.json"
     replaced: list[str] = []
     real_replace = os.replace
@@ -586,7 +601,7 @@ def test_a_change_flushed_during_the_writers_pause_is_not_written_twice(
         _open_a_breaker(client, "https://one.example:443")
         wait_until(lambda: len(replaced) == 1)  # the first change of a quiet spell: written at once
         _open_a_breaker(client, "https://two.example:443")  # the writer now pauses before writing it
-        assert client.resilience_store.flush() is True
+        assert _state_owner.owner_for(state).flush() is True  # what close() and the atexit hook call
         assert len(replaced) == 2
         wait_until(lambda: not _writers() - before)  # the writer woke, found it saved, and went idle
         assert len(replaced) == 2

@@ -1,5 +1,5 @@
 """The state file's lock, seen from outside: another holder (a second open file description, as
-another process would have), the lock file on disk, and what acquire/try_lock give back.
+another process would have), the lock file on disk, and what acquire/try_acquire give back.
 
 Waits are real (the lock's patience is wall time), but each test waits on a condition: the holder
 lets go when told, and the patience is long enough (seconds) that a slow machine cannot flip it.
@@ -21,7 +21,7 @@ import pytest
 
 import scaleset_client as sc
 from scaleset_client import _state as state_module
-from scaleset_client._state import StateFile, try_lock, unlock
+from scaleset_client._state import StateFile
 
 
 @contextmanager
@@ -38,20 +38,31 @@ def held(path: Path) -> Iterator[int]:
         os.close(fd)
 
 
-def test_try_lock_creates_the_directory_and_a_private_lock_file_and_excludes_a_second_taker(tmp_path: Path) -> None:
+def try_lock(path: Path, patience: float = 0.1) -> StateFile | None:
+    """A brief hold, as the file's owner takes it for one write when no listener runs here."""
+    state = StateFile(path)
+    return state if state.try_acquire(patience) else None
+
+
+def test_a_brief_hold_creates_the_directory_and_a_private_lock_file_and_excludes_a_second_taker(
+        tmp_path: Path) -> None:
     path = tmp_path / "deep" / "er" / "state.json"
-    fd = try_lock(path)
-    assert fd is not None
+    first = try_lock(path)
+    assert first is not None and first.locked
     lock = path.with_name("state.json.lock")
     assert stat.S_IMODE(lock.stat().st_mode) == 0o600
     assert try_lock(path, patience=0.05) is None  # held: refused within its patience
-    unlock(fd)
+    with pytest.raises(sc.StateFileLockedError):
+        StateFile(path).acquire()  # a listener is refused too (after its patience)
+    first.release()
+    assert not first.locked
     again = try_lock(path, patience=0.05)
-    assert again is not None  # unlock released it
-    unlock(again)
+    assert again is not None  # release let it go
+    assert again.try_acquire(0.0)  # already held by this object: nothing to wait for
+    again.release()
 
 
-def test_try_lock_gives_up_on_a_holder_and_waits_for_one_that_lets_go(tmp_path: Path) -> None:
+def test_a_brief_hold_gives_up_on_a_holder_and_waits_for_one_that_lets_go(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     with held(path):
         assert try_lock(path, patience=0.1) is None
@@ -60,18 +71,18 @@ def test_try_lock_gives_up_on_a_holder_and_waits_for_one_that_lets_go(tmp_path: 
     def holder() -> None:
         with held(path):
             ready.set()
-            threading.Event().wait(0.2)  # a brief hold, as a client's one write
+            threading.Event().wait(0.2)  # a brief hold, as another process's one write
 
     thread = threading.Thread(target=holder)
     thread.start()
     ready.wait(10)
-    fd = try_lock(path, patience=10.0)  # finds it held, waits, gets it
+    state = try_lock(path, patience=10.0)  # finds it held, waits, gets it
     thread.join()
-    assert fd is not None
-    unlock(fd)
+    assert state is not None
+    state.release()
 
 
-def test_try_lock_on_a_path_that_cannot_hold_a_lock_is_none(tmp_path: Path) -> None:
+def test_a_brief_hold_on_a_path_that_cannot_hold_a_lock_is_refused(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert try_lock(blocker / "state.json") is None  # its directory is a file
@@ -105,8 +116,8 @@ def test_acquire_names_the_holder_and_a_holder_that_lets_go_in_time_is_waited_fo
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="counts this process's open files")
-def test_a_refused_try_lock_leaves_no_file_open(tmp_path: Path) -> None:
-    """A client retries the lock on every state write: a refusal must not leak a descriptor each time."""
+def test_a_refused_brief_hold_leaves_no_file_open(tmp_path: Path) -> None:
+    """The owner retries the brief hold on every write: a refusal must not leak a descriptor each time."""
     path = tmp_path / "state.json"
     with held(path):
         try_lock(path, patience=0.0)  # the lock file exists now

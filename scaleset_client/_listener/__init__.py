@@ -55,10 +55,12 @@ from .._errors import (
 from .._http import origin_of
 from .._jitter import around
 from .._listener_config import EventRef, ListenerConfig, ListenerHealth, MetricsRecorder, Scaler
-from .._listener_state import binding, binding_key, document, moved, restore
+from .._listener_state import KEYS, binding, binding_key, document, moved, restore
 from .._models import RunnerScaleSetMessage, RunnerScaleSetStatistic
+from .._resilience_store import section_of
 from .._session import MessageSession
 from .._state import CursorRecord, StateFile
+from .._state_owner import StateOwner, claim
 from .._validate import INT32_MAX, check_range
 from .healing import Healer
 from .pacing import Pacer
@@ -132,7 +134,9 @@ class Listener:
         self._last_poll_wall: float | None = None
         self._running = False
         self._dirty = False
-        self._state: StateFile | None = None
+        self._state: StateFile | None = None  # the cursor record, of the file's owner
+        self._owner: StateOwner | None = None  # the state file's one writer in this process
+        self._saved: dict[str, Any] = {}  # the document the owner read when this run took the file
         self._saved_pending: frozenset[int] = frozenset()
         self._saved_session = ""  # the session id the state file names
         self._binding_digest = binding_key(self._client.config.config_url, config.scale_set_id)
@@ -244,8 +248,9 @@ class Listener:
         scope = Deadline(duration, cancel_on=stop, clock=self._clock, reason="listener run")
         owned = self._session is None
         if self.config.state_file is not None:
-            self._state = StateFile(self.config.state_file)
-            self._state.acquire()
+            owner = claim(self.config.state_file)
+            self._saved = owner.acquire()  # for this run: StateFileLockedError when another holds it
+            self._owner, self._state = owner, owner.state
         self._running = True
         self._run_thread = threading.current_thread()
         try:
@@ -267,8 +272,9 @@ class Listener:
                     if owned and self._session is not None:
                         self._session.close()
                         self._session = None
-                    if self._state is not None:
-                        self._state.release()
+                    if self._owner is not None:
+                        self._owner.release()
+                        section_of(self._client).leave(self._owner)
 
     def _run_scoped(self, scaler: Scaler, until_idle: bool) -> None:
         """Load the state, open the session unless one was given, then loop; a scale set deleted
@@ -675,37 +681,39 @@ class Listener:
         (``_listener_state.restore``); returns the saved document.
 
         Resilience state and the client's ``state_file``: with no ``ListenerConfig.state_file``
-        the client's file (if any) is the only one, written by the client. When both name the
-        same file it is one file: the listener holds its lock for the run and its saves carry the
-        client's ``resilience`` section; the client writes it again at ``close()``. When they
+        the client's file (if any) is the only one, written by the client. Otherwise the
+        client's resilience section joins the state file's owner for the run
+        (``_state_owner``), which writes it with this listener's keys: when both name the same
+        file it is one file and one owner, the section already restored from it; when they
         differ, both files get the same section, and each restore keeps whichever was saved last."""
-        if self._state is None:
+        if self._owner is None or self._state is None:
             return {}
-        follow, self._healer.move = moved(self._state.load(), self._binding())
+        follow, self._healer.move = moved(self._saved, self._binding())
         if follow != self._keeper.scale_set_id:
             log.warning("scale set %d was created again as %d by an earlier run (state file %s); serving %d",
                         self._keeper.scale_set_id, follow, self._state.path, follow)
             self._rebind(follow)
-        restored = restore(self._state, self._binding(), self._binding_digest, cursor=self._cursor)
+        restored = restore(self._state, self._saved, self._binding(), self._binding_digest, cursor=self._cursor)
         self._cursor = restored.cursor
         self._partial.update(restored.partial)
         self._pending_acks.update(restored.pending_acks)
         self._saved_pending = frozenset(self._pending_acks)
         self._check_cursor = self._cursor > 0
-        # The resilience part goes through the client's store, the one path for it: a section
-        # the client already restored from this same file (or a newer one) is not applied twice.
-        self._client.resilience_store.restore(restored.resilience, source=self._state.path)
+        if restored.foreign:
+            self._owner.reset()  # another configuration's document: nothing of it is kept
+        section_of(self._client).join(self._owner)  # restored from this file unless it is the client's own
         return restored.saved
 
     def _save(self) -> None:
-        """Write the JSON document if its content changed (the cursor record is written per message)."""
+        """Hand this listener's keys to the file's owner, which writes the document now if its
+        content changed, with the client's resilience section (the cursor record is written per
+        message)."""
         self._dirty = False
-        if self._state is None:
+        if self._owner is None:
             return
         session = self._session
         session_id = session.session.session_id if session is not None and not session.closed else ""
-        self._state.save(document(
-            self._binding(), cursor=self._cursor, pending_acks=self._pending_acks, session_id=session_id,
-            resilience=self._client.resilience_store.section(), move=self._healer.move))
+        self._owner.save(document(self._binding(), cursor=self._cursor, pending_acks=self._pending_acks,
+                                  session_id=session_id, move=self._healer.move), KEYS)
         self._saved_pending, self._saved_session = frozenset(self._pending_acks), session_id
 

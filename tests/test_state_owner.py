@@ -1,0 +1,291 @@
+"""One owner per state file and process: clients and a listener on one file hand it their parts.
+
+Seen from outside: what is on disk while and after a listener runs next to a client on the same
+file, what a client restores (never a rollback of its own unsaved change, always what another
+process wrote meanwhile), and what other processes see: a second listener is refused, a cron
+client neither blocks nor clobbers, a forked child does not write a file its parent's listener
+holds. Real threads and real processes; the file's owner is asked for nothing but its flush.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import scaleset_client as sc
+from scaleset_client import _state_owner
+from scaleset_client.testing import FakeActionsService, FakeClock
+
+from .helpers import RecordingScaler, job, make_client, stats, wait_until
+
+ELSEWHERE = "https://api.example:443"
+
+
+def saved(state: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(state.read_text())
+    return data
+
+
+def breaker_states(state: Path) -> dict[str, str]:
+    return {f"{b['origin']} {b['operation_class']}": b["state"]
+            for b in saved(state).get("resilience", {}).get("breakers", [])}
+
+
+def force_open(client: sc.Client, origin: str = ELSEWHERE) -> None:
+    client.circuit_breakers.get(origin, "admin")
+    client.circuit_breakers.force_open(origin)
+
+
+def replace_as_another_process(state: Path, document: dict[str, Any]) -> None:
+    """What another process's write does to the file: an atomic replace."""
+    tmp = state.with_name(".other-process.tmp")
+    tmp.write_text(json.dumps(document))
+    os.replace(tmp, state)
+
+
+@contextmanager
+def running(client: sc.Client, scale_set_id: int, state: Path) -> Iterator[sc.Listener]:
+    """A listener of this process on ``state``, running in a thread until the block ends."""
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set_id, 3, state_file=state))
+    stop = threading.Event()
+    thread = threading.Thread(target=listener.run, args=(RecordingScaler(),), kwargs={"stop": stop}, daemon=True)
+    thread.start()
+    try:
+        yield listener
+    finally:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive()
+
+
+def test_a_clients_change_reaches_the_file_its_listener_holds_during_the_run(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    """Same client, same file: the client's change is written by the file's owner while the
+    listener holds the file (no lock to wait for, no write left to the listener's next save)."""
+    state = tmp_path / "state.json"
+    mid = fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
+    client = make_client(fake, clock, state_file=state)
+    with running(client, scale_set.id, state) as listener:
+        wait_until(lambda: listener.cursor == mid and state.exists())
+        force_open(client)
+        wait_until(lambda: breaker_states(state).get(f"{ELSEWHERE} admin") == "forced_open")
+        assert saved(state)["binding"]["scale_set_id"] == scale_set.id  # the listener's keys are kept
+    client.circuit_breakers.reset(ELSEWHERE)  # after the run: still the one owner, the listener's keys kept
+    client.close()
+    document = saved(state)
+    assert document["cursor"] == mid and document["binding"]["scale_set_id"] == scale_set.id
+    assert breaker_states(state)[f"{ELSEWHERE} admin"] == "closed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.json.cursor", "state.json.lock"]
+
+
+def test_a_listener_taking_its_clients_file_keeps_the_clients_unsaved_change(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file is read once for the client: the listener's start does not hand the client its
+    own older write again, which would undo a change the writer had not saved yet."""
+    monkeypatch.setattr(_state_owner, "MIN_INTERVAL", 3600.0)  # after the first write, nothing until close
+    state = tmp_path / "state.json"
+    client = make_client(fake, clock, state_file=state)
+    force_open(client)
+    wait_until(lambda: state.exists() and breaker_states(state).get(f"{ELSEWHERE} admin") == "forced_open")
+    clock.advance(10.0)
+    client.circuit_breakers.reset(ELSEWHERE)  # not written yet: the writer waits out MIN_INTERVAL
+    assert breaker_states(state)[f"{ELSEWHERE} admin"] == "forced_open"
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state)).run(RecordingScaler(),
+                                                                                   until_idle=True)
+    assert client.circuit_breakers.states()[f"{ELSEWHERE} admin"] == "closed"
+    assert breaker_states(state)[f"{ELSEWHERE} admin"] == "closed"  # the listener's saves carried it
+    client.close()
+
+
+def test_what_another_process_wrote_meanwhile_reaches_the_client_when_its_listener_takes_the_file(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    client = make_client(fake, clock, state_file=state)
+    force_open(client)
+    client.circuit_breakers.reset(ELSEWHERE)
+    wait_until(lambda: state.exists() and breaker_states(state).get(f"{ELSEWHERE} admin") == "closed")
+    clock.advance(5.0)
+    theirs = {"origin": "https://other.example:443", "operation_class": "admin", "state": "forced_open",
+              "open_remaining": None, "saved_wall": clock.wall()}
+    replace_as_another_process(state, {"version": 1, "resilience": {
+        "version": 1, "saved_wall": clock.wall(), "breakers": [theirs], "config_url": fake.config_url}})
+    sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state)).run(RecordingScaler(),
+                                                                                   until_idle=True)
+    assert client.circuit_breakers.states()["https://other.example:443 admin"] == "forced_open"
+    client.close()
+
+
+def test_two_clients_on_one_file_and_an_alias_share_its_owner(fake: FakeActionsService, clock: FakeClock,
+                                                               tmp_path: Path) -> None:
+    real, alias = tmp_path / "real.json", tmp_path / "alias.json"
+    alias.symlink_to(real)
+    first = make_client(fake, clock, state_file=real)
+    second = make_client(fake, clock, state_file=alias)
+    assert _state_owner.owner_for(alias) is _state_owner.owner_for(real)
+    force_open(second, "https://two.example:443")
+    wait_until(lambda: real.exists() and "https://two.example:443 admin" in breaker_states(real))
+    second.close()
+    first.close()  # the last to close wins
+    assert alias.is_symlink() and "https://two.example:443 admin" not in breaker_states(real)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alias.json", "real.json", "real.json.lock"]
+
+
+def test_a_second_listener_of_this_process_on_the_file_is_refused(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    first, second = make_client(fake, clock, state_file=state), make_client(fake, clock)
+    with running(first, scale_set.id, state) as listener:
+        wait_until(lambda: listener.health().ready)
+        with pytest.raises(sc.StateFileLockedError, match=f"another listener of this process \\(pid {os.getpid()}\\)"):
+            sc.Listener(second, sc.ListenerConfig(scale_set.id, 3, state_file=state)).run(RecordingScaler())
+    sc.Listener(second, sc.ListenerConfig(scale_set.id, 3, state_file=state)).run(RecordingScaler(),
+                                                                                   until_idle=True)  # free again
+    first.close()
+    second.close()
+
+
+# Another process next to this one's running listener: a cron client that changes a breaker and
+# closes, or a listener of its own. Neither waits for the file; the listener's file stays whole.
+OTHER_PROCESS = """
+import json, sys, time
+import scaleset_client as sc
+
+url, token, state, what, scale_set_id = sys.argv[1:6]
+client = sc.Client(url, token=token, state_file=state if what == "cron" else None, timeout=(2.0, 5.0))
+began = time.monotonic()
+outcome = "ok"
+if what == "cron":
+    client.circuit_breakers.get("https://cron.example:443", "admin")
+    client.circuit_breakers.force_open("https://cron.example:443")
+else:
+    try:
+        sc.Listener(client, sc.ListenerConfig(int(scale_set_id), 3, state_file=state)).run(lambda *a: None)
+    except sc.StateFileLockedError as exc:
+        outcome = str(exc)
+client.close()
+print(json.dumps({"outcome": outcome, "took": time.monotonic() - began}))
+"""
+
+
+def other_process(tmp_path: Path, fake: FakeActionsService, state: Path, what: str,
+                  scale_set_id: int) -> dict[str, Any]:
+    script = tmp_path / "other_process.py"
+    script.write_text(OTHER_PROCESS)
+    run = subprocess.run([sys.executable, str(script), fake.config_url, fake.token, str(state), what,
+                          str(scale_set_id)], capture_output=True, timeout=60)
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    assert b"Traceback" not in run.stderr, run.stderr.decode()[-2000:]
+    result: dict[str, Any] = json.loads(run.stdout.decode().strip().splitlines()[-1])
+    return result
+
+
+def test_other_processes_next_to_a_running_listener_neither_wait_nor_clobber_its_file(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    mid = fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
+    client = make_client(fake, clock, state_file=state)
+    with running(client, scale_set.id, state) as listener:
+        wait_until(lambda: listener.cursor == mid and state.exists())
+        before = state.read_bytes()
+        cron = other_process(tmp_path, fake, state, "cron", scale_set.id)
+        assert cron["outcome"] == "ok" and cron["took"] < 10.0  # a few tries of 0.1 s, never the run's length
+        assert state.read_bytes() == before  # the write was left to the listener holding the file
+        second = other_process(tmp_path, fake, state, "listener", scale_set.id)
+        assert "in use by another process" in second["outcome"] and f"(pid {os.getpid()})" in second["outcome"]
+    client.close()
+    document = saved(state)
+    assert document["cursor"] == mid and document["binding"]["scale_set_id"] == scale_set.id
+    assert "https://cron.example:443 admin" not in breaker_states(state)
+
+
+# A process whose listener holds the file forks; the child changes a breaker and closes its copy
+# of the client (the atexit hook would write too). The child must not write the parent's file:
+# the parent's listener, not the child, holds it.
+FORK_WHILE_HELD = """
+import json, os, sys
+import scaleset_client as sc
+from scaleset_client import _listener_state, _state_owner
+
+url, token, state = sys.argv[1:4]
+client = sc.Client(url, token=token, state_file=state, timeout=(2.0, 5.0))
+owner = _state_owner.owner_for(state)
+owner.acquire()  # what a running listener holds
+owner.save({"cursor": 5, "scale_set_id": 1}, _listener_state.KEYS)
+before = open(state).read()
+pid = os.fork()
+if pid == 0:
+    client.circuit_breakers.get("https://child.example:443", "admin")
+    client.circuit_breakers.force_open("https://child.example:443")
+    client.close()
+    sys.exit(0)
+_, status = os.waitpid(pid, 0)
+after_child = open(state).read()
+owner.save({"cursor": 6, "scale_set_id": 1}, _listener_state.KEYS)
+owner.release()
+client.close()
+print(json.dumps({"child_exit": os.waitstatus_to_exitcode(status), "untouched": after_child == before}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_write_the_file_its_parents_listener_holds(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    script = tmp_path / "fork_while_held.py"
+    script.write_text(FORK_WHILE_HELD)
+    with FakeActionsService(long_poll_hold=0.05) as fake:
+        run = subprocess.run([sys.executable, str(script), fake.config_url, fake.token, str(state)],
+                             capture_output=True, timeout=60)
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    assert json.loads(run.stdout.decode().strip().splitlines()[-1]) == {"child_exit": 0, "untouched": True}
+    document = saved(state)
+    assert document["cursor"] == 6
+    assert "https://child.example:443 admin" not in breaker_states(state)
+
+
+def test_a_client_dropped_unclosed_is_kept_until_its_change_is_written_then_passed_over(
+        fake: FakeActionsService, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_state_owner, "MIN_INTERVAL", 3600.0)  # after the first write, nothing until a flush
+    state = tmp_path / "state.json"
+    dropped = make_client(fake, clock, state_file=state)
+    alive = weakref.ref(dropped)
+    force_open(dropped, "https://one.example:443")
+    wait_until(lambda: state.exists() and "https://one.example:443 admin" in breaker_states(state))
+    force_open(dropped, "https://two.example:443")  # waits for the writer's next turn
+    del dropped
+    gc.collect()
+    assert alive() is not None  # its change is not written yet
+    owner = _state_owner.owner_for(state)
+    assert owner.flush() is True  # what the atexit hook does
+    assert "https://two.example:443 admin" in breaker_states(state)
+    gc.collect()
+    assert alive() is None  # written: nothing holds it any more
+    assert owner.flush() is False  # nothing of it to write
+    other = make_client(fake, clock, state_file=state)
+    force_open(other, "https://three.example:443")
+    other.close()
+    assert "https://three.example:443 admin" in breaker_states(state)
+
+
+def test_a_listener_whose_cursor_record_cannot_be_opened_fails_and_lets_the_file_go(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    (tmp_path / "state.json.cursor").mkdir()
+    client = make_client(fake, clock)
+    for _ in range(2):  # the second run is not refused as "in use": the first let the file go
+        with pytest.raises(sc.StateFileError, match="cannot open the cursor record") as info:
+            sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state)).run(RecordingScaler())
+        assert not isinstance(info.value, sc.StateFileLockedError)
+    assert saved(state)["binding"]["scale_set_id"] == scale_set.id  # its keys were saved on the way out
+    client.close()
