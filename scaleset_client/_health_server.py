@@ -15,7 +15,6 @@ set's ``gha_*`` labels. ``/readyz`` and ``/livez`` answer for all of them, a lin
 
 from __future__ import annotations
 
-import platform
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -176,6 +175,8 @@ def _render(sources: Sequence[tuple[Metrics, Listener | None]], client: Client |
 
     def tag(metrics: Metrics) -> str:
         return f'{{scale_set="{escape(metrics.scale_set or "")}"}}' if labelled else ""
+
+    import platform  # on the first scrape, not at every start: it costs ~1 ms to import
 
     family("scaleset_build_info", "gauge", "Version of scaleset-listen and Python (always 1).",
            [(f'{{version="{__version__}",python="{platform.python_version()}"}}', 1)])

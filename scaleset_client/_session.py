@@ -40,12 +40,15 @@ _GONE_TYPES = ("RunnerAdminException", "RunnerScaleSetSessionExpiredException")
 
 def default_owner() -> str:
     """The default session owner name: the host name."""
+    try:
+        name = socket.gethostname()
+    except OSError:
+        name = ""
+    if name:
+        return name
     import uuid  # only when the host has no name: it pulls in platform at import time
 
-    try:
-        return socket.gethostname() or str(uuid.uuid4())
-    except OSError:
-        return str(uuid.uuid4())
+    return str(uuid.uuid4())
 
 
 def with_query(url: str, **params: object) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -47,3 +48,24 @@ def test_bare_import_loads_no_client_code_and_first_use_loads_it() -> None:
     used = _modules_after("import scaleset_client as sc; sc.Client")
     assert {"scaleset_client._client", "scaleset_client._models", "requests"} <= used
     assert "scaleset_client._listener" not in used
+
+
+def test_a_cron_run_loads_neither_dataclasses_nor_its_imports() -> None:
+    """A whole ``scaleset-listen --once`` run (empty queue) in a fresh interpreter: ``dataclasses``
+    pulls ``inspect``, ``ast`` and ``dis`` in, a cost every cron minute would pay (issue 28)."""
+    from scaleset_client.testing import FakeActionsService
+
+    heavy = ["dataclasses", "inspect", "ast", "dis"]
+    code = ("import atexit, runpy, sys\n"
+            f"atexit.register(lambda: print('LOADED', sorted(set({heavy!r}) & set(sys.modules))))\n"
+            "sys.argv = ['scaleset-listen', *sys.argv[1:]]\n"
+            "runpy.run_module('scaleset_client', run_name='__main__', alter_sys=True)\n")
+    # without coverage in the child: its start-up hook (a .pth) imports ``dataclasses`` itself
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
+    with FakeActionsService(long_poll_hold=0.05) as fake:
+        child_env["GITHUB_TOKEN"] = fake.token
+        done = subprocess.run([sys.executable, "-c", code, "--url", fake.config_url, "--scale-set-name", "cron",
+                               "--once"], capture_output=True, text=True, timeout=60, env=child_env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert fake.count("get_message") >= 1, "the run polled the queue"
+    assert "LOADED []" in done.stdout, done.stdout[-500:]
