@@ -41,7 +41,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from ._breaker import BreakerRegistry, Outcome
+from ._breaker import BreakerRegistry, OperationClass, Outcome
 from ._classify import MESSAGE_ID, Action, Attempt, Decision, SlowResponse, classify
 from ._clock import Clock
 from ._config import ResilienceConfig
@@ -390,7 +390,7 @@ class ResilienceAdapter(HTTPAdapter):
     def _oversized(policy: CallPolicy, limit: int, what: str, head: bytes) -> ResponseError:
         """The error for a body over the cap; for a message, with its id when the head shows it,
         so a listener can set the message aside instead of polling it for ever."""
-        found = MESSAGE_ID.search(head) if policy.operation_class == "long_poll" else None
+        found = MESSAGE_ID.search(head) if policy.operation_class == OperationClass.LONG_POLL else None
         return ResponseError(f"{policy.operation}: {what} exceeds the {limit}-byte limit", operation=policy.operation,
                              message_id=int(found.group(1)) if found else None)
 

@@ -40,9 +40,28 @@ from ._errors import CircuitOpenError
 from ._jitter import around, exponential
 from ._value_class import ValueClass, set_fields
 
-__all__ = ["BreakerRegistry", "CircuitBreaker", "Outcome", "Permit", "State", "Transition"]
+__all__ = ["BreakerRegistry", "CircuitBreaker", "OperationClass", "Outcome", "Permit", "State", "Transition"]
 
 log = logging.getLogger(__name__)
+
+
+class OperationClass(str, enum.Enum):
+    """The breaker partitions within one origin: a broker outage opens ``LONG_POLL`` and
+    ``QUEUE_OPS`` without stopping ``ADMIN`` token renewals or ``SESSION`` refreshes. A ``str``,
+    so the words stay what breaker keys, snapshots, ``states()`` and the state file show; the
+    breakers store the plain word (``str(member)``)."""
+
+    LONG_POLL = "long_poll"
+    SESSION = "session"
+    QUEUE_OPS = "queue_ops"
+    ADMIN = "admin"
+    GITHUB_API = "github_api"
+
+    def __str__(self) -> str:  # the word, in keys, messages and logs, on every Python version
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
 
 
 class State(str, enum.Enum):
@@ -107,7 +126,7 @@ class CircuitBreaker:
         notify: Callable[[list[Transition]], None] | None = None,
     ) -> None:
         self.origin = origin
-        self.operation_class = operation_class
+        self.operation_class = str(operation_class)  # the plain word, in snapshots and keys
         self._config = config
         self._clock = clock
         self._notify = notify or (lambda events: None)

@@ -34,6 +34,7 @@ from requests.utils import requote_uri
 from . import _wire
 from ._adapter import ResilienceAdapter
 from ._auth import AdminCredentials
+from ._breaker import OperationClass
 from ._errors import APIError, CallCancelledError
 from ._http import error_from_response, origin_of
 from ._policy import CallPolicy, Recovery, is_idempotent, policy_of, with_policy
@@ -211,7 +212,7 @@ class ActionsCalls:
         body: Any = NO_BODY,
         expected: tuple[int, ...] = (200,),
         idempotent: bool | None = None,
-        operation_class: str = "admin",
+        operation_class: OperationClass = OperationClass.ADMIN,
         bearer: Callable[[], str] | None = None,
         renew: Callable[[], object] | None = None,
         queue_operation: bool = False,

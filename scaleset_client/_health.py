@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._auth import AdminToken
-from ._breaker import CircuitBreaker, State
+from ._breaker import CircuitBreaker, OperationClass, State
 from ._http import origin_of
 from ._session import MessageSession
 from ._value_class import ValueClass, value_field
@@ -81,6 +81,9 @@ class RecoveryReport(ValueClass):
         return text + (f" (skipped: {'; '.join(self.skipped)})" if self.skipped else "")
 
 
+_BROKER_CLASSES = (OperationClass.LONG_POLL, OperationClass.QUEUE_OPS)  # the broker's own partitions
+
+
 def _from_breakers(name: str, breakers: list[CircuitBreaker], wall: float) -> ComponentHealth:
     if not breakers:
         return ComponentHealth(name, "unknown", "not used yet")
@@ -117,9 +120,9 @@ def build_health_report(*, wall: float, breakers: Sequence[CircuitBreaker], gith
         "github_api": _from_breakers("github_api", [b for b in all_breakers if b.origin == github_origin], wall),
         "actions_service": _from_breakers(
             "actions_service", [b for b in all_breakers if b.origin == service_origin
-                                and b.operation_class != "long_poll"], wall),
+                                and b.operation_class != OperationClass.LONG_POLL], wall),
         "broker": _from_breakers("broker", [b for b in all_breakers if b.origin in broker_origins
-                                            and b.operation_class in ("long_poll", "queue_ops")], wall),
+                                            and b.operation_class in _BROKER_CLASSES], wall),
     }
     if admin is None:
         components["token"] = ComponentHealth("token", "unknown", "no admin token fetched yet")

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import requests
 
+from ._breaker import OperationClass
 from ._value_class import ValueClass, set_fields
 
 __all__ = ["CallPolicy", "PolicyRequest", "Recovery", "is_idempotent", "policy_of", "with_policy"]
@@ -52,9 +53,9 @@ class Recovery(ValueClass):
 class CallPolicy(ValueClass):
     """How one call may be repeated and recovered.
 
-    ``operation_class`` is the breaker partition within the origin: ``long_poll``, ``session``,
-    ``queue_ops``, ``admin`` or ``github_api``. ``json_body`` says a 200/201 must carry JSON (an
-    empty or non-JSON 200 is then a retryable failure). ``retry_unauthorized`` retries 401/403
+    ``operation_class`` is the breaker partition within the origin (``OperationClass``).
+    ``json_body`` says a 200/201 must carry JSON (an empty or non-JSON 200 is then a retryable
+    failure). ``retry_unauthorized`` retries 401/403
     without counting them against the breaker (runner registration right after a token is
     minted). ``read_timeout`` overrides the client's (the long poll). ``max_body`` overrides
     ``ResilienceConfig.max_response_bytes`` (the long poll's message cap). ``queue_operation`` and
@@ -64,7 +65,7 @@ class CallPolicy(ValueClass):
     __slots__ = ()
 
     operation: str
-    operation_class: str
+    operation_class: OperationClass
     idempotent: bool
     json_body: bool = True
     recovery: Recovery | None = None
@@ -74,7 +75,7 @@ class CallPolicy(ValueClass):
     github_api: bool = False
     max_body: int | None = None
 
-    def __init__(self, operation: str, operation_class: str, idempotent: bool, json_body: bool = True,
+    def __init__(self, operation: str, operation_class: OperationClass, idempotent: bool, json_body: bool = True,
                  recovery: Recovery | None = None, retry_unauthorized: bool = False,
                  read_timeout: float | None = None, queue_operation: bool = False, github_api: bool = False,
                  max_body: int | None = None) -> None:
@@ -103,5 +104,5 @@ def policy_of(request: requests.PreparedRequest) -> CallPolicy:
     if isinstance(request, PolicyRequest):
         return request.policy
     method = (request.method or "GET").upper()
-    return CallPolicy(operation=f"{method} request", operation_class="admin",
+    return CallPolicy(operation=f"{method} request", operation_class=OperationClass.ADMIN,
                       idempotent=is_idempotent(method), json_body=False)

@@ -29,6 +29,7 @@ import requests
 
 from . import _wire
 from ._auth import GitHubCredentials, app_jwt, ask_source, check_token
+from ._breaker import OperationClass
 from ._calls import Calls
 from ._clock import Clock
 from ._errors import APIError, AuthenticationError, ResponseError
@@ -82,7 +83,7 @@ class Registration:
 
     def _call(self, operation: str, url: str, authorization: str, *, body: Any = None, content_type: str,
               expected: tuple[int, ...], retry_unauthorized: bool = False) -> dict[str, Any]:
-        policy = CallPolicy(operation=operation, operation_class="github_api", idempotent=True,
+        policy = CallPolicy(operation=operation, operation_class=OperationClass.GITHUB_API, idempotent=True,
                             retry_unauthorized=retry_unauthorized, github_api=True)
         options: dict[str, Any] = {"content_type": content_type, "extra": {"Accept": "application/vnd.github+json"}}
         if body is not None:

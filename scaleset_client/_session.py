@@ -19,6 +19,7 @@ import requests
 
 from . import _wire
 from ._auth import SingleFlight
+from ._breaker import OperationClass
 from ._calls import ActionsCalls
 from ._config import ResilienceConfig
 from ._errors import (
@@ -159,7 +160,7 @@ class MessageSession:
         ASSUMPTION: no other 409 without a ``typeName`` exists here (docs/protocol-notes.md)."""
         try:
             return self._calls.actions_call("create_session", "POST", self._path(), body=body, idempotent=False,
-                                            operation_class="session", user_agent=self._user_agent)
+                                            operation_class=OperationClass.SESSION, user_agent=self._user_agent)
         except APIError as exc:
             if exc.status == 409 and not exc.type_name and not isinstance(exc, SessionConflictError):
                 raise exc.recast(SessionConflictError, f"{exc.message} (a 409 with no exception type: taken as "
@@ -210,7 +211,8 @@ class MessageSession:
         session_id = self.session.session_id
         try:
             response = calls.actions_call("refresh_session", "PATCH", self._path(f"/{session_id}"),
-                                          operation_class="session", idempotent=True, user_agent=self._user_agent)
+                                          operation_class=OperationClass.SESSION, idempotent=True,
+                                          user_agent=self._user_agent)
         except APIError as exc:
             if exc.status == 404 or any(t in exc.type_name for t in _GONE_TYPES):
                 gone = exc.recast(SessionNotFoundError, f"session {session_id} of scale set {self.scale_set_id} "
@@ -260,7 +262,7 @@ class MessageSession:
                                      content_type=None, user_agent=self._user_agent,
                                      extra={"Accept": "application/json; api-version=6.0-preview",
                                             "X-ScaleSetMaxCapacity": str(max_capacity)})
-            policy = CallPolicy(operation="get_message", operation_class="long_poll", idempotent=True,
+            policy = CallPolicy(operation="get_message", operation_class=OperationClass.LONG_POLL, idempotent=True,
                                 recovery=self._recover_401(generation, build), queue_operation=True,
                                 read_timeout=client.long_poll_timeout,
                                 max_body=client.resilience.max_message_bytes)
@@ -293,7 +295,7 @@ class MessageSession:
             url = with_path_suffix(current.message_queue_url, str(message_id))
             prepared = calls.prepare("DELETE", url, authorization=f"Bearer {current.message_queue_access_token}",
                                      user_agent=self._user_agent)
-            policy = CallPolicy(operation="delete_message", operation_class="queue_ops", idempotent=True,
+            policy = CallPolicy(operation="delete_message", operation_class=OperationClass.QUEUE_OPS, idempotent=True,
                                 json_body=False, recovery=self._recover_401(generation, build), queue_operation=True)
             return with_policy(prepared, policy)
 
@@ -318,7 +320,8 @@ class MessageSession:
 
         response = calls.actions_call("acquire_jobs", "POST",
                                       f"_apis/runtime/runnerscalesets/{self.scale_set_id}/acquirejobs",
-                                      body=ids, idempotent=False, operation_class="queue_ops", bearer=token,
+                                      body=ids, idempotent=False, operation_class=OperationClass.QUEUE_OPS,
+                                      bearer=token,
                                       renew=lambda: self._refresh(generation), queue_operation=True,
                                       user_agent=self._user_agent)
         data = _wire.lower_keys(calls.json(response, "acquire_jobs"), "acquire_jobs")
@@ -331,7 +334,7 @@ class MessageSession:
     def _delete_quietly(self, session_id: str) -> bool:
         try:
             self._calls.actions_call("delete_session", "DELETE", self._path(f"/{session_id}"), expected=(204,),
-                                     operation_class="session", user_agent=self._user_agent)
+                                     operation_class=OperationClass.SESSION, user_agent=self._user_agent)
             return True
         except APIError as exc:
             if exc.status in (400, 404) or "SessionExpired" in exc.type_name:

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._breaker import State, Transition
+from .._breaker import OperationClass, State, Transition
 from .._client import Client
 from .._deadline import Deadline, detached
 from .._errors import (
@@ -215,7 +215,7 @@ class Listener:
         else:
             origin = origin_of(session.session.message_queue_url)
             for b in self._client.circuit_breakers.all():
-                if b.origin == origin and b.operation_class == "long_poll" and b.state in (
+                if b.origin == origin and b.operation_class == OperationClass.LONG_POLL and b.state in (
                         State.OPEN, State.FORCED_OPEN):
                     ready = False
                     cause = f": {b.last_failure_reason}" if b.last_failure_reason else ""  # none if forced

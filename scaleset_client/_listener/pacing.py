@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 
-from .._breaker import State
+from .._breaker import OperationClass, State
 from .._client import Client
 from .._clock import Clock
 from .._deadline import MIN_ATTEMPT_TIME, Deadline
@@ -81,7 +81,7 @@ class Pacer:
             return
         now = self._clock.monotonic()
         for breaker in self._client.circuit_breakers.all():
-            if breaker.operation_class not in ("long_poll", "session"):
+            if breaker.operation_class not in (OperationClass.LONG_POLL, OperationClass.SESSION):
                 continue
             wait = breaker.retry_after()
             if breaker.state in (State.OPEN, State.FORCED_OPEN) and (wait is None or now + wait >= end):
