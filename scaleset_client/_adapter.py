@@ -45,7 +45,7 @@ from ._breaker import BreakerRegistry, OperationClass, Outcome
 from ._classify import MESSAGE_ID, Action, Attempt, Decision, SlowResponse, classify
 from ._clock import Clock
 from ._config import ResilienceConfig
-from ._connections import Call, Interrupt, keepalive_options, sending, tracked_pool
+from ._connections import CallInFlight, Interrupt, keepalive_options, sending, tracked_pool
 from ._deadline import MIN_ATTEMPT_TIME, WATCHDOG, Deadline, current
 from ._errors import (
     CallCancelledError,
@@ -119,7 +119,7 @@ class ResilienceAdapter(HTTPAdapter):
         self._timeout = timeout
         self._closing = closing or threading.Event()
         self.reachability = Reachability(breakers, clock, config.circuit_breaker.reachability_check)
-        self._calls: set[Call] = set()
+        self._calls: set[CallInFlight] = set()
         self._calls_lock = threading.Lock()
         self.attempts_sent = 0
         self.retries_sent = 0  # attempts that repeated a failed or throttled one
@@ -160,7 +160,7 @@ class ResilienceAdapter(HTTPAdapter):
         return self.reachability.look(origin, timeout, force=force)
 
     # -- interrupting calls from other threads ------------------------------------------------
-    def _in_flight(self) -> list[Call]:
+    def _in_flight(self) -> list[CallInFlight]:
         with self._calls_lock:
             return list(self._calls)
 
@@ -210,7 +210,7 @@ class ResilienceAdapter(HTTPAdapter):
         scope = current()
         expiry = now + own
         caller_expiry = scope.effective_expiry() if scope is not None else math.inf
-        call = Call(self._clock, min(expiry, caller_expiry), caller_expiry < expiry)
+        call = CallInFlight(self._clock, min(expiry, caller_expiry), caller_expiry < expiry)
         with self._calls_lock:
             self._calls.add(call)
         handles = scope.subscribe(lambda reason: call.interrupt(Interrupt.CANCEL)) if scope is not None else []
@@ -224,7 +224,7 @@ class ResilienceAdapter(HTTPAdapter):
             with self._calls_lock:
                 self._calls.discard(call)
 
-    def _loop(self, request: requests.PreparedRequest, policy: CallPolicy, call: Call, scope: Deadline | None,
+    def _loop(self, request: requests.PreparedRequest, policy: CallPolicy, call: CallInFlight, scope: Deadline | None,
               read_t: float, verify: Any, cert: Any, proxies: Any) -> requests.Response:
         clock = self._clock
         retry_cfg = self._config.retry
@@ -296,7 +296,7 @@ class ResilienceAdapter(HTTPAdapter):
                 request = done
 
     @staticmethod
-    def _settle(outcome: requests.Response | BaseException, cut: bool, call: Call,
+    def _settle(outcome: requests.Response | BaseException, cut: bool, call: CallInFlight,
                 bound: float) -> tuple[requests.Response | BaseException, Interrupt]:
         """The attempt's outcome as ``classify`` must see it, and why another thread cut it (NONE).
 
@@ -332,7 +332,7 @@ class ResilienceAdapter(HTTPAdapter):
                        server_time=self._server_time() if self._server_time is not None else None,
                        strikes=self.gate.strikes(origin_of(request.url or "")))
 
-    def _check(self, call: Call, scope: Deadline | None, request: requests.PreparedRequest, state: _Progress, *,
+    def _check(self, call: CallInFlight, scope: Deadline | None, request: requests.PreparedRequest, state: _Progress, *,
                too_little: bool = False, cause: BaseException | None = None, in_flight: bool = False) -> None:
         """Raise when the call may not go on: closed, cancelled, or out of time."""
         method, url = request.method or "", redact_url(request.url or "")
@@ -363,7 +363,7 @@ class ResilienceAdapter(HTTPAdapter):
             raise error from (cause or state.last_error)
 
     # -- pieces of the loop ------------------------------------------------------------------
-    def _read_body(self, response: requests.Response, policy: CallPolicy, call: Call) -> None:
+    def _read_body(self, response: requests.Response, policy: CallPolicy, call: CallInFlight) -> None:
         limit = policy.max_body if policy.max_body is not None else self._config.max_response_bytes
         declared = response.headers.get("content-length", "")
         chunks: list[bytes] = []
@@ -396,7 +396,7 @@ class ResilienceAdapter(HTTPAdapter):
 
     def _apply(self, decision: Decision, outcome: requests.Response | BaseException,
                request: requests.PreparedRequest, policy: CallPolicy, breaker: Any, permit: Any,
-               state: _Progress, call: Call,
+               state: _Progress, call: CallInFlight,
                scope: Deadline | None) -> requests.Response | requests.PreparedRequest | None:
         """Carry out ``decision``: record it on the breaker, note whether the origin was reached,
         earn budget on a first-try success, then return, raise, recover, or wait and go round again
@@ -440,7 +440,7 @@ class ResilienceAdapter(HTTPAdapter):
         self._backoff_or_raise(request, policy, state, call, scope, hint=decision.hint, cost=decision.cost)
         return None
 
-    def _recover(self, policy: CallPolicy, state: _Progress, call: Call) -> requests.PreparedRequest:
+    def _recover(self, policy: CallPolicy, state: _Progress, call: CallInFlight) -> requests.PreparedRequest:
         """Run the call's recovery once, inside the call's remaining time; the re-signed request
         (a renewal that fails raises its error, which ends the call)."""
         recovery = policy.recovery
@@ -472,7 +472,7 @@ class ResilienceAdapter(HTTPAdapter):
         if state.number >= self._config.retry.max_attempts:
             raise error
 
-    def _wait_hint(self, wait: float, call: Call, scope: Deadline | None, origin: str,
+    def _wait_hint(self, wait: float, call: CallInFlight, scope: Deadline | None, origin: str,
                    request: requests.PreparedRequest, state: _Progress) -> None:
         if wait > self._config.retry.max_hint_wait or wait + MIN_ATTEMPT_TIME >= call.left():
             now_wall = self._clock.wall()
@@ -485,7 +485,8 @@ class ResilienceAdapter(HTTPAdapter):
         self._sleep(wait, call, scope, request, state)
 
     def _backoff_or_raise(self, request: requests.PreparedRequest, policy: CallPolicy, state: _Progress,
-                          call: Call, scope: Deadline | None, hint: float | None = None, cost: float = 1.0) -> None:
+                          call: CallInFlight, scope: Deadline | None, hint: float | None = None,
+                          cost: float = 1.0) -> None:
         cfg = self._config.retry
         origin = origin_of(request.url or "")
         wait = cfg.backoff(state.number, self._clock.random())
@@ -510,7 +511,7 @@ class ResilienceAdapter(HTTPAdapter):
         log.debug("%s: retry %d in %.2fs (%s)", policy.operation, state.number, wait, state.last_error)
         self._sleep(wait, call, scope, request, state)
 
-    def _sleep(self, seconds: float, call: Call, scope: Deadline | None, request: requests.PreparedRequest,
+    def _sleep(self, seconds: float, call: CallInFlight, scope: Deadline | None, request: requests.PreparedRequest,
                state: _Progress) -> None:
         """Wait up to ``seconds`` (never past the deadline); a wake ends it early, a cancel raises."""
         self._check(call, scope, request, state)

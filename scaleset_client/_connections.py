@@ -1,6 +1,6 @@
 """Connections the adapter can cut from another thread, and the call whose time they serve.
 
-A ``Call`` is one ``ResilienceAdapter.send``: its absolute expiry, an interrupt flag and the
+A ``CallInFlight`` is one ``ResilienceAdapter.send``: its absolute expiry, an interrupt flag and the
 connection in flight. Pools built by ``tracked_pool`` bind every connection (even one still
 connecting: ``connect_socket`` hands the socket over before it connects; ``request`` binds the
 connection, new or reused, before it sends) to the call sending on it, so the watchdog, a
@@ -14,8 +14,8 @@ http.client's ``getresponse()`` drops ``sock`` from the connection while the res
 reading the same descriptor through its own file object, so shutting ``sock`` found nothing and
 the call outlived its deadline. The wire is shut with ``socket.socket.shutdown`` itself, under
 any TLS layer (a CONNECT tunnel included): the TCP connection ends, so a read blocked inside the
-TLS record layer returns too. ``Call`` also notes whether an interrupt actually cut the attempt's
-socket (``end_attempt``): a response read from a cut socket may be a fragment (a header drip cut
+TLS record layer returns too. ``CallInFlight`` also notes whether an interrupt actually cut the
+attempt's socket (``end_attempt``): a response read from a cut socket may be a fragment (a header drip cut
 mid-way parses as a 200 with no headers) and is never handed back.
 
 One gap remains: while a TLS handshake runs, the plain socket has been handed to the TLS layer
@@ -63,10 +63,10 @@ class Interrupt(str, enum.Enum):
 TERMINAL = (Interrupt.DEADLINE, Interrupt.CANCEL, Interrupt.CLOSE)
 
 
-sending = threading.local()  # the Call of the attempt this thread is sending, for connection binding
+sending = threading.local()  # the CallInFlight of the attempt this thread is sending, for connection binding
 
 
-class Call:
+class CallInFlight:
     """One ``send``: the absolute expiry, the interrupt flag and the connection in flight.
 
     ``interrupt`` may come from any thread (the watchdog at the deadline, a cancelled scope, a

@@ -25,7 +25,7 @@ from urllib3.exceptions import (
 import scaleset_client as sc
 from scaleset_client._clock import SystemClock
 from scaleset_client._connections import (
-    Call,
+    CallInFlight,
     connect_socket,
     keepalive_options,
     sending,
@@ -50,8 +50,8 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     b.close()
 
 
-def _call() -> Call:
-    return Call(SystemClock(), SystemClock().monotonic() + 60, caller_bound=False)
+def _call() -> CallInFlight:
+    return CallInFlight(SystemClock(), SystemClock().monotonic() + 60, caller_bound=False)
 
 
 def test_interrupt_before_bind_shuts_the_socket_once_it_is_bound(pair: tuple[socket.socket, socket.socket]) -> None:
