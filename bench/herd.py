@@ -4,11 +4,20 @@ N clients run in N threads on one shared virtual clock (``SimClock``: time moves
 client sleeps), over real sockets to one fake broker. A healthy empty poll is held 50 s by the real
 service; the loops sleep that long after one. The broker is down from minute 10 to minute 30.
 Measured at the fake: the busiest second after the return, against the steady rate before the
-outage, for this client and for the urllib3 Retry baseline (its Retry sleeps use the same clock).
+outage, for this client and for the urllib3 Retry baseline (its Retry sleeps use the same clock);
+and each client's recovery, the virtual seconds from the return to its first successful poll
+(median and max over the fleet).
+
+    python -m bench.herd                          # 100 clients, default CircuitBreakerConfig
+    python -m bench.herd --seeds 3                # the same, clock seeds 5, 6, 7
+    python -m bench.herd --check 15 --ours-only   # reachability_check=15 (an option measured)
+    python -m bench.herd --stagger 1 --ours-only  # a fleet polling in step (all within 1 s)
 """
 
 from __future__ import annotations
 
+import argparse
+import statistics
 import sys
 import threading
 from collections import Counter
@@ -21,24 +30,40 @@ from urllib3.util.retry import Retry
 import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService
 
-from ._util import Row, SimClock, bench_main, urllib3_virtual_time
+from ._util import Row, SimClock, rows_table, urllib3_virtual_time
 
 HOLD = 50.0
 OUTAGE = (600.0, 1800.0)
 HORIZON = 2400.0
 
 
-def _herd(clients: int, ours: bool) -> tuple[int, float, int]:
-    clock = SimClock(start=0.0, seed=5)
+class HerdResult:
+    """One run: the busiest second after the return, the steady rate before, and each client's
+    seconds from the return to its first successful poll (None: never within the horizon)."""
+
+    def __init__(self, peak: int, steady: float, recoveries: list[float | None],
+                 per_second: Counter[int] | None = None) -> None:
+        self.peak, self.steady, self.recoveries = peak, steady, recoveries
+        self.per_second = per_second or Counter()
+
+    def recovered(self) -> list[float]:
+        return [r for r in self.recoveries if r is not None]
+
+
+def _herd(clients: int, ours: bool, seed: int = 5,
+          breaker: sc.CircuitBreakerConfig | None = None, stagger: float = HOLD) -> HerdResult:
+    clock = SimClock(start=0.0, seed=seed)
     fake = FakeActionsService(clock=clock, long_poll_hold=0.0).start()  # type: ignore[arg-type]
     setup = sc.Client(fake.config_url, token=fake.token, clock=clock)  # type: ignore[arg-type]
     scale_sets = [setup.create_runner_scale_set(sc.RunnerScaleSet(name=f"herd-{i}")).id for i in range(clients)]
     setup.close()
+    first_success: list[float | None] = [None] * clients
+    resilience = sc.ResilienceConfig(circuit_breaker=breaker or sc.CircuitBreakerConfig())
 
     def loop(i: int) -> None:
         with clock.participant():
             client = sc.Client(fake.config_url, token=fake.token, clock=clock,  # type: ignore[arg-type]
-                               timeout=(2.0, 5.0), long_poll_timeout=5.0)
+                               timeout=(2.0, 5.0), long_poll_timeout=5.0, resilience=resilience)
             session = client.message_session(scale_sets[i])
             poll: Callable[[], None]
             if ours:
@@ -57,10 +82,12 @@ def _herd(clients: int, ours: bool) -> tuple[int, float, int]:
                                   timeout=(2.0, 5.0)).raise_for_status()
                     except requests.RequestException as exc:
                         raise sc.TransportError(str(exc)) from exc
-            clock.sleep(HOLD * i / clients)  # a long-running fleet polls spread over one hold
+            clock.sleep(stagger * i / clients)  # a long-running fleet polls spread over one hold
             while clock.monotonic() < HORIZON:
                 try:
                     poll()
+                    if first_success[i] is None and clock.monotonic() >= OUTAGE[1]:
+                        first_success[i] = clock.monotonic() - OUTAGE[1]
                     clock.sleep(HOLD)
                 except sc.CircuitOpenError as exc:
                     clock.sleep((exc.retry_after if exc.retry_after is not None else 1.0) + clock.random() * 0.5)
@@ -88,21 +115,70 @@ def _herd(clients: int, ours: bool) -> tuple[int, float, int]:
     steady = sum(n for s, n in per_second.items() if 100 <= s < OUTAGE[0]) / (OUTAGE[0] - 100)
     window = range(int(OUTAGE[1]), int(OUTAGE[1]) + 300)
     peak = max(per_second.get(s, 0) for s in window)
-    busy = [s for s in window if per_second.get(s, 0)]
-    return peak, steady, (busy[-1] - busy[0]) if busy else 0
+    return HerdResult(peak, steady, first_success, per_second)
 
 
-def run(quick: bool = False, clients: int = 100) -> list[Row]:
+def _recovery(results: list[HerdResult]) -> tuple[str, bool]:
+    """Median and max recovery over the fleet, per run (runs separated by ``;``), and whether
+    every client of every run came back with the fleet's median within 10 s."""
+    parts, ok = [], True
+    for r in results:
+        done = r.recovered()
+        if not done:
+            parts.append("never")
+            ok = False
+            continue
+        never = len(r.recoveries) - len(done)
+        med = statistics.median(done)
+        parts.append(f"{med:.1f} / {max(done):.1f}" + (f" ({never} never)" if never else ""))
+        ok = ok and not never and med <= 10.0
+    return "; ".join(parts), ok
+
+
+def run(quick: bool = False, clients: int = 100, seeds: int = 1, check: float | None = None,
+        ours_only: bool = False, stagger: float = HOLD) -> list[Row]:
     clients = 30 if quick else clients
-    peak, steady, _ = _herd(clients, ours=True)
-    base_peak, base_steady, _ = _herd(clients, ours=False)
+    breaker = sc.CircuitBreakerConfig() if check is None else sc.CircuitBreakerConfig(reachability_check=check)
+    ours = [_herd(clients, True, 5 + k, breaker, stagger) for k in range(seeds)]
+    base = [] if ours_only else [_herd(clients, False, 5 + k, None, stagger) for k in range(seeds)]
+    load = f"{clients} clients, polls held {HOLD:g} s, broker refused {OUTAGE[0]:g}-{OUTAGE[1]:g} s"
+    if stagger != HOLD:
+        load += f", polls spread over {stagger:g} s"
+    if check is not None:
+        load += f", reachability_check={check:g}"
+    if seeds > 1:
+        load += f", {seeds} seeds"
+    peaks = "; ".join(str(r.peak) for r in ours)
+    times = "; ".join(f"{r.peak / r.steady:.1f}x" for r in ours)
+    base_peaks = "; ".join(str(r.peak) for r in base)
+    base_times = "; ".join(f"{r.peak / r.steady:.1f}x" for r in base)
+    recovery, recovery_ok = _recovery(ours)
     return [
-        Row("herd", f"peak requests in one second after the outage, {clients} clients", str(peak),
-            str(base_peak), f"{peak / steady:.1f}x steady (baseline {base_peak / base_steady:.1f}x)",
-            "<= 3x steady", peak <= 3 * steady),
-        Row("herd", "steady requests per second before the outage", f"{steady:.2f}", f"{base_steady:.2f}", "", ""),
+        Row("herd", f"peak requests in one second after the outage ({load})", peaks, base_peaks,
+            f"{times} steady" + (f" (baseline {base_times})" if base else ""),
+            "<= 3x steady", all(r.peak <= 3 * r.steady for r in ours)),
+        Row("herd", "steady requests per second before the outage",
+            "; ".join(f"{r.steady:.2f}" for r in ours), "; ".join(f"{r.steady:.2f}" for r in base), "", ""),
+        Row("herd", "seconds from the return to each client's first successful poll, median / max",
+            recovery, "", "", "median <= 10 s", recovery_ok),
     ]
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="30 clients")
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--seeds", type=int, default=1, help="clock seeds 5, 6, ... (default 1)")
+    parser.add_argument("--check", type=float, default=None,
+                        help="CircuitBreakerConfig.reachability_check (default: the default config)")
+    parser.add_argument("--ours-only", action="store_true", help="skip the urllib3 baseline")
+    parser.add_argument("--stagger", type=float, default=HOLD,
+                        help=f"seconds the fleet's polls are spread over (default {HOLD:g}, one hold)")
+    args = parser.parse_args(argv)
+    rows = run(args.quick, args.clients, args.seeds, args.check, args.ours_only, args.stagger)
+    print(rows_table(rows))
+    return 0 if all(r.ok is not False for r in rows) else 1
+
+
 if __name__ == "__main__":
-    sys.exit(bench_main(run))
+    sys.exit(main())

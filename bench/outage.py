@@ -12,10 +12,14 @@ by the same factor; rates are reported per scaled minute. Requests are counted a
 Recovery: time from the broker's return to the first successful poll (passive, and after
 ``client.recover()``), and to the first message handled by a Listener; the refused-broker runs
 and the recoveries are repeated over several clock seeds (the jitter of breaks and backoff) and
-reported as median [min–max].
+reported as median [min–max]. Each seed also moves the return by its own offset within one
+minute (``return_offset``): the TCP looks at a refusing broker keep a fixed period from the first
+failure, so a return at exactly minute 30 for every seed would land on the same point of that
+period each time (on a look, for any period dividing 30 minutes) and flatter the passive rows.
 
-    python -m bench.outage            # 30 virtual minutes
+    python -m bench.outage            # 30 virtual minutes (+ the seed's offset)
     python -m bench.outage --minutes 10
+    python -m bench.outage --check 20 # CircuitBreakerConfig(reachability_check=20), an option measured
 """
 
 from __future__ import annotations
@@ -35,6 +39,14 @@ import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
 from ._util import ConnectCounter, Row, median, ratio, rows_table, spread, urllib3_virtual_time
+
+RETURN_SPREAD = 60.0
+
+
+def return_offset(seed: int) -> float:
+    """Seconds after the nominal return at which the broker comes back for ``seed``: spread over
+    one minute by the golden ratio, so 11 seeds sample the whole minute about evenly."""
+    return RETURN_SPREAD * ((seed * 0.6180339887498949) % 1.0)
 
 
 @dataclass
@@ -77,15 +89,17 @@ def _setup(clock: sc.Clock, hold: float = 0.01, **client_kwargs: object
 
 
 def _measure(clock: _BackAt, fake: FakeActionsService, counter: ConnectCounter, minutes: float,
-             poll: Callable[[], bool], on_back: Callable[[], None] | None = None) -> OutageResult:
+             poll: Callable[[], bool], on_back: Callable[[], None] | None = None,
+             offset: float = 0.0) -> OutageResult:
     """Poll until the first success after the broker returns; it returns exactly ``minutes`` of
-    virtual time after the start, from inside the clock (even in the middle of a call's wait)."""
+    virtual time (plus ``offset`` seconds) after the start, from inside the clock (even in the
+    middle of a call's wait). The load rows count the first ``minutes`` only."""
     port = fake.servers["broker"].port
     counter.clock = clock
     counter.times.clear()
     counter.looks.clear()
     start = clock.monotonic()
-    clock.at = start + minutes * 60
+    clock.at = start + minutes * 60 + offset
 
     def back() -> None:
         fake.start_server("broker")
@@ -108,9 +122,14 @@ def _measure(clock: _BackAt, fake: FakeActionsService, counter: ConnectCounter, 
                         len(looks) / max(1e-9, (minutes * 60 - 60) / 60))
 
 
-def run_client(minutes: float, counter: ConnectCounter, use_recover: bool = False, seed: int = 11) -> OutageResult:
+def _resilience(breaker: sc.CircuitBreakerConfig | None) -> sc.ResilienceConfig:
+    return sc.ResilienceConfig(circuit_breaker=breaker or sc.CircuitBreakerConfig())
+
+
+def run_client(minutes: float, counter: ConnectCounter, use_recover: bool = False, seed: int = 11,
+               breaker: sc.CircuitBreakerConfig | None = None) -> OutageResult:
     clock = _BackAt(at=float("inf"), action=lambda: None, seed=seed)
-    fake, client, session = _setup(clock)
+    fake, client, session = _setup(clock, resilience=_resilience(breaker))
 
     def poll() -> bool:
         try:
@@ -125,7 +144,8 @@ def run_client(minutes: float, counter: ConnectCounter, use_recover: bool = Fals
 
     try:
         return _measure(clock, fake, counter, minutes, poll,
-                        on_back=(lambda: client.recover(force=True)) if use_recover else None)
+                        on_back=(lambda: client.recover(force=True)) if use_recover else None,
+                        offset=return_offset(seed))
     finally:
         client.close()
         fake.close()
@@ -157,14 +177,15 @@ def run_baseline(minutes: float, counter: ConnectCounter, seed: int = 11) -> Out
 
     try:
         with urllib3_virtual_time(clock):
-            return _measure(clock, fake, counter, minutes, poll)
+            return _measure(clock, fake, counter, minutes, poll, offset=return_offset(seed))
     finally:
         plain.close()
         client.close()
         fake.close()
 
 
-def listener_recovery(minutes: float, seed: int = 11) -> float | None:
+def listener_recovery(minutes: float, seed: int = 11, breaker: sc.CircuitBreakerConfig | None = None
+                      ) -> float | None:
     """Virtual seconds from the broker's return to the first message the scaler handles."""
     box: dict[str, object] = {}
 
@@ -175,9 +196,10 @@ def listener_recovery(minutes: float, seed: int = 11) -> float | None:
         fake.push_message(int(str(box["id"])), [{"messageType": "JobStarted", "runnerRequestId": 1}],
                           statistics={"totalAssignedJobs": 1})
 
-    clock = _BackAt(at=1000.0 + minutes * 60, action=back, start=1000.0, seed=seed)
+    clock = _BackAt(at=1000.0 + minutes * 60 + return_offset(seed), action=back, start=1000.0, seed=seed)
     fake = FakeActionsService(clock=clock, long_poll_hold=0.01).start()
-    client = sc.Client(fake.config_url, token=fake.token, clock=clock, timeout=(2.0, 5.0), long_poll_timeout=5.0)
+    client = sc.Client(fake.config_url, token=fake.token, clock=clock, timeout=(2.0, 5.0), long_poll_timeout=5.0,
+                       resilience=_resilience(breaker))
     scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="bench"))
     box.update(fake=fake, id=scale_set.id)
     stop = threading.Event()
@@ -246,9 +268,10 @@ def black_hole(minutes: float, scale: float) -> tuple[float, float]:
     return results[0], results[1]
 
 
-def run(quick: bool = False, minutes: float = 30.0) -> list[Row]:
+def run(quick: bool = False, minutes: float = 30.0, check: float | None = None) -> list[Row]:
     minutes = 10.0 if quick and minutes == 30.0 else minutes
     seeds = range(1, 4) if quick else range(1, 12)
+    breaker = None if check is None else sc.CircuitBreakerConfig(reachability_check=check)
     counter = ConnectCounter()
     ours: list[OutageResult] = []
     with_recover: list[OutageResult] = []
@@ -256,15 +279,15 @@ def run(quick: bool = False, minutes: float = 30.0) -> list[Row]:
     listener: list[float | None] = []
     with counter.installed():
         for seed in seeds:
-            ours.append(run_client(minutes, counter, seed=seed))
-            with_recover.append(run_client(minutes, counter, use_recover=True, seed=seed))
+            ours.append(run_client(minutes, counter, seed=seed, breaker=breaker))
+            with_recover.append(run_client(minutes, counter, use_recover=True, seed=seed, breaker=breaker))
             base.append(run_baseline(minutes, counter, seed=seed))
     for seed in seeds:
-        listener.append(listener_recovery(min(minutes, 10.0), seed=seed))
+        listener.append(listener_recovery(min(minutes, 10.0), seed=seed, breaker=breaker))
     bh_minutes, bh_scale = (3.0, 1 / 120) if quick else (10.0, 1 / 30)
     bh_ours, bh_base = black_hole(bh_minutes, bh_scale)
     name = "outage"
-    n = f"{len(seeds)} seeds"
+    n = f"{len(seeds)} seeds" + ("" if check is None else f", reachability_check={check:g}")
     load = [r.per_minute_after_first for r in ours]
     load_base = [r.per_minute_after_first for r in base]
     first = [float(r.first_minute) for r in ours]
@@ -311,8 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=30.0, help="virtual minutes of outage (default 30)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--check", type=float, default=None,
+                        help="CircuitBreakerConfig.reachability_check (default: the default config)")
     args = parser.parse_args(argv)
-    rows = run(args.quick, args.minutes)
+    rows = run(args.quick, args.minutes, args.check)
     print(rows_table(rows))
     return 0 if all(r.ok is not False for r in rows) else 1
 

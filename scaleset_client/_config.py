@@ -45,8 +45,11 @@ class CircuitBreakerConfig(ValueClass):
         (10 s, each interval drawn from 0.5x-1.5x) and becomes the probe when it connects: one
         client is back a median ~5 s after the origin returns instead of at the end of a break of
         up to a minute. 0 turns the looks off. A fleet that lost the origin together returns
-        spread over about this long: 10 s gives 100 clients a peak of ~6x their steady rate,
-        30 s about 3x, at the cost of a slower return for each.
+        spread over about this long, and the longer the spread the slower each client's
+        return: for 100 clients (``python -m bench.herd``) 10 s peaks at 6.5-8x their steady
+        rate with a median return of 4-4.5 s, 20 s at 4.5-6.5x with 7-9 s, 30 s at 4.5x with
+        11 s (one seed). Independent jitter leaves a busiest second well above the mean rate,
+        so the herd's 3x needs a median return beyond 10 s (docs/BENCHMARKS.md, "herd").
     """
 
     __slots__ = ()
