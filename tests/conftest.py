@@ -75,7 +75,9 @@ def _peeks_outlast_a_starved_runner(request: pytest.FixtureRequest, monkeypatch:
     that long, and a queued message then looks like none, or like a new one: seen in CI as a
     scaler moved back. The tests pin behaviour, not those timings (``python -m bench.latency``
     measures them with the real values), so they get timings a starved runner cannot fake: 5 s
-    where the fake answers an empty poll in 0.05 s (the cut is never needed), and in
+    where the fake answers an empty poll in 0.05 s (the cut is never needed) and as the hold (a
+    queued message answered late was taken for a new one: seen as a scaler told [0, 4]
+    instead of [0, 0, 4] under a mutation run's load), and in
     tests/test_scale_on_time.py, whose fake holds polls 30 s, a 1 s peek and a 0.5 s hold."""
     import scaleset_client._listener as listener_module
 
@@ -84,6 +86,7 @@ def _peeks_outlast_a_starved_runner(request: pytest.FixtureRequest, monkeypatch:
         monkeypatch.setattr(listener_module, "HELD_BY_SERVICE", 0.5)
     else:
         monkeypatch.setattr(listener_module, "CATCH_UP_PEEK", 5.0)
+        monkeypatch.setattr(listener_module, "HELD_BY_SERVICE", 5.0)
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,9 @@ goes on, at most once per ``recreate_interval``, and never while the service ans
 from __future__ import annotations
 
 import json
+import logging
+import re
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -190,4 +193,151 @@ def test_a_scale_set_no_session_described_is_not_created_again(
     with pytest.raises(sc.ScaleSetNotFoundError, match="no session described it"):
         healer.heal(sc.ScaleSetNotFoundError("404"), own_session=True)
     assert fake.count("create_runner_scale_set") == 1
+    client.close()
+
+
+def test_a_second_deletion_within_the_interval_says_when_it_was_created_and_the_interval(
+        fake: FakeActionsService, clock: FakeClock) -> None:
+    """The error a run ends with names the scale set, says it is gone and what to do, how long ago
+    it was created again and the interval, in so many words."""
+    client = make_client(fake, clock)
+    old = _scale_set(client)
+    listener = sc.Listener(client, sc.ListenerConfig(old.id, 5, recreate_deleted=True, recreate_interval=600))
+    running = Running(listener, RecordingScaler())
+    wait_until(lambda: fake.session_of(old.id) is not None)
+    fake.delete_scale_set(old.id)
+    wait_until(lambda: listener.scale_set_id != old.id and fake.session_of(listener.scale_set_id) is not None)
+    new_id = listener.scale_set_id
+    fake.delete_scale_set(new_id)
+    running.thread.join(timeout=15)
+    assert isinstance(running.error, sc.ScaleSetNotFoundError)
+    assert re.fullmatch(
+        rf"scale set {new_id} no longer exists \(deleted, or removed by GitHub after being offline\): create it "
+        r"again or fix the id; the listener stops\. \(.+\); it was created again \d+s ago, and is not created "
+        r"again within recreate_interval \(600s\)", running.error.message), running.error.message
+    client.close()
+
+
+def test_a_scale_set_no_session_described_says_why_it_is_not_created_again(
+        fake: FakeActionsService, clock: FakeClock) -> None:
+    from scaleset_client._listener.healing import Healer
+    from scaleset_client._listener.pacing import Pacer
+    from scaleset_client._listener.sessions import SessionKeeper
+
+    client = make_client(fake, clock)
+    old = _scale_set(client)
+    config = sc.ListenerConfig(old.id, 5, recreate_deleted=True)
+    pacer = Pacer(client, config, clock)
+    healer = Healer(config, clock, SessionKeeper(client, config, clock, pacer), pacer)
+    fake.delete_scale_set(old.id)
+    with pytest.raises(sc.ScaleSetNotFoundError) as info:
+        healer.heal(sc.ScaleSetNotFoundError("404"), own_session=True)
+    assert info.value.message == (
+        f"scale set {old.id} no longer exists (deleted, or removed by GitHub after being offline): create it "
+        "again or fix the id; the listener stops. (404); it cannot be created again: no session described it "
+        "(recreate_deleted needs one session opened first)")
+    client.close()
+
+
+def test_a_restart_after_the_interval_creates_the_scale_set_again_when_it_is_deleted(
+        fake: FakeActionsService, clock: FakeClock, tmp_path: Path) -> None:
+    """The interval counted across restarts also ends: a process started more than
+    recreate_interval after the last re-creation creates the scale set again."""
+    client = make_client(fake, clock)
+    old = _scale_set(client)
+    config = sc.ListenerConfig(old.id, 5, state_file=tmp_path / "state.json", recreate_deleted=True,
+                               recreate_interval=600)
+    first = sc.Listener(client, config)
+    running = Running(first, RecordingScaler())
+    wait_until(lambda: fake.session_of(old.id) is not None)
+    fake.delete_scale_set(old.id)
+    wait_until(lambda: first.scale_set_id != old.id and fake.session_of(first.scale_set_id) is not None)
+    running.finish()
+    middle = first.scale_set_id
+    clock.advance(700.0)  # a restart well after the 600 s interval
+    second = sc.Listener(client, config)
+    running = Running(second, RecordingScaler())
+    wait_until(lambda: fake.session_of(middle) is not None)
+    fake.delete_scale_set(middle)
+    wait_until(lambda: second.scale_set_id not in (old.id, middle) or not running.thread.is_alive())
+    newest = second.scale_set_id
+    wait_until(lambda: fake.session_of(newest) is not None or not running.thread.is_alive())
+    running.finish()
+    assert running.error is None and newest not in (old.id, middle)
+    assert fake.count("create_runner_scale_set") == 3  # the test's, the first process's, the second's
+    client.close()
+
+
+def test_a_404_the_second_look_cannot_confirm_pauses_a_second_backoff_step_before_the_next_try(
+        low: tuple[FakeActionsService, FakeClock]) -> None:
+    """With recreate_deleted, a 404 whose look answers 5xx creates nothing and waits error_backoff x 2
+    x (0.5 + 0.5 x draw) before the session is tried again: 100 s at the narrowest draw."""
+    fake, clock = low
+    client = make_client(fake, clock, resilience=sc.ResilienceConfig(retry=sc.RetryConfig(max_attempts=1)))
+    old = _scale_set(client)
+    fake.inject("create_session", Fault.error(404, type_name=NOT_FOUND, message="not found"), times=1000)
+    fake.inject_always("get_runner_scale_set_by_id", Fault.error(503, message="unavailable"))
+    config = sc.ListenerConfig(old.id, 5, recreate_deleted=True, error_backoff=100.0, error_backoff_max=1000.0)
+    sc.Listener(client, config).run(RecordingScaler(), duration=250.0)
+    tries = [r.time for r in fake.requests("create_session")]
+    assert [round(b - a, 3) for a, b in pairwise(tries)] == [100.0, 100.0]
+    assert fake.count("create_runner_scale_set") == 1  # the test's own
+    client.close()
+
+
+def test_the_interval_within_a_run_is_counted_on_the_monotonic_clock_not_the_wall_clock(
+        fake: FakeActionsService, clock: FakeClock) -> None:
+    """A wall clock stepped 700 s forward (an NTP correction) after a re-creation does not let a
+    second deletion a moment later be created again: within a process the interval is counted on
+    the monotonic clock."""
+    client = make_client(fake, clock)
+    old = _scale_set(client)
+    listener = sc.Listener(client, sc.ListenerConfig(old.id, 5, recreate_deleted=True, recreate_interval=600))
+    running = Running(listener, RecordingScaler())
+    wait_until(lambda: fake.session_of(old.id) is not None)
+    fake.delete_scale_set(old.id)
+    wait_until(lambda: listener.scale_set_id != old.id and fake.session_of(listener.scale_set_id) is not None)
+    clock.step_wall(700.0)
+    fake.delete_scale_set(listener.scale_set_id)
+    running.thread.join(timeout=15)
+    assert isinstance(running.error, sc.ScaleSetNotFoundError) and "recreate_interval" in running.error.message
+    assert fake.count("create_runner_scale_set") == 2
+    client.close()
+
+
+def test_a_restart_with_the_wall_clock_set_back_counts_the_last_re_creation_as_just_now(
+        fake: FakeActionsService, clock: FakeClock, tmp_path: Path) -> None:
+    """A restart whose wall clock reads before the re-creation its state file records takes it as
+    0 s ago (never negative), and does not create the scale set again."""
+    client = make_client(fake, clock)
+    old = _scale_set(client)
+    config = sc.ListenerConfig(old.id, 5, state_file=tmp_path / "state.json", recreate_deleted=True)
+    first = sc.Listener(client, config)
+    running = Running(first, RecordingScaler())
+    wait_until(lambda: fake.session_of(old.id) is not None)
+    fake.delete_scale_set(old.id)
+    wait_until(lambda: first.scale_set_id != old.id and fake.session_of(first.scale_set_id) is not None)
+    running.finish()
+    fake.delete_scale_set(first.scale_set_id)
+    clock.step_wall(-100.0)  # the wall clock was set back before the restart
+    with pytest.raises(sc.ScaleSetNotFoundError, match=r"; it was created again 0s ago, and is not created again"):
+        sc.Listener(client, config).run(RecordingScaler(), until_idle=True)
+    assert fake.count("create_runner_scale_set") == 2
+    client.close()
+
+
+def test_a_re_creation_is_logged_as_a_warning_with_both_ids(
+        fake: FakeActionsService, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    client = make_client(fake, clock)
+    old = _scale_set(client)
+    listener = sc.Listener(client, sc.ListenerConfig(old.id, 5, recreate_deleted=True))
+    with caplog.at_level(logging.WARNING, logger="scaleset_client._listener"):
+        running = Running(listener, RecordingScaler())
+        wait_until(lambda: fake.session_of(old.id) is not None)
+        fake.delete_scale_set(old.id)
+        wait_until(lambda: listener.scale_set_id != old.id and fake.session_of(listener.scale_set_id) is not None)
+        running.finish()
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert (f"scale set {old.id} (gpu-x64) was deleted on the service; created it again as "
+            f"{listener.scale_set_id}") in said, said
     client.close()

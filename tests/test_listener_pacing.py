@@ -187,3 +187,49 @@ def test_a_backoff_after_a_refused_poll_ends_at_the_look_that_finds_the_broker_b
     # The backoff would last 30-60 s and the break 300 s; a TCP look (due every 5-15 s) ends it.
     assert clock.at <= first_poll_served < started + 30.0
     client.close()
+
+
+@pytest.mark.parametrize(("break_for", "next_poll"), [(100.5, 100.5), (0.3, 0.8)])
+def test_a_poll_refused_by_a_break_goes_out_when_the_break_ends_or_at_the_poll_interval(
+        low: tuple[FakeActionsService, FakeClock], break_for: float, next_poll: float) -> None:
+    """The poll a break refuses waits for the break's end (plus 0.5 s x draw: none at the narrowest
+    draw) and goes out then, not at the first poll beat after it (0.8 s steps: 100.8 s); a break
+    shorter than the poll interval is waited out and the poll goes at the interval (0.8 s)."""
+    fake, clock = low
+    with make_client(fake, clock) as client:
+        scale_set = _scale_set(client)
+        fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
+        opened: list[float] = []
+
+        def hook(_: RecordingScaler, kind: str, request_id: int) -> None:
+            client.circuit_breakers.force_open(duration=break_for, operation_class="long_poll")
+            opened.append(clock.monotonic())
+
+        sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(RecordingScaler(hook), until_idle=True)
+        after = [r.time - opened[0] for r in fake.requests("get_message") if r.time > opened[0]]
+    assert after and round(after[0], 3) == next_poll
+
+
+def test_a_broker_back_during_a_backoff_is_found_at_a_due_look_not_the_next_beat() -> None:
+    """While backing off, the listener looks at a refusing broker only when the client's schedule
+    says a look is due (``reachability_check``, 10 s: the looks after the first are 5 s or more
+    apart whatever the schedule's jitter), not at every one-second beat: a broker back 1.5 s
+    into the backoff is found by a due look, not at 2 s, so a fleet that lost the broker at
+    once does not come back in the same second."""
+    fake = FakeActionsService(long_poll_hold=0.05, strict=True)
+    with fake:
+        clock = BrokerBackAt(fake, at=1.5)
+        fake.clock = clock
+        client = make_client(fake, clock, resilience=sc.ResilienceConfig(
+            retry=sc.RetryConfig(max_attempts=1),
+            circuit_breaker=sc.CircuitBreakerConfig(failure_threshold=1, open_duration=300.0,
+                                                    max_open_duration=300.0, reachability_check=10.0)))
+        scale_set = _scale_set(client)
+        fake.stop("broker")
+        fake.push_message(scale_set.id, [job("JobStarted", 5)], statistics=stats(1))
+        started = clock.monotonic()
+        scaler = RecordingScaler()
+        sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, error_backoff=60.0)).run(scaler, until_idle=True)
+        assert scaler.started == [5]
+        assert 5.0 <= times(fake, "get_message")[0] - started <= 16.0
+        client.close()

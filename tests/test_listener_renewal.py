@@ -198,8 +198,9 @@ def test_a_renewed_session_is_in_the_state_file_before_the_next_message_is_handl
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Warnings of the listener's loggers: the package's and its parts' (``_listener.sessions``, ...)."""
     return [r.getMessage() for r in caplog.records
-            if r.name == "scaleset_client._listener" and r.levelno >= logging.WARNING]
+            if r.name.split(".")[:2] == ["scaleset_client", "_listener"] and r.levelno >= logging.WARNING]
 
 
 def test_a_stop_while_a_session_is_being_renewed_ends_the_run_quietly(
@@ -219,4 +220,23 @@ def test_a_stop_while_a_session_is_being_renewed_ends_the_run_quietly(
     assert fake.count("refresh_session") == 1 and fake.count("get_message") == 1  # no retry after the stop
     assert fake.count("delete_session") == 1 and fake.session_of(scale_set.id) is None  # still cleaned up
     assert warnings(caplog) == []  # our own stop is not a failure to report
+    client.close()
+
+
+def test_a_renewal_is_logged_whether_it_fails_or_succeeds(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An operator reading the log sees a failed renewal (a warning with the error) and a renewed
+    session (with its id)."""
+    client = make_client(fake, clock)
+    fake.inject("get_message", Fault.error(409, CONFLICT, "owned elsewhere"), Fault.error(409, CONFLICT, "again"))
+    fake.inject("refresh_session", Fault.error(400, "SomethingElseException", "bad request"))
+    listener = sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, error_backoff=4.0))
+    with caplog.at_level(logging.INFO, logger="scaleset_client._listener"):
+        listener.run(RecordingScaler(), until_idle=True)
+    said = [(r.levelno, r.getMessage()) for r in caplog.records
+            if r.name.split(".")[:2] == ["scaleset_client", "_listener"]]
+    assert any(level == logging.WARNING and text.startswith("session renewal failed: ") and "bad request" in text
+               for level, text in said), said
+    assert any(level == logging.INFO and text.startswith("session renewed: ") for level, text in said), said
     client.close()

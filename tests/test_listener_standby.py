@@ -270,8 +270,9 @@ def test_a_saved_session_id_of_the_wrong_type_is_never_deleted(
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Warnings of the listener's loggers: the package's and its parts' (``_listener.sessions``, ...)."""
     return [r.getMessage() for r in caplog.records
-            if r.name == "scaleset_client._listener" and r.levelno >= logging.WARNING]
+            if r.name.split(".")[:2] == ["scaleset_client", "_listener"] and r.levelno >= logging.WARNING]
 
 
 def test_a_stop_while_a_session_is_being_opened_ends_the_run_quietly(
@@ -313,3 +314,21 @@ def test_our_stale_session_that_cannot_be_deleted_makes_a_standby_that_takes_ove
     assert scaler.started == [5] and fake.unacked(scale_set.id) == []
     client.close()
     crashed.close()
+
+
+def test_opening_a_session_logs_each_failure_and_standing_by(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An operator reading the log sees a session that could not be opened (a warning with the
+    error) and a listener standing by because another owns the session (with the scale set)."""
+    client = make_client(fake, clock)
+    fake.inject("create_session", Fault.error(400, "SomethingElseException", "try later"))
+    fake.inject("create_session", Fault.error(409, CONFLICT, "owned elsewhere"))
+    with caplog.at_level(logging.INFO, logger="scaleset_client._listener"):
+        sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(RecordingScaler(), until_idle=True)
+    said = [(r.levelno, r.getMessage()) for r in caplog.records
+            if r.name.split(".")[:2] == ["scaleset_client", "_listener"]]
+    assert any(level == logging.WARNING and text.startswith("could not open a session: ") and "try later" in text
+               for level, text in said), said
+    assert (logging.INFO, f"scale set {scale_set.id} has an active session elsewhere; standing by") in said
+    client.close()

@@ -5,6 +5,7 @@ limit longer than a call may wait, a poll refused for bad credentials.
 
 from __future__ import annotations
 
+import logging
 from itertools import pairwise
 
 import pytest
@@ -159,3 +160,25 @@ def test_a_poll_refused_for_bad_credentials_ends_the_run_with_the_error(
         sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(scaler, until_idle=True)
     assert scaler.started == [] and fake.unacked(scale_set.id) != []
     assert fake.count("get_message") == 1  # the permanent error is not retried
+
+
+def test_a_failed_poll_and_a_refused_circuit_are_logged_with_what_happens_next(
+        low: tuple[FakeActionsService, FakeClock], caplog: pytest.LogCaptureFixture) -> None:
+    """An operator reading the log sees each failed poll (how many in a row, and the error) as a
+    warning, and a poll a break refused with how long the listener waits for it."""
+    fake, clock = low
+    with make_client(fake, clock) as client:
+        scale_set = client.create_runner_scale_set(sc.RunnerScaleSet(name="linux-x64", runner_group_id=1))
+        fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
+        fake.inject("get_message", Fault.error(400, message="bad poll"))  # not retried by the client
+
+        def hook(_: RecordingScaler, kind: str, request_id: int) -> None:
+            client.circuit_breakers.force_open(duration=100.0, operation_class="long_poll")
+
+        with caplog.at_level(logging.INFO, logger="scaleset_client._listener"):
+            sc.Listener(client, sc.ListenerConfig(scale_set.id, 3)).run(RecordingScaler(hook), until_idle=True)
+    said = [(r.levelno, r.getMessage()) for r in caplog.records
+            if r.name.split(".")[:2] == ["scaleset_client", "_listener"]]
+    assert any(level == logging.WARNING and text.startswith("poll failed (1 in a row): ") and "bad poll" in text
+               for level, text in said), said
+    assert any(level == logging.INFO and text.endswith("; waiting 100.0s") for level, text in said), said

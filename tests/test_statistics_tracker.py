@@ -65,6 +65,20 @@ def test_the_tracker_keeps_the_newest_figure_known(steps: list[tuple[str, object
 
 def test_nothing_known_before_the_first_session() -> None:
     tracker = StatisticsTracker()
-    assert tracker.current is None and not tracker.catching_up and not tracker.drained()
+    assert tracker.current is None and tracker.catching_up is False and tracker.should_peek is False
+    assert tracker.drained() is False
     tracker.fetch_failed()
     assert tracker.current is None and tracker.held is None
+
+
+def test_the_figure_held_back_is_the_last_message_read_while_catching_up() -> None:
+    """``held`` is the figure of the last message read while catching up, until it is settled."""
+    tracker = StatisticsTracker()
+    tracker.from_service(figure(5))
+    assert tracker.held is None
+    tracker.from_message(figure(1))
+    tracker.from_message(figure(4))
+    assert tracker.held == figure(4) and tracker.current == figure(5)
+    assert tracker.drained() is True and tracker.held == figure(4)  # still held while it is asked for
+    tracker.fetched(figure(6))
+    assert tracker.held is None and tracker.current == figure(6)

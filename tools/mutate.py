@@ -151,8 +151,15 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                  *_LISTENER_END_TO_END]),
     "state": ("scaleset_client/_state.py",
               ["tests/test_state_store.py", "tests/test_cursor_record.py", "tests/test_state_lock.py",
-               "tests/test_client_state_file.py",
+               "tests/test_client_state_file.py", "tests/test_state_owner.py",
                *_LISTENER_END_TO_END]),
+    # The state file's one writer per process, and the client's section it writes (issue 23).
+    "state_owner": ("scaleset_client/_state_owner.py",
+                    ["tests/test_state_owner.py", "tests/test_client_state_file.py", "tests/test_state_lock.py",
+                     *_LISTENER_END_TO_END]),
+    "resilience_store": ("scaleset_client/_resilience_store.py",
+                         ["tests/test_client_state_file.py", "tests/test_state_owner.py",
+                          "tests/test_state_lock.py"]),
 }
 # The CLI's tests (tests/test_cli*.py) start subprocesses, which never see the mutant: not mapped.
 
@@ -734,8 +741,12 @@ def _write_report(results: dict[str, tuple[list[Mutant], float, float, int]], eq
                   command: str) -> None:
     sections: dict[str, str] = {}
     rows: dict[str, str] = {}
+    after = ""  # the hand-written sections after the last module's (where the tests came from): kept
     if REPORT.exists():
         text = REPORT.read_text()
+        ends = [m.end() for m in re.finditer(r"<!-- /module:[\w]+ -->", text)]
+        heading = text.find("\n## ", ends[-1]) if ends else -1
+        after = text[heading:].strip() if heading != -1 else ""
         for module in MODULES:
             start, end = f"<!-- module:{module} -->", f"<!-- /module:{module} -->"
             if start in text and end in text:
@@ -769,6 +780,7 @@ def _write_report(results: dict[str, tuple[list[Mutant], float, float, int]], eq
         "## Survivors and equivalents by module",
         "",
         *[sections[m] + "\n" for m in MODULES if m in sections],
+        *([after, ""] if after else []),
     ]
     REPORT.write_text("\n".join(lines).rstrip() + "\n")
 
