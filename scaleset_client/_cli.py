@@ -19,10 +19,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._auth import GitHubAppAuth, TokenUnavailableError
-from ._cli_config import FILE_KEYS, load_config
 from ._cli_options import (
     EXIT_OK,
     EXIT_PERMANENT,
@@ -59,10 +58,23 @@ from ._models import Label, RunnerScaleSet, SystemInfo
 from ._tls import ClientCertificate
 from ._version import __version__
 
+if TYPE_CHECKING:
+    from ._cli_config import FILE_KEYS, load_config
+
 log = logging.getLogger(__name__)
 
 __all__ = ["FILE_KEYS", "OPTIONS", "ExecScaler", "LogScaler", "Metrics", "Option", "TokenFile", "build_parser",
            "load_config", "main", "options_markdown", "parse_args", "serve_health"]
+
+
+def __getattr__(name: str) -> Any:
+    """``FILE_KEYS`` and ``load_config`` from ``_cli_config``, loaded when first asked for: only a
+    ``--config`` run reads a file, so the others (a cron run) skip the module (PEP 562)."""
+    if name in ("FILE_KEYS", "load_config"):
+        from . import _cli_config
+
+        return getattr(_cli_config, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _thread_scale_set = threading.local()  # .key: the scale set a --config worker thread serves
@@ -229,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.exec_cmd:
             check_exec(args.exec_cmd)
         if args.config:
+            from ._cli_config import load_config  # only --config runs read a file
+
             entries = load_config(args.config, args)
         elif args.min_runners > args.max_runners:
             raise UsageError(f"{args.sources.get('min_runners', '--min-runners')}={args.min_runners} is above "

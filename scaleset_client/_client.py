@@ -23,7 +23,7 @@ import os
 import ssl
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._adapter import ResilienceAdapter
 from ._admin_api import AdminAPI
@@ -35,7 +35,6 @@ from ._config import ResilienceConfig
 from ._connections import Interrupt
 from ._deadline import Deadline, current, detached
 from ._errors import RecoveryError, ScalesetError
-from ._health import HealthReport, RecoveryReport, build_health_report
 from ._http import origin_of
 from ._models import SystemInfo
 from ._registration import Registration
@@ -52,6 +51,9 @@ from ._validate import (
     timeout_pair,
 )
 
+if TYPE_CHECKING:  # loaded by health() and recover(): a run that asks neither skips the module
+    from ._health import HealthReport, RecoveryReport
+
 __all__ = ["Client"]
 
 log = logging.getLogger(__name__)
@@ -60,9 +62,10 @@ log = logging.getLogger(__name__)
 class _ClientCertAdapter(ResilienceAdapter):
     """A ``ResilienceAdapter`` whose every pool uses one given TLS context (a client certificate's).
 
-    The adapter builds a fresh partial-chain context for its direct pool and each proxy pool;
-    this one hands them the context that holds the certificate instead, and uses it for an
-    HTTPS proxy's own handshake too (a TLS-terminating proxy may be what asks for it)."""
+    The adapter builds a fresh partial-chain context for its direct pool and each proxy pool
+    (when their first HTTPS connection opens); this one hands them the context that holds the
+    certificate instead, and uses it for an HTTPS proxy's own handshake too (a TLS-terminating
+    proxy may be what asks for it)."""
 
     def __init__(self, *, tls_context: ssl.SSLContext, proxy_tls_context: ssl.SSLContext, **kwargs: Any) -> None:
         self.tls_context = tls_context  # read by init_poolmanager, which the base __init__ calls
@@ -285,6 +288,8 @@ class Client(AdminAPI):
     def health(self) -> HealthReport:
         """Per-component health from local state at the moment of the call (sends nothing, so it
         is never cached and never stale: right after a breaker opens, it says so)."""
+        from ._health import build_health_report
+
         return build_health_report(wall=self._clock.wall(), breakers=self._breakers.all(),
                                    github_api_base=self._github.api_base, admin=self._admin.peek(),
                                    sessions=self._open_sessions())
@@ -338,6 +343,8 @@ class Client(AdminAPI):
                 woken.set()
 
     def _recover_now(self) -> RecoveryReport:
+        from ._health import RecoveryReport
+
         self.recoveries += 1
         done: list[str] = []
         interrupted = self._adapter.interrupt_in_flight(Interrupt.RECOVER)

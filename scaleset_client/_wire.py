@@ -39,9 +39,7 @@ _INT64 = 2**63
 _FAST_ISO = sys.version_info >= (3, 11)  # fromisoformat reads "Z" and 7-digit fractions
 _fromisoformat = datetime.fromisoformat
 _FAST_SHAPE = re.compile(r"\d{4}-\d\d-\d\dT(?:[01]\d|2[0-3]):\d\d:\d\d(?:\.\d+)?Z", re.ASCII).fullmatch
-_TIME_RE = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:?\d{2})?$"
-)
+_TIME_PATTERN = r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:?\d{2})?$"
 
 
 def excerpt(body: bytes | str, limit: int = 512) -> str:
@@ -173,7 +171,9 @@ def parse_time_fast(text: str) -> datetime | Literal[False]:
 
 
 def _parse_time_general(text: str) -> datetime | None:
-    m = _TIME_RE.match(text.strip())
+    # Compiled on first use (re caches it): the service's own shape takes the fast path, so a
+    # cron run need not pay this compile (~0.15 ms) at import.
+    m = re.match(_TIME_PATTERN, text.strip())
     if not m:
         raise ValueError(f"not an RFC 3339 timestamp: {text[:40]!r}")
     year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
