@@ -385,8 +385,9 @@ class Client(AdminAPI):
         and that is reached without a proxy: a TCP connect (closed at once) is made, and when it
         succeeds the origin's open breakers are put to a probe, so the next call goes now instead
         of at the end of a break of up to a minute. Returns True when that happened. Calls do
-        this themselves while the breaker is open, on a jittered schedule (every 15 s +-50 %, so
-        a fleet does not return in one second), and a ``CircuitOpenError`` for such an origin
+        this themselves while the breaker is open, on a jittered schedule (every
+        ``reachability_check`` seconds, 10 by default, +-50 %, so a fleet does not return in one
+        second), and a ``CircuitOpenError`` for such an origin
         says when the next look is due; ``when_due=True`` keeps to that schedule (a listener
         backing off does), otherwise the look goes now.
         """
