@@ -190,8 +190,12 @@ def test_a_scale_set_no_session_described_is_not_created_again(
     healer = Healer(config, clock, SessionKeeper(client, config, clock, pacer), pacer)
     healer.described(None)  # a session without its scale set tells nothing
     fake.delete_scale_set(old.id)
-    with pytest.raises(sc.ScaleSetNotFoundError, match="no session described it"):
+    with pytest.raises(sc.ScaleSetNotFoundError) as info:
         healer.heal(sc.ScaleSetNotFoundError("404"), own_session=True)
+    assert info.value.message == (
+        f"scale set {old.id} no longer exists (deleted, or removed by GitHub after being offline): create it "
+        "again or fix the id; the listener stops. (404); it cannot be created again: no session described it "
+        "(recreate_deleted needs one session opened first)")
     assert fake.count("create_runner_scale_set") == 1
     client.close()
 
@@ -215,27 +219,6 @@ def test_a_second_deletion_within_the_interval_says_when_it_was_created_and_the_
         rf"scale set {new_id} no longer exists \(deleted, or removed by GitHub after being offline\): create it "
         r"again or fix the id; the listener stops\. \(.+\); it was created again \d+s ago, and is not created "
         r"again within recreate_interval \(600s\)", running.error.message), running.error.message
-    client.close()
-
-
-def test_a_scale_set_no_session_described_says_why_it_is_not_created_again(
-        fake: FakeActionsService, clock: FakeClock) -> None:
-    from scaleset_client._listener.healing import Healer
-    from scaleset_client._listener.pacing import Pacer
-    from scaleset_client._listener.sessions import SessionKeeper
-
-    client = make_client(fake, clock)
-    old = _scale_set(client)
-    config = sc.ListenerConfig(old.id, 5, recreate_deleted=True)
-    pacer = Pacer(client, config, clock)
-    healer = Healer(config, clock, SessionKeeper(client, config, clock, pacer), pacer)
-    fake.delete_scale_set(old.id)
-    with pytest.raises(sc.ScaleSetNotFoundError) as info:
-        healer.heal(sc.ScaleSetNotFoundError("404"), own_session=True)
-    assert info.value.message == (
-        f"scale set {old.id} no longer exists (deleted, or removed by GitHub after being offline): create it "
-        "again or fix the id; the listener stops. (404); it cannot be created again: no session described it "
-        "(recreate_deleted needs one session opened first)")
     client.close()
 
 
