@@ -249,7 +249,7 @@ def _environment_names_no_proxy() -> bool:
     variable (any case) with a value, on a platform whose proxies come from the environment
     alone (not macOS or Windows, which also ask the system). One scan of the environment, where
     ``resolve_proxies`` makes three (``getproxies_environment`` twice, once more for the bypass)."""
-    if urllib.request.getproxies is not urllib.request.getproxies_environment:
+    if urllib.request.getproxies is not urllib.request.getproxies_environment:  # pragma: no cover - macOS, Windows
         return False
     return not any(value and name[-6:].lower() == "_proxy" for name, value in os.environ.items())
 

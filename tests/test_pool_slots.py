@@ -9,6 +9,7 @@ import queue
 import threading
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from urllib3.connection import HTTPConnection
@@ -27,11 +28,19 @@ def _filled(kind: type[queue.LifoQueue[Any]], maxsize: int) -> queue.LifoQueue[A
 
 
 def _step(q: queue.LifoQueue[Any], op: tuple[str, int]) -> object:
+    """One operation: non-blocking as urllib3 makes them, or blocking for at most 1 ms (a get of a
+    connection a pool hands out, a put back that waits for room)."""
     kind, value = op
     try:
         if kind == "get":
             return ("got", q.get(block=False))
-        q.put(None if kind == "none" else value, block=False)
+        if kind == "wait-get":
+            return ("got", q.get(timeout=0.001))
+        item = None if kind in ("none", "wait-none") else value
+        if kind.startswith("wait-"):
+            q.put(item, timeout=0.001)
+        else:
+            q.put(item, block=False)
         return ("put",)
     except queue.Full:
         return ("full",)
@@ -41,7 +50,8 @@ def _step(q: queue.LifoQueue[Any], op: tuple[str, int]) -> object:
 
 @settings(max_examples=300, deadline=None)
 @given(maxsize=st.integers(0, 6),
-       ops=st.lists(st.tuples(st.sampled_from(["get", "none", "conn"]), st.integers(1, 50)), max_size=40))
+       ops=st.lists(st.tuples(st.sampled_from(["get", "none", "conn", "wait-get", "wait-none", "wait-conn"]),
+                              st.integers(1, 50)), max_size=40))
 def test_slots_answer_as_the_stored_queue(maxsize: int, ops: list[tuple[str, int]]) -> None:
     stored, counted = _filled(queue.LifoQueue, maxsize), _filled(Slots, maxsize)
     for op in ops:
@@ -95,3 +105,14 @@ def test_a_put_waiting_for_room_is_woken_by_a_get_of_an_empty_slot() -> None:
     assert done.wait(5)
     putter.join()
     assert slots.get(block=False) == "conn" and slots.get(block=False) is None
+
+
+def test_while_a_pool_fills_its_queue_a_put_past_its_size_is_refused_as_by_the_stored_queue() -> None:
+    for kind in (queue.LifoQueue, Slots):
+        q = kind(1)
+        q.put(None, block=False)  # urllib3's filling, before prefilled()
+        with pytest.raises(queue.Full):
+            q.put(None, block=False)
+        assert q.get(block=False) is None
+        q.put("conn", block=False)  # a connection put while filling is stored as a connection
+        assert (q.qsize(), q.get(block=False)) == (1, "conn")
