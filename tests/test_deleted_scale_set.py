@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 
 import scaleset_client as sc
+from scaleset_client._listener_state import binding_key
+from scaleset_client._state import StateFile
 from scaleset_client.testing import FakeActionsService, FakeClock, Fault
 
 from .conftest import make_client, wait_until
-from .helpers import RecordingScaler, Running
+from .helpers import RecordingScaler, Running, job, stats
 
 NOT_FOUND = "GitHub.Actions.Runtime.WebApi.RunnerScaleSetNotFoundException, GitHub.Actions.Runtime.WebApi"
 
@@ -323,4 +325,92 @@ def test_a_re_creation_is_logged_as_a_warning_with_both_ids(
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert (f"scale set {old.id} (gpu-x64) was deleted on the service; created it again as "
             f"{listener.scale_set_id}") in said, said
+    client.close()
+
+
+def _recreated(fake: FakeActionsService, client: sc.Client, config: sc.ListenerConfig,
+               scaler: RecordingScaler | None = None) -> tuple[int, int]:
+    """Run a listener on ``config`` until it has created its deleted scale set again; the old id
+    and the new one."""
+    old_id = config.scale_set_id
+    listener = sc.Listener(client, config)
+    running = Running(listener, scaler or RecordingScaler())
+    wait_until(lambda: fake.session_of(old_id) is not None)
+    fake.delete_scale_set(old_id)
+    wait_until(lambda: listener.scale_set_id != old_id and fake.session_of(listener.scale_set_id) is not None)
+    running.finish()
+    assert running.error is None
+    return old_id, listener.scale_set_id
+
+
+def test_after_a_re_creation_the_cursor_record_is_the_new_scale_sets_and_a_restart_resumes_it(
+        fake: FakeActionsService, clock: FakeClock, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The delivery record written on the new queue is bound to the new scale set, so the restart
+    that follows the state file there keeps it (a record bound elsewhere is ignored, with a
+    warning, and a message handled in part would be handed over again from its first event)."""
+    client = make_client(fake, clock)
+    state = tmp_path / "state.json"
+    config = sc.ListenerConfig(_scale_set(client).id, 5, state_file=state, recreate_deleted=True)
+    _, new_id = _recreated(fake, client, config)
+    fake.push_message(new_id, [job("JobStarted", 7)], statistics=stats(1))
+    scaler = RecordingScaler()
+    sc.Listener(client, config).run(scaler, until_idle=True)
+    assert scaler.started == [7]
+    record = StateFile(state).load_cursor()
+    assert record is not None and record.binding == binding_key(fake.config_url, new_id)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        sc.Listener(client, config).run(RecordingScaler(), until_idle=True)
+    assert not [r for r in caplog.records if "cursor record" in r.getMessage()]
+    client.close()
+
+
+def test_acknowledgements_owed_on_the_old_queue_are_not_sent_to_the_new_one(
+        fake: FakeActionsService, clock: FakeClock) -> None:
+    """A message whose acknowledgement failed stays owed on its queue; once the scale set is
+    created again, the new queue never gets a delete for it (its ids are another queue's)."""
+    client = make_client(fake, clock)
+    old = _scale_set(client)
+    fake.inject_always("delete_message", Fault.error(400, message="no acks today"))
+    mid = fake.push_message(old.id, [job("JobStarted", 1)], statistics=stats(1))
+    scaler = RecordingScaler()
+    config = sc.ListenerConfig(old.id, 5, recreate_deleted=True)
+    listener = sc.Listener(client, config)
+    running = Running(listener, scaler)
+    wait_until(lambda: scaler.started == [1] and fake.count("delete_message") >= 1)
+    fake.delete_scale_set(old.id)
+    wait_until(lambda: listener.scale_set_id != old.id and fake.session_of(listener.scale_set_id) is not None)
+    new_id = listener.scale_set_id
+    fake.clear_faults("delete_message")  # from now on an acknowledgement would be answered
+    polls_on_new = fake.count("get_message")
+    wait_until(lambda: fake.count("get_message") >= polls_on_new + 2)  # a few polls on the new queue
+    running.finish()
+    late = [r for r in fake.requests("delete_message") if r.fault == "" and r.path.endswith(f"/{mid}")]
+    assert late == [], f"message {mid} of scale set {old.id} was acknowledged on {new_id}'s queue"
+    client.close()
+
+
+def test_a_restart_right_after_a_re_creation_finds_the_delivery_record_already_moved(
+        fake: FakeActionsService, clock: FakeClock, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The re-creation itself rewrites the delivery record for the new scale set (nothing handled
+    there yet): a restart before the first message on the new queue finds it its own, not the
+    old scale set's record to be ignored with a warning."""
+    client = make_client(fake, clock)
+    state = tmp_path / "state.json"
+    old = _scale_set(client)
+    config = sc.ListenerConfig(old.id, 5, state_file=state, recreate_deleted=True)
+    fake.push_message(old.id, [job("JobStarted", 1)], statistics=stats(1))
+    scaler = RecordingScaler()
+    listener = sc.Listener(client, config)
+    running = Running(listener, scaler)
+    wait_until(lambda: scaler.started == [1] and fake.count("delete_message") >= 1)  # handled on the old queue
+    fake.delete_scale_set(old.id)
+    wait_until(lambda: listener.scale_set_id != old.id and fake.session_of(listener.scale_set_id) is not None)
+    running.finish()
+    record = StateFile(state).load_cursor()
+    assert record is not None and record.binding == binding_key(fake.config_url, listener.scale_set_id)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        sc.Listener(client, config).run(RecordingScaler(), until_idle=True)
+    assert not [r for r in caplog.records if "cursor record" in r.getMessage()]
     client.close()
