@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -289,3 +290,138 @@ def test_a_listener_whose_cursor_record_cannot_be_opened_fails_and_lets_the_file
         assert not isinstance(info.value, sc.StateFileLockedError)
     assert saved(state)["binding"]["scale_set_id"] == scale_set.id  # its keys were saved on the way out
     client.close()
+
+
+def writer_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "scaleset-state-writer"}
+
+
+def test_closing_the_last_client_of_a_file_ends_its_writer_thread(
+        fake: FakeActionsService, clock: FakeClock, tmp_path: Path) -> None:
+    """The writer started by a client's change does not outlive the file's last client."""
+    state = tmp_path / "state.json"
+    before = writer_threads()
+    client = make_client(fake, clock, state_file=state)
+    force_open(client)
+    wait_until(lambda: state.exists() and breaker_states(state).get(f"{ELSEWHERE} admin") == "forced_open")
+    assert writer_threads() - before  # the change started one
+    client.close()
+    assert not writer_threads() - before
+    assert breaker_states(state)[f"{ELSEWHERE} admin"] == "forced_open"
+
+
+class ASection:
+    """A client's resilience section as the owner sees it: each snapshot numbered."""
+
+    def __init__(self) -> None:
+        self.snapshots = 0
+
+    def snapshot(self) -> dict[str, Any] | None:
+        self.snapshots += 1
+        return {"snapshot": self.snapshots}
+
+    def restore(self, document: Any, source: Path) -> None:
+        pass
+
+    def unreadable(self, error: sc.StateFileError) -> None:
+        pass
+
+    def refuses(self, document: Any) -> str:
+        return ""
+
+    def not_saved(self, key: str, message: str, *args: object) -> None:
+        pass
+
+
+class ChangedDuringItsWrite(ASection):
+    """A section whose state changes while the writer takes its first snapshot (and that has
+    nothing to write yet then): the change must be written by the writer, not left for the next
+    change or the close."""
+
+    def __init__(self, owner: _state_owner.StateOwner) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def snapshot(self) -> dict[str, Any] | None:
+        value = super().snapshot()
+        if self.snapshots == 1:
+            self.owner.changed()  # another thread's change, landing mid-write
+            return None
+        return value
+
+
+def test_a_change_landing_during_a_write_that_wrote_nothing_is_written_by_the_writer(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    owner = _state_owner.claim(state)
+    section = ChangedDuringItsWrite(owner)
+    owner.add(section)
+    owner.changed()
+    wait_until(lambda: state.exists() and saved(state).get("resilience") == {"snapshot": 2})
+    owner.remove(section)
+    assert saved(state)["resilience"] == {"snapshot": 3}  # the close's final write
+
+
+def test_a_listeners_first_save_of_a_run_is_written_even_if_this_process_wrote_the_same_before(
+        tmp_path: Path) -> None:
+    """Another process replaced the file between two runs: the new run's first save puts the
+    listener's keys back although this process wrote exactly them last; later saves that change
+    nothing leave the file alone."""
+    state = tmp_path / "state.json"
+    owner = _state_owner.claim(state)
+    owner.acquire()
+    owner.save({"cursor": 5}, {"cursor"})
+    owner.release()
+    assert saved(state) == {"cursor": 5, "version": 1}
+    replace_as_another_process(state, {"version": 1, "cursor": 9})
+    owner = _state_owner.claim(state)
+    assert owner.acquire()["cursor"] == 9
+    assert owner.save({"cursor": 5}, {"cursor"}) is True
+    assert saved(state) == {"cursor": 5, "version": 1}
+    inode = state.stat().st_ino
+    assert owner.save({"cursor": 5}, {"cursor"}) is False  # unchanged: not written again
+    assert state.stat().st_ino == inode
+    owner.release()
+
+
+class HeldWriter:
+    """The owner's ``time``: once armed, the writer thread's next look at the clock is held until
+    another thread looks at it too (what only a write from that thread does) or 2 s pass."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.holding = False
+        self.held = 0
+        self.others_while_held: list[str] = []
+        self.released = threading.Event()
+
+    def monotonic(self) -> float:
+        if threading.current_thread().name == "scaleset-state-writer":
+            if self.armed:
+                self.armed, self.holding = False, True
+                self.held += 1
+                self.released.wait(2.0)
+                self.holding = False
+        elif self.holding:
+            self.others_while_held.append(threading.current_thread().name)
+            self.released.set()
+        return time.monotonic()
+
+
+def test_the_final_write_of_a_close_comes_after_the_writer_thread_ended(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``remove`` waits for the writer thread to end before its own write: the writer never runs
+    on past the close that stopped it."""
+    held = HeldWriter()
+    monkeypatch.setattr(_state_owner, "time", held)
+    state = tmp_path / "state.json"
+    before = writer_threads()
+    owner = _state_owner.claim(state)
+    section = ASection()
+    owner.add(section)
+    owner.changed()
+    wait_until(lambda: state.exists() and saved(state).get("resilience") == {"snapshot": 1})
+    held.armed = True  # the writer, idle now, looks at the clock when the close wakes it
+    owner.remove(section)
+    assert held.held == 1 and held.others_while_held == []
+    assert not writer_threads() - before
+    assert saved(state)["resilience"] == {"snapshot": 2}
