@@ -38,6 +38,21 @@ def _scale_set(client: sc.Client) -> sc.RunnerScaleSet:
         runner_setting=sc.RunnerSetting(disable_update=True)))
 
 
+def _recreated(fake: FakeActionsService, client: sc.Client, config: sc.ListenerConfig,
+               scaler: RecordingScaler | None = None) -> tuple[int, int]:
+    """Run a listener on ``config`` until it has created its deleted scale set again; the old id
+    and the new one."""
+    old_id = config.scale_set_id
+    listener = sc.Listener(client, config)
+    running = Running(listener, scaler or RecordingScaler())
+    wait_until(lambda: fake.session_of(old_id) is not None)
+    fake.delete_scale_set(old_id)
+    wait_until(lambda: listener.scale_set_id != old_id and fake.session_of(listener.scale_set_id) is not None)
+    running.finish()
+    assert running.error is None
+    return old_id, listener.scale_set_id
+
+
 def test_a_deleted_scale_set_is_created_again_and_jobs_reach_the_scaler_on_the_new_one(
         fake: FakeActionsService, clock: FakeClock, tmp_path: Path) -> None:
     client = make_client(fake, clock)
@@ -73,13 +88,7 @@ def test_a_restart_configured_with_the_old_id_follows_the_state_file_to_the_new_
     old = _scale_set(client)
     state = tmp_path / "state.json"
     config = sc.ListenerConfig(old.id, 5, state_file=state, recreate_deleted=True)
-    first = sc.Listener(client, config)
-    running = Running(first, RecordingScaler())
-    wait_until(lambda: fake.session_of(old.id) is not None)
-    fake.delete_scale_set(old.id)
-    wait_until(lambda: first.scale_set_id != old.id and fake.session_of(first.scale_set_id) is not None)
-    running.finish()
-    new_id = first.scale_set_id
+    _, new_id = _recreated(fake, client, config)
     second = sc.Listener(client, config)
     second.run(RecordingScaler(), until_idle=True)
     assert second.scale_set_id == new_id
@@ -165,13 +174,8 @@ def test_a_restart_does_not_create_the_scale_set_again_within_the_interval(
     client = make_client(fake, clock)
     old = _scale_set(client)
     config = sc.ListenerConfig(old.id, 5, state_file=tmp_path / "state.json", recreate_deleted=True)
-    first = sc.Listener(client, config)
-    running = Running(first, RecordingScaler())
-    wait_until(lambda: fake.session_of(old.id) is not None)
-    fake.delete_scale_set(old.id)
-    wait_until(lambda: first.scale_set_id != old.id and fake.session_of(first.scale_set_id) is not None)
-    running.finish()
-    fake.delete_scale_set(first.scale_set_id)
+    _, new_id = _recreated(fake, client, config)
+    fake.delete_scale_set(new_id)
     clock.advance(60.0)  # a restart a minute later: well within the 600 s interval
     with pytest.raises(sc.ScaleSetNotFoundError, match="recreate_interval"):
         sc.Listener(client, config).run(RecordingScaler(), until_idle=True)
@@ -232,13 +236,8 @@ def test_a_restart_after_the_interval_creates_the_scale_set_again_when_it_is_del
     old = _scale_set(client)
     config = sc.ListenerConfig(old.id, 5, state_file=tmp_path / "state.json", recreate_deleted=True,
                                recreate_interval=600)
-    first = sc.Listener(client, config)
-    running = Running(first, RecordingScaler())
-    wait_until(lambda: fake.session_of(old.id) is not None)
-    fake.delete_scale_set(old.id)
-    wait_until(lambda: first.scale_set_id != old.id and fake.session_of(first.scale_set_id) is not None)
-    running.finish()
-    middle = first.scale_set_id
+    _, new_id = _recreated(fake, client, config)
+    middle = new_id
     clock.advance(700.0)  # a restart well after the 600 s interval
     second = sc.Listener(client, config)
     running = Running(second, RecordingScaler())
@@ -297,13 +296,8 @@ def test_a_restart_with_the_wall_clock_set_back_counts_the_last_re_creation_as_j
     client = make_client(fake, clock)
     old = _scale_set(client)
     config = sc.ListenerConfig(old.id, 5, state_file=tmp_path / "state.json", recreate_deleted=True)
-    first = sc.Listener(client, config)
-    running = Running(first, RecordingScaler())
-    wait_until(lambda: fake.session_of(old.id) is not None)
-    fake.delete_scale_set(old.id)
-    wait_until(lambda: first.scale_set_id != old.id and fake.session_of(first.scale_set_id) is not None)
-    running.finish()
-    fake.delete_scale_set(first.scale_set_id)
+    _, new_id = _recreated(fake, client, config)
+    fake.delete_scale_set(new_id)
     clock.step_wall(-100.0)  # the wall clock was set back before the restart
     with pytest.raises(sc.ScaleSetNotFoundError, match=r"; it was created again 0s ago, and is not created again"):
         sc.Listener(client, config).run(RecordingScaler(), until_idle=True)
@@ -326,21 +320,6 @@ def test_a_re_creation_is_logged_as_a_warning_with_both_ids(
     assert (f"scale set {old.id} (gpu-x64) was deleted on the service; created it again as "
             f"{listener.scale_set_id}") in said, said
     client.close()
-
-
-def _recreated(fake: FakeActionsService, client: sc.Client, config: sc.ListenerConfig,
-               scaler: RecordingScaler | None = None) -> tuple[int, int]:
-    """Run a listener on ``config`` until it has created its deleted scale set again; the old id
-    and the new one."""
-    old_id = config.scale_set_id
-    listener = sc.Listener(client, config)
-    running = Running(listener, scaler or RecordingScaler())
-    wait_until(lambda: fake.session_of(old_id) is not None)
-    fake.delete_scale_set(old_id)
-    wait_until(lambda: listener.scale_set_id != old_id and fake.session_of(listener.scale_set_id) is not None)
-    running.finish()
-    assert running.error is None
-    return old_id, listener.scale_set_id
 
 
 def test_after_a_re_creation_the_cursor_record_is_the_new_scale_sets_and_a_restart_resumes_it(
