@@ -11,6 +11,15 @@ import scaleset_client as sc
 from scaleset_client.testing import FakeActionsService, Fault
 
 
+def _move_queue(fake: FakeActionsService, session: sc.MessageSession, queue_url: str) -> None:
+    """The next session refresh answers the same session with the message queue at ``queue_url``."""
+    current = session.session
+    fake.inject("refresh_session", Fault.respond(200, json_body={
+        "sessionId": current.session_id, "ownerName": current.owner_name, "messageQueueUrl": queue_url,
+        "messageQueueAccessToken": current.message_queue_access_token, "statistics": {}}))
+    session.refresh()
+
+
 def test_poll_receives_acks_and_long_poll_ends_empty(client: sc.Client, fake: FakeActionsService,
                                                     scale_set: sc.RunnerScaleSet) -> None:
     with client.message_session(scale_set.id) as session:
@@ -246,12 +255,7 @@ def test_an_ack_keeps_the_queue_urls_query_and_drops_its_trailing_slash(
     queue URL has no query, so a refresh hands one back (the fake ignores it)."""
     with client.message_session(scale_set.id) as session:
         mid = _queued_message(fake, session, scale_set.id)
-        current = session.session
-        fake.inject("refresh_session", Fault.respond(200, json_body={
-            "sessionId": current.session_id, "ownerName": current.owner_name,
-            "messageQueueUrl": fake.queue_url + "/?code=abc",
-            "messageQueueAccessToken": current.message_queue_access_token, "statistics": {}}))
-        session.refresh()
+        _move_queue(fake, session, fake.queue_url + "/?code=abc")
         session.delete_message(mid)
         sent = fake.requests("delete_message")
         assert [(r.path, r.query) for r in sent] == [(f"/scalesets/message/{mid}", {"code": "abc"})]
@@ -262,12 +266,7 @@ def test_an_ack_strips_only_slashes_from_the_end_of_the_queue_path(
         client: sc.Client, fake: FakeActionsService, scale_set: sc.RunnerScaleSet) -> None:
     """A queue path ending in a letter keeps it: only the trailing slashes go before "/{id}"."""
     with client.message_session(scale_set.id) as session:
-        current = session.session
-        fake.inject("refresh_session", Fault.respond(200, json_body={
-            "sessionId": current.session_id, "ownerName": current.owner_name,
-            "messageQueueUrl": fake.queue_url + "X//",
-            "messageQueueAccessToken": current.message_queue_access_token, "statistics": {}}))
-        session.refresh()
+        _move_queue(fake, session, fake.queue_url + "X//")
         session.delete_message(12)  # no such route at the fake: 404, which counts as done
         assert [r.path for r in fake.requests(server="broker") if r.method == "DELETE"] == [
             "/scalesets/messageX/12"]
@@ -308,12 +307,7 @@ def test_a_poll_replaces_last_message_id_and_keeps_the_other_query_parameters(
         client: sc.Client, fake: FakeActionsService, scale_set: sc.RunnerScaleSet) -> None:
     """Protocol §4.1: lastMessageId is added or replaced, any other query parameter kept."""
     with client.message_session(scale_set.id) as session:
-        current = session.session
-        fake.inject("refresh_session", Fault.respond(200, json_body={
-            "sessionId": current.session_id, "ownerName": current.owner_name,
-            "messageQueueUrl": fake.queue_url + "?code=abc&lastMessageId=5",
-            "messageQueueAccessToken": current.message_queue_access_token, "statistics": {}}))
-        session.refresh()
+        _move_queue(fake, session, fake.queue_url + "?code=abc&lastMessageId=5")
         assert session.get_message(7, 1) is None
         assert session.get_message(0, 1) is None
         polls = fake.requests("get_message")
