@@ -183,10 +183,12 @@ class Client(AdminAPI):
         self._pauses: set[threading.Event] = set()  # callers in pause(), woken by recover() and close()
         self._pauses_lock = threading.Lock()
         self._state_section = section_of(self, self._log)
+        # Always told of changes: a client without a file of its own still has its section written
+        # to a running listener's file (``ResilienceSection.join``); with no owner, nothing happens.
+        self._breakers.add_listener(self._state_section.changed)
+        self._adapter.gate.add_listener(self._state_section.changed)
         if state_file is not None:
             self._state_section.open(state_file)
-            self._breakers.add_listener(self._state_section.changed)
-            self._adapter.gate.add_listener(self._state_section.changed)
 
     # -- public state ------------------------------------------------------------------------
     @property

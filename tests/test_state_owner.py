@@ -90,6 +90,25 @@ def test_a_clients_change_reaches_the_file_its_listener_holds_during_the_run(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.json.cursor", "state.json.lock"]
 
 
+def test_a_rate_limit_met_during_the_run_reaches_the_listeners_file_when_the_client_has_none(
+        fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
+    """A client without a state file of its own: its section is written to the running
+    listener's file, at each change too (a gate armed mid-run is on disk before the run ends,
+    so a process killed then still keeps the next one off the service)."""
+    state = tmp_path / "state.json"
+    mid = fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
+    client = make_client(fake, clock)
+    actions = fake.actions_url.split("/", 3)
+    actions_origin = f"{actions[0]}//{actions[2]}"
+    with running(client, scale_set.id, state) as listener:
+        wait_until(lambda: listener.cursor == mid and state.exists())
+        fake.inject("actions", sc.testing.Fault.error(429, headers={"Retry-After": "600"}))
+        with pytest.raises(sc.ScalesetError):
+            client.get_runner_scale_set_by_id(scale_set.id)
+        wait_until(lambda: any(o.startswith(actions_origin) for o in saved(state)["resilience"].get("gates", {})))
+    client.close()
+
+
 def test_a_listener_taking_its_clients_file_keeps_the_clients_unsaved_change(
         fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
