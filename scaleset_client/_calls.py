@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import threading
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -149,10 +148,7 @@ class Calls:
         origin = origin_of(url)
         found = self._proxy_cache.get(origin)
         if found is None:
-            if _environment_names_no_proxy():
-                found = dict(self._http.proxies)  # what resolve_proxies returns then, without its 3 scans
-            else:
-                found = requests.utils.resolve_proxies(prepared_for(url), self._http.proxies, True)
+            found = requests.utils.resolve_proxies(prepared_for(url), self._http.proxies, True)
             self._proxy_cache[origin] = found
         return found
 
@@ -244,14 +240,6 @@ class ActionsCalls:
         return Calls.expect(self.calls.send(build()), expected)
 
 
-def _environment_names_no_proxy() -> bool:
-    """True when requests would find no proxy in the environment for any URL: no ``*_proxy``
-    variable (any case) with a value, on a platform whose proxies come from the environment
-    alone (not macOS or Windows, which also ask the system). One scan of the environment, where
-    ``resolve_proxies`` makes three (``getproxies_environment`` twice, once more for the bypass)."""
-    if urllib.request.getproxies is not urllib.request.getproxies_environment:  # pragma: no cover - macOS, Windows
-        return False
-    return not any(value and name[-6:].lower() == "_proxy" for name, value in os.environ.items())
 
 
 def prepared_for(url: str) -> requests.PreparedRequest:
