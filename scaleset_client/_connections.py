@@ -226,7 +226,9 @@ class Slots(queue.LifoQueue):  # type: ignore[type-arg]
                 self._may_wait -= 1
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        if not block:  # the drain when the pool closes or is collected: one call per empty slot
+        # The drain when the pool closes or is collected, one call per empty slot. A connection
+        # queued (the hot path: every request fetches one) goes straight to Queue.get, one lock.
+        if not block and not self.queue:
             with self.mutex:
                 if not self.queue and self.empty_slots:
                     self.empty_slots -= 1
