@@ -161,6 +161,9 @@ class ValueClass:
         cls._KEY = None if all(compared) else tuple(i for i, c in enumerate(compared) if c)
         cls._POST_INIT = hasattr(cls, "__post_init__")
         if "__init__" in cls.__dict__:
+            if cls._POST_INIT:  # a written-out __init__ would skip it silently
+                raise TypeError(f"{cls.__name__}: a written-out __init__ and __post_init__ together; "
+                                "validate in the __init__")
             _check_init(cls)
         setattr(cls, "__match_args__", cls._FIELDS)  # noqa: B010  (mypy: not assignable in the class body)
         setattr(cls, "__dataclass_fields__", _DataclassFields())  # noqa: B010

@@ -185,6 +185,21 @@ class Checked(ValueClass):
         SEEN.append(self.a + self.b)
 
 
+def test_a_written_out_init_cannot_come_with_post_init() -> None:
+    """A written-out ``__init__`` sets the fields itself, so a ``__post_init__`` would never run:
+    the class is refused when it is made, not left to skip its validation."""
+    with pytest.raises(TypeError, match="__post_init__"):
+        class Both(ValueClass):
+            __slots__ = ()
+            a: int
+
+            def __init__(self, a: int) -> None:
+                set_fields(self, (a,))
+
+            def __post_init__(self) -> None:
+                raise AssertionError("never reached")
+
+
 def test_post_init_runs_after_the_fields_are_set_and_not_on_unpickling() -> None:
     SEEN.clear()
     value = Checked(1)
