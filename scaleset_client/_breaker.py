@@ -39,13 +39,14 @@ from ._config import CircuitBreakerConfig
 from ._errors import CircuitOpenError
 from ._jitter import around, exponential
 from ._value_class import ValueClass, set_fields
+from ._words import Word
 
 __all__ = ["BreakerRegistry", "CircuitBreaker", "OperationClass", "Outcome", "Permit", "State", "Transition"]
 
 log = logging.getLogger(__name__)
 
 
-class OperationClass(str, enum.Enum):
+class OperationClass(Word):
     """The breaker partitions within one origin: a broker outage opens ``LONG_POLL`` and
     ``QUEUE_OPS`` without stopping ``ADMIN`` token renewals or ``SESSION`` refreshes. A ``str``,
     so the words stay what breaker keys, snapshots, ``states()`` and the state file show; the
@@ -56,12 +57,6 @@ class OperationClass(str, enum.Enum):
     QUEUE_OPS = "queue_ops"
     ADMIN = "admin"
     GITHUB_API = "github_api"
-
-    def __str__(self) -> str:  # the word, in keys, messages and logs, on every Python version
-        return str(self.value)
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self.value), spec)
 
 
 class State(str, enum.Enum):

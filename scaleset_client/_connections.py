@@ -25,7 +25,6 @@ handshake is bounded by the connect timeout, itself cut to the call's time left.
 
 from __future__ import annotations
 
-import enum
 import queue
 import socket
 import threading
@@ -38,9 +37,10 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from urllib3.util.connection import allowed_gai_family
 
 from ._clock import Clock
+from ._words import Word
 
 
-class Interrupt(str, enum.Enum):
+class Interrupt(Word):
     """Why another thread cut a call (a ``str`` so it compares and logs as its word).
 
     ``DEADLINE``, ``CANCEL`` and ``CLOSE`` end the call; ``RECOVER`` (``client.recover()``) and
@@ -53,12 +53,6 @@ class Interrupt(str, enum.Enum):
     DEADLINE = "deadline"
     CANCEL = "cancel"
     CLOSE = "close"
-
-    def __str__(self) -> str:  # the word, in messages and logs, on every Python version
-        return str(self.value)
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self.value), spec)
 
 
 TERMINAL = (Interrupt.DEADLINE, Interrupt.CANCEL, Interrupt.CLOSE)
