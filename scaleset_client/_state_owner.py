@@ -42,7 +42,6 @@ listener that finds one starts afresh (``reset``) and its first save replaces it
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import math
 import os
@@ -53,7 +52,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ._errors import StateFileError, StateFileLockedError
-from ._state import SCHEMA, StateFile
+from ._state import StateFile
 
 __all__ = ["Section", "StateOwner", "claim", "owner_for"]
 
@@ -102,7 +101,11 @@ class StateOwner:
         self._run_section: Section | None = None  # the running listener's client's
         self._held = False  # a listener of this process holds the lock for its run
         self._document: dict[str, Any] = {}  # while held: what is written (without "version")
-        self._seen: dict[str, Any] | None = None  # the document as last read or written here
+        # The file as last read or written here (inode, mtime, size; None: no file), to tell at a
+        # run's start whether another process wrote it since: its writes are atomic replaces, so
+        # they always bring a new inode. Nothing is re-encoded to compare contents.
+        self._looked = False
+        self._seen: tuple[int, int, int] | None = None
         self.claims = 0  # clients with this file open and listeners running on it (``claim``)
         self._written = False  # this run wrote the file (its first write is never skipped as unchanged)
 
@@ -172,14 +175,16 @@ class StateOwner:
                     "each listener needs its own state file")
             self.state.acquire()
             try:
+                identity = self._identity()  # before the read: a replace in between is seen next time
                 fresh = self.state.load()
             except StateFileError:
                 self.state.release()
                 raise
-            if self._seen is not None and fresh != self._seen:
+            if self._looked and identity != self._seen:
                 for section in self._sections:
                     section.restore(fresh, self.path)
-            self._held, self._seen, self._written = True, fresh, False
+            self._held, self._written = True, False
+            self._looked, self._seen = True, identity
             self._document = {k: v for k, v in fresh.items() if k != "version"}
             return dict(self._document)
 
@@ -270,7 +275,8 @@ class StateOwner:
         if value is not None:  # None: the listener's client has not joined yet (or is gone)
             self._document[SECTION_KEY] = value
         written = self.state.save(self._document, force=not self._written)
-        self._seen, self._written = _as_saved(self._document), True
+        self._written = True
+        self._looked, self._seen = True, self._identity()
         return written
 
     def _write_brief(self) -> bool:
@@ -297,7 +303,7 @@ class StateOwner:
             document.pop("version", None)
             document[SECTION_KEY] = value
             self.state.save(document, force=True)
-            self._seen = _as_saved(document)
+            self._looked, self._seen = True, self._identity()
             return True
         finally:
             self.state.release()
@@ -306,9 +312,18 @@ class StateOwner:
         """Under ``_io``: the saved document (the held one while a listener runs)."""
         if self._held:
             return dict(self._document)
+        identity = self._identity()  # before the read: a replace in between is seen next time
         document = self.state.load()
-        self._seen = document
+        self._looked, self._seen = True, identity
         return document
+
+    def _identity(self) -> tuple[int, int, int] | None:
+        """The file as it is on disk now (inode, mtime, size); None when there is none."""
+        try:
+            found = os.stat(self.state.real_path)
+        except OSError:
+            return None
+        return found.st_ino, found.st_mtime_ns, found.st_size
 
     # -- process events ----------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -338,16 +353,11 @@ class StateOwner:
             self._held = False
             self._run_section = None
             self._document = {}
-            self._seen = None
+            self._looked, self._seen = False, None
 
     def __repr__(self) -> str:
         return f"StateOwner({str(self.path)!r}, held={self._held})"
 
-
-def _as_saved(document: Mapping[str, Any]) -> dict[str, Any]:
-    """``document`` as reading the file back gives it (JSON types, with the schema version)."""
-    saved: dict[str, Any] = json.loads(json.dumps({**document, "version": SCHEMA}))
-    return saved
 
 
 _owners: dict[str, StateOwner] = {}
