@@ -24,7 +24,8 @@ import time
 from typing import Any
 
 from scaleset_client import _wire
-from scaleset_client._models import RunnerScaleSetMessage, parse
+from scaleset_client._messages import RunnerScaleSetMessage
+from scaleset_client._models import parse
 
 from ._util import Row, bench_main, median, spread
 

@@ -42,6 +42,7 @@ _SECTIONS: dict[str, str] = {
     "_tls": "Credentials",
     "_secrets": "Credentials",
     "_models": "Models",
+    "_messages": "Models",
     "_health": "Health",
     "_breaker": "Circuit breakers",
     "_clock": "Clocks",

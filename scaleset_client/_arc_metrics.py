@@ -59,7 +59,8 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from datetime import datetime
 
-from ._models import JobCompleted, JobMessage, JobStarted, RunnerScaleSetStatistic
+from ._messages import JobCompleted, JobMessage, JobStarted
+from ._models import RunnerScaleSetStatistic
 from ._value_class import ValueClass
 
 __all__ = ["ARC_BUCKETS", "ARC_FAMILIES", "OVERFLOW", "ArcFamily", "ArcMetrics", "ArcSource", "ScaleSetLabels",

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ScalerInterruptedError
-from ._models import JobCompleted, JobStarted
+from ._messages import JobCompleted, JobStarted
 from ._value_class import ValueClass, field_values
 
 if TYPE_CHECKING:

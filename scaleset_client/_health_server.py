@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._arc_metrics import ArcMetrics, ArcSource, ScaleSetLabels, escape, render_arc
-from ._models import JobCompleted, JobStarted, RunnerScaleSetStatistic
+from ._messages import JobCompleted, JobStarted
+from ._models import RunnerScaleSetStatistic
 from ._version import __version__
 
 if TYPE_CHECKING:

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ._errors import RunSkippedError as RunSkippedError  # its home before errors.py held every error
-from ._models import JobCompleted, JobStarted, RunnerScaleSetStatistic
+from ._messages import JobCompleted, JobStarted
+from ._models import RunnerScaleSetStatistic
 from ._validate import INT32_MAX, check_id, check_range
 from ._value_class import ValueClass, value_field
 

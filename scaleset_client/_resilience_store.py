@@ -111,7 +111,7 @@ class ResilienceSection:
         owner.add(self, run=True)
 
     def leave(self, owner: StateOwner) -> None:
-        """The listener's run on ``owner``'s file ended (after ``owner.release()``)."""
+        """The listener's run on ``owner``'s file ends (before ``owner.release()``)."""
         with self._lock:
             if owner in self._owners and owner is not self._own:
                 self._owners.remove(owner)

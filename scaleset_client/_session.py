@@ -28,7 +28,8 @@ from ._errors import (
     SessionConflictError,
     SessionNotFoundError,
 )
-from ._models import NIL_UUID, RunnerScaleSetMessage, RunnerScaleSetSession, SystemInfo, parse
+from ._messages import RunnerScaleSetMessage
+from ._models import NIL_UUID, RunnerScaleSetSession, SystemInfo, parse
 from ._policy import CallPolicy, Recovery, with_policy
 from ._secrets import Secret
 from ._urls import GitHubConfig

@@ -3,7 +3,9 @@
 The listener is composed of parts, one concept each: ``pacing`` (every wait, and when the run
 is over), ``sessions`` (opening, standby, renewal, a scale set confirmed gone), ``statistics``
 (which figure the scaler should be on) and ``poll_errors`` (what a failed poll means, a pure
-table). ``Listener`` keeps the loop, the delivery of each message and the state file.
+table), ``healing`` (a deleted scale set created again) and ``memory`` (what the state file
+keeps: cursor, pending acks, progress within a message). ``Listener`` keeps the loop and the
+delivery of each message.
 
 Promises (the README and docs/listener.md say them to users):
 
@@ -55,14 +57,12 @@ from .._errors import (
 from .._http import origin_of
 from .._jitter import around
 from .._listener_config import EventRef, ListenerConfig, ListenerHealth, MetricsRecorder, Scaler
-from .._listener_state import KEYS, binding, binding_key, document, moved, restore
-from .._models import RunnerScaleSetMessage, RunnerScaleSetStatistic
-from .._resilience_store import section_of
+from .._messages import RunnerScaleSetMessage
+from .._models import RunnerScaleSetStatistic
 from .._session import MessageSession
-from .._state import CursorRecord, StateFile
-from .._state_owner import StateOwner, claim
 from .._validate import INT32_MAX, check_range
 from .healing import Healer
+from .memory import ListenerMemory
 from .pacing import Pacer
 from .poll_errors import PERMANENT, PollAction, decide
 from .sessions import SessionKeeper
@@ -134,14 +134,9 @@ class Listener:
         self._last_poll_wall: float | None = None
         self._running = False
         self._dirty = False
-        self._state: StateFile | None = None  # the cursor record, of the file's owner
-        self._owner: StateOwner | None = None  # the state file's one writer in this process
-        self._saved: dict[str, Any] = {}  # the document the owner read when this run took the file
-        self._saved_pending: frozenset[int] = frozenset()
-        self._saved_session = ""  # the session id the state file names
-        self._binding_digest = binding_key(self._client.config.config_url, config.scale_set_id)
         self._owned = self._session is None  # this listener opens (and may re-create) its own session
         self._healer = Healer(config, self._clock, self._keeper, self._pacer)
+        self._memory = ListenerMemory(self._client, config, self._keeper, self._healer)
         self._check_cursor = False  # the first poll after loading a cursor asks from 0 to verify it
         self._current: EventRef | None = None
         self._scaler_failures = 0
@@ -247,10 +242,7 @@ class Listener:
         self._pacer.stop = event  # from here on, stop() sets this run's event
         scope = Deadline(duration, cancel_on=stop, clock=self._clock, reason="listener run")
         owned = self._session is None
-        if self.config.state_file is not None:
-            owner = claim(self.config.state_file)
-            self._saved = owner.acquire()  # for this run: StateFileLockedError when another holds it
-            self._owner, self._state = owner, owner.state
+        self._memory.acquire()  # for this run: StateFileLockedError when another holds it
         self._running = True
         self._run_thread = threading.current_thread()
         try:
@@ -265,16 +257,14 @@ class Listener:
             with detached(CLEANUP_TIME, clock=self._clock, reason="listener clean-up"):
                 try:
                     self._ack_handled_on_the_way_out()
-                    if self._state is not None:
-                        self._state.sync_cursor()
+                    if self._memory.active:
+                        self._memory.sync_cursor()
                         self._save()
                 finally:
                     if owned and self._session is not None:
                         self._session.close()
                         self._session = None
-                    if self._owner is not None:
-                        self._owner.release()
-                        section_of(self._client).leave(self._owner)
+                    self._memory.release()
 
     def _run_scoped(self, scaler: Scaler, until_idle: bool) -> None:
         """Load the state, open the session unless one was given, then loop; a scale set deleted
@@ -305,21 +295,15 @@ class Listener:
         if self._session is not None:
             self._session.close()  # gone with its scale set; deleting it is quiet
             self._session = None
-        self._rebind(created.id)
+        self._memory.rebind(created.id)
         self._cursor, self._check_cursor = 0, False  # a new queue: the old cursor means nothing there
         self._pending_acks.clear()
         self._partial.clear()
         self._failures.clear()
         self._generation = -1
         self._statistics = StatisticsTracker()
-        if self._state is not None:
-            self._state.write_cursor(CursorRecord(0, 0, 0, 0, self._binding_digest), durable=True)
+        self._memory.write_cursor(0, durable=True)
         self._dirty = True
-
-    def _rebind(self, scale_set_id: int) -> None:
-        """Serve ``scale_set_id`` from now on: the session, the state file's binding and cursor."""
-        self._keeper.scale_set_id = scale_set_id
-        self._binding_digest = binding_key(self._client.config.config_url, scale_set_id)
 
     def _loop(self, scaler: Scaler, until_idle: bool) -> None:
         session = self._session
@@ -393,7 +377,7 @@ class Listener:
         here that ends early leaves the pacer ``ending``, which the caller checks before the next poll.
         The state file is brought up to date first, including a session the client renewed by
         itself (a 401 or 404 on an ack or a poll, answered by the session's own recovery)."""
-        if self._dirty or (self._state is not None and session.session.session_id != self._saved_session):
+        if self._dirty or (self._memory.active and session.session.session_id != self._memory.saved_session):
             self._save()
         # The scaler hears the current figure before the listener waits for anything.
         self._observe_session(session)
@@ -541,13 +525,12 @@ class Listener:
 
     def _progress(self, mid: int) -> None:
         """Record how far the message in flight got (no fsync: survives a killed process)."""
-        if self._state is None:
+        if not self._memory.active:
             return
         done = self._partial.get(mid, set())
         started = sum(1 for kind, _ in done if kind == "started")
         completed = sum(1 for kind, _ in done if kind == "completed")
-        self._state.write_cursor(CursorRecord(self._cursor, mid, started, completed, self._binding_digest),
-                                 durable=False)
+        self._memory.write_cursor(self._cursor, mid, started, completed)
 
     def _finish(self, session: MessageSession, mid: int) -> None:
         """Move the cursor to a handled (or set aside) message, then acknowledge it."""
@@ -555,10 +538,9 @@ class Listener:
         self._failures.pop(mid, None)
         self._partial.pop(mid, None)
         self.handled_messages += 1
-        if self._state is not None:
-            # The cursor is written before the ack: a killed process cannot repeat the message. A
-            # successful ack deletes it on the server, so only a failed ack needs the record synced.
-            self._state.write_cursor(CursorRecord(mid, 0, 0, 0, self._binding_digest), durable=False)
+        # The cursor is written before the ack: a killed process cannot repeat the message. A
+        # successful ack deletes it on the server, so only a failed ack needs the record synced.
+        self._memory.write_cursor(mid)
         self._ack(session, mid)
 
     def _ack(self, session: MessageSession, mid: int) -> None:
@@ -569,14 +551,14 @@ class Listener:
             if isinstance(exc, PERMANENT):
                 raise
             log.warning("could not acknowledge message %d yet (%s); will retry", mid, type(exc).__name__)
-            if self._state is not None:
-                self._state.sync_cursor()  # the message stays on the server: its cursor must survive a power loss
-                if mid not in self._saved_pending:
+            if self._memory.active:
+                self._memory.sync_cursor()  # the message stays on the server: its cursor must survive a power loss
+                if mid not in self._memory.saved_pending:
                     self._dirty = True
                     self._save()  # a message below the cursor left unacked must be known after a crash
             return
         self._pending_acks.discard(mid)
-        if mid in self._saved_pending:
+        if mid in self._memory.saved_pending:
             self._dirty = True
 
     def _ack_handled_on_the_way_out(self) -> None:
@@ -673,47 +655,24 @@ class Listener:
         except Exception:
             log.exception("metrics hook %s failed", hook)
 
-    def _binding(self) -> dict[str, Any]:
-        return binding(self._client.config.config_url, self._keeper.scale_set_id, self.config.scale_set_name)
-
     def _load(self) -> dict[str, Any]:
-        """Restore the cursor, pending acks, progress within a message and breaker states
-        (``_listener_state.restore``); returns the saved document.
-
-        Resilience state and the client's ``state_file``: with no ``ListenerConfig.state_file``
-        the client's file (if any) is the only one, written by the client. Otherwise the
-        client's resilience section joins the state file's owner for the run
-        (``_state_owner``), which writes it with this listener's keys: when both name the same
-        file it is one file and one owner, the section already restored from it; when they
-        differ, both files get the same section, and each restore keeps whichever was saved last."""
-        if self._owner is None or self._state is None:
+        """Restore the cursor, pending acks and progress within a message from the state file
+        (``ListenerMemory.load``); returns the saved document."""
+        restored = self._memory.load(self._cursor)
+        if restored is None:
             return {}
-        follow, self._healer.move = moved(self._saved, self._binding())
-        if follow != self._keeper.scale_set_id:
-            log.warning("scale set %d was created again as %d by an earlier run (state file %s); serving %d",
-                        self._keeper.scale_set_id, follow, self._state.path, follow)
-            self._rebind(follow)
-        restored = restore(self._state, self._saved, self._binding(), self._binding_digest, cursor=self._cursor)
         self._cursor = restored.cursor
         self._partial.update(restored.partial)
         self._pending_acks.update(restored.pending_acks)
-        self._saved_pending = frozenset(self._pending_acks)
+        self._memory.saved_pending = frozenset(self._pending_acks)
         self._check_cursor = self._cursor > 0
-        if restored.foreign:
-            self._owner.reset()  # another configuration's document: nothing of it is kept
-        section_of(self._client).join(self._owner)  # restored from this file unless it is the client's own
         return restored.saved
 
     def _save(self) -> None:
-        """Hand this listener's keys to the file's owner, which writes the document now if its
-        content changed, with the client's resilience section (the cursor record is written per
-        message)."""
+        """Bring the state file's document up to date (``ListenerMemory.save``)."""
         self._dirty = False
-        if self._owner is None:
+        if not self._memory.active:
             return
         session = self._session
         session_id = session.session.session_id if session is not None and not session.closed else ""
-        self._owner.save(document(self._binding(), cursor=self._cursor, pending_acks=self._pending_acks,
-                                  session_id=session_id, move=self._healer.move), KEYS)
-        self._saved_pending, self._saved_session = frozenset(self._pending_acks), session_id
-
+        self._memory.save(cursor=self._cursor, pending_acks=self._pending_acks, session_id=session_id)
