@@ -1,9 +1,9 @@
 """What a listener keeps in its state file, and how a starting listener reads it back.
 
-The listener decides *when* to write (``_listener.py``); this module says *what*: its keys of the
-JSON document (``KEYS``; the file's owner, ``_state_owner``, adds the client's ``resilience``
-section and writes it), and the restore of the cursor, the progress within a message and the
-pending acks from the saved document and the cursor record.
+The listener decides *when* to write (``_listener``); this module says *what*: its keys of the
+JSON document (``document``: every key but the client's ``resilience`` section, which the file's
+owner, ``_state_owner``, adds when it writes), and the restore of the cursor, the progress
+within a message and the pending acks from the saved document and the cursor record.
 
 What ties the file to one configuration: the configuration URL and scale set. A state file
 copied to another host, or left behind after the listener was pointed at another scale set, must
@@ -21,14 +21,9 @@ from typing import Any
 from ._state import StateFile
 from ._value_class import ValueClass
 
-__all__ = ["KEYS", "Moved", "Restored", "binding", "binding_key", "document", "mismatch", "moved", "restore"]
+__all__ = ["Moved", "Restored", "binding", "binding_key", "document", "mismatch", "moved", "restore"]
 
 log = logging.getLogger("scaleset_client._listener")  # the listener's own logger: these are its warnings
-
-# The document's keys that are the listener's: each save sets them all (an absent one is removed).
-KEYS = frozenset({"scale_set_id", "binding", "cursor", "pending_acks", "session_id", "writer_pid",
-                  "recreated_from", "recreated_at"})
-
 
 def binding(config_url: str, scale_set_id: int, scale_set_name: str | None) -> dict[str, Any]:
     """The binding saved in the state file's JSON document."""

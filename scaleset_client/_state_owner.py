@@ -47,7 +47,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -194,15 +194,17 @@ class StateOwner:
         with self._io:
             self._document = {}
 
-    def save(self, values: Mapping[str, Any], owned: Collection[str]) -> bool:
-        """The listener's keys: ``owned`` are its, set to ``values`` (absent ones removed), and
-        the document written now, with the resilience section of the moment; skipped when the
-        content did not change. True if written. Raises ``StateFileError``."""
+    def save(self, values: Mapping[str, Any]) -> bool:
+        """The listener's document: every key but the client's ``resilience`` section is the
+        listener's, so ``values`` replaces them all (one left out is removed); written now, with
+        the resilience section of the moment; skipped when the content did not change. True if
+        written. Raises ``StateFileError``."""
         with self._io:
             assert self._held, "save() is for the listener holding the file"
-            for key in owned:
-                self._document.pop(key, None)
-            self._document.update(values)
+            kept = self._document.get(SECTION_KEY)
+            self._document = dict(values)
+            if kept is not None:
+                self._document[SECTION_KEY] = kept
             return self._write_locked()
 
     def release(self) -> None:

@@ -235,13 +235,13 @@ def test_other_processes_next_to_a_running_listener_neither_wait_nor_clobber_its
 FORK_WHILE_HELD = """
 import json, os, sys
 import scaleset_client as sc
-from scaleset_client import _listener_state, _state_owner
+from scaleset_client import _state_owner
 
 url, token, state = sys.argv[1:4]
 client = sc.Client(url, token=token, state_file=state, timeout=(2.0, 5.0))
 owner = _state_owner.owner_for(state)
 owner.acquire()  # what a running listener holds
-owner.save({"cursor": 5, "scale_set_id": 1}, _listener_state.KEYS)
+owner.save({"cursor": 5, "scale_set_id": 1})
 before = open(state).read()
 pid = os.fork()
 if pid == 0:
@@ -251,7 +251,7 @@ if pid == 0:
     sys.exit(0)
 _, status = os.waitpid(pid, 0)
 after_child = open(state).read()
-owner.save({"cursor": 6, "scale_set_id": 1}, _listener_state.KEYS)
+owner.save({"cursor": 6, "scale_set_id": 1})
 owner.release()
 client.close()
 print(json.dumps({"child_exit": os.waitstatus_to_exitcode(status), "untouched": after_child == before}))
@@ -387,16 +387,16 @@ def test_a_listeners_first_save_of_a_run_is_written_even_if_this_process_wrote_t
     state = tmp_path / "state.json"
     owner = _state_owner.claim(state)
     owner.acquire()
-    owner.save({"cursor": 5}, {"cursor"})
+    owner.save({"cursor": 5})
     owner.release()
     assert saved(state) == {"cursor": 5, "version": 1}
     replace_as_another_process(state, {"version": 1, "cursor": 9})
     owner = _state_owner.claim(state)
     assert owner.acquire()["cursor"] == 9
-    assert owner.save({"cursor": 5}, {"cursor"}) is True
+    assert owner.save({"cursor": 5}) is True
     assert saved(state) == {"cursor": 5, "version": 1}
     inode = state.stat().st_ino
-    assert owner.save({"cursor": 5}, {"cursor"}) is False  # unchanged: not written again
+    assert owner.save({"cursor": 5}) is False  # unchanged: not written again
     assert state.stat().st_ino == inode
     owner.release()
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from .._client import Client
 from .._listener_config import ListenerConfig
-from .._listener_state import KEYS, Restored, binding, binding_key, document, moved, restore
+from .._listener_state import Restored, binding, binding_key, document, moved, restore
 from .._resilience_store import section_of
 from .._state import CursorRecord, StateFile
 from .._state_owner import StateOwner, claim
@@ -108,7 +108,7 @@ class ListenerMemory:
         if self._owner is None:
             return
         self._owner.save(document(self.binding(), cursor=cursor, pending_acks=pending_acks,
-                                  session_id=session_id, move=self._healer.move), KEYS)
+                                  session_id=session_id, move=self._healer.move))
         self.saved_pending, self.saved_session = frozenset(pending_acks), session_id
 
     def write_cursor(self, cursor: int, in_flight: int = 0, started: int = 0, completed: int = 0, *,
