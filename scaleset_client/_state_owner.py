@@ -293,14 +293,16 @@ class StateOwner:
             return False
         try:
             document = self.state.load()
-            section = candidates[0]
+            # The section written is the one checked against the document: the first candidate
+            # still there (one dropped unclosed gives nothing and is passed over).
+            found = next(((s, v) for s in candidates if (v := s.snapshot()) is not None), None)
+            if found is None:
+                return False
+            section, value = found
             why = section.refuses(document)
             if why:
                 section.not_saved(f"foreign:{self.path}", "state file %s belongs to %s; this client neither "
                                   "reads nor writes it", self.path, why)
-                return False
-            value = self._snapshot()
-            if value is None:
                 return False
             document.pop("version", None)
             document[SECTION_KEY] = value
