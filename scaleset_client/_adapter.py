@@ -23,8 +23,10 @@ timeout is capped at the time left; the watchdog shuts the socket of an attempt 
 at the deadline or on cancel. No attempt goes out with less than ``MIN_ATTEMPT_TIME`` left, and
 a timeout the call inflicted on itself is never a breaker failure.
 
-The body is read inside ``send`` (bounded in size and by the deadline), so a body cut short
-after a 200 is a failure the breaker sees, not an error raised later by requests.
+The body is read inside ``send`` (bounded in size and by the deadline, by ``_body``), so a body
+cut short after a 200 is a failure the breaker sees, not an error raised later by requests.
+The pool managers the attempts go through (tracked pools, keepalive, a lazy TLS context) are
+wired by ``_pools``; this module is the attempt loop.
 """
 
 from __future__ import annotations
@@ -38,14 +40,13 @@ from typing import Any
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from ._breaker import BreakerRegistry, OperationClass, Outcome
-from ._classify import MESSAGE_ID, Action, Attempt, Decision, SlowResponse, classify
+from . import _body, _pools
+from ._breaker import BreakerRegistry, Outcome
+from ._classify import Action, Attempt, Decision, SlowResponse, classify
 from ._clock import Clock
 from ._config import ResilienceConfig
-from ._connections import CallInFlight, Interrupt, keepalive_options, sending, tracked_pool
+from ._connections import CallInFlight, Interrupt, sending
 from ._deadline import MIN_ATTEMPT_TIME, WATCHDOG, Deadline, current
 from ._errors import (
     CallCancelledError,
@@ -71,11 +72,11 @@ log = logging.getLogger(__name__)
 
 
 def _hand_over(response: requests.Response, body: bytes) -> None:
-    """Give ``response`` the body ``_read_body`` read, as if requests had read it.
+    """Give ``response`` the body ``_body.read_body`` read, as if requests had read it.
 
     requests has no public way to do this: ``Response.content`` reads ``raw`` itself, unbounded
-    and blind to the deadline and to interrupts. The body is read here in bounded chunks and
-    stored where ``content`` looks, so ``.content``, ``.text`` and ``.json()`` work as usual.
+    and blind to the deadline and to interrupts. The body is read by ``_body`` in bounded chunks
+    and stored here where ``content`` looks, so ``.content``, ``.text`` and ``.json()`` work as usual.
     These two private attributes are this package's whole reliance on requests' internals."""
     response._content = body
     response._content_consumed = True
@@ -94,24 +95,6 @@ class _Progress:
         self.stale_retry_used = False
         self.last_error: ScalesetError | None = None
         self.last_status = 0
-
-
-def _context_once() -> Callable[[], Any]:
-    """A partial-chain TLS context for one pool manager, built on the first call and the same
-    one afterwards (thread-safe: connections of one manager share it, as urllib3's pools
-    share the context handed to the manager)."""
-    made: list[Any] = []
-    lock = threading.Lock()
-
-    def context() -> Any:
-        with lock:
-            if not made:
-                from ._tls import partial_chain_context
-
-                made.append(partial_chain_context())
-            return made[0]
-
-    return context
 
 
 class ResilienceAdapter(HTTPAdapter):
@@ -144,13 +127,7 @@ class ResilienceAdapter(HTTPAdapter):
         self._count_lock = threading.Lock()
         super().__init__(pool_connections=8, pool_maxsize=pool_maxsize, max_retries=0, pool_block=False)
 
-    # -- pools -------------------------------------------------------------------------------
-    def _track(self, manager: Any, tls_context: Callable[[], Any]) -> None:
-        manager.pool_classes_by_scheme = {
-            "http": tracked_pool(HTTPConnectionPool, HTTPConnection),
-            "https": tracked_pool(HTTPSConnectionPool, HTTPSConnection, tls_context),
-        }
-
+    # -- pools (the wiring is ``_pools``) ----------------------------------------------------
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
         """Build the connection pool with this adapter's TLS context and pool size.
 
@@ -158,18 +135,18 @@ class ResilienceAdapter(HTTPAdapter):
         by the first HTTPS connection, not here: building one costs 0.5-1.4 ms of CPU, which a
         client that never opens an HTTPS connection (a plain-HTTP GHES, a test) need not pay.
         A context passed in ``pool_kwargs`` (a client certificate's) is used as it is."""
-        pool_kwargs.setdefault("socket_options", keepalive_options())
+        _pools.keepalive_default(pool_kwargs)
         super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
-        self._track(self.poolmanager, _context_once())
+        _pools.track(self.poolmanager)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         """The proxy pool for ``proxy``, with a TLS context of its own like the direct pools'
         (built by its first HTTPS connection)."""
         fresh = proxy not in self.proxy_manager
-        proxy_kwargs.setdefault("socket_options", keepalive_options())
+        _pools.keepalive_default(proxy_kwargs)
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         if fresh:
-            self._track(manager, _context_once())
+            _pools.track(manager)
         return manager
 
     def look(self, origin: str, timeout: float = 2.0, *, force: bool = False) -> bool:
@@ -295,7 +272,7 @@ class ResilienceAdapter(HTTPAdapter):
             try:
                 outcome = super().send(request, stream=True, timeout=(min(connect_t, left), min(read_t, left)),
                                        verify=verify, cert=cert, proxies=proxies)
-                self._read_body(outcome, policy, call)
+                _hand_over(outcome, _body.read_body(outcome, policy, call, self._config.max_response_bytes))
             except (ResponseError, requests.RequestException, urllib3.exceptions.HTTPError, OSError) as raised:
                 outcome = raised
             finally:
@@ -381,37 +358,6 @@ class ResilienceAdapter(HTTPAdapter):
             raise error from (cause or state.last_error)
 
     # -- pieces of the loop ------------------------------------------------------------------
-    def _read_body(self, response: requests.Response, policy: CallPolicy, call: CallInFlight) -> None:
-        limit = policy.max_body if policy.max_body is not None else self._config.max_response_bytes
-        declared = response.headers.get("content-length", "")
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            if declared.isdigit() and int(declared) > limit:
-                head = response.raw.read(4096, decode_content=True)
-                raise self._oversized(policy, limit, f"response of {declared} bytes", head)
-            for chunk in response.iter_content(65536):  # decoded: the cap counts bytes after gzip
-                size += len(chunk)
-                if size > limit:
-                    raise self._oversized(policy, limit, "response", b"".join(chunks)[:4096] or chunk[:4096])
-                chunks.append(chunk)
-                if call.interrupted:
-                    raise requests.exceptions.ConnectionError("the call was interrupted while the body arrived")
-        except BaseException:
-            response.close()
-            raise
-        # Read to its end, the connection is back in the pool: urllib3 returned it with the last
-        # byte, and the pool unbound it from this call first (TrackedPool._put_conn).
-        _hand_over(response, b"".join(chunks))
-
-    @staticmethod
-    def _oversized(policy: CallPolicy, limit: int, what: str, head: bytes) -> ResponseError:
-        """The error for a body over the cap; for a message, with its id when the head shows it,
-        so a listener can set the message aside instead of polling it for ever."""
-        found = MESSAGE_ID.search(head) if policy.operation_class == OperationClass.LONG_POLL else None
-        return ResponseError(f"{policy.operation}: {what} exceeds the {limit}-byte limit", operation=policy.operation,
-                             message_id=int(found.group(1)) if found else None)
-
     def _apply(self, decision: Decision, outcome: requests.Response | BaseException,
                request: requests.PreparedRequest, policy: CallPolicy, breaker: Any, permit: Any,
                state: _Progress, call: CallInFlight,

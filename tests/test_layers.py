@@ -19,9 +19,10 @@ import pytest
 import scaleset_client
 
 PACKAGE = Path(scaleset_client.__file__).parent
-TRANSPORT = {"_adapter", "_connections", "_classify", "_retry", "_breaker", "_deadline", "_http", "_reachability",
-             "_policy", "_tls", "_jitter"}
-TRANSPORT_INTERNALS = {"_adapter", "_connections", "_classify", "_retry", "_policy", "_tls", "_reachability"}
+TRANSPORT = {"_adapter", "_body", "_pools", "_connections", "_classify", "_retry", "_breaker", "_deadline", "_http",
+             "_reachability", "_policy", "_tls", "_jitter"}
+TRANSPORT_INTERNALS = {"_adapter", "_body", "_pools", "_connections", "_classify", "_retry", "_policy", "_tls",
+                       "_reachability"}
 SERVICE_AND_LISTENER = {"_client", "_calls", "_admin_api", "_session", "_registration", "_auth", "_listener",
                         "_listener_config", "_listener_state", "_exec_scaler", "_cli", "_health", "_health_server",
                         "_arc_metrics", "_resilience_store"}

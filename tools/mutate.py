@@ -108,6 +108,13 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                        "tests/test_resilience.py", "tests/test_breaker_half_open.py", "tests/test_recovery.py",
                        "tests/test_transport.py", "tests/test_deadlines.py", "tests/test_large_messages.py",
                        "tests/test_tls_chain.py")),
+    # The body of an answer, read within the call's time and the size cap; the pool managers.
+    "body": ("scaleset_client/_body.py",
+             _first("tests/test_large_messages.py", "tests/test_transport.py", "tests/test_transport_errors.py",
+                    "tests/test_breaker_calls.py", "tests/test_session_queue.py", _CALL_TESTS)),
+    "pools": ("scaleset_client/_pools.py",
+              _first("tests/test_tls_chain.py", "tests/test_connections.py", "tests/test_connection_sockets.py",
+                     "tests/test_client_certificates.py", "tests/test_interrupts.py", "tests/test_cron_path.py")),
     "connections": ("scaleset_client/_connections.py",
                     _first("tests/test_connections.py", "tests/test_connection_sockets.py",
                            "tests/test_interrupts.py", "tests/test_attempts.py", _CALL_TESTS,
