@@ -257,9 +257,8 @@ class Listener:
             with detached(CLEANUP_TIME, clock=self._clock, reason="listener clean-up"):
                 try:
                     self._ack_handled_on_the_way_out()
-                    if self._memory.active:
-                        self._memory.sync_cursor()
-                        self._save()
+                    self._memory.sync_cursor()
+                    self._save()
                 finally:
                     if owned and self._session is not None:
                         self._session.close()
@@ -671,8 +670,6 @@ class Listener:
     def _save(self) -> None:
         """Bring the state file's document up to date (``ListenerMemory.save``)."""
         self._dirty = False
-        if not self._memory.active:
-            return
         session = self._session
         session_id = session.session.session_id if session is not None and not session.closed else ""
         self._memory.save(cursor=self._cursor, pending_acks=self._pending_acks, session_id=session_id)

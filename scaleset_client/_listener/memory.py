@@ -20,7 +20,7 @@ from .._client import Client
 from .._listener_config import ListenerConfig
 from .._listener_state import Restored, binding, binding_key, document, moved, restore
 from .._resilience_store import section_of
-from .._state import CursorRecord, StateFile
+from .._state import CursorRecord
 from .._state_owner import StateOwner, claim
 from .healing import Healer
 from .sessions import SessionKeeper
@@ -39,7 +39,6 @@ class ListenerMemory:
         self._config = config
         self._keeper = keeper
         self._healer = healer
-        self._state: StateFile | None = None  # the cursor record, of the file's owner
         self._owner: StateOwner | None = None  # the state file's one writer in this process
         self._saved: dict[str, Any] = {}  # the document the owner read when this run took the file
         self.saved_pending: frozenset[int] = frozenset()
@@ -49,7 +48,7 @@ class ListenerMemory:
     @property
     def active(self) -> bool:
         """A state file is held for this run."""
-        return self._state is not None
+        return self._owner is not None
 
     def acquire(self) -> None:
         """Take the configured state file for this run (``StateFileLockedError`` when another
@@ -57,7 +56,7 @@ class ListenerMemory:
         if self._config.state_file is not None:
             owner = claim(self._config.state_file)
             self._saved = owner.acquire()
-            self._owner, self._state = owner, owner.state
+            self._owner = owner
 
     def release(self) -> None:
         """Give the state file back at the end of a run."""
@@ -67,7 +66,7 @@ class ListenerMemory:
             # a writer on an owner the release may already have dropped from the registry.
             section_of(self._client).leave(owner)
             owner.release()
-            self._owner = self._state = None
+            self._owner = None
 
     def binding(self) -> dict[str, Any]:
         """What the state file is bound to: the configuration URL and the scale set served now."""
@@ -88,17 +87,18 @@ class ListenerMemory:
         (``_state_owner``), which writes it with this listener's keys: when both name the same
         file it is one file and one owner, the section already restored from it; when they
         differ, both files get the same section, and each restore keeps whichever was saved last."""
-        if self._owner is None or self._state is None:
+        owner = self._owner
+        if owner is None:
             return None
         follow, self._healer.move = moved(self._saved, self.binding())
         if follow != self._keeper.scale_set_id:
             log.warning("scale set %d was created again as %d by an earlier run (state file %s); serving %d",
-                        self._keeper.scale_set_id, follow, self._state.path, follow)
+                        self._keeper.scale_set_id, follow, owner.path, follow)
             self.rebind(follow)
-        restored = restore(self._state, self._saved, self.binding(), self._binding_digest, cursor=cursor)
+        restored = restore(owner.state, self._saved, self.binding(), self._binding_digest, cursor=cursor)
         if restored.foreign:
-            self._owner.reset()  # another configuration's document: nothing of it is kept
-        section_of(self._client).join(self._owner)  # restored from this file unless it is the client's own
+            owner.reset()  # another configuration's document: nothing of it is kept
+        section_of(self._client).join(owner)  # restored from this file unless it is the client's own
         return restored
 
     def save(self, *, cursor: int, pending_acks: set[int], session_id: str) -> None:
@@ -114,11 +114,11 @@ class ListenerMemory:
     def write_cursor(self, cursor: int, in_flight: int = 0, started: int = 0, completed: int = 0, *,
                      durable: bool = False) -> None:
         """Write the cursor record: the last handled message, and how far the one in flight got."""
-        if self._state is not None:
-            self._state.write_cursor(CursorRecord(cursor, in_flight, started, completed, self._binding_digest),
+        if self._owner is not None:
+            self._owner.state.write_cursor(CursorRecord(cursor, in_flight, started, completed, self._binding_digest),
                                      durable=durable)
 
     def sync_cursor(self) -> None:
         """Make the cursor record survive a power loss."""
-        if self._state is not None:
-            self._state.sync_cursor()
+        if self._owner is not None:
+            self._owner.state.sync_cursor()
