@@ -134,7 +134,10 @@ def test_a_pending_ack_is_sent_before_the_first_poll(
 
 def test_a_breaker_transition_is_in_the_state_file_before_the_next_poll(
         fake: FakeActionsService, clock: FakeClock, scale_set: sc.RunnerScaleSet, tmp_path: Path) -> None:
-    """A process killed during a break leaves the break for the next one to respect."""
+    """A process killed during a break leaves the break for the next one to respect. The break
+    is the session breaker's (an hour), which the next poll does not meet: the file is read when
+    the next message is handled, with the break still on (a long-poll break would end first, and
+    the file rightly say so)."""
     state = tmp_path / "state.json"
     fake.push_message(scale_set.id, [job("JobStarted", 1)], statistics=stats(1))
     fake.push_message(scale_set.id, [job("JobStarted", 2)], statistics=stats(1))
@@ -143,10 +146,10 @@ def test_a_breaker_transition_is_in_the_state_file_before_the_next_poll(
 
     def hook(_: RecordingScaler, kind: str, request_id: int) -> None:
         if request_id == 1:
-            client.circuit_breakers.force_open(duration=10.0, operation_class="long_poll")
+            client.circuit_breakers.force_open(duration=3600.0, operation_class="session")
         else:
             breakers = json.loads(state.read_text())["resilience"]["breakers"]
-            saved.append([b["state"] for b in breakers if b["operation_class"] == "long_poll"])
+            saved.append([b["state"] for b in breakers if b["operation_class"] == "session"])
 
     sc.Listener(client, sc.ListenerConfig(scale_set.id, 3, state_file=state)).run(RecordingScaler(hook),
                                                                                   until_idle=True)
