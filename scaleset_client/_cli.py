@@ -7,7 +7,6 @@ server and one listener thread per scale set, and turns what ends them into an e
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from ._cli_options import (
     EXIT_SKIPPED,
     EXIT_USAGE,
     OPTIONS,
+    Args,
     Option,
     UsageError,
     build_parser,
@@ -141,7 +141,7 @@ class TokenFile:
             raise ConfigError(str(exc).replace("cannot be read now", "cannot be read")) from None
 
 
-def _client_cert(args: argparse.Namespace) -> ClientCertificate | None:
+def _client_cert(args: Args) -> ClientCertificate | None:
     if args.client_key and not args.client_cert:
         raise ConfigError("--client-key needs --client-cert (the certificate it belongs to)")
     if not args.client_cert:
@@ -150,7 +150,7 @@ def _client_cert(args: argparse.Namespace) -> ClientCertificate | None:
                                         env("SCALESET_CLIENT_KEY_PASSWORD"))
 
 
-def _client(args: argparse.Namespace) -> Client:
+def _client(args: Args) -> Client:
     token = args.token
     info = SystemInfo(system="scaleset-listen", version=__version__, subsystem="listener")
     tls: dict[str, Any] = {"client_cert": _client_cert(args)}
@@ -176,7 +176,7 @@ def _client(args: argparse.Namespace) -> Client:
     return Client(args.url, token=token, system_info=info, **tls)
 
 
-def _scale_set_id(client: Client, args: argparse.Namespace) -> int:
+def _scale_set_id(client: Client, args: Args) -> int:
     if args.scale_set_id:
         return int(args.scale_set_id)
     if not args.scale_set_name:
@@ -207,7 +207,7 @@ class _Stopped(Exception):
     """Start-up was interrupted by a signal or ran out of the run's time."""
 
 
-def _start_up(client: Client, args: argparse.Namespace, stop: threading.Event, scope: Deadline) -> int:
+def _start_up(client: Client, args: Args, stop: threading.Event, scope: Deadline) -> int:
     """Resolve the scale set, waiting out transient errors (bounded by stop and the run's time)."""
     failures = 0
     while True:
@@ -233,7 +233,7 @@ def _start_up(client: Client, args: argparse.Namespace, stop: threading.Event, s
 # -- running --------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``scaleset-listen``; returns the exit code (see ``--help``)."""
-    entries: list[argparse.Namespace] | None = None
+    entries: list[Args] | None = None
     try:
         args = parse_args(argv)
         if not args.url:
@@ -300,7 +300,7 @@ def _signals(stop: threading.Event, run_scope: Deadline) -> Iterator[None]:
         os.close(wake_read)
 
 
-def _run(args: argparse.Namespace, entries: list[argparse.Namespace] | None, metrics: Metrics) -> int:
+def _run(args: Args, entries: list[Args] | None, metrics: Metrics) -> int:
     stop = threading.Event()
     duration = args.duration if args.duration is not None else (55.0 if args.once else None)
     run_scope = Deadline(duration, cancel_on=stop, reason="scaleset-listen")
@@ -341,7 +341,7 @@ def _run(args: argparse.Namespace, entries: list[argparse.Namespace] | None, met
                 health_server.server_close()
 
 
-def _serve(client: Client, entry: argparse.Namespace, stop: threading.Event, run_scope: Deadline,
+def _serve(client: Client, entry: Args, stop: threading.Event, run_scope: Deadline,
            recorder: Metrics, attach: Callable[[Listener], None]) -> None:
     """One scale set: resolve it, then run its listener until the run ends."""
     scale_set_id = _start_up(client, entry, stop, run_scope)
@@ -394,14 +394,14 @@ def _ended(exc: Exception, stop: threading.Event, run_scope: Deadline) -> tuple[
 _SEVERITY = (EXIT_OK, EXIT_SKIPPED, EXIT_PERMANENT, EXIT_USAGE)  # the process exits with the worst
 
 
-def _serve_many(client: Client, entries: list[argparse.Namespace], stop: threading.Event, run_scope: Deadline,
+def _serve_many(client: Client, entries: list[Args], stop: threading.Event, run_scope: Deadline,
                 metrics: Metrics) -> int:
     """--config: a thread per scale set on the one client. A scale set whose run ends (a permanent
     error, a skip) is reported and the others go on; SIGTERM stops them all, each deleting its
     session; the exit code is the most severe of theirs."""
     codes: dict[str, int] = {}
 
-    def worker(entry: argparse.Namespace, recorder: Metrics) -> None:
+    def worker(entry: Args, recorder: Metrics) -> None:
         _thread_scale_set.key = entry.key
         try:
             with run_scope:

@@ -5,13 +5,12 @@ flag's value."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from typing import Any
 
-from ._cli_options import OPTIONS, UsageError, check_exec
+from ._cli_options import OPTIONS, Args, UsageError, check_exec
 from ._validate import INT32_MAX
 
 # -- --config: many scale sets -------------------------------------------------------------------
@@ -102,7 +101,7 @@ def _file_value(where: str, key: str, value: Any, base: str) -> Any:
     return text
 
 
-def load_config(path: str, args: argparse.Namespace) -> list[argparse.Namespace]:
+def load_config(path: str, args: Args) -> list[Args]:
     """The scale sets of a --config file, each as the flags' namespace with its own values: a key
     left out takes its flag's value. Raises ``UsageError`` (one line naming the key) on any problem."""
     for key in _OWN_KEYS:
@@ -122,7 +121,7 @@ def load_config(path: str, args: argparse.Namespace) -> list[argparse.Namespace]
         raise UsageError(f"--config {path}: scale_sets: must be a non-empty list of scale sets "
                          "([[scale_sets]] tables in TOML)")
     base = os.path.dirname(os.path.abspath(path))
-    entries: list[argparse.Namespace] = []
+    entries: list[Args] = []
     seen: dict[tuple[str, Any], str] = {}
     for index, item in enumerate(raw):
         here = f"--config {path}: scale_sets[{index}]"
@@ -130,7 +129,7 @@ def load_config(path: str, args: argparse.Namespace) -> list[argparse.Namespace]
             raise UsageError(f"{here}: must be a table (JSON object), not {item!r}")
         if isinstance(item.get("name"), str) and item["name"].strip():
             here += f" ({item['name'].strip()})"
-        entry = argparse.Namespace(**vars(args))
+        entry = Args(**vars(args))
         entry.scale_set_name = entry.scale_set_id = entry.state_file = None
         for key, value in item.items():
             if key not in FILE_KEYS:

@@ -4,15 +4,18 @@ come from it, and each value is checked as it is read (``UsageError``: one line,
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
+import types
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._value_class import ValueClass
 from ._version import __version__
+
+if TYPE_CHECKING:
+    import argparse
 
 _DESCRIPTION = """\
 A listener for one runner scale set, or several in one process: cron jobs and services.
@@ -225,18 +228,30 @@ def options_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line on stderr and exit 2, never a usage dump or a traceback."""
+class Args(types.SimpleNamespace):
+    """The parsed command line: an attribute per option (``Option.dest``), then ``token_source``,
+    ``sources`` (where each value came from) and ``key`` (the scale set's name or id, for logs).
 
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+    A plain attribute bag of its own rather than ``argparse.Namespace``, so the usual command
+    line (``_read_usual``) needs neither argparse nor its parser (issue 28: about 2.5 ms of a
+    cron run)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; every option, its environment variable and its default come from ``OPTIONS``."""
+    """The argument parser; every option, its environment variable and its default come from ``OPTIONS``.
+
+    Built for ``--help``, ``--version`` and any command line ``_read_usual`` leaves to it."""
+    import argparse  # not on a cron run's usual command line: see _read_usual
+
+    class Parser(argparse.ArgumentParser):
+        """Usage errors as one line on stderr and exit 2, never a usage dump or a traceback."""
+
+        def error(self, message: str) -> NoReturn:
+            self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
     epilog = "environment only:\n" + "\n".join(f"  {name:27} {meaning}" for name, meaning in ENVIRONMENT_ONLY)
-    p = _Parser(prog="scaleset-listen", description=_DESCRIPTION, epilog=epilog,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="scaleset-listen", description=_DESCRIPTION, epilog=epilog,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     for opt in OPTIONS:
         extra = []
         if opt.env:
@@ -252,11 +267,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> argparse.Namespace:
+def _read_usual(argv: Sequence[str]) -> Args | None:
+    """The command line read as argparse would, when every word is an option spelled out in full:
+    ``--flag value``, ``--flag=value`` or a switch. Anything else (``--help``, ``--version``,
+    an abbreviation, an unknown word, a switch given a value, a missing value, a value that
+    starts with ``-``, ``--``) returns None and argparse reads it, with its own messages.
+    ``tests/test_cli.py`` holds the two equal on generated command lines."""
+    by_flag = {opt.flag: opt for opt in OPTIONS}
+    values: dict[str, Any] = {opt.dest: False if opt.switch else None for opt in OPTIONS}
+    at, end = 0, len(argv)
+    while at < end:
+        flag, has_value, value = argv[at].partition("=")
+        opt = by_flag.get(flag)
+        if opt is None:
+            return None
+        if opt.switch:
+            if has_value:
+                return None
+            values[opt.dest] = True
+        else:
+            if not has_value:
+                at += 1
+                if at == end:
+                    return None
+                value = argv[at]
+            if value.startswith("-"):
+                return None
+            values[opt.dest] = value
+        at += 1
+    return Args(**values)
+
+
+def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Args:
     """Flags first, then the environment, then the default; a value that does not convert is a
     ``UsageError`` naming the flag or variable it came from."""
     env = os.environ if environ is None else environ
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = _read_usual(words) or Args(**vars(build_parser().parse_args(words)))
     sources: dict[str, str] = {}  # dest: the flag or variable a value came from (absent: the default)
     for opt in OPTIONS:
         if opt.switch:
@@ -289,7 +336,7 @@ def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | N
                 why = str(exc) if "must" in str(exc) else f"must be {_KIND.get(opt.convert, 'valid')}"
                 raise UsageError(f"{source}={value!r}: {why}") from None
         setattr(args, opt.dest, value)
-    args.token_source = "--token" if "--token" in (argv or sys.argv[1:]) else "environment"
+    args.token_source = "--token" if "--token" in words else "environment"
     args.sources = sources
     args.key = args.scale_set_name or (str(args.scale_set_id) if args.scale_set_id else "")
     return args

@@ -54,10 +54,10 @@ def test_a_cron_run_loads_neither_dataclasses_nor_its_imports() -> None:
     """A whole ``scaleset-listen --once`` run (empty queue) in a fresh interpreter: ``dataclasses``
     pulls ``inspect``, ``ast`` and ``dis`` in, a cost every cron minute would pay (issue 28); nor
     what only some runs need: ``subprocess`` (``--exec``), the ``--config`` reader, the health
-    report (``Client.health``)."""
+    report (``Client.health``), and ``argparse`` (``--help``, an unusual command line)."""
     from scaleset_client.testing import FakeActionsService
 
-    heavy = ["dataclasses", "inspect", "ast", "dis", "subprocess", "scaleset_client._cli_config",
+    heavy = ["dataclasses", "inspect", "ast", "dis", "subprocess", "argparse", "scaleset_client._cli_config",
              "scaleset_client._health"]
     code = ("import atexit, runpy, sys\n"
             f"atexit.register(lambda: print('LOADED', sorted(set({heavy!r}) & set(sys.modules))))\n"
