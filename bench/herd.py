@@ -12,6 +12,7 @@ and each client's recovery, the virtual seconds from the return to its first suc
     python -m bench.herd --seeds 3                # the same, clock seeds 5, 6, 7
     python -m bench.herd --check 15 --ours-only   # reachability_check=15 (an option measured)
     python -m bench.herd --stagger 1 --ours-only  # a fleet polling in step (all within 1 s)
+    python -m bench.herd --shared --ours-only     # one client's 100 sessions (a --config process)
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class HerdResult:
 
 
 def _herd(clients: int, ours: bool, seed: int = 5,
-          breaker: sc.CircuitBreakerConfig | None = None, stagger: float = HOLD) -> HerdResult:
+          breaker: sc.CircuitBreakerConfig | None = None, stagger: float = HOLD, shared: bool = False) -> HerdResult:
     clock = SimClock(start=0.0, seed=seed)
     fake = FakeActionsService(clock=clock, long_poll_hold=0.0).start()  # type: ignore[arg-type]
     setup = sc.Client(fake.config_url, token=fake.token, clock=clock)  # type: ignore[arg-type]
@@ -60,10 +61,15 @@ def _herd(clients: int, ours: bool, seed: int = 5,
     first_success: list[float | None] = [None] * clients
     resilience = sc.ResilienceConfig(circuit_breaker=breaker or sc.CircuitBreakerConfig())
 
+    def new_client() -> sc.Client:
+        return sc.Client(fake.config_url, token=fake.token, clock=clock,  # type: ignore[arg-type]
+                         timeout=(2.0, 5.0), long_poll_timeout=5.0, resilience=resilience)
+
+    one = new_client() if shared else None  # one client's many sessions (as --config runs them)
+
     def loop(i: int) -> None:
         with clock.participant():
-            client = sc.Client(fake.config_url, token=fake.token, clock=clock,  # type: ignore[arg-type]
-                               timeout=(2.0, 5.0), long_poll_timeout=5.0, resilience=resilience)
+            client = one or new_client()
             session = client.message_session(scale_sets[i])
             poll: Callable[[], None]
             if ours:
@@ -93,7 +99,8 @@ def _herd(clients: int, ours: bool, seed: int = 5,
                     clock.sleep((exc.retry_after if exc.retry_after is not None else 1.0) + clock.random() * 0.5)
                 except sc.ScalesetError:
                     clock.sleep(1.0)
-            client.close()
+            if one is None:
+                client.close()
 
     def controller() -> None:
         with clock.participant():
@@ -109,6 +116,8 @@ def _herd(clients: int, ours: bool, seed: int = 5,
             t.start()
         for t in threads:
             t.join(timeout=600)
+    if one is not None:
+        one.close()
     stamps = [r.time for r in fake.requests("get_message")]
     fake.close()
     per_second = Counter(int(t) for t in stamps)
@@ -136,16 +145,18 @@ def _recovery(results: list[HerdResult]) -> tuple[str, bool]:
 
 
 def run(quick: bool = False, clients: int = 100, seeds: int = 1, check: float | None = None,
-        ours_only: bool = False, stagger: float = HOLD) -> list[Row]:
+        ours_only: bool = False, stagger: float = HOLD, shared: bool = False) -> list[Row]:
     clients = 30 if quick else clients
     breaker = sc.CircuitBreakerConfig() if check is None else sc.CircuitBreakerConfig(reachability_check=check)
-    ours = [_herd(clients, True, 5 + k, breaker, stagger) for k in range(seeds)]
+    ours = [_herd(clients, True, 5 + k, breaker, stagger, shared) for k in range(seeds)]
     base = [] if ours_only else [_herd(clients, False, 5 + k, None, stagger) for k in range(seeds)]
     load = f"{clients} clients, polls held {HOLD:g} s, broker refused {OUTAGE[0]:g}-{OUTAGE[1]:g} s"
     if stagger != HOLD:
         load += f", polls spread over {stagger:g} s"
     if check is not None:
         load += f", reachability_check={check:g}"
+    if shared:
+        load += ", ours: one client's sessions"
     if seeds > 1:
         load += f", {seeds} seeds"
     peaks = "; ".join(str(r.peak) for r in ours)
@@ -172,10 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", type=float, default=None,
                         help="CircuitBreakerConfig.reachability_check (default: the default config)")
     parser.add_argument("--ours-only", action="store_true", help="skip the urllib3 baseline")
+    parser.add_argument("--shared", action="store_true",
+                        help="ours: one client with a session per scale set (as --config runs them)")
     parser.add_argument("--stagger", type=float, default=HOLD,
                         help=f"seconds the fleet's polls are spread over (default {HOLD:g}, one hold)")
     args = parser.parse_args(argv)
-    rows = run(args.quick, args.clients, args.seeds, args.check, args.ours_only, args.stagger)
+    rows = run(args.quick, args.clients, args.seeds, args.check, args.ours_only, args.stagger, args.shared)
     print(rows_table(rows))
     return 0 if all(r.ok is not False for r in rows) else 1
 

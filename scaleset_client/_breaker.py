@@ -20,6 +20,15 @@ Rules that make it safe under threads:
   generation is discarded (a slow call admitted while CLOSED cannot close a newer OPEN).
 - Time is the injected monotonic clock; ``snapshot``/``restore`` carry state across processes.
 
+Callers held back return spread out (issue 28, the herd). Many threads share one client's
+breaker (``--config``'s scale sets, a threaded runner): while it refuses, each refused thread
+is remembered; when the origin is back (a probe succeeded, a forced break ran out), those
+threads are given turns evenly over ``return_spread`` seconds instead of all calling in the
+same second (100 sessions of one client came back as 100 polls within 0.9 s). A thread's turn
+is a refusal until then, with ``retry_after`` saying when. A caller that was never refused, the
+probe's own thread, and ``reset()``/``recover()`` (a caller asking for now) are not held.
+Threads are the callers because this client is blocking: one listener, one thread.
+
 ``Permit`` and ``Transition`` are value classes (``_value_class.py``), not dataclasses: frozen
 and compared the same, without the import and the per-class compile a cron run paid (issue
 28); a permit is made on every call, so its ``__init__`` is written out.
@@ -140,6 +149,10 @@ class CircuitBreaker:
         self.last_failure_wall: float | None = None
         self.last_failure_reason = ""
         self.rejected = 0
+        self._held: dict[int, None] = {}  # threads refused since the origin went, in order (an ordered set)
+        self._turns: dict[int, float] = {}  # after a return: each held thread's turn (monotonic)
+        self._last_turn = 0.0
+        self._holding = True  # False after recover() asked for a probe: nobody is held back then
 
     # -- reading ---------------------------------------------------------------------------
     @property
@@ -192,12 +205,21 @@ class CircuitBreaker:
         """The transitions time alone makes: a hung probe re-opens, a forced break or a break ends."""
         self._expire_leases(now, events)
         if self._state is State.FORCED_OPEN and now >= self._open_until:
-            self._move(State.CLOSED, "forced open period over", events)
+            self._move(State.CLOSED, "forced open period over", events, spread=True)
         elif self._state is State.OPEN and now >= self._open_until:
             self._move(State.HALF_OPEN, "break over; probing", events)
 
     def _admit(self, now: float, lease: float) -> Permit | None:
         """A permit (a probe's with its lease) when the state lets a call go, else None."""
+        if self._turns and self._state is State.CLOSED:
+            if now >= self._last_turn:
+                self._turns.clear()
+            else:
+                turn = self._turns.get(threading.get_ident())
+                if turn is not None:
+                    if now < turn:
+                        return None
+                    del self._turns[threading.get_ident()]
         if self._state in (State.CLOSED, State.DISABLED, State.METRICS_ONLY):
             return Permit(self._generation)
         if self._state is not State.HALF_OPEN or len(self._probes) >= self._config.half_open_max_calls:
@@ -212,7 +234,11 @@ class CircuitBreaker:
         self.rejected += 1
         state = self._state
         wait: float | None
-        if state is State.HALF_OPEN:
+        if state is State.CLOSED:  # a held thread before its turn (see "Callers held back" above)
+            wait = self._turns[threading.get_ident()] - now
+            why = (f"back after a break; the callers held during it return spread over "
+                   f"{self._config.return_spread:g}s")
+        elif state is State.HALF_OPEN:
             wait = max(0.0, min(self._probes.values()) - now)
             why = "a probe is in flight"
         elif state is State.FORCED_OPEN:
@@ -221,6 +247,8 @@ class CircuitBreaker:
         else:
             wait = self._open_until - now
             why = f"open after failures ({self.last_failure_reason or 'unknown'})"
+        if state is not State.CLOSED and self._holding and len(self._held) < _HELD_MAX:
+            self._held[threading.get_ident()] = None
         return CircuitOpenError(
             f"circuit for {self.origin} [{self.operation_class}] is {state}: {why}; "
             + ("reset it to retry" if wait is None else f"next attempt in {wait:.1f}s"),
@@ -253,7 +281,7 @@ class CircuitBreaker:
             if not failed:
                 self._probe_successes += 1
                 if self._probe_successes >= self._config.success_threshold:
-                    self._move(State.CLOSED, "probe succeeded", events)
+                    self._move(State.CLOSED, "probe succeeded", events, spread=True)
             else:
                 self._reopen_count += 1
                 self._trip(now, f"probe failed: {self.last_failure_reason}", events)
@@ -302,13 +330,19 @@ class CircuitBreaker:
             self._move(State.METRICS_ONLY, "metrics only", events)
         self._notify(events)
 
-    def probe_now(self) -> None:
-        """End an OPEN break early so the next call probes (used by ``Client.recover``)."""
+    def probe_now(self, reason: str = "recover() asked for a probe", *, release_held: bool = True) -> None:
+        """End an OPEN break early so the next call probes. ``Client.recover`` asks for now: the
+        threads held back go at once (``release_held``); a reachability look that connected
+        (``release_held=False``) leaves them to their turns once the probe brings the origin back."""
         events: list[Transition] = []
         with self._lock:
+            if release_held:
+                self._held.clear()
+                self._turns.clear()
             if self._state is State.OPEN:
                 self._open_until = self._clock.monotonic()
-                self._move(State.HALF_OPEN, "recover() asked for a probe", events)
+                self._move(State.HALF_OPEN, reason, events)
+                self._holding = not release_held
         self._notify(events)
 
     # -- persistence -----------------------------------------------------------------------
@@ -399,7 +433,9 @@ class CircuitBreaker:
             self._reopen_count += 1
             self._trip(expired_at, self.last_failure_reason, events)
 
-    def _move(self, new: State, why: str, events: list[Transition], retry_after: float | None = None) -> None:
+    def _move(self, new: State, why: str, events: list[Transition], retry_after: float | None = None,
+              spread: bool = False) -> None:
+        """Change state; ``spread``: the origin is back, and the threads held meanwhile get turns."""
         old = self._state
         self._state = new
         self._generation += 1
@@ -410,9 +446,30 @@ class CircuitBreaker:
             self._window.clear()
         if new is State.CLOSED:
             self._closed_since = self._clock.monotonic()
+        self._turns.clear()  # a new break refuses everyone again; any other change ends the turns
+        self._holding = True
+        if new not in (State.OPEN, State.HALF_OPEN, State.FORCED_OPEN):  # the break is over
+            if spread:
+                self._give_turns()
+            self._held.clear()
         if old is not new:
             events.append(Transition(self.origin, self.operation_class, old, new, why,
                                      self._clock.wall(), retry_after))
+
+
+    def _give_turns(self) -> None:
+        """The held threads' turns, evenly over ``return_spread`` from now in the order they were
+        first refused (the first at once); the thread that brought the origin back is not held."""
+        self._held.pop(threading.get_ident(), None)
+        spread = self._config.return_spread
+        if len(self._held) < 2 or spread <= 0:
+            return
+        now, step = self._clock.monotonic(), spread / len(self._held)
+        self._turns = {thread: now + step * k for k, thread in enumerate(self._held)}
+        self._last_turn = now + step * (len(self._held) - 1)
+
+
+_HELD_MAX = 4096  # threads remembered per breaker while it refuses; more come back unpaced
 
 
 class BreakerRegistry:

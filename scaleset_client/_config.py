@@ -50,6 +50,13 @@ class CircuitBreakerConfig(ValueClass):
         rate with a median return of 4-4.5 s, 20 s at 4.5-6.5x with 7-9 s, 30 s at 4.5x with
         11 s (one seed). Independent jitter leaves a busiest second well above the mean rate,
         so the herd's 3x needs a median return beyond 10 s (docs/BENCHMARKS.md, "herd").
+    return_spread
+        When one client's breaker held back many threads (``--config``'s scale sets, a threaded
+        runner sharing a client) and the origin is back, those threads get turns evenly over
+        this many seconds (10 s) instead of all calling in the same second: 100 sessions of one
+        client returned as 100 polls within 0.9 s. A thread before its turn is refused with
+        ``CircuitOpenError`` (``retry_after``: its turn). A single caller, a caller never
+        refused, ``reset()`` and ``Client.recover()`` are not held. 0 turns it off.
     """
 
     __slots__ = ()
@@ -65,6 +72,7 @@ class CircuitBreakerConfig(ValueClass):
     jitter: float = 0.2
     reset_after: float = 600.0
     reachability_check: float = 10.0
+    return_spread: float = 10.0
 
     def __post_init__(self) -> None:
         check_range("failure_threshold", self.failure_threshold, 1, integer=True)
@@ -78,6 +86,7 @@ class CircuitBreakerConfig(ValueClass):
         check_range("success_threshold", self.success_threshold, 1, 10_000, integer=True)
         check_range("jitter", self.jitter, 0.0, 1.0)
         check_range("reset_after", self.reset_after, 0.0)
+        check_range("return_spread", self.return_spread, 0.0)
 
 
 class RetryConfig(ValueClass):

@@ -79,7 +79,7 @@ class Reachability:
             return False
         opened = [b for b in self._breakers.all() if b.origin == origin and b.state.value == "open"]
         for breaker in opened:
-            breaker.probe_now()
+            breaker.probe_now("the origin accepts connections again; probing", release_held=False)
         if opened:
             log.info("%s accepts connections again; probing it now", origin)
         return bool(opened)
