@@ -47,6 +47,17 @@ API_VERSION = "6.0-preview"
 NO_BODY: Any = object()  # "send no body", distinct from a JSON ``null`` body
 
 
+
+def _proxy_variables() -> bool:
+    """Whether proxies may come from outside the call: a variable named ``*_proxy`` (any case) is
+    set, or the platform reads a system setting too (macOS, Windows: ``getproxies`` is not the
+    environment's alone)."""
+    import urllib.request  # loaded with requests already
+
+    if urllib.request.getproxies is not urllib.request.getproxies_environment:  # pragma: no cover  (macOS, Windows)
+        return True
+    return any(name[-6:].lower() == "_proxy" for name in os.environ)
+
 class _RefuseCookies(http.cookiejar.DefaultCookiePolicy):
     """Keep the shared Session's cookie jar empty: no state leaks between threads or calls."""
 
@@ -144,11 +155,16 @@ class Calls:
 
     def proxies_for(self, url: str) -> dict[str, str]:
         """Proxies for ``url``'s origin: ``proxies=`` first, then HTTPS_PROXY/NO_PROXY, read once per
-        origin (requests would re-read the environment on every call, about a third of its cost)."""
+        origin (requests would re-read the environment on every call, about a third of its cost).
+        With no proxy variable at all, ``proxies=`` alone, as requests would resolve it, without its
+        three scans of the environment per origin (issue 28: nine in a cron run)."""
         origin = origin_of(url)
         found = self._proxy_cache.get(origin)
         if found is None:
-            found = requests.utils.resolve_proxies(prepared_for(url), self._http.proxies, True)
+            if not _proxy_variables():
+                found = dict(self._http.proxies)
+            else:
+                found = requests.utils.resolve_proxies(prepared_for(url), self._http.proxies, True)
             self._proxy_cache[origin] = found
         return found
 
