@@ -97,3 +97,17 @@ def _stop_listeners_after_each_test() -> Iterator[None]:
         running = RUNNING.pop()
         running.stop.set()
         running.thread.join(timeout=15)
+
+
+# The modules that take longest, started first. pytest-xdist runs a module on one worker
+# (``--dist loadscope`` in pyproject.toml: the response-shapes matrix runs all its cells at once,
+# so a worker running any cell ran them all, and four workers ran it four times); started last,
+# a long module would leave the other workers idle at the end of the run.
+_LONGEST_FIRST = ("test_scale_on_time.py", "test_parse_equivalence.py", "test_response_shapes.py",
+                  "test_operating.py", "test_cli_shutdown.py", "test_cli.py", "test_attempts.py",
+                  "test_packaging.py", "test_transport.py", "test_listener_cursor.py", "test_conformance.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
