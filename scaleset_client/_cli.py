@@ -55,11 +55,11 @@ from ._exec_scaler import ExecScaler, LogScaler
 from ._health_server import Metrics, serve_health
 from ._listener import Listener, ListenerConfig, RunSkippedError
 from ._models import Label, RunnerScaleSet, SystemInfo
-from ._tls import ClientCertificate
 from ._version import __version__
 
 if TYPE_CHECKING:
     from ._cli_config import FILE_KEYS, load_config
+    from ._tls import ClientCertificate
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,8 @@ def _client_cert(args: Args) -> ClientCertificate | None:
         raise ConfigError("--client-key needs --client-cert (the certificate it belongs to)")
     if not args.client_cert:
         return None
+    from ._tls import ClientCertificate  # only with --client-cert
+
     return ClientCertificate.from_files(args.client_cert, args.client_key or None,
                                         env("SCALESET_CLIENT_KEY_PASSWORD"))
 

@@ -40,7 +40,6 @@ from ._models import SystemInfo
 from ._registration import Registration
 from ._resilience_store import section_of
 from ._session import MessageSession
-from ._tls import ClientCertificate, ClientCertInput, client_cert_context, proxy_cert_context
 from ._urls import GitHubConfig, parse_config_url
 from ._validate import (
     check_instance,
@@ -51,8 +50,9 @@ from ._validate import (
     timeout_pair,
 )
 
-if TYPE_CHECKING:  # loaded by health() and recover(): a run that asks neither skips the module
+if TYPE_CHECKING:  # loaded by health() and recover(), and by a client certificate: a run that needs none skips them
     from ._health import HealthReport, RecoveryReport
+    from ._tls import ClientCertInput
 
 __all__ = ["Client"]
 
@@ -148,15 +148,22 @@ class Client(AdminAPI):
     ) -> None:
         self._github: GitHubConfig = parse_config_url(config_url)
         self._credentials = GitHubCredentials.from_arguments(token, app, token_provider)
-        certificate = None if client_cert is None else ClientCertificate.of(client_cert)
+        certificate = None
+        if client_cert is not None:  # _tls loads only for a client certificate
+            from ._tls import ClientCertificate
+
+            certificate = ClientCertificate.of(client_cert)
         self._system_info = check_optional("system_info", system_info, SystemInfo) or SystemInfo()
         self._resilience = check_optional("resilience", resilience, ResilienceConfig) or ResilienceConfig()
         self.long_poll_timeout = check_positive_number("long_poll_timeout", long_poll_timeout)
         pool_maxsize = check_positive_int("pool_maxsize", pool_maxsize)
         self._timeout = timeout_pair(timeout)
         verify = resolve_verify(verify)
-        tls_contexts = None if certificate is None else \
-            (client_cert_context(certificate), proxy_cert_context(certificate, verify))
+        tls_contexts = None
+        if certificate is not None:
+            from ._tls import client_cert_context, proxy_cert_context
+
+            tls_contexts = (client_cert_context(certificate), proxy_cert_context(certificate, verify))
         self._log = logger or log
         self._clock: Clock = clock or SystemClock()
         self._info_lock = threading.Lock()

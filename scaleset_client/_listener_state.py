@@ -16,10 +16,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._state import StateFile
 from ._value_class import ValueClass
+
+if TYPE_CHECKING:  # the file itself (and its lock) loads with the first state file
+    from ._state import StateFile
 
 __all__ = ["Moved", "Restored", "binding", "binding_key", "document", "mismatch", "moved", "restore"]
 

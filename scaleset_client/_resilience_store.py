@@ -32,10 +32,12 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import ConfigError, StateFileError
-from ._state_owner import StateOwner, claim
+
+if TYPE_CHECKING:  # loaded by the first state file (open, or a listener's join): a run without one skips it
+    from ._state_owner import StateOwner
 
 __all__ = ["ResilienceSection", "section_of"]
 
@@ -85,6 +87,8 @@ class ResilienceSection:
             raise ConfigError(f"state_file must be a path (str or os.PathLike), not {type(path).__name__}")
         if not os.fspath(path):
             raise ConfigError("state_file must not be empty")
+        from ._state_owner import claim
+
         owner = claim(path)
         with self._lock:
             self._own = owner
