@@ -117,6 +117,8 @@ class Transition(ValueClass):
 
 TransitionListener = Callable[[Transition], None]
 
+_HELD_MAX = 4096  # threads remembered per breaker while it refuses; more come back unpaced
+
 
 class CircuitBreaker:
     """One partition's state machine. Thread-safe; see the module docstring."""
@@ -456,7 +458,6 @@ class CircuitBreaker:
             events.append(Transition(self.origin, self.operation_class, old, new, why,
                                      self._clock.wall(), retry_after))
 
-
     def _give_turns(self) -> None:
         """The held threads' turns, evenly over ``return_spread`` from now in the order they were
         first refused (the first at once); the thread that brought the origin back is not held."""
@@ -467,9 +468,6 @@ class CircuitBreaker:
         now, step = self._clock.monotonic(), spread / len(self._held)
         self._turns = {thread: now + step * k for k, thread in enumerate(self._held)}
         self._last_turn = now + step * (len(self._held) - 1)
-
-
-_HELD_MAX = 4096  # threads remembered per breaker while it refuses; more come back unpaced
 
 
 class BreakerRegistry:
