@@ -18,16 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from .._client import Client
 from .._listener_config import ListenerConfig
+from .._listener_state import Restored, binding, binding_key, document, moved, restore
 from .._resilience_store import section_of
 from .healing import Healer
 from .sessions import SessionKeeper
 
+# The state file and its owner (``_state``, ``_state_owner``, with ``fcntl``) load with the first
+# state file: a run that keeps none does not import them (issue 28).
 if TYPE_CHECKING:
-    from .._listener_state import Restored
     from .._state_owner import StateOwner
-
-# The state file's modules (``_listener_state``, ``_state``, ``_state_owner``) load with the first
-# state file: a run without one (a cron run keeping nothing) does not import them (issue 28).
 
 __all__ = ["ListenerMemory"]
 
@@ -47,7 +46,7 @@ class ListenerMemory:
         self._saved: dict[str, Any] = {}  # the document the owner read when this run took the file
         self.saved_pending: frozenset[int] = frozenset()
         self.saved_session = ""  # the session id the state file names
-        self._binding_digest = ""  # what the cursor record is bound to (set with the state file)
+        self._binding_digest = binding_key(client.config.config_url, config.scale_set_id)
 
     @property
     def active(self) -> bool:
@@ -58,13 +57,11 @@ class ListenerMemory:
         """Take the configured state file for this run (``StateFileLockedError`` when another
         process holds it)."""
         if self._config.state_file is not None:
-            from .._listener_state import binding_key
             from .._state_owner import claim
 
             owner = claim(self._config.state_file)
             self._saved = owner.acquire()
             self._owner = owner
-            self._binding_digest = binding_key(self._client.config.config_url, self._keeper.scale_set_id)
 
     def release(self) -> None:
         """Give the state file back at the end of a run."""
@@ -78,17 +75,12 @@ class ListenerMemory:
 
     def binding(self) -> dict[str, Any]:
         """What the state file is bound to: the configuration URL and the scale set served now."""
-        from .._listener_state import binding
-
         return binding(self._client.config.config_url, self._keeper.scale_set_id, self._config.scale_set_name)
 
     def rebind(self, scale_set_id: int) -> None:
         """Serve ``scale_set_id`` from now on: the session, the state file's binding and cursor."""
         self._keeper.scale_set_id = scale_set_id
-        if self._owner is not None:
-            from .._listener_state import binding_key
-
-            self._binding_digest = binding_key(self._client.config.config_url, scale_set_id)
+        self._binding_digest = binding_key(self._client.config.config_url, scale_set_id)
 
     def load(self, cursor: int) -> Restored | None:
         """Restore the cursor, pending acks, progress within a message and breaker states
@@ -103,8 +95,6 @@ class ListenerMemory:
         owner = self._owner
         if owner is None:
             return None
-        from .._listener_state import moved, restore
-
         follow, self._healer.move = moved(self._saved, self.binding())
         if follow != self._keeper.scale_set_id:
             log.warning("scale set %d was created again as %d by an earlier run (state file %s); serving %d",
@@ -122,8 +112,6 @@ class ListenerMemory:
         message)."""
         if self._owner is None:
             return
-        from .._listener_state import document
-
         self._owner.save(document(self.binding(), cursor=cursor, pending_acks=pending_acks,
                                   session_id=session_id, move=self._healer.move))
         self.saved_pending, self.saved_session = frozenset(pending_acks), session_id
