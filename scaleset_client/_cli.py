@@ -52,13 +52,13 @@ from ._errors import (
     TransientError,
 )
 from ._exec_scaler import ExecScaler, LogScaler
-from ._health_server import Metrics, serve_health
 from ._listener import Listener, ListenerConfig, RunSkippedError
 from ._models import Label, RunnerScaleSet, SystemInfo
 from ._version import __version__
 
 if TYPE_CHECKING:
     from ._cli_config import FILE_KEYS, load_config
+    from ._health_server import Metrics, serve_health
     from ._tls import ClientCertificate
 
 log = logging.getLogger(__name__)
@@ -68,12 +68,18 @@ __all__ = ["FILE_KEYS", "OPTIONS", "ExecScaler", "LogScaler", "Metrics", "Option
 
 
 def __getattr__(name: str) -> Any:
-    """``FILE_KEYS`` and ``load_config`` from ``_cli_config``, loaded when first asked for: only a
-    ``--config`` run reads a file, so the others (a cron run) skip the module (PEP 562)."""
+    """``FILE_KEYS`` and ``load_config`` from ``_cli_config``, ``Metrics`` and ``serve_health`` from
+    ``_health_server``, loaded when first asked for: only a ``--config`` run reads a file, and
+    only a run with ``--health-port`` or ``--config`` keeps metrics, so the others (a cron run)
+    skip those modules (PEP 562)."""
     if name in ("FILE_KEYS", "load_config"):
         from . import _cli_config
 
         return getattr(_cli_config, name)
+    if name in ("Metrics", "serve_health"):
+        from . import _health_server
+
+        return getattr(_health_server, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -261,7 +267,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     root.addHandler(handler)
     root.setLevel(args.log_level)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
-    metrics = Metrics(namespace=env("SCALESET_NAMESPACE", "POD_NAMESPACE") or "")
+    metrics: Metrics | None = None
+    if args.health_port is not None or entries is not None:  # metrics only where /metrics or /readyz reads them
+        from ._health_server import Metrics
+
+        metrics = Metrics(namespace=env("SCALESET_NAMESPACE", "POD_NAMESPACE") or "")
     try:
         return _run(args, entries, metrics)
     finally:
@@ -302,7 +312,7 @@ def _signals(stop: threading.Event, run_scope: Deadline) -> Iterator[None]:
         os.close(wake_read)
 
 
-def _run(args: Args, entries: list[Args] | None, metrics: Metrics) -> int:
+def _run(args: Args, entries: list[Args] | None, metrics: Metrics | None) -> int:
     stop = threading.Event()
     duration = args.duration if args.duration is not None else (55.0 if args.once else None)
     run_scope = Deadline(duration, cancel_on=stop, reason="scaleset-listen")
@@ -310,6 +320,9 @@ def _run(args: Args, entries: list[Args] | None, metrics: Metrics) -> int:
         health_server = None
         try:
             if args.health_port is not None:
+                from ._health_server import serve_health
+
+                assert metrics is not None  # made by main() for a health port
                 try:  # bound before anything else, so a port in use is refused at once
                     health_server = serve_health(args.health_address, args.health_port, None, None, metrics)
                 except OSError as exc:
@@ -324,6 +337,7 @@ def _run(args: Args, entries: list[Args] | None, metrics: Metrics) -> int:
                 if health_server is not None:
                     health_server.probe.client = client  # type: ignore[attr-defined]
                 if entries is not None:
+                    assert metrics is not None
                     return _serve_many(client, entries, stop, run_scope, metrics)
                 with run_scope:
                     def attach(listener: Listener) -> None:
@@ -344,7 +358,7 @@ def _run(args: Args, entries: list[Args] | None, metrics: Metrics) -> int:
 
 
 def _serve(client: Client, entry: Args, stop: threading.Event, run_scope: Deadline,
-           recorder: Metrics, attach: Callable[[Listener], None]) -> None:
+           recorder: Metrics | None, attach: Callable[[Listener], None]) -> None:
     """One scale set: resolve it, then run its listener until the run ends."""
     scale_set_id = _start_up(client, entry, stop, run_scope)
     config = ListenerConfig(scale_set_id, entry.max_runners, state_file=entry.state_file,

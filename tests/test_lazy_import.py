@@ -55,12 +55,13 @@ def test_a_cron_run_loads_neither_dataclasses_nor_its_imports() -> None:
     pulls ``inspect``, ``ast`` and ``dis`` in, a cost every cron minute would pay (issue 28); nor
     what only some runs need: ``subprocess`` (``--exec``), the ``--config`` reader, the health
     report (``Client.health``), ``argparse`` (``--help``, an unusual command line), the state
-    file's modules (no ``--state-file``) and the client certificate's (no ``--client-cert``)."""
+    file's modules (no ``--state-file``), the client certificate's (no ``--client-cert``) and the
+    metrics' (no ``--health-port``: nothing would read them)."""
     from scaleset_client.testing import FakeActionsService
 
     heavy = ["dataclasses", "inspect", "ast", "dis", "subprocess", "argparse", "fcntl", "scaleset_client._cli_config",
              "scaleset_client._health", "scaleset_client._state", "scaleset_client._state_owner",
-             "scaleset_client._tls"]
+             "scaleset_client._tls", "scaleset_client._health_server", "scaleset_client._arc_metrics"]
     code = ("import atexit, runpy, sys\n"
             f"atexit.register(lambda: print('LOADED', sorted(set({heavy!r}) & set(sys.modules))))\n"
             "sys.argv = ['scaleset-listen', *sys.argv[1:]]\n"
