@@ -149,15 +149,6 @@ class ResilienceAdapter(HTTPAdapter):
             _pools.track(manager)
         return manager
 
-    def close(self) -> None:
-        """Close every pool, then forget them (requests' ``close``). urllib3 2 forgets a pool
-        without closing it and leaves its idle connections to the pool's finalizer, which takes
-        one item per slot out of its queue (256 per origin); a pool closed here drains only its
-        idle connections (``_connections.Slots.forget_empty_slots``). The same sockets close at
-        the same moment: the pools' last reference is dropped by the ``clear`` that follows."""
-        _pools.close_all(self.poolmanager, *self.proxy_manager.values())
-        super().close()
-
     def look(self, origin: str, timeout: float = 2.0, *, force: bool = False) -> bool:
         """A TCP look at an origin that refused us (see ``_reachability``); True when it is back
         and its open breakers were put to a probe."""

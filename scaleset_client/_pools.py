@@ -20,7 +20,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ._connections import keepalive_options, tracked_pool
 
-__all__ = ["close_all", "context_once", "keepalive_default", "track"]
+__all__ = ["context_once", "keepalive_default", "track"]
 
 
 def context_once() -> Callable[[], Any]:
@@ -53,12 +53,3 @@ def track(manager: Any) -> None:
         "http": tracked_pool(HTTPConnectionPool, HTTPConnection),
         "https": tracked_pool(HTTPSConnectionPool, HTTPSConnection, context_once()),
     }
-
-
-def close_all(*managers: Any) -> None:
-    """Close every pool of ``managers`` (its idle connections), leaving the managers to forget them."""
-    for manager in managers:
-        # keys(): a copy taken under the container's lock (it cannot be iterated); a pool gone
-        # meanwhile reads as None and is skipped
-        for pool in filter(None, map(manager.pools.get, manager.pools.keys())):
-            pool.close()
