@@ -231,11 +231,6 @@ class Slots(queue.LifoQueue):  # type: ignore[type-arg]
                     return None
         return super().get(block, timeout)
 
-    def forget_empty_slots(self) -> None:
-        """The pool is closing: its queue holds its idle connections and nothing else."""
-        with self.mutex:
-            self.empty_slots = 0
-
     def prefilled(self) -> None:
         """The pool is built: from now on every put notifies as ``queue.Queue.put`` does."""
         self._filling = False
@@ -295,13 +290,6 @@ def tracked_pool(base: type[HTTPConnectionPool], conn_base: type[HTTPConnection]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.pool.prefilled()
-
-        def close(self) -> None:
-            # urllib3 drains a closed pool one get per slot, to close the idle connections among
-            # them: the empty slots need no closing, so the drain reads the connections alone.
-            if self.pool is not None:
-                self.pool.forget_empty_slots()
-            super().close()
 
         def _put_conn(self, conn: HTTPConnection | None) -> None:
             # urllib3 hands a connection back by itself, inside the read of the body's last byte.
