@@ -153,6 +153,9 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                         _first("tests/test_listener_cursor.py", "tests/test_state_file.py",
                                "tests/test_deleted_scale_set.py", "tests/test_state_owner.py",
                                "tests/test_client_state_file.py", _LISTENER_TESTS)),
+    "listener_failures": ("scaleset_client/_listener/failures.py",
+                          _first("tests/test_listener_delivery.py", "tests/test_large_messages.py",
+                                 "tests/test_listener_health.py", "tests/test_listener_metrics.py", _LISTENER_TESTS)),
     # A message's jobs, read a column at a time (or job by job when one is unusual).
     "messages": ("scaleset_client/_messages.py",
                  ["tests/test_parse_equivalence.py", "tests/test_models.py", "tests/test_large_messages.py",

@@ -3,9 +3,9 @@
 The listener is composed of parts, one concept each: ``pacing`` (every wait, and when the run
 is over), ``sessions`` (opening, standby, renewal, a scale set confirmed gone), ``statistics``
 (which figure the scaler should be on) and ``poll_errors`` (what a failed poll means, a pure
-table), ``healing`` (a deleted scale set created again) and ``memory`` (what the state file
-keeps: cursor, pending acks, progress within a message). ``Listener`` keeps the loop and the
-delivery of each message.
+table), ``healing`` (a deleted scale set created again), ``memory`` (what the state file
+keeps: cursor, pending acks, progress within a message) and ``failures`` (messages that keep
+failing, set aside in the end). ``Listener`` keeps the loop and the delivery of each message.
 
 Promises (the README and docs/listener.md say them to users):
 
@@ -61,6 +61,7 @@ from .._messages import RunnerScaleSetMessage
 from .._models import RunnerScaleSetStatistic
 from .._session import MessageSession
 from .._validate import INT32_MAX, check_range
+from .failures import MessageFailures
 from .healing import Healer
 from .memory import ListenerMemory
 from .pacing import Pacer
@@ -129,7 +130,6 @@ class Listener:
         self._generation = -1  # the session generation whose statistics were taken (-1: none yet)
         self._after_a_hold = False  # the message in hand came after the service held its poll
         self._catching_up_since = 0.0  # real time catching up began (StatisticsTracker)
-        self._failures: dict[int, int] = {}
         self._partial: dict[int, set[tuple[str, int]]] = {}
         self._last_poll_wall: float | None = None
         self._running = False
@@ -139,10 +139,9 @@ class Listener:
         self._memory = ListenerMemory(self._client, config, self._keeper, self._healer)
         self._check_cursor = False  # the first poll after loading a cursor asks from 0 to verify it
         self._current: EventRef | None = None
-        self._scaler_failures = 0
         self._errors = 0  # polls (or desired-count applications) failed in a row
         self.handled_messages = 0
-        self.poisoned: list[int] = []
+        self._failures = MessageFailures(config, self._record)
         self._client.circuit_breakers.add_listener(self._on_transition)
 
     # -- controls and health -----------------------------------------------------------------
@@ -171,6 +170,11 @@ class Listener:
         """Change the advertised capacity; the next poll uses it. Safe from any thread."""
         check_range("max_runners", count, 0, INT32_MAX, integer=True)
         self._max_runners = int(count)
+
+    @property
+    def poisoned(self) -> list[int]:
+        """Ids of the messages set aside after ``poison_after`` failures, in order."""
+        return self._failures.set_aside
 
     @property
     def max_runners(self) -> int:
@@ -215,12 +219,13 @@ class Listener:
                     ready = False
                     cause = f": {b.last_failure_reason}" if b.last_failure_reason else ""  # none if forced
                     reasons.append(f"broker circuit {b.state.value}{cause}")
-        if self._scaler_failures >= self.config.poison_after:
+        failing = self._failures.in_a_row
+        if failing >= self.config.poison_after:
             ready = False
-            reasons.append(f"scaler failing: {self._scaler_failures} errors in a row, messages are being set aside")
+            reasons.append(f"scaler failing: {failing} errors in a row, messages are being set aside")
         return ListenerHealth(live, ready, "; ".join(reasons), self._cursor, self._last_poll_wall,
                               session.session.session_id if session is not None else "", standby,
-                              self._scaler_failures)
+                              failing)
 
     # -- the run -----------------------------------------------------------------------------
     def run(self, scaler: Scaler, stop: threading.Event | None = None, *, until_idle: bool = False,
@@ -298,7 +303,7 @@ class Listener:
         self._cursor, self._check_cursor = 0, False  # a new queue: the old cursor means nothing there
         self._pending_acks.clear()
         self._partial.clear()
-        self._failures.clear()
+        self._failures.forget_all()
         self._generation = -1
         self._statistics = StatisticsTracker()
         self._memory.write_cursor(0, durable=True)
@@ -418,7 +423,7 @@ class Listener:
             return False
         if outcome is Delivery.FAILED:
             self._errors += 1
-            self._pacer.wait(self._pacer.backoff(self._failures.get(message.message_id, 1)))
+            self._pacer.wait(self._pacer.backoff(max(1, self._failures.count(message.message_id))))
         return False
 
     def _poll(self, session: MessageSession) -> RunnerScaleSetMessage | None:
@@ -451,10 +456,10 @@ class Listener:
         try:
             self._hand_over(scaler, message, self._statistics.current)
         except Exception as exc:  # the scaler is user code: any exception leaves the message unacked
-            if not self._scaler_failed(mid, exc):
+            if not self._failures.scaler_failed(mid, exc):
                 return Delivery.FAILED
         else:
-            self._scaler_failures = 0
+            self._failures.scaler_succeeded()
         finally:
             self._current = None
         self._finish(session, mid)
@@ -497,20 +502,6 @@ class Listener:
             self._applied = (stats.total_assigned_jobs, self._clock.monotonic())
             self._record("record_desired_runners", count)
 
-    def _scaler_failed(self, mid: int, exc: Exception) -> bool:
-        """Count a scaler failure on a message; True when it failed ``poison_after`` times and is
-        set aside (to be acknowledged)."""
-        failures = self._failures.get(mid, 0) + 1
-        self._failures[mid] = failures
-        self._scaler_failures += 1
-        self._record("record_scaler_failure", mid, exc)
-        log.warning("scaler failed on message %d (%d/%d): %s: %s", mid, failures, self.config.poison_after,
-                    type(exc).__name__, exc)
-        if failures < self.config.poison_after:
-            return False
-        self._poison(mid, exc)
-        return True
-
     def _stale_cursor(self, mid: int) -> None:
         """A message below the cursor that this listener never saw unacknowledged: the cursor
         came from another service (a restored server, a reused file). Warn, count, start afresh."""
@@ -534,7 +525,7 @@ class Listener:
     def _finish(self, session: MessageSession, mid: int) -> None:
         """Move the cursor to a handled (or set aside) message, then acknowledge it."""
         self._cursor = mid
-        self._failures.pop(mid, None)
+        self._failures.forget(mid)
         self._partial.pop(mid, None)
         self.handled_messages += 1
         # The cursor is written before the ack: a killed process cannot repeat the message. A
@@ -575,18 +566,6 @@ class Listener:
         for mid in sorted(self._pending_acks):
             self._ack(session, mid)
 
-    def _poison(self, mid: int, exc: BaseException) -> None:
-        self.poisoned.append(mid)
-        self._record("record_poisoned", mid)
-        if self.config.on_poison is not None:
-            try:
-                self.config.on_poison(mid, exc)
-            except Exception:
-                log.exception("on_poison failed for message %d", mid)
-        else:
-            log.error("message %d failed %d times and is set aside (acknowledged): %s: %s", mid,
-                      self.config.poison_after, type(exc).__name__, exc)
-
     def _desired_due(self, stats: RunnerScaleSetStatistic) -> bool:
         """Apply the count when it changed, after a failure, or every ``DESIRED_REFRESH`` seconds."""
         applied = self._applied
@@ -612,7 +591,7 @@ class Listener:
         session = self._session
         assert session is not None
         mid = exc.message_id if isinstance(exc, ResponseError) else None
-        failures = self._failures.get(mid, 0) + 1 if mid is not None else 0
+        failures = self._failures.count(mid) + 1 if mid is not None else 0
         action = decide(exc, client_closed=self._client.closed, run_ending=self._pacer.ending(),
                         message_failures=failures, poison_after=self.config.poison_after,
                         recreate_sessions=self._client.resilience.auto_recover_session)
@@ -627,10 +606,9 @@ class Listener:
             raise exc
         elif action in (PollAction.READ_AGAIN, PollAction.SET_ASIDE):
             assert mid is not None
-            self._failures[mid] = failures
-            log.warning("message %d cannot be read (%d/%d): %s", mid, failures, self.config.poison_after, exc)
+            self._failures.unreadable(mid, failures, exc)
             if action is PollAction.SET_ASIDE:
-                self._poison(mid, exc)
+                self._failures.put_aside(mid, exc)
                 self._finish(session, mid)
             else:
                 self._pacer.wait(self._pacer.backoff(failures))
