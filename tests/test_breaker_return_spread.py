@@ -148,26 +148,27 @@ def test_a_spread_of_zero_lets_every_held_thread_go_at_once(callers: list[Caller
     assert [caller.run(lambda: attempt(breaker)) for caller in callers] == [None] * 5
 
 
-def test_recover_lets_every_held_thread_go_at_once(callers: list[Caller]) -> None:
-    """``Client.recover()`` asks for now: the registry's ``probe_now``."""
+def _held_in_a_registry(callers: list[Caller]) -> tuple[BreakerRegistry, CircuitBreaker, FakeClock]:
+    """A client's breakers (``Client.recover()`` calls the registry's ``probe_now``), one open,
+    every caller refused by it."""
     clock = FakeClock()
     registry = BreakerRegistry(SPREAD, clock)
     breaker = registry.get(ORIGIN, "long_poll")
     fail(breaker, 3)
     for caller in callers:
         caller.run(lambda: attempt(breaker))
+    return registry, breaker, clock
+
+
+def test_recover_lets_every_held_thread_go_at_once(callers: list[Caller]) -> None:
+    registry, breaker, _clock = _held_in_a_registry(callers)
     registry.probe_now()
     succeed(breaker)
     assert [caller.run(lambda: attempt(breaker)) for caller in callers] == [None] * 5
 
 
 def test_recover_during_the_turns_ends_them(callers: list[Caller]) -> None:
-    clock = FakeClock()
-    registry = BreakerRegistry(SPREAD, clock)
-    breaker = registry.get(ORIGIN, "long_poll")
-    fail(breaker, 3)
-    for caller in callers:
-        caller.run(lambda: attempt(breaker))
+    registry, breaker, clock = _held_in_a_registry(callers)
     clock.advance(5.0)
     succeed(breaker)
     assert callers[4].run(lambda: attempt(breaker)) == pytest.approx(8.0)
