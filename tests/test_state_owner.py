@@ -27,7 +27,7 @@ import scaleset_client as sc
 from scaleset_client import _state_owner
 from scaleset_client.testing import FakeActionsService, FakeClock
 
-from .helpers import RecordingScaler, job, make_client, stats, wait_until
+from .helpers import RecordingScaler, Running, job, make_client, stats, wait_until
 
 ELSEWHERE = "https://api.example:443"
 
@@ -58,15 +58,12 @@ def replace_as_another_process(state: Path, document: dict[str, Any]) -> None:
 def running(client: sc.Client, scale_set_id: int, state: Path) -> Iterator[sc.Listener]:
     """A listener of this process on ``state``, running in a thread until the block ends."""
     listener = sc.Listener(client, sc.ListenerConfig(scale_set_id, 3, state_file=state))
-    stop = threading.Event()
-    thread = threading.Thread(target=listener.run, args=(RecordingScaler(),), kwargs={"stop": stop}, daemon=True)
-    thread.start()
+    run = Running(listener, RecordingScaler())
     try:
         yield listener
     finally:
-        stop.set()
-        thread.join(30)
-        assert not thread.is_alive()
+        run.finish()
+    assert run.error is None, f"the listener's run ended with {run.error!r}"
 
 
 def test_a_clients_change_reaches_the_file_its_listener_holds_during_the_run(
