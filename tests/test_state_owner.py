@@ -326,14 +326,14 @@ def test_closing_the_last_client_of_a_file_ends_its_writer_thread(
 
 
 class ASection:
-    """A client's resilience section as the owner sees it: each snapshot numbered."""
+    """A client's resilience section as the owner sees it: its state is ``value``, which the
+    test changes (the file must end up holding the latest)."""
 
     def __init__(self) -> None:
-        self.snapshots = 0
+        self.value = "first"
 
     def snapshot(self) -> dict[str, Any] | None:
-        self.snapshots += 1
-        return {"snapshot": self.snapshots}
+        return {"state": self.value}
 
     def restore(self, document: Any, source: Path) -> None:
         pass
@@ -358,11 +358,11 @@ class ChangedDuringItsWrite(ASection):
         self.owner = owner
 
     def snapshot(self) -> dict[str, Any] | None:
-        value = super().snapshot()
-        if self.snapshots == 1:
+        if self.value == "first":
+            self.value = "changed"
             self.owner.changed()  # another thread's change, landing mid-write
             return None
-        return value
+        return super().snapshot()
 
 
 def test_a_change_landing_during_a_write_that_wrote_nothing_is_written_by_the_writer(tmp_path: Path) -> None:
@@ -371,9 +371,10 @@ def test_a_change_landing_during_a_write_that_wrote_nothing_is_written_by_the_wr
     section = ChangedDuringItsWrite(owner)
     owner.add(section)
     owner.changed()
-    wait_until(lambda: state.exists() and saved(state).get("resilience") == {"snapshot": 2})
+    wait_until(lambda: state.exists() and saved(state).get("resilience") == {"state": "changed"})
+    section.value = "final"
     owner.remove(section)
-    assert saved(state)["resilience"] == {"snapshot": 3}  # the close's final write
+    assert saved(state)["resilience"] == {"state": "final"}  # the close's final write
 
 
 def test_a_listeners_first_save_of_a_run_is_written_even_if_this_process_wrote_the_same_before(
@@ -407,7 +408,8 @@ def test_the_final_write_of_a_close_comes_after_the_writer_thread_ended(tmp_path
     section = ASection()
     owner.add(section)
     owner.changed()
-    wait_until(lambda: state.exists() and saved(state).get("resilience") == {"snapshot": 1})
+    wait_until(lambda: state.exists() and saved(state).get("resilience") == {"state": "first"})
+    section.value = "final"
     owner.remove(section)
     assert not writer_threads() - before
-    assert saved(state)["resilience"] == {"snapshot": 2}
+    assert saved(state)["resilience"] == {"state": "final"}
