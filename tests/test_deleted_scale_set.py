@@ -97,23 +97,6 @@ def test_a_restart_configured_with_the_old_id_follows_the_state_file_to_the_new_
     client.close()
 
 
-def test_a_second_deletion_within_the_interval_ends_the_run(
-        fake: FakeActionsService, clock: FakeClock, tmp_path: Path) -> None:
-    client = make_client(fake, clock)
-    old = _scale_set(client)
-    listener = sc.Listener(client, sc.ListenerConfig(old.id, 5, recreate_deleted=True, recreate_interval=600))
-    running = Running(listener, RecordingScaler())
-    wait_until(lambda: fake.session_of(old.id) is not None)
-    fake.delete_scale_set(old.id)
-    wait_until(lambda: listener.scale_set_id != old.id and fake.session_of(listener.scale_set_id) is not None)
-    fake.delete_scale_set(listener.scale_set_id)
-    running.thread.join(timeout=15)
-    assert isinstance(running.error, sc.ScaleSetNotFoundError)
-    assert "recreate_interval" in running.error.message
-    assert fake.count("create_runner_scale_set") == 2
-    client.close()
-
-
 def test_nothing_is_created_while_the_service_answers_5xx_for_the_scale_set(
         fake: FakeActionsService, clock: FakeClock) -> None:
     client = make_client(fake, clock)
@@ -206,10 +189,11 @@ def test_a_scale_set_no_session_described_is_not_created_again(
     client.close()
 
 
-def test_a_second_deletion_within_the_interval_says_when_it_was_created_and_the_interval(
+def test_a_second_deletion_within_the_interval_ends_the_run_saying_when_it_was_created_and_the_interval(
         fake: FakeActionsService, clock: FakeClock) -> None:
-    """The error a run ends with names the scale set, says it is gone and what to do, how long ago
-    it was created again and the interval, in so many words."""
+    """A second deletion within ``recreate_interval`` ends the run; the error names the scale set,
+    says it is gone and what to do, how long ago it was created again and the interval, in so
+    many words."""
     client = make_client(fake, clock)
     old = _scale_set(client)
     listener = sc.Listener(client, sc.ListenerConfig(old.id, 5, recreate_deleted=True, recreate_interval=600))
@@ -225,6 +209,7 @@ def test_a_second_deletion_within_the_interval_says_when_it_was_created_and_the_
         rf"scale set {new_id} no longer exists \(deleted, or removed by GitHub after being offline\): create it "
         r"again or fix the id; the listener stops\. \(.+\); it was created again \d+s ago, and is not created "
         r"again within recreate_interval \(600s\)", running.error.message), running.error.message
+    assert fake.count("create_runner_scale_set") == 2  # created once again, not twice
     client.close()
 
 
