@@ -22,7 +22,6 @@ unusual job is read job by job (``_parse_job``), to the same models or the same 
 from __future__ import annotations
 
 import json
-import sys
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
@@ -272,11 +271,11 @@ _BATCH: dict[str, tuple[type[JobMessage], Callable[[Any], tuple[Any, ...]], int,
 _KINDS = tuple(_BATCH)
 _kind_of = itemgetter("messageType")
 _ZERO_AS_NONE = {_ZERO: None}.get
-_FAST_ISO = sys.version_info >= (3, 11)  # as in _wire: fromisoformat reads "Z" and long fractions
+_FAST_ISO = w._FAST_ISO  # fromisoformat reads "Z" and long fractions (3.11)
 _fromisoformat = datetime.fromisoformat
 # ``_wire.parse_time_fast``'s shape, which the column checks must answer exactly as it does (a
 # test holds the two patterns equal)
-_TIME_SHAPE = r"\d{4}-\d\d-\d\dT(?:[01]\d|2[0-3]):\d\d:\d\d(?:\.\d+)?Z"
+_TIME_SHAPE = w.TIME_SHAPE
 _checks: tuple[Callable[[str], Any], ...] = ()
 
 

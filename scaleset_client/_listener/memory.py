@@ -122,7 +122,7 @@ class ListenerMemory:
         if self._owner is not None:
             from .._state import CursorRecord
 
-            self._owner.state.write_cursor(CursorRecord(cursor, in_flight, started, completed, self._binding_digest),
+            self._owner.state.write_cursor(CursorRecord(cursor, in_flight, started, completed, self._binding_digest, 0),
                                      durable=durable)
 
     def sync_cursor(self) -> None:
