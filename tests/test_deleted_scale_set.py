@@ -345,11 +345,15 @@ def test_acknowledgements_owed_on_the_old_queue_are_not_sent_to_the_new_one(
     fake.delete_scale_set(old.id)
     wait_until(lambda: listener.scale_set_id != old.id and fake.session_of(listener.scale_set_id) is not None)
     new_id = listener.scale_set_id
+    new_queue = fake.session_of(new_id)
+    assert new_queue is not None
     fake.clear_faults("delete_message")  # from now on an acknowledgement would be answered
     polls_on_new = fake.count("get_message")
     wait_until(lambda: fake.count("get_message") >= polls_on_new + 2)  # a few polls on the new queue
     running.finish()
-    late = [r for r in fake.requests("delete_message") if r.fault == "" and r.path.endswith(f"/{mid}")]
+    # The queues share one path; the new queue's token tells its requests apart.
+    late = [r for r in fake.requests("delete_message") if r.path.endswith(f"/{mid}")
+            and {k.lower(): v for k, v in r.headers.items()}.get("authorization") == f"Bearer {new_queue.token}"]
     assert late == [], f"message {mid} of scale set {old.id} was acknowledged on {new_id}'s queue"
     client.close()
 
