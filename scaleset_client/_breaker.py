@@ -151,8 +151,10 @@ class CircuitBreaker:
         self.last_failure_wall: float | None = None
         self.last_failure_reason = ""
         self.rejected = 0
-        self._held: dict[int, None] = {}  # threads refused since the origin went, in order (an ordered set)
-        self._turns: dict[int, float] = {}  # after a return: each held thread's turn (monotonic)
+        # Threads, not their ids: an id is reused once its thread ended, and a new thread must not
+        # inherit a dead one's place.
+        self._held: dict[threading.Thread, None] = {}  # refused since the origin went, in order (an ordered set)
+        self._turns: dict[threading.Thread, float] = {}  # after a return: each held thread's turn (monotonic)
         self._last_turn = 0.0
         self._holding = True  # False after recover() asked for a probe: nobody is held back then
 
@@ -172,7 +174,8 @@ class CircuitBreaker:
         return self._generation
 
     def retry_after(self) -> float | None:
-        """Seconds until a call may be admitted: 0 when it may go now, None when held by hand."""
+        """Seconds until a call of this thread may be admitted (its turn, after a return): 0 when
+        it may go now, None when held by hand."""
         with self._lock:
             now = self._clock.monotonic()
             if self._state is State.FORCED_OPEN:
@@ -181,6 +184,8 @@ class CircuitBreaker:
                 return max(0.0, self._open_until - now)
             if self._state is State.HALF_OPEN and len(self._probes) >= self._config.half_open_max_calls:
                 return max(0.0, min(self._probes.values()) - now)
+            if self._state is State.CLOSED and self._turns:
+                return max(0.0, self._turns.get(threading.current_thread(), now) - now)
             return 0.0
 
     def probes_in_flight(self) -> int:
@@ -217,11 +222,12 @@ class CircuitBreaker:
             if now >= self._last_turn:
                 self._turns.clear()
             else:
-                turn = self._turns.get(threading.get_ident())
+                me = threading.current_thread()
+                turn = self._turns.get(me)
                 if turn is not None:
                     if now < turn:
                         return None
-                    del self._turns[threading.get_ident()]
+                    del self._turns[me]
         if self._state in (State.CLOSED, State.DISABLED, State.METRICS_ONLY):
             return Permit(self._generation)
         if self._state is not State.HALF_OPEN or len(self._probes) >= self._config.half_open_max_calls:
@@ -237,7 +243,7 @@ class CircuitBreaker:
         state = self._state
         wait: float | None
         if state is State.CLOSED:  # a held thread before its turn (see "Callers held back" above)
-            wait = self._turns[threading.get_ident()] - now
+            wait = self._turns[threading.current_thread()] - now
             why = (f"back after a break; the callers held during it return spread over "
                    f"{self._config.return_spread:g}s")
         elif state is State.HALF_OPEN:
@@ -250,7 +256,7 @@ class CircuitBreaker:
             wait = self._open_until - now
             why = f"open after failures ({self.last_failure_reason or 'unknown'})"
         if state is not State.CLOSED and self._holding and len(self._held) < _HELD_MAX:
-            self._held[threading.get_ident()] = None
+            self._held[threading.current_thread()] = None
         return CircuitOpenError(
             f"circuit for {self.origin} [{self.operation_class}] is {state}: {why}; "
             + ("reset it to retry" if wait is None else f"next attempt in {wait:.1f}s"),
@@ -344,7 +350,8 @@ class CircuitBreaker:
             if self._state is State.OPEN:
                 self._open_until = self._clock.monotonic()
                 self._move(State.HALF_OPEN, reason, events)
-                self._holding = not release_held
+            if release_held and self._state in (State.OPEN, State.HALF_OPEN):
+                self._holding = False  # until the break is over or a new one starts (``_move``)
         self._notify(events)
 
     # -- persistence -----------------------------------------------------------------------
@@ -461,13 +468,14 @@ class CircuitBreaker:
     def _give_turns(self) -> None:
         """The held threads' turns, evenly over ``return_spread`` from now in the order they were
         first refused (the first at once); the thread that brought the origin back is not held."""
-        self._held.pop(threading.get_ident(), None)
+        me = threading.current_thread()
+        held = [thread for thread in self._held if thread is not me and thread.is_alive()]
         spread = self._config.return_spread
-        if len(self._held) < 2 or spread <= 0:
+        if len(held) < 2 or spread <= 0:
             return
-        now, step = self._clock.monotonic(), spread / len(self._held)
-        self._turns = {thread: now + step * k for k, thread in enumerate(self._held)}
-        self._last_turn = now + step * (len(self._held) - 1)
+        now, step = self._clock.monotonic(), spread / len(held)
+        self._turns = {thread: now + step * k for k, thread in enumerate(held)}
+        self._last_turn = now + step * (len(held) - 1)
 
 
 class BreakerRegistry:

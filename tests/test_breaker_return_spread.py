@@ -232,3 +232,40 @@ def test_reset_lets_every_held_thread_go_at_once(callers: list[Caller]) -> None:
 def test_return_spread_is_checked() -> None:
     with pytest.raises(sc.ConfigError, match="return_spread"):
         sc.CircuitBreakerConfig(return_spread=-1.0)
+
+
+def test_recover_while_a_probe_is_in_flight_holds_nobody(callers: list[Caller]) -> None:
+    registry, breaker, clock = _held_in_a_registry(callers)
+    clock.advance(5.0)
+    probe = breaker.acquire(lease=10)  # half open, its probe in flight
+    registry.probe_now()  # recover(): everyone now
+    for caller in callers:
+        assert caller.run(lambda: attempt(breaker)) == pytest.approx(10.0)  # refused by the probe only
+    breaker.record(probe, Outcome.SUCCESS)
+    assert [caller.run(lambda: attempt(breaker)) for caller in callers] == [None] * 5
+
+
+def test_threads_that_ended_are_given_no_turn(callers: list[Caller]) -> None:
+    """A thread's id is reused once it ended: a new thread must not inherit a dead one's turn,
+    and the dead ones do not stretch the living ones' spread."""
+    breaker, clock, _ = make(SPREAD)
+    _held_through_a_break(breaker, clock, callers)
+    for caller in callers[:3]:
+        caller.stop()
+    newcomers = [Caller() for _ in range(3)]
+    try:
+        succeed(breaker)
+        assert [caller.run(lambda: attempt(breaker)) for caller in callers[3:]] == [None, pytest.approx(5.0)]
+        assert [caller.run(lambda: attempt(breaker)) for caller in newcomers] == [None] * 3
+    finally:
+        for caller in newcomers:
+            caller.stop()
+
+
+def test_retry_after_tells_a_held_thread_its_turn(callers: list[Caller]) -> None:
+    breaker, clock, _ = make(SPREAD)
+    _held_through_a_break(breaker, clock, callers)
+    succeed(breaker)
+    assert callers[4].run(breaker.retry_after) == pytest.approx(8.0)
+    assert callers[4].run(lambda: attempt(breaker)) == pytest.approx(8.0)
+    assert breaker.retry_after() == 0.0  # a thread never held
