@@ -229,12 +229,17 @@ def options_markdown() -> str:
 
 
 class Args(types.SimpleNamespace):
-    """The parsed command line: an attribute per option (``Option.dest``), then ``token_source``,
-    ``sources`` (where each value came from) and ``key`` (the scale set's name or id, for logs).
+    """The parsed command line: an attribute per option (``Option.dest``), then ``sources``
+    (where each value came from) and ``key`` (the scale set's name or id, for logs).
 
     A plain attribute bag of its own rather than ``argparse.Namespace``, so the usual command
     line (``_read_usual``) needs neither argparse nor its parser (issue 28: about 2.5 ms of a
-    cron run)."""
+    cron run). Its ``repr`` leaves the token out: a traceback or a debug log may show it."""
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={'***' if name == 'token' and value else repr(value)}"
+                          for name, value in vars(self).items())
+        return f"Args({shown})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -336,7 +341,6 @@ def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | N
                 why = str(exc) if "must" in str(exc) else f"must be {_KIND.get(opt.convert, 'valid')}"
                 raise UsageError(f"{source}={value!r}: {why}") from None
         setattr(args, opt.dest, value)
-    args.token_source = "--token" if "--token" in words else "environment"
     args.sources = sources
     args.key = args.scale_set_name or (str(args.scale_set_id) if args.scale_set_id else "")
     return args

@@ -95,3 +95,9 @@ def test_a_negative_number_as_a_value_reads_as_argparse_reads_it() -> None:
     conversion then refuses it, whichever reader read it."""
     with pytest.raises(UsageError, match="--duration='-1'"):
         parse_args(["--url", "u", "--duration", "-1"], environ={})
+
+
+def test_the_parsed_command_line_never_shows_the_token() -> None:
+    args = parse_args(["--url", "https://github.com/o", "--token", "ghp_" + "s" * 36], environ={})
+    assert args.token == "ghp_" + "s" * 36
+    assert "ghp_" not in repr(args) and "token=***" in repr(args) and "url='https://github.com/o'" in repr(args)
