@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import threading
+import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,17 +47,6 @@ __all__ = ["API_VERSION", "NO_BODY", "ActionsCalls", "Calls", "prepared_for"]
 API_VERSION = "6.0-preview"
 NO_BODY: Any = object()  # "send no body", distinct from a JSON ``null`` body
 
-
-
-def _proxy_variables() -> bool:
-    """Whether proxies may come from outside the call: a variable named ``*_proxy`` (any case) is
-    set, or the platform reads a system setting too (macOS, Windows: ``getproxies`` is not the
-    environment's alone)."""
-    import urllib.request  # loaded with requests already
-
-    if urllib.request.getproxies is not urllib.request.getproxies_environment:  # pragma: no cover  (macOS, Windows)
-        return True
-    return any(name[-6:].lower() == "_proxy" for name in os.environ)
 
 class _RefuseCookies(http.cookiejar.DefaultCookiePolicy):
     """Keep the shared Session's cookie jar empty: no state leaks between threads or calls."""
@@ -161,7 +151,7 @@ class Calls:
         origin = origin_of(url)
         found = self._proxy_cache.get(origin)
         if found is None:
-            if not _proxy_variables():
+            if not urllib.request.getproxies():  # what requests would read, scanned once here
                 found = dict(self._http.proxies)
             else:
                 found = requests.utils.resolve_proxies(prepared_for(url), self._http.proxies, True)
@@ -254,8 +244,6 @@ class ActionsCalls:
             return with_policy(prepared, policy)
 
         return Calls.expect(self.calls.send(build()), expected)
-
-
 
 
 def prepared_for(url: str) -> requests.PreparedRequest:
