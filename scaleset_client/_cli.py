@@ -268,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     root.setLevel(args.log_level)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     metrics: Metrics | None = None
-    if args.health_port is not None or entries is not None:  # metrics only where /metrics or /readyz reads them
+    if args.health_port is not None:  # metrics only where /metrics and /readyz read them
         from ._health_server import Metrics
 
         metrics = Metrics(namespace=env("SCALESET_NAMESPACE", "POD_NAMESPACE") or "")
@@ -337,7 +337,6 @@ def _run(args: Args, entries: list[Args] | None, metrics: Metrics | None) -> int
                 if health_server is not None:
                     health_server.probe.client = client  # type: ignore[attr-defined]
                 if entries is not None:
-                    assert metrics is not None
                     return _serve_many(client, entries, stop, run_scope, metrics)
                 with run_scope:
                     def attach(listener: Listener) -> None:
@@ -411,18 +410,18 @@ _SEVERITY = (EXIT_OK, EXIT_SKIPPED, EXIT_PERMANENT, EXIT_USAGE)  # the process e
 
 
 def _serve_many(client: Client, entries: list[Args], stop: threading.Event, run_scope: Deadline,
-                metrics: Metrics) -> int:
+                metrics: Metrics | None) -> int:
     """--config: a thread per scale set on the one client. A scale set whose run ends (a permanent
     error, a skip) is reported and the others go on; SIGTERM stops them all, each deleting its
     session; the exit code is the most severe of theirs."""
     codes: dict[str, int] = {}
 
-    def worker(entry: Args, recorder: Metrics) -> None:
+    def worker(entry: Args, recorder: Metrics | None) -> None:
         _thread_scale_set.key = entry.key
         try:
             with run_scope:
-                _serve(client, entry, stop, run_scope, recorder, lambda listener: setattr(recorder, "listener",
-                                                                                         listener))
+                _serve(client, entry, stop, run_scope, recorder,
+                       lambda listener: None if recorder is None else setattr(recorder, "listener", listener))
             code, why = EXIT_OK, "done"
         except Exception as exc:
             ended = _ended(exc, stop, run_scope)
@@ -432,13 +431,14 @@ def _serve_many(client: Client, entries: list[Args], stop: threading.Event, run_
             code, why = ended
         codes[entry.key] = code
         if not stop.is_set():
-            recorder.ended = why  # /readyz says so; the reason was logged above
+            if recorder is not None:
+                recorder.ended = why  # /readyz says so; the reason was logged above
             if code != EXIT_OK:
                 log.error("scale set %s ended (exit code %d); the others go on", entry.key, code)
 
     threads = []
     for entry in entries:
-        recorder = metrics.add_scale_set(entry.key)
+        recorder = None if metrics is None else metrics.add_scale_set(entry.key)
         threads.append(threading.Thread(target=worker, args=(entry, recorder), daemon=True,
                                         name=f"scaleset-{entry.key}"))
     for thread in threads:

@@ -386,3 +386,21 @@ def test_the_kubernetes_example_validates_and_its_config_loads() -> None:
     for entry in entries:
         mount = next(m for m in mounts if entry.state_file.startswith(m + "/"))
         assert mounts[mount] in claims, entry.state_file  # persistent, not an emptyDir
+
+
+def test_a_config_run_without_a_health_port_serves_every_scale_set_and_reports_one_that_ends(
+        tmp_path: Path) -> None:
+    """Without ``--health-port`` nothing reads metrics, so none are kept; the run is the same:
+    the scale set that fails for good is reported in the log and the exit code, the other drains."""
+    with FakeActionsService(long_poll_hold=0.05) as fake:
+        config = tmp_path / "listeners.json"
+        config.write_text(json.dumps({"scale_sets": [{"id": 999}, {"name": "quiet"}]}))
+        done = subprocess.run([sys.executable, "-m", "scaleset_client", "--url", fake.config_url, "--config",
+                               str(config), "--once"], env={**os.environ, "GITHUB_TOKEN": fake.token},
+                              capture_output=True, timeout=60)
+        err = done.stderr.decode("utf-8", "replace")
+        assert done.returncode == 3, err[-3000:]
+        assert "scale set 999 ended" in err
+        quiet = [i for i in range(1, 10) if (fake.scale_set(i) or {}).get("name") == "quiet"]
+        assert len(quiet) == 1 and fake.count("get_message") >= 1
+        assert fake.count("delete_session") == 1 and fake.session_of(quiet[0]) is None  # drained, session deleted
