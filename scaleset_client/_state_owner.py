@@ -278,7 +278,9 @@ class StateOwner:
             self._document[SECTION_KEY] = value
         written = self.state.save(self._document, force=not self._written)
         self._written = True
-        self._looked, self._seen = True, self._identity()
+        self._looked = True
+        if written:  # a save skipped as unchanged left the file, and so its identity, as it was
+            self._seen = self._identity()
         return written
 
     def _write_brief(self) -> bool:
