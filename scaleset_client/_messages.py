@@ -271,7 +271,6 @@ _BATCH: dict[str, tuple[type[JobMessage], Callable[[Any], tuple[Any, ...]], int,
 _KINDS = tuple(_BATCH)
 _kind_of = itemgetter("messageType")
 _ZERO_AS_NONE = {_ZERO: None}.get
-_FAST_ISO = w._FAST_ISO  # fromisoformat reads "Z" and long fractions (3.11)
 _fromisoformat = datetime.fromisoformat
 # ``_wire.parse_time_fast``'s shape, which the column checks must answer exactly as it does (a
 # test holds the two patterns equal)
@@ -379,7 +378,7 @@ def _models(kind: str, columns: list[tuple[Any, ...]]) -> list[Any] | None:
 
 def _jobs_together(items: list[Any]) -> tuple[list[Any], ...] | None:
     """A message body's models by type, if every job is the usual one; None otherwise."""
-    if not _FAST_ISO or set(map(type, items)) != {dict}:
+    if not w.FAST_ISO or set(map(type, items)) != {dict}:  # the column path needs 3.11's fromisoformat
         return None
     by_kind: dict[Any, list[Any]] = {kind: [] for kind in _KINDS}
     try:

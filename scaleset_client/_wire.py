@@ -36,7 +36,7 @@ BOM = b"\xef\xbb\xbf"
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _MAX_DEPTH = 64
 _INT64 = 2**63
-_FAST_ISO = sys.version_info >= (3, 11)  # fromisoformat reads "Z" and 7-digit fractions
+FAST_ISO = sys.version_info >= (3, 11)  # fromisoformat reads "Z" and 7-digit fractions
 _fromisoformat = datetime.fromisoformat
 # A timestamp as the service writes it (UTC, "Z"), which fromisoformat reads as it is; _messages
 # checks a whole column of them against the same shape.
@@ -163,7 +163,7 @@ def parse_time_fast(text: str) -> datetime | Literal[False]:
     ``fromisoformat`` from 3.12) and read by ``datetime.fromisoformat`` (C code; it reads ``Z`` and
     long fractions, truncated to microseconds, from Python 3.11), which gives what the general
     path gives for this shape; what it refuses, and year 1, are left to the general path."""
-    if _FAST_ISO and _FAST_SHAPE(text) is not None:
+    if FAST_ISO and _FAST_SHAPE(text) is not None:
         try:
             value = _fromisoformat(text)
         except ValueError:

@@ -411,7 +411,7 @@ def test_each_unusual_value_in_a_usual_message_reads_as_the_old_parser_read_it(e
               **{k: v for k, v in {"acquireJobUrl": "u", "runnerId": 3, "runnerName": "r", "result": "ok"}.items()
                  if every_key or k in EXTRA_KEYS[kind]}}
              for i, kind in enumerate(KINDS * 2)]
-    assert _jobs_together(json.loads(json.dumps(usual))) is not None or not _wire._FAST_ISO
+    assert _jobs_together(json.loads(json.dumps(usual))) is not None or not _wire.FAST_ISO
     checked = 0
     for i, job in enumerate(usual):
         for key in job:
@@ -422,7 +422,7 @@ def test_each_unusual_value_in_a_usual_message_reads_as_the_old_parser_read_it(e
     assert checked > 500
 
 
-needs_fast_iso = pytest.mark.skipif(not _wire._FAST_ISO, reason="the column path needs fromisoformat of 3.11")
+needs_fast_iso = pytest.mark.skipif(not _wire.FAST_ISO, reason="the column path needs fromisoformat of 3.11")
 
 
 @needs_fast_iso
